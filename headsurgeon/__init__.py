@@ -1,0 +1,52 @@
+"""headsurgeon: grow the label set of a trained Hugging Face classifier, safely.
+
+The public API is re-exported here lazily, so ``import headsurgeon`` (and the CLI's ``--help``)
+does not import torch or transformers.
+
+Example:
+    >>> from transformers import AutoModelForSequenceClassification
+    >>> import headsurgeon
+    >>> model = AutoModelForSequenceClassification.from_pretrained("parent/")
+    >>> result = headsurgeon.add_labels(model, ["lost_or_stolen_card"])
+    >>> model.save_pretrained("grown/")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "HeadSurgeonError": "errors",
+    "HeadNotFoundError": "errors",
+    "AmbiguousHeadError": "errors",
+    "UnsupportedModelError": "errors",
+    "LabelError": "errors",
+    "CheckpointError": "errors",
+    "DataError": "errors",
+    "OptionsError": "errors",
+    "GateFailedError": "errors",
+    "HubError": "errors",
+    "labels_of": "labels",
+    "HeadRef": "locate",
+    "locate_head": "locate",
+    "add_labels": "surgery",
+    "SurgeryResult": "surgery",
+    "INIT_POLICIES": "surgery",
+    "BIAS_POLICIES": "surgery",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'headsurgeon' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__():
+    return sorted(__all__)

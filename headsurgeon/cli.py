@@ -1,0 +1,169 @@
+"""The ``headsurgeon`` command line: thin shells over the API.
+
+Each command parses its options, calls one API function and renders the result as text or, with
+``--json``, as one JSON document on stdout. Errors are mapped to messages and exit codes in one
+place (:class:`_Group`): 0 ok, 1 headsurgeon error, 2 usage, 3 old-label check failed.
+Heavy libraries are imported inside the commands, so ``--help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from . import __version__
+from .errors import HeadSurgeonError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+
+
+class _Group(click.Group):
+    """Turns every error into one line on stderr and an exit code (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except HeadSurgeonError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # a bug or an unexpected library error: still one line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_ERROR)
+
+
+def _emit(as_json: bool, data, text: str) -> None:
+    """Render a command's result: JSON document or human text."""
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines)."
+)
+head_path_option = click.option(
+    "--head-path",
+    multiple=True,
+    metavar="PATH",
+    help="Dotted path of the head (e.g. classifier.out_proj); repeat for parallel heads. "
+    "Default: found automatically.",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="headsurgeon")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Grow the label set of a trained Hugging Face classifier without losing what it knows.
+
+    \b
+    Typical flow:
+      headsurgeon inspect model/                        # what head, which labels
+      headsurgeon add-label model/ --name refund -o grown/
+      headsurgeon train grown/ --data new.csv --replay old.csv --holdout test.csv -o tuned/
+      headsurgeon push tuned/ --repo org/model
+
+    Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 the old-label check failed.
+    """
+    ctx.obj = {"debug": debug}
+    if debug or verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr
+        )
+
+
+@main.command()
+@click.argument("model", type=click.Path(file_okay=False))
+@json_option
+def inspect(model: str, as_json: bool) -> None:
+    """Show MODEL's architecture, head path(s), head shape, dtype and labels.
+
+    Reads config.json and builds the architecture on the meta device: no weights are loaded.
+    """
+    from .checkpoint import inspect_checkpoint
+
+    info = inspect_checkpoint(model)
+    head = info["head"]
+    labels = ", ".join(f"{i}:{n}" for i, n in enumerate(info["labels"]))
+    _emit(
+        as_json,
+        info,
+        (
+            f"architecture: {info['architecture']} ({info['model_type']})\n"
+            f"head:         {', '.join(head['paths'])}  Linear({head['in_features']} -> {head['out_features']}, "
+            f"bias={head['bias']})  dtype {head['dtype']}  [{head['method']}]\n"
+            f"labels ({info['num_labels']}): {labels}"
+        ),
+    )
+
+
+@main.command("add-label")
+@click.argument("model", type=click.Path(file_okay=False))
+@click.option(
+    "--name", "names", multiple=True, required=True, help="New label name; repeat for several."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here "
+    "(MODEL is not touched; tokenizer/processor files are carried over). Default: update MODEL in place.",
+)
+@click.option(
+    "--init",
+    type=click.Choice(["mean", "zeros", "normal"]),
+    default=None,
+    help="How new rows start: mean of the old rows (default), zeros, or normal(0, initializer_range).",
+)
+@click.option(
+    "--bias",
+    type=click.Choice(["mean", "min", "zeros"]),
+    default=None,
+    help="How new biases start: mean (default) or min of the old biases, or zero.",
+)
+@click.option("--seed", type=int, default=None, help="Seed for --init normal.")
+@head_path_option
+@json_option
+def add_label(model, names, output, init, bias, seed, head_path, as_json) -> None:
+    """Append new labels to MODEL's classifier head, keeping every old weight bit-identical.
+
+    \b
+    Examples:
+      headsurgeon add-label model/ --name lost_or_stolen_card -o grown/
+      headsurgeon add-label model/ --name a --name b            # in place
+    """
+    from .checkpoint import add_labels_to_checkpoint
+
+    result = add_labels_to_checkpoint(
+        model,
+        list(names),
+        output,
+        init=init,
+        bias=bias,
+        head_path=list(head_path) or None,
+        seed=seed,
+    )
+    where = output or model
+    _emit(
+        as_json,
+        {"output": str(where), **result.to_dict()},
+        (
+            f"added {', '.join(result.added)} to {', '.join(result.head.paths)} "
+            f"({len(result.labels_before)} -> {len(result.labels_after)} labels, init {result.init}); wrote {where}"
+        ),
+    )

@@ -1,0 +1,145 @@
+"""Pure label bookkeeping: ordered label names, ``id2label``/``label2id``, validation.
+
+No torch, no transformers: the on-disk path imports this. A label set is an ordered list of
+names, index = class id. Configs are handled as plain dicts (``config.json``) or as objects with
+``id2label`` (a transformers ``PretrainedConfig``).
+
+Never assign ``config.num_labels`` to grow a label set: transformers rebuilds ``id2label`` as
+``LABEL_0..n-1`` when the count changes. :func:`apply_to_config` sets the maps directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import LabelError
+
+
+def labels_of(config: Any) -> list[str]:
+    """Return the label names of ``config`` ordered by class id.
+
+    Args:
+        config: a ``config.json`` dict or an object with an ``id2label`` attribute.
+
+    Raises:
+        LabelError: when ``id2label`` is missing or its ids are not ``0..n-1``.
+    """
+    id2label = (
+        config.get("id2label") if isinstance(config, Mapping) else getattr(config, "id2label", None)
+    )
+    if not id2label:
+        raise LabelError(
+            "the model config has no id2label: it is not a classifier with named labels"
+        )
+    try:
+        by_id = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError) as e:
+        raise LabelError(f"id2label has a non-integer id: {sorted(id2label)!r}") from e
+    if sorted(by_id) != list(range(len(by_id))):
+        raise LabelError(f"id2label ids must be 0..{len(by_id) - 1}, found {sorted(by_id)}")
+    return [by_id[i] for i in range(len(by_id))]
+
+
+def label_maps(names: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
+    """Return ``(id2label, label2id)`` for the ordered ``names`` (int ids, as transformers keeps them)."""
+    return dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+
+
+def _clean(name: Any) -> str:
+    if not isinstance(name, str):
+        raise LabelError(f"label names must be strings, got {name!r}")
+    if not name.strip():
+        raise LabelError("a label name is empty: give each new label a non-blank --name")
+    return name
+
+
+def check_new_names(existing: Sequence[str], names: Iterable[str]) -> list[str]:
+    """Validate names to append: non-empty, unique, not already labels.
+
+    Returns:
+        the names as a list, in the given order.
+
+    Raises:
+        LabelError: naming the offending label(s).
+    """
+    new = [_clean(n) for n in names]
+    if not new:
+        raise LabelError("no label names given: pass at least one --name")
+    dupes = sorted({n for n in new if new.count(n) > 1})
+    if dupes:
+        raise LabelError(f"label name(s) given more than once: {', '.join(dupes)}")
+    clash = [n for n in new if n in set(existing)]
+    if clash:
+        raise LabelError(
+            f"label(s) already in the model: {', '.join(clash)} "
+            f"(the model has {len(existing)} labels; use rename-label to change a name)"
+        )
+    return new
+
+
+def check_known(existing: Sequence[str], names: Iterable[str]) -> list[str]:
+    """Validate that every name is a current label; return them as a list.
+
+    Raises:
+        LabelError: listing the unknown names and a few of the known ones.
+    """
+    names = [_clean(n) for n in names]
+    unknown = [n for n in names if n not in set(existing)]
+    if unknown:
+        shown = ", ".join(existing[:10]) + (", ..." if len(existing) > 10 else "")
+        raise LabelError(f"unknown label(s): {', '.join(unknown)} (the model's labels: {shown})")
+    return names
+
+
+def grown(existing: Sequence[str], names: Iterable[str]) -> list[str]:
+    """Return ``existing`` + validated new ``names`` (new ids follow the old ones in order)."""
+    return list(existing) + check_new_names(existing, names)
+
+
+def without(existing: Sequence[str], names: Iterable[str]) -> tuple[list[str], list[int]]:
+    """Drop ``names``; return the dense remaining label list and the kept old ids (in order).
+
+    Raises:
+        LabelError: unknown names, duplicates, or removing every label.
+    """
+    drop = check_known(existing, names)
+    if len(set(drop)) != len(drop):
+        raise LabelError(f"label name(s) given more than once: {', '.join(sorted(set(drop)))}")
+    kept = [i for i, n in enumerate(existing) if n not in set(drop)]
+    if len(kept) < 1:
+        raise LabelError("cannot remove every label: a classifier needs at least one")
+    return [existing[i] for i in kept], kept
+
+
+def renamed(existing: Sequence[str], old: str, new: str) -> list[str]:
+    """Return the label list with ``old`` renamed to ``new`` (ids unchanged).
+
+    Raises:
+        LabelError: ``old`` unknown, or ``new`` empty or already a label.
+    """
+    check_known(existing, [old])
+    if new != old:
+        check_new_names(existing, [new])
+    return [new if n == old else n for n in existing]
+
+
+def apply_to_config(config: Any, names: Sequence[str]) -> None:
+    """Set ``id2label``/``label2id`` (and a stored ``num_labels``) of ``config`` to ``names``.
+
+    Works on a ``config.json`` dict (string ids, as JSON has them) and on a ``PretrainedConfig``.
+    """
+    id2label, label2id = label_maps(names)
+    if isinstance(config, dict):
+        config["id2label"] = {str(i): n for i, n in id2label.items()}
+        config["label2id"] = label2id
+        if "num_labels" in config:  # a few configs (e.g. PVT) store it as a real field
+            config["num_labels"] = len(names)
+        return
+    config.id2label = id2label
+    config.label2id = label2id
+    # For most configs num_labels is derived from id2label and this is a no-op; a few store it
+    # as a plain field. The setter only renames labels when the count differs, which it no
+    # longer does here.
+    if getattr(config, "num_labels", None) != len(names):
+        config.num_labels = len(names)

@@ -1,0 +1,95 @@
+"""The provenance record ``headsurgeon.json`` kept beside a model headsurgeon changed.
+
+``add-label``, ``remove-label``, ``rename-label``, ``train`` and ``check`` append an event to it;
+``push`` reads it to write the model card and to refuse a model whose recorded gate failed.
+Pure JSON, no torch. Shape::
+
+    {
+      "format": 1,
+      "parent": "path/or/hub-id of the model before headsurgeon's first change",
+      "parent_labels": ["..."],            # labels of that parent
+      "events": [
+        {"op": "add-label", "time": "...", "version": "0.1.0", "labels": ["new"], "init": "mean", ...},
+        {"op": "train", ...},
+        {"op": "check", "passed": true, "report": {...}},
+      ]
+    }
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+
+RECORD_NAME = "headsurgeon.json"
+FORMAT = 1
+
+
+def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """Return the record of ``folder``, or ``None`` when it has none.
+
+    Raises:
+        CheckpointError: the file exists but is not a valid record.
+    """
+    path = Path(folder) / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not readable JSON ({e}); delete or fix it") from e
+    if not isinstance(record, dict) or not isinstance(record.get("events"), list):
+        raise CheckpointError(f"{path} is not a headsurgeon record (no 'events' list)")
+    return record
+
+
+def new_record(parent: str, parent_labels: list[str]) -> dict[str, Any]:
+    """Start a record for a model derived from ``parent`` (its labels given)."""
+    return {"format": FORMAT, "parent": parent, "parent_labels": list(parent_labels), "events": []}
+
+
+def add_event(record: dict[str, Any], op: str, **fields: Any) -> dict[str, Any]:
+    """Append an event (``op`` plus JSON-able ``fields``) stamped with time and version."""
+    from . import __version__
+
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record["events"].append({"op": op, "time": now, "version": __version__, **fields})
+    return record
+
+
+def last_check(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Return the newest ``check`` event (or a ``train`` event carrying one), if any."""
+    for event in reversed((record or {}).get("events", [])):
+        if event.get("op") == "check" or "check" in event:
+            return event if event.get("op") == "check" else event["check"]
+    return None
+
+
+def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write ``record`` into ``folder`` atomically (temp file beside it, then ``os.replace``)."""
+    path = Path(folder) / RECORD_NAME
+    fd, tmp = tempfile.mkstemp(prefix=".headsurgeon-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def record_for(source: str | os.PathLike, parent_labels: list[str]) -> dict[str, Any]:
+    """Return the record to extend for a model read from ``source``.
+
+    The source's own record when it has one (so the parent stays the original model), else a
+    new record whose parent is ``source``.
+    """
+    return read_record(source) or new_record(str(source), parent_labels)

@@ -1,0 +1,96 @@
+"""Shared helpers for tests: tiny offline models, file hashing."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+LABELS = ["alpha", "beta", "gamma"]
+SHARED_PARENT = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "parents" / "minilm-banking77-old50"
+)
+
+
+def label_kwargs(names=LABELS):
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def tiny_bert(names=LABELS, cls_name="BertForSequenceClassification"):
+    import transformers
+
+    cfg = transformers.BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        **label_kwargs(names),
+    )
+    return getattr(transformers, cls_name)(cfg).eval()
+
+
+def tiny_roberta(names=LABELS):
+    import transformers
+
+    cfg = transformers.RobertaConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        **label_kwargs(names),
+    )
+    return transformers.RobertaForSequenceClassification(cfg).eval()
+
+
+def tiny_llama(names=LABELS):
+    import transformers
+
+    cfg = transformers.LlamaConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        **label_kwargs(names),
+    )
+    return transformers.LlamaForSequenceClassification(cfg).eval()
+
+
+def tiny_distilbert(names=LABELS):
+    import transformers
+
+    cfg = transformers.DistilBertConfig(
+        vocab_size=99,
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=37,
+        max_position_embeddings=64,
+        **label_kwargs(names),
+    )
+    return transformers.DistilBertForSequenceClassification(cfg).eval()
+
+
+def text_inputs(batch=3, length=7, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, 99, (batch, length), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def tree_hashes(folder) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (relative path → digest)."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -1,0 +1,114 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from headsurgeon.cli import main
+from tests.common import LABELS, SHARED_PARENT, tree_hashes
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = "import sys; from headsurgeon.cli import main; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        == "False"
+    )
+    assert "add-label" in run("--help").output
+
+
+def test_inspect_json(tiny_folder):
+    res = run("inspect", tiny_folder, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["head"]["paths"] == ["classifier"] and info["labels"] == LABELS
+
+
+def test_add_label_to_new_folder_keeps_input(tiny_folder, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    before = tree_hashes(tiny_folder)
+    out = tmp_path / "grown"
+    res = run("add-label", tiny_folder, "--name", "delta", "-o", out, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["labels_after"] == LABELS + ["delta"]
+    assert tree_hashes(tiny_folder) == before
+    assert (out / "tokenizer_config.json").exists()
+    parent = AutoModelForSequenceClassification.from_pretrained(tiny_folder)
+    child, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    assert torch.equal(child.classifier.weight[:3], parent.classifier.weight)
+    assert child.config.id2label == {0: "alpha", 1: "beta", 2: "gamma", 3: "delta"}
+    assert json.loads((out / "headsurgeon.json").read_text())["events"][0]["op"] == "add-label"
+
+
+def test_add_label_in_place(tiny_folder, tmp_path):
+    from headsurgeon.labels import labels_of
+    from headsurgeon.models import read_config
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder, folder)
+    assert run("add-label", folder, "--name", "d1", "--name", "d2").exit_code == 0
+    assert labels_of(read_config(folder)) == LABELS + ["d1", "d2"]
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--name", "alpha"], "already in the model: alpha"),
+        (["--name", "x", "--name", "x"], "more than once"),
+        (["--name", "x", "--head-path", "nope"], "no module 'nope'"),
+    ],
+)
+def test_errors_are_one_line_exit_1_and_touch_nothing(tiny_folder, tmp_path, args, message):
+    before = tree_hashes(tiny_folder)
+    res = run("add-label", tiny_folder, *args, "-o", tmp_path / "out")
+    assert res.exit_code == 1
+    assert message in res.output and res.output.count("\n") == 1 and "Traceback" not in res.output
+    assert tree_hashes(tiny_folder) == before and not (tmp_path / "out").exists()
+
+
+def test_missing_model_and_usage_error(tmp_path):
+    res = run("add-label", tmp_path / "nope", "--name", "x")
+    assert res.exit_code == 1 and "not found" in res.output
+    assert run("add-label", tmp_path).exit_code == 2
+
+
+def test_nonempty_output_is_refused(tiny_folder, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    res = run("add-label", tiny_folder, "--name", "x", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "not empty" in res.output
+
+
+@pytest.mark.skipif(not SHARED_PARENT.is_dir(), reason="shared parent not present")
+def test_real_parent_through_cli(tmp_path):
+    from safetensors.torch import load_file
+
+    from headsurgeon.labels import labels_of
+    from headsurgeon.models import read_config
+
+    before = tree_hashes(SHARED_PARENT)
+    out = tmp_path / "grown"
+    res = run("add-label", SHARED_PARENT, "--name", "lost_or_stolen_card", "-o", out)
+    assert res.exit_code == 0, res.output
+    old = load_file(SHARED_PARENT / "model.safetensors")
+    new = load_file(out / "model.safetensors")
+    assert torch.equal(new["classifier.weight"][:50], old["classifier.weight"])
+    assert torch.equal(new["classifier.bias"][:50], old["classifier.bias"])
+    names = labels_of(read_config(out))
+    assert (
+        len(names) == 51
+        and names[:50] == labels_of(read_config(SHARED_PARENT))
+        and names[50] == "lost_or_stolen_card"
+    )
+    assert (out / "tokenizer.json").exists()
+    assert tree_hashes(SHARED_PARENT) == before
