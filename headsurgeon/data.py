@@ -1,0 +1,146 @@
+"""Read text-classification files (``.csv``, ``.tsv``, ``.jsonl``) into examples.
+
+No torch. A file has one example per row/line with a text column and a label column (``text`` and
+``label`` by default). Labels are validated against a model's label set with :func:`check_labels`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError
+
+TEXT_COLUMN = "text"
+LABEL_COLUMN = "label"
+SUFFIXES = (".csv", ".tsv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text."""
+
+    text: str
+    label: str
+
+
+def read_examples(
+    path: str | os.PathLike, *, text_column: str = TEXT_COLUMN, label_column: str = LABEL_COLUMN
+) -> list[Example]:
+    """Read labelled texts from a ``.csv``, ``.tsv`` or ``.jsonl`` file.
+
+    Args:
+        path: the file; its suffix chooses the format.
+        text_column, label_column: column (or JSON key) names.
+
+    Returns:
+        the examples in file order.
+
+    Raises:
+        DataError: missing file, unknown suffix, missing columns, a malformed row/line, an empty
+            text or label, or no examples at all. The message names the file and line.
+
+    Example:
+        >>> read_examples("new.csv")[0]
+        Example(text='my card was stolen', label='lost_or_stolen_card')
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(
+            f"{path}: unknown format {suffix or '(no suffix)'!r}; expected one of {', '.join(SUFFIXES)}"
+        )
+    try:
+        rows = list(
+            _jsonl_rows(path)
+            if suffix == ".jsonl"
+            else _table_rows(path, "\t" if suffix == ".tsv" else ",")
+        )
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    examples = [_example(path, line, row, text_column, label_column) for line, row in rows]
+    if not examples:
+        raise DataError(f"{path} holds no examples")
+    return examples
+
+
+def _table_rows(path: Path, delimiter: str):
+    csv.field_size_limit(sys.maxsize)
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        try:
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    raise DataError(
+                        f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} columns "
+                        f"({', '.join(reader.fieldnames)}), found {len([v for v in row.values() if v is not None]) + len(row.get(None) or [])}"
+                    )
+                if any(v.strip() for v in row.values()):
+                    yield reader.line_num, row
+        except csv.Error as e:
+            raise DataError(
+                f"{path}:{reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {e}"
+            ) from e
+
+
+def _jsonl_rows(path: Path):
+    with path.open(encoding="utf-8-sig") as fh:
+        for line_num, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise DataError(f"{path}:{line_num}: not a JSON object: {e}") from e
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"{path}:{line_num}: expected a JSON object, found {type(row).__name__}"
+                )
+            yield line_num, row
+
+
+def _example(path: Path, line: int, row: dict, text_column: str, label_column: str) -> Example:
+    for column in (text_column, label_column):
+        if column not in row:
+            raise DataError(
+                f"{path}:{line}: no column {column!r} (found: {', '.join(map(str, row))}); "
+                "choose columns with --text-column/--label-column"
+            )
+    text, label = row[text_column], row[label_column]
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{path}:{line}: empty or non-text {text_column!r}")
+    if label is None or not str(label).strip():
+        raise DataError(f"{path}:{line}: empty {label_column!r}")
+    return Example(text, str(label))
+
+
+def check_labels(
+    examples: Iterable[Example], known: Sequence[str], *, source: str = "data"
+) -> None:
+    """Raise :class:`DataError` naming every label in ``examples`` that is not in ``known``."""
+    counts = Counter(e.label for e in examples)
+    unknown = sorted(set(counts) - set(known))
+    if unknown:
+        listed = ", ".join(
+            f"{u!r} ({counts[u]} example{'s' * (counts[u] != 1)})" for u in unknown[:10]
+        )
+        raise DataError(
+            f"{source} has label(s) the model does not have: {listed}"
+            f"{' ...' if len(unknown) > 10 else ''}; add them first (add-label or --add) or fix the data"
+        )
+
+
+def by_label(examples: Iterable[Example]) -> dict[str, list[Example]]:
+    """Group examples by label, keeping file order within each label."""
+    groups: dict[str, list[Example]] = {}
+    for e in examples:
+        groups.setdefault(e.label, []).append(e)
+    return groups
