@@ -94,3 +94,42 @@ def tree_hashes(folder) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+WORDS = (
+    "card lost stolen refund money back transfer account balance top up pin atm cash fee "
+    "exchange rate country travel verify identity my i the a to is was where how can why"
+).split()
+
+
+def tiny_tokenizer():
+    """A WordPiece tokenizer over ``WORDS`` (vocab 99 slots like the tiny models), built offline."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {w: i for i, w in enumerate(specials + WORDS)}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=64,
+    )
+
+
+def save_text_classifier(path, names=LABELS, builder=None):
+    """Save a tiny text classifier + tokenizer into ``path`` (a folder a user could have)."""
+    (builder or tiny_bert)(names).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
