@@ -174,6 +174,7 @@ class HubServer:
         token: the one accepted token.
         user: the namespace that token owns.
         requests: ``(method, path)`` of every request served, for assertions.
+        fail: ``{path: status}``: answer requests to ``path`` with that error status.
     """
 
     def __init__(self, root: str | os.PathLike, token: str = "hf_headsurgeon_test", user="me"):
@@ -181,6 +182,7 @@ class HubServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.token, self.user = token, user
         self.requests: list[tuple[str, str]] = []
+        self.fail: dict[str, int] = {}  # path → status to answer instead (failure injection)
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -253,6 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.requests.append((method, split.path))
         try:
             self._body = self._read_body() if method in ("POST", "PUT") else b""
+            if split.path in self.hub.fail:
+                raise HubHTTPError(self.hub.fail[split.path], "injected failure")
             for route_method, pattern, handler in ROUTES:
                 match = pattern.fullmatch(split.path)
                 if route_method == method and match:
