@@ -288,6 +288,11 @@ def _hub_errors(endpoint: str, repo_id: str, revision: str | None, token: str | 
         raise HubError(_http_message(e, endpoint, repo_id, bool(token or get_token()))) from e
     except _network_errors() as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "xet" in reason.lower():  # hf_xet reports its own HTTP failures as ConnectionError
+            raise HubError(
+                f"the Xet upload to {endpoint} failed ({reason}): "
+                "if this endpoint has no Xet storage, set HF_HUB_DISABLE_XET=1"
+            ) from e
         raise HubError(
             f"cannot reach the Hub at {endpoint} ({reason}): check HF_ENDPOINT and the network"
         ) from e

@@ -227,6 +227,17 @@ def test_unreachable_endpoint_is_one_clear_line(hub, grown, monkeypatch):
     assert res.output.count("\n") == 1
 
 
+def test_xet_client_against_a_hub_without_xet_says_what_to_do(hub, grown, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)  # hf_xet is installed here
+    res = run("push", grown, "--repo", "me/xet")
+    assert res.exit_code == 1
+    assert res.output.startswith(f"error: the Xet upload to {hub.url} failed (")
+    assert res.output.endswith("if this endpoint has no Xet storage, set HF_HUB_DISABLE_XET=1\n")
+    assert len(_commits(hub, "me/xet")) == 1  # only the initial commit: nothing pushed
+
+
 def test_failed_commit_leaves_the_remote_unchanged(hub, grown, tmp_path):
     assert run("push", grown, "--repo", "me/atomic").exit_code == 0
     before = _commits(hub, "me/atomic")
@@ -315,9 +326,7 @@ def test_card_follows_every_event(tmp_path, tiny_text_folder):
     assert "**rename-label**: `card` → `card_lost`" in card
     assert "**train**: method `frozen-old-rows`, epochs `3`, lr `5e-05`; old-label check passed (drop (pts) 0.4, allowed 1)" in card  # fmt: skip
     assert "**distill**: teacher `parent`" in card
-    assert (
-        "Result: passed (accuracy before 0.881, after 0.879, drop (pts) 0.2, allowed 1)." in card
-    )
+    assert "Result: passed (accuracy before 0.881, after 0.879, drop (pts) 0.2, allowed 1)." in card
     assert "| label | before | after |" in card and "| alpha | 0.9 | 0.89 |" in card
     assert "| card_lost | 0.975 |" in card
     assert 'pipeline("text-classification", model="me/card")' in card
