@@ -155,8 +155,7 @@ class Repo:
                     continue
                 blob = self.git("hash-object", "-w", "--stdin", data=op["content"]).decode().strip()
                 index_info.append(f"100644 {blob}\t{path}\n")
-            if removals:
-                self.git("update-index", "--force-remove", "--", *removals, env=env)
+            index_info = [f"0 {'0' * 40}\t{p}\n" for p in removals] + index_info  # mode 0: remove
             if index_info:
                 self.git("update-index", "--index-info", data="".join(index_info).encode(), env=env)
             tree = self.git("write-tree", env=env).decode().strip()

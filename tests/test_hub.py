@@ -198,6 +198,47 @@ def test_revision_creates_the_branch(hub, grown, tmp_path):
     assert list(model.config.id2label.values()) == LABELS + NEW
 
 
+def test_private_repo_and_token_never_logged(hub, grown, caplog, monkeypatch):
+    import logging
+
+    from huggingface_hub import HfApi
+
+    from headsurgeon import push
+
+    caplog.set_level(logging.DEBUG)
+    result = push(grown, "me/secret", private=True, message="grown, privately")
+    assert hub.token not in caplog.text and hub.token not in json.dumps(result.to_dict())
+    assert "me/secret" in caplog.text  # the log is not simply empty
+    assert HfApi().model_info("me/secret").private is True
+    monkeypatch.delenv("HF_TOKEN")
+    assert hub.repo("me/secret").meta()["private"]
+    res = run("push", grown, "--repo", "me/secret")  # no token: private repo is invisible
+    assert res.exit_code == 1 and "HTTP 401: no token was found" in res.output
+    assert HfApi(token=hub.token).list_repo_commits("me/secret")[0].title == "grown, privately"
+
+
+def test_stale_weight_files_are_deleted_in_the_same_commit(hub, grown, tmp_path):
+    from huggingface_hub import HfApi
+    from transformers import AutoModelForSequenceClassification
+
+    from headsurgeon import push
+
+    assert push(grown, "me/reshard").changed
+    sharded = _copy(grown, tmp_path)
+    model = AutoModelForSequenceClassification.from_pretrained(grown)
+    (sharded / "model.safetensors").unlink()
+    model.save_pretrained(sharded, max_shard_size="20KB")
+    assert not (sharded / "model.safetensors").exists()
+    result = push(sharded, "me/reshard")
+    assert result.changed and result.deleted == ["model.safetensors"]
+    remote = {s.rfilename for s in HfApi().model_info("me/reshard").siblings}
+    assert "model.safetensors" not in remote and "model.safetensors.index.json" in remote
+    back = AutoModelForSequenceClassification.from_pretrained(
+        "me/reshard", cache_dir=tmp_path / "c"
+    )
+    assert torch.equal(back.classifier.weight, model.classifier.weight)
+
+
 def test_wrong_token_is_one_clear_line(hub, grown, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_not_the_right_one")
     res = run("push", grown, "--repo", "me/denied")
