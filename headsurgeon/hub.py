@@ -112,8 +112,6 @@ def push(
         >>> push("grown/", "me/grown")            # HF_TOKEN / login cache, HF_ENDPOINT
         PushResult(repo_id='me/grown', ..., changed=True)
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
     folder = Path(folder)
     _check_repo_id(repo_id)
     files = model_files(folder)
@@ -123,23 +121,13 @@ def push(
     message = message or default_message(folder, record)
     api, endpoint = _api(token)
     with _hub_errors(endpoint, repo_id, revision, token):
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-        repo_id = getattr(repo_url, "repo_id", None) or repo_id
-        if revision and not revision.startswith("refs/"):
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        repo_url, repo_id = _ensure_repo(api, repo_id, private, revision)
         head = api.repo_info(repo_id, revision=revision)
-        if private is not None and head.private is not None and head.private != private:
-            logger.warning(
-                "%s already exists with private=%s: left unchanged", repo_id, head.private
-            )
-        remote = {s.rfilename for s in head.siblings or []}
-        stale = sorted(p for p in remote - set(files) if _is_weight(p))
-        operations = [CommitOperationAdd(name, str(path)) for name, path in files.items()]
-        operations.append(CommitOperationAdd(CARD_NAME, card))
-        operations += [CommitOperationDelete(p) for p in stale]
+        _warn_visibility(repo_id, private, head.private)
+        stale = _stale_weights(head, files)
         commit = api.create_commit(
             repo_id,
-            operations,
+            _operations(files, card, stale),
             commit_message=message,
             revision=revision,
             create_pr=create_pr,
@@ -158,6 +146,34 @@ def push(
     )
     logger.info("push %s → %s: %s", folder, repo_id, commit.commit_url if changed else "no changes")
     return result
+
+
+def _ensure_repo(api, repo_id: str, private: bool | None, revision: str | None):
+    """Create the repository (``exist_ok``) and the branch ``revision``; return (url, repo id)."""
+    repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+    repo_id = getattr(repo_url, "repo_id", None) or repo_id  # a bare name gets the user's namespace
+    if revision and not revision.startswith("refs/"):
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return repo_url, repo_id
+
+
+def _warn_visibility(repo_id: str, wanted: bool | None, actual: bool | None) -> None:
+    if wanted is not None and actual is not None and wanted != actual:
+        logger.warning("%s already exists with private=%s: left unchanged", repo_id, actual)
+
+
+def _stale_weights(head, files: dict[str, Path]) -> list[str]:
+    """Remote weight files the folder no longer has (e.g. old shards): they would shadow the new."""
+    remote = {s.rfilename for s in head.siblings or []}
+    return sorted(p for p in remote - set(files) if _is_weight(p))
+
+
+def _operations(files: dict[str, Path], card: bytes, stale: list[str]) -> list:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    operations = [CommitOperationAdd(name, str(path)) for name, path in files.items()]
+    operations.append(CommitOperationAdd(CARD_NAME, card))
+    return operations + [CommitOperationDelete(p) for p in stale]
 
 
 def model_files(folder: str | os.PathLike) -> dict[str, Path]:

@@ -99,7 +99,7 @@ def _append_check(folder, passed: bool):
 
 
 def test_add_label_push_then_from_pretrained(hub, grown, tiny_text_folder, tmp_path):
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, snapshot_download
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     before = tree_hashes(grown)
@@ -130,8 +130,9 @@ def test_add_label_push_then_from_pretrained(hub, grown, tiny_text_folder, tmp_p
     assert "headsurgeon" in meta["tags"] and "base_model" not in meta  # parent is a local folder
     assert "3 labels before, 5 after." in card and "- Added: `delta`, `epsilon`" in card
     assert "| 3 | `delta` | added |" in card and "- Removed: none" in card
-    record = hf_hub_download("me/grown", "headsurgeon.json", cache_dir=cache)
-    assert open(record, "rb").read() == (grown / "headsurgeon.json").read_bytes()
+    snapshot = tree_hashes(snapshot_download("me/grown", cache_dir=tmp_path / "snap"))
+    assert snapshot.pop("README.md") and snapshot.pop(".gitattributes")
+    assert snapshot == tree_hashes(grown)  # every file byte for byte
 
     # one commit holds every file; the weights are a git-lfs pointer + object
     assert len(_commits(hub, "me/grown")) == 2  # the repo's initial commit + the push
