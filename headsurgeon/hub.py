@@ -235,10 +235,10 @@ def _check_gate(folder: Path, record: dict[str, Any] | None, force: bool) -> Non
         return
     report = check.get("report") or {}
     why = ""
-    if report.get("drop_pts") is not None:
-        why = f": old-label accuracy dropped {report['drop_pts']} pts"
-        if check.get("max_drop") is not None:
-            why += f" (allowed {check['max_drop']})"
+    if isinstance(report.get("drop_pts"), (int, float)):
+        why = f": old-label accuracy dropped {report['drop_pts']:.4g} pts"
+        if isinstance(check.get("max_drop"), (int, float)):
+            why += f" (allowed {check['max_drop']:.4g})"
     if force:
         logger.warning("pushing although the last old-label check failed%s (--force)", why)
         return

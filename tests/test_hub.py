@@ -303,7 +303,7 @@ def test_failed_gate_is_refused_unless_forced(hub, grown, tmp_path):
     assert res.exit_code == 3
     assert res.output == (
         f"error: refusing to push {folder}: the last old-label check recorded in headsurgeon.json "
-        "failed: old-label accuracy dropped 40.0 pts (allowed 1.0); fix the model or pass "
+        "failed: old-label accuracy dropped 40 pts (allowed 1); fix the model or pass "
         "--force to push anyway\n"
     )
     assert hub.repo("me/gated") is None
@@ -319,6 +319,21 @@ def test_passed_gate_pushes(hub, grown, tmp_path):
     _append_check(folder, passed=False)
     _append_check(folder, passed=True)  # the newest check is what counts
     assert run("push", folder, "--repo", "me/passed").exit_code == 0
+
+
+def test_offline_mode_and_bare_repo_name(hub, grown, monkeypatch):
+    from huggingface_hub import constants
+
+    from headsurgeon import push
+
+    assert push(grown, "solo").repo_id == "me/solo"  # the token's namespace, as on the Hub
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    res = run("push", grown, "--repo", "me/offline")
+    assert (
+        res.output
+        == "error: HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push\n"
+    )
+    assert res.exit_code == 1 and hub.repo("me/offline") is None
 
 
 def test_bad_repo_id_and_not_a_model(hub, grown, tmp_path):
