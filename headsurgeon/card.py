@@ -33,6 +33,8 @@ FOLD_LABELS_OVER = 20
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CACHE_SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
 _SKIP_FIELDS = {"op", "time", "version", "check", "report", "head", "labels_before", "labels_after"}
+_SKIP_FIELDS |= {"passed", "max_drop"}  # shown in the verdict
+_PATH_FIELDS = {"data", "replay", "holdout", "parent", "output", "source"}
 
 
 @dataclass
@@ -92,7 +94,7 @@ def label_changes(record: dict[str, Any] | None, labels_after: list[str]) -> Lab
             origin[new] = origin.pop(old, old)
         for name in event.get("removed") or []:
             origin.pop(name, None)
-        for name in event.get("added") or []:
+        for name in _added(event):
             origin[name] = None
     kept = {origin.get(n) for n in labels_after}
     return LabelChanges(
@@ -196,10 +198,7 @@ def _labels_section(changes: LabelChanges) -> str:
     status |= {new: f"renamed from {_code(old)}" for old, new in changes.renamed}
     table = ["| id | label | |", "|---:|---|---|"]
     table += [f"| {i} | {_code(n)} | {status.get(n, '')} |" for i, n in enumerate(changes.after)]
-    if len(changes.after) > FOLD_LABELS_OVER:
-        out += ["<details><summary>All labels</summary>\n", *table, "\n</details>"]
-    else:
-        out += table
+    out += _fold(table, "All labels")
     return "\n".join(out) + "\n"
 
 
@@ -214,14 +213,29 @@ def _events_section(record: dict[str, Any] | None) -> str:
     return "\n".join(out) + "\n"
 
 
+def report_of(check: dict[str, Any]) -> dict[str, Any]:
+    """The measures of a check: its ``report`` (``check`` events) or the check itself (``train``
+    events store the report's fields flat beside ``passed``)."""
+    report = check.get("report")
+    return report if isinstance(report, dict) else check
+
+
+def _added(event: dict[str, Any]) -> list[str]:
+    names = event.get("added")
+    if not names and event.get("op") == "add-label":
+        names = event.get("labels")  # `train --add` records the new names as "labels"
+    return [str(n) for n in names or []]
+
+
 def _event_text(event: dict[str, Any]) -> str:
     op = str(event.get("op", "?"))
     head = event.get("head") or {}
     where = f" in head {_names(head.get('paths') or [])}" if head.get("paths") else ""
     if op == "add-label":
-        text = f"**add-label**: added {_names(event.get('added') or [])}{where}"
+        text = f"**add-label**: added {_names(_added(event))}{where}"
         text += f"; new rows initialised with `{event.get('init')}`"
-        return text + (f", new biases `{event.get('bias')}`" if event.get("bias") else "")
+        text += f", new biases `{event.get('bias')}`" if event.get("bias") else ""
+        return text + (f" (by `{event['by']}`)" if event.get("by") else "")
     if op == "remove-label":
         return f"**remove-label**: removed {_names(event.get('removed') or [])}{where}"
     if op == "rename-label" and _renames(event):
@@ -229,24 +243,37 @@ def _event_text(event: dict[str, Any]) -> str:
             f"{_code(a)} → {_code(b)}" for a, b in _renames(event)
         )
     if op == "check":
-        return f"**check**: {_verdict(event)}"
-    text = f"**{op}**: {_fields(event)}"
+        return f"**check**: {_verdict(event)}{_fields(event, lead='; ')}"
+    text = f"**{op}**: {_fields(event) or 'no details recorded'}"
     if isinstance(event.get("check"), dict):
         text += f"; old-label check {_verdict(event['check'])}"
     return text
 
 
-def _fields(event: dict[str, Any]) -> str:
+def _fields(event: dict[str, Any], lead: str = "") -> str:
+    """Scalar fields as ``key `value` ``; one level of dicts (e.g. training options) flattened;
+    short lists of names kept; paths reduced to their file name (no local paths in a card)."""
     items = []
     for key, value in event.items():
-        if key in _SKIP_FIELDS or isinstance(value, (dict, list)) and len(str(value)) > 120:
+        if key in _SKIP_FIELDS or value is None:
             continue
-        items.append(f"{key} `{_plain(value)}`")
-    return ", ".join(items) or "no details recorded"
+        if isinstance(value, dict):
+            items += [f"{k} `{_plain(v)}`" for k, v in value.items() if _scalar(v)]
+        elif isinstance(value, list):
+            if value and len(value) <= FOLD_LABELS_OVER and all(_scalar(v) for v in value):
+                items.append(f"{key} {_names([str(v) for v in value])}")
+        else:
+            shown = Path(value).name if key in _PATH_FIELDS and isinstance(value, str) else value
+            items.append(f"{key} `{_plain(shown)}`")
+    return lead + ", ".join(items) if items else ""
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
 
 
 def _verdict(check: dict[str, Any]) -> str:
-    report = check.get("report") or {}
+    report = report_of(check)
     verdict = {True: "passed", False: "**failed**"}.get(check.get("passed"), "ran")
     facts = [
         f"{label} {_plain(report[key])}"
@@ -257,30 +284,40 @@ def _verdict(check: dict[str, Any]) -> str:
         )
         if key in report
     ]
-    if check.get("max_drop") is not None:
-        facts.append(f"allowed {_plain(check['max_drop'])}")
+    max_drop = check.get("max_drop", report.get("max_drop"))
+    if max_drop is not None:
+        facts.append(f"allowed {_plain(max_drop)}")
     return verdict + (f" ({', '.join(facts)})" if facts else "")
 
 
 def _check_section(check: dict[str, Any] | None) -> str:
     if check is None:
         return ""
-    report = check.get("report") or {}
+    report = report_of(check)
     out = ["## Old-label check\n", f"Result: {_verdict(check)}.\n"]
-    rows = [(k, report[k]) for k in report if not isinstance(report[k], (dict, list))]
+    rows = [(k, v) for k, v in report.items() if _scalar(v) and v is not None]
     if rows:
         out += ["| measure | value |", "|---|---|", *[f"| {k} | {_plain(v)} |" for k, v in rows]]
         out.append("")
     per_label = report.get("per_label")
     if isinstance(per_label, list) and per_label and all(isinstance(r, dict) for r in per_label):
-        out += ["### Per old label\n", *_table(per_label), ""]
-    new = report.get("new_labels")
-    if isinstance(new, dict) and new:
-        rows = [
-            {"label": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in new.items()
-        ]
-        out += ["### New labels\n", *_table(rows), ""]
+        out += ["### Per old label\n", *_fold(_table(per_label), "Every old label"), ""]
+    for key in ("new_label_metrics", "new_labels"):
+        new = report.get(key)
+        if isinstance(new, dict) and new:
+            rows = [
+                {"label": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in new.items()
+            ]
+            out += ["### New labels\n", *_table(rows), ""]
+            break
     return "\n".join(out)
+
+
+def _fold(lines: list[str], summary: str) -> list[str]:
+    """Fold a long table into a <details> block."""
+    if len(lines) - 2 <= FOLD_LABELS_OVER:
+        return lines
+    return [f"<details><summary>{summary}</summary>\n", *lines, "\n</details>"]
 
 
 def _usage_section(tag: str | None, repo_id: str | None) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import record as _record
-from .card import build_card, label_changes
+from .card import build_card, label_changes, report_of
 from .checkpoint import WEIGHT_PATTERNS
 from .errors import CheckpointError, GateFailedError, HubError, OptionsError
 from .labels import labels_of
@@ -233,7 +233,7 @@ def _check_gate(folder: Path, record: dict[str, Any] | None, force: bool) -> Non
     check = _record.last_check(record)
     if check is None or check.get("passed") is not False:
         return
-    report = check.get("report") or {}
+    report = report_of(check)
     why = ""
     if isinstance(report.get("drop_pts"), (int, float)):
         why = f": old-label accuracy dropped {report['drop_pts']:.4g} pts"

@@ -314,11 +314,20 @@ def test_failed_gate_is_refused_unless_forced(hub, grown, tmp_path):
     assert "| drop_pts | 40 |" in card
 
 
-def test_passed_gate_pushes(hub, grown, tmp_path):
+def test_passed_gate_pushes_and_train_checks_count(hub, grown, tmp_path):
+    from headsurgeon import GateFailedError, push
+    from headsurgeon import record as rec
+
     folder = _copy(grown, tmp_path)
     _append_check(folder, passed=False)
     _append_check(folder, passed=True)  # the newest check is what counts
     assert run("push", folder, "--repo", "me/passed").exit_code == 0
+    record = rec.read_record(folder)  # `train` keeps its check's measures flat beside "passed"
+    rec.add_event(record, "train", check={"passed": False, "drop_pts": 12.5, "max_drop": 1.0})
+    rec.write_record(folder, record)
+    with pytest.raises(GateFailedError, match=r"dropped 12.5 pts \(allowed 1\); fix") as err:
+        push(folder, "me/passed")
+    assert err.value.report["drop_pts"] == 12.5
 
 
 def test_offline_mode_and_bare_repo_name(hub, grown, monkeypatch):
@@ -352,7 +361,7 @@ def test_card_follows_every_event(tmp_path, tiny_text_folder):
 
     folder = _copy(tiny_text_folder, tmp_path)
     config = read_config(folder)
-    apply_to_config(config, ["alpha", "b2", "card_lost"])
+    apply_to_config(config, ["alpha", "b2", "card_lost", "refund"])
     (folder / "config.json").write_text(json.dumps(config))
     record = rec.new_record("org/parent", LABELS)
     rec.add_event(record, "add-label", labels_before=LABELS, labels_after=[*LABELS, "card"],
@@ -361,31 +370,43 @@ def test_card_follows_every_event(tmp_path, tiny_text_folder):
     rec.add_event(record, "rename-label", old="beta", new="b2")
     rec.add_event(record, "rename-label", labels_before=["alpha", "b2", "card"],
                   labels_after=["alpha", "b2", "card_lost"])  # fmt: skip
-    rec.add_event(record, "train", method="frozen-old-rows", epochs=3, lr=5e-05,
-                  check={"passed": True, "max_drop": 1.0, "report": {"drop_pts": 0.4}})  # fmt: skip
+    rec.add_event(record, "add-label", labels=["refund"], init="imprint", by="train --add")
+    train_check = {"passed": True, "accuracy_before": 0.9, "drop_pts": 0.4, "max_drop": 1.0}
+    rec.add_event(record, "train", options={"freeze": "backbone", "epochs": 3, "lr": 5e-05},
+                  data="/home/u/secret/new.csv", trained_labels=["refund"],
+                  seeds=[{"seed": 0, "loss": 0.1}], check=train_check)  # fmt: skip
     rec.add_event(record, "distill", teacher="parent")
+    per_label = [{"label": f"l{i}", "support": 4, "before": 0.9, "after": 0.89} for i in range(25)]
     report = {
         "accuracy_before": 0.881,
         "accuracy_after": 0.879,
         "drop_pts": 0.2,
-        "per_label": [{"label": "alpha", "before": 0.9, "after": 0.89}],
-        "new_labels": {"card_lost": {"recall": 0.975}},
+        "max_drop": 1.0,
+        "new_labels": ["card_lost", "refund"],
+        "per_label": per_label,
+        "new_label_metrics": {"card_lost": {"recall": 0.975, "support": 40}},
     }
-    rec.add_event(record, "check", passed=True, max_drop=1.0, report=report)
+    rec.add_event(record, "check", parent="/home/u/parent", holdout="/home/u/test.csv",
+                  passed=True, max_drop=1.0, report=report)  # fmt: skip
     rec.write_record(folder, record)
 
     card = build_card(folder, "me/card")
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["base_model"] == "org/parent" and meta["base_model_relation"] == "finetune"
-    assert "- Added: `card_lost`" in card and "- Removed: `gamma`" in card
-    assert "- Renamed: `beta` → `b2`" in card
-    assert "**add-label**: added `card` in head `classifier`; new rows initialised with `mean`, new biases `min`" in card  # fmt: skip
-    assert "**rename-label**: `card` → `card_lost`" in card
-    assert "**train**: method `frozen-old-rows`, epochs `3`, lr `5e-05`; old-label check passed (drop (pts) 0.4, allowed 1)" in card  # fmt: skip
-    assert "**distill**: teacher `parent`" in card
+    assert "3 labels before, 4 after." in card
+    assert "- Added: `card_lost`, `refund`" in card and "- Removed: `gamma`" in card
+    assert "- Renamed: `beta` → `b2`" in card and "| 1 | `b2` | renamed from `beta` |" in card
+    assert "1. **add-label**: added `card` in head `classifier`; new rows initialised with `mean`, new biases `min` (" in card  # fmt: skip
+    assert "4. **rename-label**: `card` → `card_lost` (" in card
+    assert "5. **add-label**: added `refund`; new rows initialised with `imprint` (by `train --add`)" in card  # fmt: skip
+    assert "6. **train**: freeze `backbone`, epochs `3`, lr `5e-05`, data `new.csv`, trained_labels `refund`; old-label check passed (accuracy before 0.9, drop (pts) 0.4, allowed 1) (" in card  # fmt: skip
+    assert "7. **distill**: teacher `parent` (" in card
+    assert "8. **check**: passed (accuracy before 0.881, after 0.879, drop (pts) 0.2, allowed 1); parent `parent`, holdout `test.csv` (" in card  # fmt: skip
+    assert "/home/u" not in card  # no local paths in a public card
     assert "Result: passed (accuracy before 0.881, after 0.879, drop (pts) 0.2, allowed 1)." in card
-    assert "| label | before | after |" in card and "| alpha | 0.9 | 0.89 |" in card
-    assert "| card_lost | 0.975 |" in card
+    assert "| label | support | before | after |" in card and "| l24 | 4 | 0.9 | 0.89 |" in card
+    assert "<details><summary>Every old label</summary>" in card  # 25 rows: folded
+    assert "| label | recall | support |" in card and "| card_lost | 0.975 | 40 |" in card
     assert 'pipeline("text-classification", model="me/card")' in card
     assert build_card(folder, "me/card") == card  # deterministic: a second push changes nothing
     assert hub_id_of("/root/.cache/huggingface/hub/models--org--m/snapshots/abc") == "org/m"
