@@ -211,6 +211,10 @@ def test_private_repo_and_token_never_logged(hub, grown, caplog, monkeypatch):
     assert hub.token not in caplog.text and hub.token not in json.dumps(result.to_dict())
     assert "me/secret" in caplog.text  # the log is not simply empty
     assert HfApi().model_info("me/secret").private is True
+    assert run("push", grown, "--repo", "me/secret-cli", "--private").exit_code == 0
+    assert run("push", grown, "--repo", "me/public-cli").exit_code == 0
+    assert hub.repo("me/secret-cli").meta()["private"] is True
+    assert hub.repo("me/public-cli").meta()["private"] is False
     monkeypatch.delenv("HF_TOKEN")
     assert hub.repo("me/secret").meta()["private"]
     res = run("push", grown, "--repo", "me/secret")  # no token: private repo is invisible
