@@ -36,6 +36,9 @@ _EXPORTS = {
     "SurgeryResult": "surgery",
     "INIT_POLICIES": "surgery",
     "BIAS_POLICIES": "surgery",
+    "push": "hub",
+    "PushResult": "hub",
+    "build_card": "card",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,353 @@
+"""The model card (``README.md``) ``push`` uploads: Hub YAML metadata plus what headsurgeon did.
+
+Built only from the model folder (``config.json`` and the ``headsurgeon.json`` record), so the
+same folder always gives the same card: pushing it twice changes nothing. No torch, no
+transformers. Events this version does not know are listed generically, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import labels as _labels
+from . import record as _record
+from .models import read_config
+
+#: architecture class suffix → Hub pipeline tag
+PIPELINE_TAGS = (
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForImageClassification", "image-classification"),
+    ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForAudioClassification", "audio-classification"),
+)
+LIBRARY_NAME = "transformers"
+CARD_TAGS = ("headsurgeon",)
+#: a label table longer than this is folded into a <details> block
+FOLD_LABELS_OVER = 20
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CACHE_SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
+_SKIP_FIELDS = {"op", "time", "version", "check", "report", "head", "labels_before", "labels_after"}
+_SKIP_FIELDS |= {"passed", "max_drop"}  # shown in the verdict
+_PATH_FIELDS = {"data", "replay", "holdout", "parent", "output", "source"}
+
+
+@dataclass
+class LabelChanges:
+    """How the label set changed from the parent to this model.
+
+    Attributes:
+        before: the parent's labels (``None`` when no record says what they were).
+        after: this model's labels, by id.
+        added: labels that come from no parent label.
+        removed: parent labels that are gone.
+        renamed: ``(parent name, new name)`` pairs.
+    """
+
+    before: list[str] | None
+    after: list[str]
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def pipeline_tag(architecture: str | None) -> str | None:
+    """Return the Hub pipeline tag of a transformers class name, or ``None`` if not a classifier."""
+    for suffix, tag in PIPELINE_TAGS:
+        if architecture and architecture.endswith(suffix):
+            return tag
+    return None
+
+
+def hub_id_of(parent: str | None) -> str | None:
+    """Return the Hub id the ``parent`` of a record names, or ``None`` for a local folder.
+
+    A Hub cache snapshot path (``.../models--org--name/snapshots/<sha>``) gives ``org/name``;
+    ``org/name`` that is not an existing local path is taken as a Hub id.
+    """
+    if not parent:
+        return None
+    cached = _CACHE_SNAPSHOT.search(parent)
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    local = parent.startswith((".", "/", "~")) or os.path.exists(parent)
+    return parent if _HUB_ID.fullmatch(parent) and not local else None
+
+
+def label_changes(record: dict[str, Any] | None, labels_after: list[str]) -> LabelChanges:
+    """Follow the record's events from the parent's labels to ``labels_after``.
+
+    Renames are known from rename events (``renamed`` mapping, ``old``/``new`` fields) or from
+    an event whose ``labels_before``/``labels_after`` have the same length and differ by position.
+    """
+    if not record or record.get("parent_labels") is None:
+        return LabelChanges(None, list(labels_after))
+    before = [str(n) for n in record["parent_labels"]]
+    origin: dict[str, str | None] = {n: n for n in before}  # current name → parent name
+    for event in record.get("events", []):
+        for old, new in _renames(event):
+            origin[new] = origin.pop(old, old)
+        for name in event.get("removed") or []:
+            origin.pop(name, None)
+        for name in _added(event):
+            origin[name] = None
+    kept = {origin.get(n) for n in labels_after}
+    return LabelChanges(
+        before=before,
+        after=list(labels_after),
+        added=[n for n in labels_after if origin.get(n) is None],
+        removed=[n for n in before if n not in kept],
+        renamed=[(origin[n], n) for n in labels_after if origin.get(n) not in (None, n)],
+    )
+
+
+def _renames(event: dict[str, Any]) -> list[tuple[str, str]]:
+    if isinstance(event.get("renamed"), dict):
+        return [(str(k), str(v)) for k, v in event["renamed"].items()]
+    if isinstance(event.get("old"), str) and isinstance(event.get("new"), str):
+        return [(event["old"], event["new"])]
+    a, b = event.get("labels_before"), event.get("labels_after")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        if not event.get("added") and not event.get("removed"):
+            return [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+    return []
+
+
+def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
+    """Return the ``README.md`` model card for the model saved in ``folder``.
+
+    Args:
+        folder: a saved classifier (``config.json`` with ``id2label``), ideally with the
+            ``headsurgeon.json`` record that ``add-label``/``train``/``check`` write.
+        repo_id: the Hub repository it goes to (used in the title and usage example).
+
+    Returns:
+        Markdown with a YAML header: ``library_name``, ``pipeline_tag``, ``base_model`` (the
+        parent, when it is a Hub id), ``tags``; a body with the labels before and after, each
+        recorded operation and the last old-label check.
+
+    Raises:
+        CheckpointError: no readable ``config.json`` or an unreadable record.
+        LabelError: the config has no usable ``id2label``.
+    """
+    config = read_config(folder)
+    labels_after = _labels.labels_of(config)
+    record = _record.read_record(folder)
+    architecture = (config.get("architectures") or [None])[0]
+    tag = pipeline_tag(architecture)
+    base = hub_id_of((record or {}).get("parent"))
+    changes = label_changes(record, labels_after)
+    check = _record.last_check(record)
+    title = repo_id.split("/")[-1] if repo_id else Path(folder).resolve().name
+    parts = [
+        _front_matter(tag, base),
+        f"# {title}\n",
+        _summary(architecture, record, base, changes, check),
+        _labels_section(changes),
+        _events_section(record),
+        _check_section(check),
+        _usage_section(tag, repo_id),
+    ]
+    return "\n".join(p for p in parts if p)
+
+
+def _front_matter(tag: str | None, base: str | None) -> str:
+    lines = ["---", f"library_name: {LIBRARY_NAME}"]
+    if tag:
+        lines.append(f"pipeline_tag: {tag}")
+    if base:
+        lines += [f"base_model: {json.dumps(base)}", "base_model_relation: finetune"]
+    lines.append("tags:")
+    lines += [f"- {t}" for t in (*CARD_TAGS, *([tag] if tag else []))]
+    return "\n".join([*lines, "---", ""])
+
+
+def _summary(architecture, record, base, changes: LabelChanges, check) -> str:
+    text = f"A `{architecture or 'transformers'}` classifier with {len(changes.after)} labels."
+    if record:
+        local = Path(str(record.get("parent") or "?")).name  # no local paths in a public card
+        parent = (
+            f"[{base}](https://huggingface.co/{base})" if base else f"the local model `{local}`"
+        )
+        text += (
+            f" It was derived from {parent} with headsurgeon; label names are kept in "
+            "`id2label`/`label2id` and every step is listed under *How it was made*."
+        )
+    if check is not None and check.get("passed") is False:
+        text += (
+            "\n\n> **Warning:** the last old-label check recorded for this model **failed**; "
+            "it was published anyway (`--force`). See *Old-label check* below."
+        )
+    return text + "\n"
+
+
+def _labels_section(changes: LabelChanges) -> str:
+    out = ["## Labels\n"]
+    if changes.before is not None:
+        out.append(f"{len(changes.before)} labels before, {len(changes.after)} after.\n")
+        out.append(f"- Added: {_names(changes.added)}")
+        out.append(f"- Removed: {_names(changes.removed)}")
+        renamed = ", ".join(f"{_code(a)} → {_code(b)}" for a, b in changes.renamed)
+        out.append(f"- Renamed: {renamed or 'none'}\n")
+    status = {n: "added" for n in changes.added}
+    status |= {new: f"renamed from {_code(old)}" for old, new in changes.renamed}
+    table = ["| id | label | |", "|---:|---|---|"]
+    table += [f"| {i} | {_code(n)} | {status.get(n, '')} |" for i, n in enumerate(changes.after)]
+    out += _fold(table, "All labels")
+    return "\n".join(out) + "\n"
+
+
+def _events_section(record: dict[str, Any] | None) -> str:
+    events = (record or {}).get("events") or []
+    if not events:
+        return ""
+    out = ["## How it was made\n"]
+    for i, event in enumerate(events, 1):
+        stamp = ", ".join(str(event[k]) for k in ("time", "version") if event.get(k))
+        out.append(f"{i}. {_event_text(event)}" + (f" ({stamp})" if stamp else ""))
+    return "\n".join(out) + "\n"
+
+
+def report_of(check: dict[str, Any]) -> dict[str, Any]:
+    """The measures of a check: its ``report`` (``check`` events) or the check itself (``train``
+    events store the report's fields flat beside ``passed``)."""
+    report = check.get("report")
+    return report if isinstance(report, dict) else check
+
+
+def _added(event: dict[str, Any]) -> list[str]:
+    names = event.get("added")
+    if not names and event.get("op") == "add-label":
+        names = event.get("labels")  # `train --add` records the new names as "labels"
+    return [str(n) for n in names or []]
+
+
+def _event_text(event: dict[str, Any]) -> str:
+    op = str(event.get("op", "?"))
+    head = event.get("head") or {}
+    where = f" in head {_names(head.get('paths') or [])}" if head.get("paths") else ""
+    if op == "add-label":
+        text = f"**add-label**: added {_names(_added(event))}{where}"
+        text += f"; new rows initialised with `{event.get('init')}`"
+        text += f", new biases `{event.get('bias')}`" if event.get("bias") else ""
+        return text + (f" (by `{event['by']}`)" if event.get("by") else "")
+    if op == "remove-label":
+        return f"**remove-label**: removed {_names(event.get('removed') or [])}{where}"
+    if op == "rename-label" and _renames(event):
+        return "**rename-label**: " + ", ".join(
+            f"{_code(a)} → {_code(b)}" for a, b in _renames(event)
+        )
+    if op == "check":
+        return f"**check**: {_verdict(event)}{_fields(event, lead='; ')}"
+    text = f"**{op}**: {_fields(event) or 'no details recorded'}"
+    if isinstance(event.get("check"), dict):
+        text += f"; old-label check {_verdict(event['check'])}"
+    return text
+
+
+def _fields(event: dict[str, Any], lead: str = "") -> str:
+    """Scalar fields as ``key `value` ``; one level of dicts (e.g. training options) flattened;
+    short lists of names kept; paths reduced to their file name (no local paths in a card)."""
+    items = []
+    for key, value in event.items():
+        if key in _SKIP_FIELDS or value is None:
+            continue
+        if isinstance(value, dict):
+            items += [f"{k} `{_plain(v)}`" for k, v in value.items() if _scalar(v)]
+        elif isinstance(value, list):
+            if value and len(value) <= FOLD_LABELS_OVER and all(_scalar(v) for v in value):
+                items.append(f"{key} {_names([str(v) for v in value])}")
+        else:
+            shown = Path(value).name if key in _PATH_FIELDS and isinstance(value, str) else value
+            items.append(f"{key} `{_plain(shown)}`")
+    return lead + ", ".join(items) if items else ""
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    report = report_of(check)
+    verdict = {True: "passed", False: "**failed**"}.get(check.get("passed"), "ran")
+    facts = [
+        f"{label} {_plain(report[key])}"
+        for key, label in (
+            ("accuracy_before", "accuracy before"),
+            ("accuracy_after", "after"),
+            ("drop_pts", "drop (pts)"),
+        )
+        if key in report
+    ]
+    max_drop = check.get("max_drop", report.get("max_drop"))
+    if max_drop is not None:
+        facts.append(f"allowed {_plain(max_drop)}")
+    return verdict + (f" ({', '.join(facts)})" if facts else "")
+
+
+def _check_section(check: dict[str, Any] | None) -> str:
+    if check is None:
+        return ""
+    report = report_of(check)
+    out = ["## Old-label check\n", f"Result: {_verdict(check)}.\n"]
+    rows = [(k, v) for k, v in report.items() if _scalar(v) and v is not None]
+    if rows:
+        out += ["| measure | value |", "|---|---|", *[f"| {k} | {_plain(v)} |" for k, v in rows]]
+        out.append("")
+    per_label = report.get("per_label")
+    if isinstance(per_label, list) and per_label and all(isinstance(r, dict) for r in per_label):
+        out += ["### Per old label\n", *_fold(_table(per_label), "Every old label"), ""]
+    for key in ("new_label_metrics", "new_labels"):
+        new = report.get(key)
+        if isinstance(new, dict) and new:
+            rows = [
+                {"label": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in new.items()
+            ]
+            out += ["### New labels\n", *_table(rows), ""]
+            break
+    return "\n".join(out)
+
+
+def _fold(lines: list[str], summary: str) -> list[str]:
+    """Fold a long table into a <details> block."""
+    if len(lines) - 2 <= FOLD_LABELS_OVER:
+        return lines
+    return [f"<details><summary>{summary}</summary>\n", *lines, "\n</details>"]
+
+
+def _usage_section(tag: str | None, repo_id: str | None) -> str:
+    if not (tag and repo_id):
+        return ""
+    return (
+        "## Usage\n\n```python\nfrom transformers import pipeline\n\n"
+        f'classifier = pipeline("{tag}", model="{repo_id}")\n```\n'
+    )
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        lines.append("| " + " | ".join(_plain(r.get(k, "")) for k in keys) + " |")
+    return lines
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(name: str) -> str:
+    fence = "``" if "`" in name else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{name.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(_code(str(n)) for n in names) or "none"

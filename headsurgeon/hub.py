@@ -1,0 +1,337 @@
+"""Push a model folder to the Hugging Face Hub: one atomic commit with a generated model card.
+
+Every file of the folder (``config.json`` with ``id2label``/``label2id``, the weights, the
+tokenizer/processor files, ``headsurgeon.json``) and the ``README.md`` card go up in ONE
+``HfApi.create_commit``: the remote gets all of them or none. The client uploads only files whose
+content differs from the target revision, so pushing an unchanged folder makes no commit and the
+result says ``changed=False``. The token comes from where ``huggingface_hub`` looks (``token=``,
+``HF_TOKEN``, the login cache) and is never printed or logged; the endpoint from ``HF_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import record as _record
+from .card import build_card, label_changes, report_of
+from .checkpoint import WEIGHT_PATTERNS
+from .errors import CheckpointError, GateFailedError, HubError, OptionsError
+from .labels import labels_of
+from .models import read_config
+
+logger = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+#: files of a model folder that are never uploaded (trainer state, pickled optimizer, dotfiles)
+IGNORED_FILES = (
+    ".*",
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state*.pth",
+    "trainer_state.json",
+)
+DEFAULT_ENDPOINT = "https://huggingface.co"
+MAX_MESSAGE = 200
+
+
+@dataclass
+class PushResult:
+    """What a push did.
+
+    Attributes:
+        repo_id: the repository (``namespace/name``).
+        repo_url: its page.
+        revision: the branch pushed to (``main`` unless ``revision`` was given).
+        commit_url: the new commit, or the unchanged head when nothing changed.
+        commit_oid: that commit's id.
+        changed: ``False`` when the remote already had exactly these files (no commit made).
+        pr_url: the pull request opened with ``create_pr=True`` (``None`` otherwise).
+        files: paths sent in the commit (before the client drops unchanged ones).
+        deleted: stale remote weight files removed in the same commit.
+    """
+
+    repo_id: str
+    repo_url: str
+    revision: str
+    commit_url: str
+    commit_oid: str
+    changed: bool
+    pr_url: str | None = None
+    files: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def push(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    message: str | None = None,
+    token: str | None = None,
+    force: bool = False,
+) -> PushResult:
+    """Publish the classifier saved in ``folder`` to ``repo_id`` in one commit, with a model card.
+
+    Args:
+        folder: a saved model (``config.json``, weights, tokenizer/processor files and usually
+            the ``headsurgeon.json`` record). Top-level files only; dotfiles and trainer state
+            are skipped; a ``README.md`` in the folder is replaced by the generated card.
+        repo_id: ``namespace/name`` on the Hub; created (``exist_ok``) if missing.
+        private: visibility of a NEW repository (``None``: the Hub's default); an existing
+            repository keeps its visibility.
+        revision: branch to commit to; created from ``main`` when missing. Default ``main``.
+        create_pr: open a pull request (``refs/pr/N``) against ``revision`` instead of
+            committing to it.
+        message: commit message. Default: a summary of the label changes.
+        token: overrides the token ``huggingface_hub`` would find (``HF_TOKEN``, login cache).
+        force: push even when the last old-label check recorded in ``headsurgeon.json`` failed.
+
+    Returns:
+        :class:`PushResult` (commit URL, repository URL, whether anything changed).
+
+    Raises:
+        CheckpointError: ``folder`` is not a saved model (no config or no weights).
+        GateFailedError: the last recorded old-label check failed and ``force`` is false.
+        OptionsError: ``repo_id`` is not a valid Hub repository id.
+        HubError: authentication failed, the endpoint is unreachable, or the Hub refused the push;
+            nothing was committed.
+
+    Example:
+        >>> push("grown/", "me/grown")            # HF_TOKEN / login cache, HF_ENDPOINT
+        PushResult(repo_id='me/grown', ..., changed=True)
+    """
+    folder = Path(folder)
+    _check_repo_id(repo_id)
+    files = model_files(folder)
+    record = _record.read_record(folder)
+    _check_gate(folder, record, force)
+    card = build_card(folder, repo_id).encode("utf-8")
+    message = message or default_message(folder, record)
+    api, endpoint = _api(token)
+    with _hub_errors(endpoint, repo_id, revision, token):
+        repo_url, repo_id = _ensure_repo(api, repo_id, private, revision)
+        head = api.repo_info(repo_id, revision=revision)
+        _warn_visibility(repo_id, private, head.private)
+        stale = _stale_weights(head, files)
+        commit = api.create_commit(
+            repo_id,
+            _operations(files, card, stale),
+            commit_message=message,
+            revision=revision,
+            create_pr=create_pr,
+        )
+    changed = commit.oid != head.sha
+    result = PushResult(
+        repo_id=repo_id,
+        repo_url=str(repo_url),
+        revision=revision or "main",
+        commit_url=commit.commit_url,
+        commit_oid=commit.oid,
+        changed=changed,
+        pr_url=commit.pr_url if changed else None,
+        files=[*files, CARD_NAME],
+        deleted=stale,
+    )
+    logger.info("push %s → %s: %s", folder, repo_id, commit.commit_url if changed else "no changes")
+    return result
+
+
+def _ensure_repo(api, repo_id: str, private: bool | None, revision: str | None):
+    """Create the repository (``exist_ok``) and the branch ``revision``; return (url, repo id)."""
+    repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+    repo_id = getattr(repo_url, "repo_id", None) or repo_id  # a bare name gets the user's namespace
+    if revision and not revision.startswith("refs/"):
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return repo_url, repo_id
+
+
+def _warn_visibility(repo_id: str, wanted: bool | None, actual: bool | None) -> None:
+    if wanted is not None and actual is not None and wanted != actual:
+        logger.warning("%s already exists with private=%s: left unchanged", repo_id, actual)
+
+
+def _stale_weights(head, files: dict[str, Path]) -> list[str]:
+    """Remote weight files the folder no longer has (e.g. old shards): they would shadow the new."""
+    remote = {s.rfilename for s in head.siblings or []}
+    return sorted(p for p in remote - set(files) if _is_weight(p))
+
+
+def _operations(files: dict[str, Path], card: bytes, stale: list[str]) -> list:
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    operations = [CommitOperationAdd(name, str(path)) for name, path in files.items()]
+    operations.append(CommitOperationAdd(CARD_NAME, card))
+    return operations + [CommitOperationDelete(p) for p in stale]
+
+
+def model_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """Return ``{path in repo: local path}`` of the files ``push`` uploads from ``folder``.
+
+    Raises:
+        CheckpointError: no ``config.json`` with labels, or no weight file.
+    """
+    folder = Path(folder)
+    labels_of(read_config(folder))  # a classifier with named labels, or a clear error
+    files = {
+        p.name: p
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+        and p.name != CARD_NAME
+        and not any(fnmatch.fnmatch(p.name, pat) for pat in IGNORED_FILES)
+    }
+    if not any(_is_weight(name) for name in files):
+        raise CheckpointError(
+            f"{folder} has no weights ({', '.join(WEIGHT_PATTERNS)}): "
+            "save the model with save_pretrained before pushing"
+        )
+    skipped = [p.name for p in folder.iterdir() if p.is_dir()]
+    if skipped:
+        logger.info("not pushed (folders): %s", ", ".join(sorted(skipped)))
+    return files
+
+
+def default_message(folder: str | os.PathLike, record: dict[str, Any] | None) -> str:
+    """A one-line commit message saying how the labels changed."""
+    changes = label_changes(record, labels_of(read_config(folder)))
+    if changes.before is None:
+        return f"Upload {Path(folder).resolve().name} ({len(changes.after)} labels)"
+    text = f"headsurgeon: {len(changes.before)} -> {len(changes.after)} labels"
+    details = [f"+{n}" for n in changes.added] + [f"-{n}" for n in changes.removed]
+    details += [f"{a}->{b}" for a, b in changes.renamed]
+    if details:
+        text += f" ({', '.join(details)})"
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _is_weight(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pat) for pat in WEIGHT_PATTERNS)
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise OptionsError(f"invalid --repo {repo_id!r}: expected NAMESPACE/NAME ({e})") from e
+
+
+def _check_gate(folder: Path, record: dict[str, Any] | None, force: bool) -> None:
+    """Refuse a model whose last recorded old-label check failed, unless ``force``."""
+    check = _record.last_check(record)
+    if check is None or check.get("passed") is not False:
+        return
+    report = report_of(check)
+    why = ""
+    if isinstance(report.get("drop_pts"), (int, float)):
+        why = f": old-label accuracy dropped {report['drop_pts']:.4g} pts"
+        if isinstance(check.get("max_drop"), (int, float)):
+            why += f" (allowed {check['max_drop']:.4g})"
+    if force:
+        logger.warning("pushing although the last old-label check failed%s (--force)", why)
+        return
+    raise GateFailedError(
+        f"refusing to push {folder}: the last old-label check recorded in "
+        f"{_record.RECORD_NAME} failed{why}; fix the model or pass --force to push anyway",
+        report=report,
+    )
+
+
+def _api(token: str | None):
+    """An ``HfApi`` on the endpoint ``HF_ENDPOINT`` names now (not only at import)."""
+    from huggingface_hub import HfApi, constants
+
+    from . import __version__
+
+    endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT or DEFAULT_ENDPOINT).rstrip("/")
+    api = HfApi(
+        endpoint=endpoint, token=token, library_name="headsurgeon", library_version=__version__
+    )
+    return api, endpoint
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Transport-level exception classes of whichever HTTP library the client uses."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError")):
+        try:
+            found.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            continue
+    try:
+        import requests
+
+        found.append(requests.exceptions.RequestException)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+@contextmanager
+def _hub_errors(endpoint: str, repo_id: str, revision: str | None, token: str | None):
+    """Turn the client's errors into one-line :class:`HubError`; never mention the token value."""
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalTokenNotFoundError,
+        OfflineModeIsEnabled,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except OfflineModeIsEnabled as e:
+        raise HubError(
+            "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push"
+        ) from e
+    except LocalTokenNotFoundError as e:
+        raise HubError(f"no Hugging Face token found for {endpoint}: {_LOGIN_HINT}") from e
+    except RevisionNotFoundError as e:
+        raise HubError(f"revision {revision!r} not found in {repo_id} at {endpoint}") from e
+    except HfHubHTTPError as e:
+        raise HubError(_http_message(e, endpoint, repo_id, bool(token or get_token()))) from e
+    except _network_errors() as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "xet" in reason.lower():  # hf_xet reports its own HTTP failures as ConnectionError
+            raise HubError(
+                f"the Xet upload to {endpoint} failed ({reason}): "
+                "if this endpoint has no Xet storage, set HF_HUB_DISABLE_XET=1"
+            ) from e
+        raise HubError(
+            f"cannot reach the Hub at {endpoint} ({reason}): check HF_ENDPOINT and the network"
+        ) from e
+    except ValueError as e:  # the client's own checks, e.g. card metadata the Hub rejects
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HubError(f"the push to {repo_id} at {endpoint} was refused: {first}") from e
+
+
+_LOGIN_HINT = "set HF_TOKEN to a token with write access, or run `hf auth login`"
+
+
+def _http_message(error, endpoint: str, repo_id: str, has_token: bool) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 401:
+        why = "the token was refused" if has_token else "no token was found"
+        return f"authentication failed at {endpoint} (HTTP 401: {why}): {_LOGIN_HINT}"
+    if status == 403:
+        return (
+            f"permission denied at {endpoint} (HTTP 403): the token may not write to {repo_id}; "
+            f"use a token with write access to that namespace, or another --repo"
+        )
+    if status == 404:
+        return f"{repo_id} not found at {endpoint} (HTTP 404): check --repo and the token's access"
+    detail = getattr(error, "server_message", None) or str(error)
+    detail = detail.strip().splitlines()[0] if detail and detail.strip() else "no details"
+    return f"the Hub at {endpoint} refused the push to {repo_id} (HTTP {status}): {detail}"
