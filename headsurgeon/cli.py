@@ -190,7 +190,9 @@ from .data import LABEL_COLUMN, TEXT_COLUMN  # noqa: E402
     help="Largest allowed drop of old-label accuracy, in percentage points.",
 )
 @click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Column of the texts.")
-@click.option("--label-column", default=LABEL_COLUMN, show_default=True, help="Column of the labels.")
+@click.option(
+    "--label-column", default=LABEL_COLUMN, show_default=True, help="Column of the labels."
+)
 @click.option(
     "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, show_default=True, help="Texts per pass."
 )

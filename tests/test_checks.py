@@ -216,6 +216,34 @@ def test_predict_logits_matches_unbatched_and_keeps_order(tiny_text_folder):
         predict_logits(model, tok, texts, batch_size=0)
 
 
+def calls(module):
+    """Count forward calls of ``module``."""
+    counter = []
+    module.register_forward_hook(lambda *_: counter.append(1))
+    return counter
+
+
+@pytest.mark.parametrize("same_backbone", [True, False])
+def test_predict_pair_shares_the_backbone_only_when_it_is_identical(
+    tiny_text_folder, swallowing_child, same_backbone
+):
+    from headsurgeon.predict import load_for_prediction, predict_pair
+
+    parent, child = load_for_prediction(tiny_text_folder), load_for_prediction(swallowing_child)
+    if not same_backbone:
+        with torch.no_grad():
+            child[0].bert.pooler.dense.bias[0] += 1e-3
+    texts = [e.text for e in holdout_examples()]  # 18 texts: 4 batches of 5
+    alone = [predict_logits(m, t, texts, batch_size=5) for m, t in (parent, child)]
+    parent_calls, child_calls = calls(parent[0].bert), calls(child[0].bert)
+    got = predict_pair(parent, child, texts, batch_size=5)
+    assert (len(parent_calls), len(child_calls)) == ((4, 0) if same_backbone else (4, 4))
+    assert torch.equal(got[0], alone[0]) and torch.equal(got[1], alone[1])
+    assert got[1].shape == (18, 4)
+    # the child's head was only borrowed: no hook is left on the parent's head
+    assert not parent[0].classifier._forward_hooks
+
+
 def test_parent_against_itself_passes_with_zero_drop(tiny_text_folder):
     r = check_old_labels(tiny_text_folder, tiny_text_folder, holdout_examples(), batch_size=5)
     assert isinstance(r, CheckReport)
