@@ -447,7 +447,7 @@ def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
         f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g})",
         fontsize=9,
     )
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

