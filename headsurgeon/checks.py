@@ -1,8 +1,8 @@
 """The old-label gate: evaluate parent and child on a holdout, compare, report, enforce.
 
 A child model (the parent with labels added, trained, ...) must still know what the parent knew.
-:func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples,
-then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
+:func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples
+(a single pass for both when they differ only in their heads, see :mod:`headsurgeon.predict`), then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
 before/after, the drop in percentage points, per-label changes, how many old examples flipped
 (and how many of those to a new label), and the new labels' precision/recall/F1.
 :func:`enforce` raises :class:`GateFailedError` (exit code 3 in the CLI) when the drop is beyond
@@ -413,10 +413,8 @@ def record_check(
     return _record.write_record(child, record)
 
 
-def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
-    """Draw each old label's accuracy before and after (worst change on top) into ``path``.
-
-    Needs matplotlib (``pip install matplotlib`` or ``pip install headsurgeon[plot]``).
+def require_matplotlib():
+    """Return ``matplotlib.pyplot`` (non-interactive backend).
 
     Raises:
         OptionsError: matplotlib is not installed.
@@ -431,6 +429,18 @@ def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
             "--plot needs matplotlib, which is not installed: pip install matplotlib "
             "(or pip install 'headsurgeon[plot]')"
         ) from e
+    return plt
+
+
+def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
+    """Draw each old label's accuracy before and after (worst change on top) into ``path``.
+
+    Needs matplotlib (``pip install matplotlib`` or ``pip install headsurgeon[plot]``).
+
+    Raises:
+        OptionsError: matplotlib is not installed.
+    """
+    plt = require_matplotlib()
     rows = report.per_label
     fig, ax = plt.subplots(figsize=(7, 1.5 + 0.22 * len(rows)))
     ys = list(range(len(rows)))[::-1]

@@ -366,6 +366,20 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     if importlib.util.find_spec("matplotlib") is not None:
         out = plot_report(report, tmp_path / "p.png")
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        holdout = write_csv(tmp_path / "h.csv", holdout_examples())
+        png = tmp_path / "cli.png"
+        res = run(
+            "check",
+            tiny_text_folder,
+            tiny_text_folder,
+            "--holdout",
+            holdout,
+            "--no-record",
+            "--plot",
+            png,
+        )
+        assert res.exit_code == 0, res.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     real_import = builtins.__import__
 
     def no_matplotlib(name, *args, **kwargs):
@@ -376,6 +390,13 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(OptionsError, match=r"--plot needs matplotlib.*pip install matplotlib"):
         plot_report(report, tmp_path / "q.png")
+    before = tree_hashes(tiny_text_folder)
+    res = run("check", tiny_text_folder, tiny_text_folder, "--holdout", "x.csv", "--plot", "q.png")
+    assert res.exit_code == 1 and res.stderr == (
+        "error: --plot needs matplotlib, which is not installed: pip install matplotlib "
+        "(or pip install 'headsurgeon[plot]')\n"
+    )
+    assert tree_hashes(tiny_text_folder) == before
 
 
 def banking_test_split():
