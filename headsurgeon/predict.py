@@ -158,6 +158,9 @@ def predict_pair(
     texts = list(texts)
     kwargs = {"batch_size": batch_size, "device": device, "progress": progress}
     max_length = max_length or _max_length(*parent)
+    if parent[0] is child[0] and parent[1] is child[1]:  # one model checked against itself
+        logits = predict_logits(*parent, texts, max_length=max_length, **kwargs)
+        return logits, logits.clone()
     paths = _shared_head_paths(parent, child, texts, max_length)
     if paths is not None:
         logger.info("parent and child differ only in the head: one pass for both")

@@ -243,6 +243,9 @@ def test_predict_pair_shares_the_backbone_only_when_it_is_identical(
     assert got[1].shape == (18, 4)
     # the child's head was only borrowed: no hook is left on the parent's head
     assert not parent[0].classifier._forward_hooks
+    itself = predict_pair(parent, parent, texts, batch_size=5)
+    assert len(parent_calls) == 8 and torch.equal(itself[0], alone[0])
+    assert torch.equal(itself[1], alone[0])
 
 
 def test_parent_against_itself_passes_with_zero_drop(tiny_text_folder):
