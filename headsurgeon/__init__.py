@@ -39,6 +39,14 @@ _EXPORTS = {
     "push": "hub",
     "PushResult": "hub",
     "build_card": "card",
+    "check_old_labels": "checks",
+    "compare": "checks",
+    "enforce": "checks",
+    "predict_logits": "predict",
+    "predict_pair": "predict",
+    "CheckReport": "checks",
+    "record_check": "checks",
+    "plot_report": "checks",
 }
 
 __all__ = ["__version__", *_EXPORTS]
