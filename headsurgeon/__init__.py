@@ -36,6 +36,9 @@ _EXPORTS = {
     "SurgeryResult": "surgery",
     "INIT_POLICIES": "surgery",
     "BIAS_POLICIES": "surgery",
+    "add_labels_to_checkpoint": "checkpoint",
+    "remove_labels_from_checkpoint": "checkpoint",
+    "rename_label_in_checkpoint": "checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

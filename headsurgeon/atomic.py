@@ -94,6 +94,9 @@ def commit(
         for name, write in writers.items():
             write(tmp / name)
         _record.write_record(tmp, record)
+        for name in [*writers, _record.RECORD_NAME]:  # a replaced file keeps its permissions
+            if (src / name).is_file():
+                shutil.copymode(src / name, tmp / name)
         _fsync_small(tmp, [*writers, _record.RECORD_NAME])
         os.chmod(tmp, stat.S_IMODE(os.stat(src).st_mode))
         if output is None:
