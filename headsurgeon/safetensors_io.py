@@ -193,7 +193,7 @@ def header_bytes(entries: Iterable[Entry], metadata: dict[str, Any] | None) -> b
 def write_file(
     path: Path, entries: list[Entry], metadata: dict[str, Any] | None, source: Path
 ) -> None:
-    """Write a new safetensors file at ``path`` (which must not exist), then fsync it.
+    """Write a new safetensors file at ``path`` (which must not exist; the caller syncs it).
 
     Tensors with ``data`` are written from memory; the others are copied from the file
     ``source`` by the kernel, adjacent ranges in one call.
@@ -216,7 +216,6 @@ def write_file(
                 out.flush()
         if run:
             copy_range(src.fileno(), out.fileno(), run[0], run[1] - run[0])
-        os.fsync(out.fileno())
 
 
 def copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
@@ -240,8 +239,11 @@ def _copy_slow(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
 
 
 def copy_file(src: Path, dst: Path) -> None:
-    """Copy a whole file at kernel speed (``copy_file_range``; a reflink where the filesystem can)."""
+    """Copy a whole file at kernel speed (``copy_file_range``; a reflink where the filesystem can).
+
+    Like ``cp``, the copy is not forced to disk: the source stays intact, so a power cut can
+    cost the copy but not the model.
+    """
     with open(src, "rb") as fin, open(dst, "xb") as fout:
         copy_range(fin.fileno(), fout.fileno(), 0, os.fstat(fin.fileno()).st_size)
-        os.fsync(fout.fileno())
     shutil.copystat(src, dst)
