@@ -126,12 +126,12 @@ def add_labels_to_checkpoint(
     changes: dict[str, tuple[tuple[int, ...], bytes]] = {}
     for path in head.paths:
         w, raw = ckpt.info(path + ".weight"), ckpt.read(path + ".weight")
-        rows = new_rows(to_float32(raw, w.dtype, w.shape), k, init, seed=seed, std=std)
+        rows = new_rows(to_float32(raw, w.dtype), w.shape[0], k, init, seed=seed, std=std)
         changes[w.name] = ((len(after), w.shape[1]), raw + from_float32(rows, w.dtype))
         b = ckpt.info(path + ".bias")
         if b is not None:
             braw = ckpt.read(b.name)
-            extra = new_biases(to_float32(braw, b.dtype, b.shape), k, bias)
+            extra = new_biases(to_float32(braw, b.dtype), k, bias)
             changes[b.name] = ((len(after),), braw + from_float32(extra, b.dtype))
     result = SurgeryResult(head, before, after, added=after[len(before) :], init=init, bias=bias)
     _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link)
