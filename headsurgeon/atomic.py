@@ -88,43 +88,63 @@ def commit(
 
     Returns:
         the folder written.
+
+    Raises:
+        CheckpointError: the folder beside the target is not writable, or writing failed (disk
+        full, ...); nothing is left behind.
     """
     target = src.resolve() if output is None else output
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.headsurgeon-", dir=target.parent))
     try:
-        skip = set(writers) | set(drop) | {_record.RECORD_NAME}
-        with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
-            try:  # unchanged files are carried over while the changed ones are written
-                if output is None:
-                    jobs = [pool.submit(_link_tree, target, tmp, skip)]
-                else:
-                    jobs = _carry_files(src, tmp, skip, link, carry, pool)
-                for name, write in writers.items():
-                    write(tmp / name)
-                for job in jobs:
-                    job.result()
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
-        _record.write_record(tmp, record)
-        for name in [*writers, _record.RECORD_NAME]:  # a replaced file keeps its permissions
-            if (src / name).is_file():
-                shutil.copymode(src / name, tmp / name)
-        if output is None:  # the old folder is about to go: the new one must be on disk first
-            _fsync_small(tmp, [*writers, _record.RECORD_NAME])
-        os.chmod(tmp, stat.S_IMODE(os.stat(src).st_mode))
-        if output is None:
-            _swap_in(tmp, target, [*writers, _record.RECORD_NAME], drop)
-        else:
-            if target.exists():
-                target.rmdir()
-            os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.headsurgeon-", dir=target.parent))
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot create a folder beside {target} ({e.strerror or e}): headsurgeon writes "
+            "there first and renames; give a writable -o"
+        ) from e
+    try:
+        _fill(src, output, tmp, target, writers, record, link, drop, carry)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"writing {target} failed ({e}); nothing was changed") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _fill(src, output, tmp, target, writers, record, link, drop, carry) -> None:
+    """Write the new folder ``tmp`` and publish it as ``target`` (see :func:`commit`)."""
+    skip = set(writers) | set(drop) | {_record.RECORD_NAME}
+    with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
+        try:  # unchanged files are carried over while the changed ones are written
+            if output is None:
+                jobs = [pool.submit(_link_tree, target, tmp, skip)]
+            else:
+                jobs = _carry_files(src, tmp, skip, link, carry, pool)
+            for name, write in writers.items():
+                write(tmp / name)
+            for job in jobs:
+                job.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    _record.write_record(tmp, record)
+    for name in [*writers, _record.RECORD_NAME]:  # a replaced file keeps its permissions
+        if (src / name).is_file():
+            shutil.copymode(src / name, tmp / name)
+    if output is None:  # the old folder is about to go: the new one must be on disk first
+        _fsync_small(tmp, [*writers, _record.RECORD_NAME])
+    os.chmod(tmp, stat.S_IMODE(os.stat(src).st_mode))
+    if output is None:
+        _swap_in(tmp, target, [*writers, _record.RECORD_NAME], drop)
+    else:
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    _fsync_dir(target.parent)
 
 
 def _link_tree(src: Path, dst: Path, skip: set[str]) -> None:
@@ -181,7 +201,7 @@ def _swap_in(tmp: Path, target: Path, changed: list[str], drop: frozenset[str]) 
             os.replace(tmp / name, target / name)
         for name in drop:
             (target / name).unlink(missing_ok=True)
-    shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)  # the old version: the edit is done either way
 
 
 def exchange(a: Path, b: Path) -> None:

@@ -353,14 +353,32 @@ def test_broken_checkpoint_is_refused_untouched(llama_sharded, tmp_path, damage,
         assert not (tmp_path / "out").exists() and leftovers(src) == []
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["to-new-folder", "in-place"])
+def test_disk_full_while_writing_changes_nothing(llama_sharded, tmp_path, monkeypatch, in_place):
+    import headsurgeon.checkpoint as checkpoint
+
+    def full(path, *args):
+        Path(path).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_file", full)
+    src = tmp_path / "m"
+    shutil.copytree(llama_sharded, src)
+    before = tree_hashes(src)
+    res = run("add-label", src, "--name", "x", *([] if in_place else ["-o", tmp_path / "out"]))
+    assert res.exit_code == 1 and res.output.count("\n") == 1
+    assert "No space left on device" in res.output and "nothing was changed" in res.output
+    assert tree_hashes(src) == before and leftovers(src) == [] and not (tmp_path / "out").exists()
+
+
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def test_cli_streaming_path_imports_neither_torch_nor_transformers(llama_sharded, tmp_path):
+def test_cli_streaming_path_imports_no_torch_transformers_or_numpy(llama_sharded, tmp_path):
     code = (
         "import sys; from headsurgeon.cli import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))"
     )
     out = tmp_path / "o"
     for args in (
