@@ -140,11 +140,11 @@ def _fill(src, output, tmp, target, writers, record, link, drop, carry) -> None:
     os.chmod(tmp, stat.S_IMODE(os.stat(src).st_mode))
     if output is None:
         _swap_in(tmp, target, [*writers, _record.RECORD_NAME], drop)
+        _fsync_dir(target.parent)
     else:
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)
-    _fsync_dir(target.parent)
 
 
 def _link_tree(src: Path, dst: Path, skip: set[str]) -> None:

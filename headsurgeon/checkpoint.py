@@ -24,22 +24,27 @@ from typing import Any
 from . import atomic
 from . import labels as _labels
 from . import record as _record
+from .errors import OptionsError
 from .models import read_config
 from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
 from .shards import (
     PICKLE_PATTERNS,
     SAFE_INDEX,
     WEIGHT_PATTERNS,
+    Checkpoint,
     locate_in_checkpoint,
     open_checkpoint,
 )
-from .surgery import DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
+from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
 
 logger = logging.getLogger(__name__)
 
 #: default of ``link``: copy unchanged files for ``-o`` (a hard link shares their bytes)
 DEFAULT_LINK = False
+#: init policies the streaming path applies (``imprint`` needs example features: in memory)
 STREAM_INITS = ("mean", "zeros", "normal")
+#: tensor name -> (new shape, new bytes)
+_Changes = dict[str, tuple[tuple[int, ...], bytes]]
 
 
 def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
@@ -109,11 +114,9 @@ def add_labels_to_checkpoint(
     Example:
         >>> add_labels_to_checkpoint("parent/", ["lost_or_stolen_card"], "grown/")
     """
-    from .headrows import from_float32, new_biases, new_rows, to_float32
-
     init, bias = init or DEFAULT_INIT, bias or DEFAULT_BIAS
     _check_choice("init", init, STREAM_INITS)
-    _check_choice("bias", bias, ("mean", "min", "zeros"))
+    _check_choice("bias", bias, BIAS_POLICIES)
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
     after = _labels.grown(before, names)
@@ -122,20 +125,39 @@ def add_labels_to_checkpoint(
         return _in_memory(src, target, "add-label", "add_labels", names, init=init, bias=bias,
                           head_path=head_path, seed=seed)  # fmt: skip
     head = locate_in_checkpoint(ckpt, head_path, len(after))
-    k, std = len(after) - len(before), float(config.get("initializer_range") or 0.02)
-    changes: dict[str, tuple[tuple[int, ...], bytes]] = {}
-    for path in head.paths:
-        w, raw = ckpt.info(path + ".weight"), ckpt.read(path + ".weight")
-        rows = new_rows(to_float32(raw, w.dtype), w.shape[0], k, init, seed=seed, std=std)
-        changes[w.name] = ((len(after), w.shape[1]), raw + from_float32(rows, w.dtype))
-        b = ckpt.info(path + ".bias")
-        if b is not None:
-            braw = ckpt.read(b.name)
-            extra = new_biases(to_float32(braw, b.dtype), k, bias)
-            changes[b.name] = ((len(after),), braw + from_float32(extra, b.dtype))
+    std = float(config.get("initializer_range") or 0.02)  # as surgery's normal policy
+    changes = _grown(ckpt, head.paths, len(after) - len(before), init, bias, seed, std)
     result = SurgeryResult(head, before, after, added=after[len(before) :], init=init, bias=bias)
     _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link)
     return result
+
+
+def _grown(ckpt: Checkpoint, paths, k: int, init: str, bias: str, seed, std: float) -> _Changes:
+    """New bytes and shapes of each head's weight (and bias) with ``k`` rows appended."""
+    from .headrows import from_float32, new_biases, new_rows, to_float32
+
+    changes: _Changes = {}
+    for path in paths:
+        w, raw = ckpt.info(path + ".weight"), ckpt.read(path + ".weight")
+        rows = new_rows(to_float32(raw, w.dtype), w.shape[0], k, init, seed=seed, std=std)
+        changes[w.name] = ((w.shape[0] + k, w.shape[1]), raw + from_float32(rows, w.dtype))
+        b = ckpt.info(path + ".bias")
+        if b is not None:
+            raw = ckpt.read(b.name)
+            extra = new_biases(to_float32(raw, b.dtype), k, bias)
+            changes[b.name] = ((b.shape[0] + k,), raw + from_float32(extra, b.dtype))
+    return changes
+
+
+def _kept(ckpt: Checkpoint, paths, kept: list[int]) -> _Changes:
+    """New bytes and shapes of each head's weight (and bias) keeping only the rows ``kept``."""
+    changes: _Changes = {}
+    for path in paths:
+        for t in filter(None, (ckpt.info(path + ".weight"), ckpt.info(path + ".bias"))):
+            raw, row = ckpt.read(t.name), t.nbytes // t.shape[0]
+            data = b"".join(raw[i * row : (i + 1) * row] for i in kept)
+            changes[t.name] = ((len(kept), *t.shape[1:]), data)
+    return changes
 
 
 def remove_labels_from_checkpoint(
@@ -168,15 +190,7 @@ def remove_labels_from_checkpoint(
     if ckpt is None:
         return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path)
     head = locate_in_checkpoint(ckpt, head_path, len(after))
-    changes = {}
-    for path in head.paths:
-        for suffix in (".weight", ".bias"):
-            t = ckpt.info(path + suffix)
-            if t is None:
-                continue
-            raw, row = ckpt.read(t.name), t.nbytes // t.shape[0]
-            data = b"".join(raw[i * row : (i + 1) * row] for i in kept)
-            changes[t.name] = ((len(kept), *t.shape[1:]), data)
+    changes = _kept(ckpt, head.paths, kept)
     removed = [n for n in before if n not in set(after)]
     result = SurgeryResult(head, before, after, removed=removed)
     _publish(ckpt, target, changes, after, result.to_dict(), "remove-label", link)
@@ -219,8 +233,6 @@ def rename_label_in_checkpoint(
 
 
 def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
-    from .errors import OptionsError
-
     if value not in allowed:
         raise OptionsError(
             f"unknown {what} policy {value!r} for a checkpoint on disk: expected one of "
@@ -249,9 +261,8 @@ def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool) -> 
     if ckpt.index is not None:
         delta = sum(len(data) - ckpt.info(name).nbytes for name, (_, data) in changes.items())
         index = json.loads(json.dumps(ckpt.index))
-        meta = index.setdefault("metadata", {})
-        if "total_size" in meta:
-            meta["total_size"] = int(meta["total_size"]) + delta
+        if "total_size" in index.get("metadata", {}):
+            index["metadata"]["total_size"] = int(index["metadata"]["total_size"]) + delta
         writers[SAFE_INDEX] = _json_writer(index)
     config = json.loads(json.dumps(ckpt.config))
     _labels.apply_to_config(config, after)
