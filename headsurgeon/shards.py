@@ -156,7 +156,22 @@ def _read_index(path: Path) -> dict[str, Any]:
 
 
 def locate_in_checkpoint(ckpt: Checkpoint, head_path, count_after: int) -> HeadRef:
-    """Find the head from the headers (explicit path > name table > meta-device probe)."""
+    """Find the head from the headers (explicit path > name table > meta-device probe).
+
+    Args:
+        ckpt: the opened checkpoint.
+        head_path: explicit dotted path(s) or unique suffix, or ``None``.
+        count_after: the label count after the operation (the returned head's ``out_features``).
+
+    Returns:
+        a :class:`~headsurgeon.locate.HeadRef`; ``method`` is ``"explicit"``, ``"header"``
+        (names and shapes settled it) or ``"shape-probe"`` (meta-device fallback).
+
+    Raises:
+        HeadNotFoundError, AmbiguousHeadError: a bad explicit path, or the probe's errors.
+        CheckpointError: the head's shape disagrees with the config's label count.
+        UnsupportedModelError: the head layout changes with the label count.
+    """
     n = len(ckpt.labels)
     if head_path is not None:
         wanted = [head_path] if isinstance(head_path, str) else list(head_path)
@@ -164,7 +179,7 @@ def locate_in_checkpoint(ckpt: Checkpoint, head_path, count_after: int) -> HeadR
     else:
         paths, method = _from_headers(ckpt, n), "header"
         if paths is None:
-            paths, method = _from_meta(ckpt), "shape-probe"
+            paths, method = _from_meta(ckpt, count_after), "shape-probe"
     if method != "shape-probe" and ckpt.config.get("model_type") in LAYOUT_BY_COUNT:
         _check_layout(ckpt, count_after)
     first = None
@@ -242,13 +257,13 @@ def _meta(ckpt: Checkpoint, count: int | None = None):
     return meta_model(model_class(config), config, count)
 
 
-def _from_meta(ckpt: Checkpoint) -> list[str]:
+def _from_meta(ckpt: Checkpoint, count_after: int) -> list[str]:
     """Head path(s) found by building the architecture on the ``meta`` device (imports torch)."""
     from .locate import locate_head
 
     model = _meta(ckpt)
     paths = list(locate_head(model).paths)
-    _check_layout(ckpt, len(ckpt.labels) + 1, model)
+    _check_layout(ckpt, count_after, model)
     return paths
 
 

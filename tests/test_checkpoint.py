@@ -211,6 +211,33 @@ def test_ambiguous_headers_fall_back_to_meta_probe(tmp_path):
     assert_same_model(load(tmp_path / "o"), expected)
 
 
+def test_head_layout_that_changes_with_the_count_is_refused(tmp_path):
+    import transformers
+
+    from headsurgeon.errors import UnsupportedModelError
+
+    cfg = transformers.LayoutLMv3Config(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        input_size=32,
+        patch_size=16,
+        max_2d_position_embeddings=64,
+        coordinate_size=8,
+        shape_size=8,
+        **label_kwargs(),
+    )
+    src = save(transformers.LayoutLMv3ForTokenClassification(cfg), tmp_path / "l")
+    before = tree_hashes(src)
+    with pytest.raises(UnsupportedModelError, match="different head layout with 12 labels"):
+        add_labels_to_checkpoint(src, [f"n{i}" for i in range(9)], tmp_path / "o")
+    assert tree_hashes(src) == before and not (tmp_path / "o").exists()
+    assert add_labels_to_checkpoint(src, ["n"], tmp_path / "o").head.paths == ("classifier",)
+
+
 def test_explicit_head_path_and_errors(llama_sharded, tmp_path):
     r = add_labels_to_checkpoint(llama_sharded, ["x"], tmp_path / "o", head_path="score")
     assert r.head.method == "explicit"
