@@ -429,9 +429,14 @@ def test_cli_streaming_path_imports_no_torch_transformers_or_numpy(llama_sharded
 
 
 def test_cli_remove_and_rename_json(llama_sharded, tmp_path):
-    res = run("remove-label", llama_sharded, "alpha", "gamma", "-o", tmp_path / "o", "--json")
+    res = run(
+        "remove-label", llama_sharded, "alpha", "gamma", "-o", tmp_path / "o", "--json", "--link"
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["labels_after"] == ["beta"]
+    shard = json.loads((llama_sharded / "model.safetensors.index.json").read_text())["weight_map"]
+    embed = shard["model.embed_tokens.weight"]
+    assert (tmp_path / "o" / embed).stat().st_ino == (llama_sharded / embed).stat().st_ino
     res = run("rename-label", tmp_path / "o", "beta", "only", "--json")
     assert res.exit_code == 0 and json.loads(res.output)["labels_after"] == ["only"]
     events = json.loads((tmp_path / "o" / "headsurgeon.json").read_text())["events"]
