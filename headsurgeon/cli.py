@@ -202,7 +202,10 @@ def add_label(
 @click.argument("model", type=click.Path(file_okay=False))
 @click.argument("names", nargs=-1, required=True)
 @click.option(
-    "-o", "--output", type=click.Path(file_okay=False), help="Write a new model folder here."
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
 )
 @head_path_option
 @link_option
@@ -239,7 +242,10 @@ def remove_label(model, names, output, head_path, link, allow_pickle, as_json) -
 @click.argument("old")
 @click.argument("new")
 @click.option(
-    "-o", "--output", type=click.Path(file_okay=False), help="Write a new model folder here."
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
 )
 @link_option
 @json_option
