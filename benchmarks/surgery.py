@@ -3,7 +3,8 @@
 Builds (once, cached under ``benchmarks/.cache/``) a Llama-style sequence classifier of
 ``--params`` billion parameters in bf16, sharded at 500 MB, then runs each side as a separate
 process, interleaved ``--repeats`` times, and reports the median wall time and peak RSS (from
-``os.wait4`` of each child) of:
+``os.wait4`` of each child; ``sync`` before each run, untimed, so no run pays for the previous
+one's writeback) of:
 
   (a) load-cat-save: ``from_pretrained`` + ``torch.cat`` a mean row + ``save_pretrained``
   (b) ``headsurgeon add-label MODEL --name new`` in place
@@ -15,7 +16,7 @@ and finally grows a 7B-parameter-shaped checkpoint (real headers, sparse zero da
 checking its peak RSS stays under 1 GiB.
 
 Usage:
-    python benchmarks/surgery.py                 # ~0.8B fixture, 3 interleaved repeats
+    python benchmarks/surgery.py                 # ~0.8B fixture, 5 interleaved repeats
     python benchmarks/surgery.py --params 2 --repeats 5
 """
 
@@ -184,6 +185,7 @@ class _Spec:
 
 def measure(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd``; return (wall seconds, peak RSS in MiB) of that process alone."""
+    os.sync()  # start each run with no dirty pages left by the previous one (not timed)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -197,7 +199,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--params", type=float, default=0.8, help="fixture size, billions (0.8)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per side (3)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved runs per side (5)")
     parser.add_argument("--sparse-params", type=float, default=7.0, help="sparse check size (7)")
     args = parser.parse_args(argv)
 
@@ -207,30 +209,32 @@ def main(argv=None) -> dict:
     work.mkdir(parents=True)
     cli = [sys.executable, "-m", "headsurgeon", "add-label"]
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in "abcde"}
+    model, out = work / "model", work / "out"
+    commands = {
+        "a": [sys.executable, "-c", LOAD_CAT_SAVE, str(fixture), str(out), SHARD],
+        "b": [*cli, str(model), "--name", "new"],
+        "c": [*cli, str(fixture), "--name", "new", "-o", str(out)],
+        "d": [*cli, str(fixture), "--name", "new", "-o", str(out), "--link"],
+        "e": ["cp", "-r", str(fixture), str(out)],
+    }
     for r in range(args.repeats):
-        model, out = work / "model", work / "out"
-        for side in "eabcd":  # cp first: it also makes the in-place copy for (b)
+        order = "abcde"[r % 5 :] + "abcde"[: r % 5]  # rotated: no side always follows another
+        for side in order:
             shutil.rmtree(out, ignore_errors=True)
-            if side == "e":
+            if side == "b":  # a fresh copy to edit in place (untimed)
+                # Hard links: headsurgeon never writes into an existing file, so the fixture is
+                # safe, and a real copy would evict the fixture from the page cache, slowing
+                # whichever side runs next.
                 shutil.rmtree(model, ignore_errors=True)
-                times[side].append(measure(["cp", "-r", str(fixture), str(model)]))
-            elif side == "a":
-                times[side].append(
-                    measure([sys.executable, "-c", LOAD_CAT_SAVE, str(fixture), str(out), SHARD])
-                )
-            elif side == "b":
-                times[side].append(measure([*cli, str(model), "--name", "new"]))
-            elif side == "c":
-                times[side].append(measure([*cli, str(fixture), "--name", "new", "-o", str(out)]))
-            else:
-                times[side].append(
-                    measure([*cli, str(fixture), "--name", "new", "-o", str(out), "--link"])
-                )
+                subprocess.run(["cp", "-al", str(fixture), str(model)], check=True)
+            times[side].append(measure(commands[side]))
         print(
             f"repeat {r + 1}/{args.repeats}: "
             + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in times.items()),
             flush=True,
         )
+    labels = json.loads((fixture / "config.json").read_text())["id2label"]
+    assert len(labels) == len(LABELS), "the cached fixture was modified"
     med = {
         k: (statistics.median(t for t, _ in v), statistics.median(m for _, m in v))
         for k, v in times.items()
