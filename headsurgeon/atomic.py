@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -210,6 +211,8 @@ def exchange(a: Path, b: Path) -> None:
     Raises:
         OSError: the system or filesystem cannot do it.
     """
+    if not sys.platform.startswith("linux"):
+        raise OSError(errno.ENOSYS, "renameat2 is Linux-only")
     libc = ctypes.CDLL(None, use_errno=True)
     func = getattr(libc, "renameat2", None)
     if func is None:
