@@ -305,6 +305,12 @@ def test_pickle_only_needs_opt_in(tmp_path):
     assert not (tmp_path / "o" / "pytorch_model.bin").exists()
     headsurgeon.add_labels(model, ["x"])
     assert_same_model(load(tmp_path / "o"), model)
+    res = run("add-label", src, "--name", "x", "--allow-pickle")  # in place: bin -> safetensors
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in src.iterdir())
+    assert names == ["config.json", "headsurgeon.json", "model.safetensors"]
+    assert_same_model(load(src), model)
+    assert leftovers(src) == []
 
 
 # --- broken checkpoints: one line, exit 1, nothing written ---------------------------------
@@ -429,6 +435,7 @@ def test_cli_streaming_path_imports_no_torch_transformers_or_numpy(llama_sharded
 
 
 def test_cli_remove_and_rename_json(llama_sharded, tmp_path):
+    (tmp_path / "o").mkdir()  # an empty output folder is fine
     res = run(
         "remove-label", llama_sharded, "alpha", "gamma", "-o", tmp_path / "o", "--json", "--link"
     )
@@ -441,6 +448,8 @@ def test_cli_remove_and_rename_json(llama_sharded, tmp_path):
     assert res.exit_code == 0 and json.loads(res.output)["labels_after"] == ["only"]
     events = json.loads((tmp_path / "o" / "headsurgeon.json").read_text())["events"]
     assert [e["op"] for e in events] == ["remove-label", "rename-label"]
+    info = json.loads(run("inspect", tmp_path / "o", "--json").output)
+    assert info["labels"] == ["only"] and info["head"]["out_features"] == 1
     for args, message in [
         (["remove-label", tmp_path / "o", "only"], "cannot remove every label"),
         (["remove-label", tmp_path / "o", "nope"], "unknown label(s): nope"),
@@ -503,3 +512,23 @@ def test_killed_at_every_step_leaves_old_or_new_model(llama_sharded, tmp_path):
     else:
         pytest.fail("the edit never finished")
     assert seen == {"old", "new"} and budget > 5
+
+
+def test_benchmark_sparse_checkpoint_grows_in_place(tmp_path, monkeypatch):
+    import importlib.util
+
+    from headsurgeon.safetensors_io import read_header
+
+    spec = importlib.util.spec_from_file_location("surgery_bench", REPO / "benchmarks/surgery.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "surgery_bench", bench)
+    spec.loader.exec_module(bench)
+    assert 0.75e9 < bench.llama_config(0.8)["num_hidden_layers"] * 50.4e6 + 65.5e6 < 0.85e9
+    monkeypatch.setattr(bench, "SHARD_BYTES", 20 * 10**6)
+    params = bench.build_sparse(0.1, tmp_path / "sparse")
+    assert params > 0.1e9
+    result = add_labels_to_checkpoint(tmp_path / "sparse", ["new"])
+    assert result.head.paths == ("score",) and result.head.method == "header"
+    index = json.loads((tmp_path / "sparse" / "model.safetensors.index.json").read_text())
+    shard = read_header(tmp_path / "sparse" / index["weight_map"]["score.weight"])
+    assert shard.tensors["score.weight"].shape == (4, 2048)
