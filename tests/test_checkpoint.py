@@ -136,11 +136,14 @@ def test_dtype_round_trip_matches_torch(dtype):
     )
     want = x.to(torch_dtype)
     raw = headrows.from_float32(array("f", x.tolist()), dtype)
-    assert raw == want.view(torch.uint8 if dtype != "F32" else torch.float32).numpy().tobytes()
+    size = 4 if dtype == "F32" else 2  # NaN's bits differ between torch's CPU kernels: skip them
+    expected = want.view(torch.uint8 if dtype != "F32" else torch.float32).numpy().tobytes()
+    assert raw[: 7 * size] + raw[8 * size :] == expected[: 7 * size] + expected[8 * size :]
     back = torch.tensor(headrows.to_float32(raw, dtype).tolist())
     assert (
         torch.equal(back[8:], want.float()[8:]) and back[:7].tolist() == want.float()[:7].tolist()
     )
+    assert math.isnan(back[7])
 
 
 # --- same result as in memory -------------------------------------------------------------
