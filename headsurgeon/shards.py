@@ -228,14 +228,13 @@ def _from_headers(ckpt: Checkpoint, n: int) -> list[str] | None:
         CheckpointError: a known head exists but its row count disagrees with the config.
     """
     found = ckpt.matrices(n)
-    others = [p for p in found if p.rsplit(".", 1)[-1] not in NOT_HEADS]
+    others = [p for p in found if p.rsplit(".", 1)[-1] not in NOT_HEADS and not _embedding(p)]
     others = [p for p in others if not (p.endswith(".dense") and p[:-6] + ".out_proj" in found)]
-    for pair in PARALLEL_HEADS:
-        if all(p in others for p in pair) and len(others) == len(pair):
-            return list(pair)
-    known = [p for p in others if p in KNOWN_HEADS]
-    if len(known) == 1 and len(others) == 1:
-        return known
+    heads = next((list(pair) for pair in PARALLEL_HEADS if sorted(pair) == sorted(others)), None)
+    if heads is None and len(others) == 1 and others[0] in KNOWN_HEADS:
+        heads = others
+    if heads and not _stray_vectors(ckpt, n, heads):
+        return heads
     if not found:
         for path in KNOWN_HEADS:
             w = ckpt.info(path + ".weight")
@@ -246,6 +245,22 @@ def _from_headers(ckpt: Checkpoint, n: int) -> list[str] | None:
                 )
     logger.info("head not settled by the headers (candidates %s): probing on meta", found)
     return None
+
+
+def _embedding(path: str) -> bool:
+    """An embedding table (e.g. BERT's 2-row ``token_type_embeddings``) is never the head."""
+    return "embed" in path.rsplit(".", 1)[-1]
+
+
+def _stray_vectors(ckpt: Checkpoint, n: int, heads: list[str]) -> list[str]:
+    """Vectors of length ``n`` other than the heads' biases (label-sized: only a probe can tell)."""
+    biases = {p + ".bias" for p in heads}
+    return [
+        t.name
+        for h in ckpt.headers.values()
+        for t in h.tensors.values()
+        if t.shape == (n,) and t.name not in biases and not t.name.endswith("pre_classifier.bias")
+    ]
 
 
 def _meta(ckpt: Checkpoint, count: int | None = None):

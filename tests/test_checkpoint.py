@@ -204,6 +204,12 @@ def test_label_count_equal_to_hidden_size(tmp_path):
     )
 
 
+def test_binary_classifier_is_found_from_headers(tmp_path):
+    src = save(tiny_bert(["no", "yes"]), tmp_path / "b")  # token_type_embeddings is 2 x 32 too
+    result = add_labels_to_checkpoint(src, ["maybe"], tmp_path / "o")
+    assert result.head.paths == ("classifier",) and result.head.method == "header"
+
+
 def test_ambiguous_headers_fall_back_to_meta_probe(tmp_path):
     names = [f"l{i}" for i in range(32)]  # every BERT attention matrix is 32 x 32
     src = save(tiny_bert(names), tmp_path / "b", sharded=True)
