@@ -47,6 +47,9 @@ _EXPORTS = {
     "CheckReport": "checks",
     "record_check": "checks",
     "plot_report": "checks",
+    "add_labels_to_checkpoint": "checkpoint",
+    "remove_labels_from_checkpoint": "checkpoint",
+    "rename_label_in_checkpoint": "checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,40 +1,50 @@
-"""On-disk surgery on a saved model folder, written atomically.
+"""On-disk surgery on a saved model folder: stream safetensors, rewrite only what changes.
 
-Today: load the model, grow it in memory, save into a temp folder beside the target and move the
-result into place. (Streaming safetensors surgery replaces the load/save for safetensors
-checkpoints.) The folder being read is never the folder being written to.
+For a safetensors checkpoint (``model.safetensors``, or shards listed by
+``model.safetensors.index.json``) the head is found from ``config.json`` and the tensor headers
+alone, only the head tensors are read, only the shard(s) holding them are rewritten (the other
+tensors copied by the kernel), and the result is published atomically (:mod:`.atomic`). Neither
+torch nor transformers is imported unless the headers leave the head ambiguous (then the
+architecture is built on the ``meta`` device) or ``init="normal"`` asks for torch's generator.
+New rows equal the in-memory :func:`headsurgeon.add_labels` bit for bit (:mod:`.headrows`).
+
+Pickle checkpoints (``pytorch_model*.bin``) are refused unless ``allow_pickle=True``; they then
+go through the in-memory load/grow/save path and are written back as safetensors.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import atomic
 from . import labels as _labels
 from . import record as _record
-from .errors import CheckpointError
+from .errors import OptionsError
 from .models import read_config
+from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
+from .shards import (
+    PICKLE_PATTERNS,
+    SAFE_INDEX,
+    WEIGHT_PATTERNS,
+    Checkpoint,
+    locate_in_checkpoint,
+    open_checkpoint,
+)
+from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_PATTERNS = (
-    "model.safetensors",
-    "model-*.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model-*.bin",
-    "pytorch_model.bin.index.json",
-)
-MODEL_FILES = ("config.json", _record.RECORD_NAME)
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    return sorted({p for pat in WEIGHT_PATTERNS for p in folder.glob(pat)})
+#: default of ``link``: copy unchanged files for ``-o`` (a hard link shares their bytes)
+DEFAULT_LINK = False
+#: init policies the streaming path applies (``imprint`` needs example features: in memory)
+STREAM_INITS = ("mean", "zeros", "normal")
+#: tensor name -> (new shape, new bytes)
+_Changes = dict[str, tuple[tuple[int, ...], bytes]]
 
 
 def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
@@ -73,80 +83,243 @@ def add_labels_to_checkpoint(
     bias: str | None = None,
     head_path: str | Sequence[str] | None = None,
     seed: int | None = None,
-):
+    link: bool = DEFAULT_LINK,
+    allow_pickle: bool = False,
+) -> SurgeryResult:
     """Grow the head of the model saved in ``src``; write to ``output`` (or in place).
+
+    Streams safetensors checkpoints: reads the config and the head tensors only, rewrites only
+    the shard(s) holding the head, and publishes the result atomically.
 
     Args:
         src: a folder saved with ``save_pretrained``.
         names: new label names.
         output: a new folder (must not exist, or be empty); ``None`` edits ``src`` in place.
-        init, bias, head_path, seed: as in :func:`headsurgeon.add_labels`.
+        init: ``mean`` (default), ``zeros`` or ``normal`` (σ = ``initializer_range``).
+        bias: ``mean`` (default), ``min`` or ``zeros``.
+        head_path: explicit head path(s) or unique dotted suffix; found automatically if ``None``.
+        seed: seed of ``init="normal"`` (torch's generator: same rows as in memory).
+        link: with ``output``, hard-link the unchanged files instead of copying them.
+        allow_pickle: accept a ``pytorch_model*.bin`` checkpoint (loaded in memory; unpickling
+            can run code from the file) and write it back as safetensors.
 
     Returns:
         the :class:`~headsurgeon.surgery.SurgeryResult`.
 
     Raises:
-        CheckpointError, LabelError, and the locator's errors; on error nothing is written.
+        CheckpointError: missing/corrupt/inconsistent files, non-empty output, pickle refused.
+        LabelError, OptionsError, HeadNotFoundError, AmbiguousHeadError, UnsupportedModelError.
+        On any error nothing is written.
 
     Example:
         >>> add_labels_to_checkpoint("parent/", ["lost_or_stolen_card"], "grown/")
     """
-    from .models import load_model
-    from .surgery import DEFAULT_BIAS, DEFAULT_INIT, add_labels
-
-    src = Path(src)
-    _labels.check_new_names(_labels.labels_of(read_config(src)), names)  # fail before loading
-    model = load_model(src)
-    result = add_labels(
-        model,
-        names,
-        init=init or DEFAULT_INIT,
-        bias=bias or DEFAULT_BIAS,
-        head_path=head_path,
-        seed=seed,
-    )
-    record = _record.record_for(src, result.labels_before)
-    _record.add_event(record, "add-label", **result.to_dict())
-    _write_model(model, record, src, output)
+    init, bias = init or DEFAULT_INIT, bias or DEFAULT_BIAS
+    _check_choice("init", init, STREAM_INITS)
+    _check_choice("bias", bias, BIAS_POLICIES)
+    src, target, config = _prepare(src, output)
+    before = _labels.labels_of(config)
+    after = _labels.grown(before, names)
+    ckpt = open_checkpoint(src, config, allow_pickle)
+    if ckpt is None:
+        return _in_memory(src, target, "add-label", "add_labels", names, init=init, bias=bias,
+                          head_path=head_path, seed=seed)  # fmt: skip
+    head = locate_in_checkpoint(ckpt, head_path, len(after))
+    std = float(config.get("initializer_range") or 0.02)  # as surgery's normal policy
+    changes = _grown(ckpt, head.paths, len(after) - len(before), init, bias, seed, std)
+    result = SurgeryResult(head, before, after, added=after[len(before) :], init=init, bias=bias)
+    _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link)
     return result
 
 
-def _write_model(model, record: dict, src: Path, output: str | os.PathLike | None) -> Path:
-    """Save ``model`` + ``record`` to ``output`` (new folder) or into ``src``, atomically."""
-    target = Path(output) if output is not None else src
-    in_place = target.resolve() == src.resolve()
-    if not in_place and target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise CheckpointError(f"output {target} already exists and is not empty; choose another -o")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.headsurgeon-", dir=target.parent))
+def _grown(ckpt: Checkpoint, paths, k: int, init: str, bias: str, seed, std: float) -> _Changes:
+    """New bytes and shapes of each head's weight (and bias) with ``k`` rows appended."""
+    from .headrows import from_float32, new_biases, new_rows, to_float32
+
+    changes: _Changes = {}
+    for path in paths:
+        w, raw = ckpt.info(path + ".weight"), ckpt.read(path + ".weight")
+        rows = new_rows(to_float32(raw, w.dtype), w.shape[0], k, init, seed=seed, std=std)
+        changes[w.name] = ((w.shape[0] + k, w.shape[1]), raw + from_float32(rows, w.dtype))
+        b = ckpt.info(path + ".bias")
+        if b is not None:
+            raw = ckpt.read(b.name)
+            extra = new_biases(to_float32(raw, b.dtype), k, bias)
+            changes[b.name] = ((b.shape[0] + k,), raw + from_float32(extra, b.dtype))
+    return changes
+
+
+def _kept(ckpt: Checkpoint, paths, kept: list[int]) -> _Changes:
+    """New bytes and shapes of each head's weight (and bias) keeping only the rows ``kept``."""
+    changes: _Changes = {}
+    for path in paths:
+        for t in filter(None, (ckpt.info(path + ".weight"), ckpt.info(path + ".bias"))):
+            raw, row = ckpt.read(t.name), t.nbytes // t.shape[0]
+            data = b"".join(raw[i * row : (i + 1) * row] for i in kept)
+            changes[t.name] = ((len(kept), *t.shape[1:]), data)
+    return changes
+
+
+def remove_labels_from_checkpoint(
+    src: str | os.PathLike,
+    names: Sequence[str],
+    output: str | os.PathLike | None = None,
+    *,
+    head_path: str | Sequence[str] | None = None,
+    link: bool = DEFAULT_LINK,
+    allow_pickle: bool = False,
+) -> SurgeryResult:
+    """Drop the head rows of ``names`` and re-index the remaining labels densely (order kept).
+
+    Same streaming, atomicity and arguments as :func:`add_labels_to_checkpoint`.
+
+    Returns:
+        the :class:`~headsurgeon.surgery.SurgeryResult` (``removed`` lists the names dropped).
+
+    Raises:
+        LabelError: unknown names, duplicates, or removing every label; and the errors of
+        :func:`add_labels_to_checkpoint`.
+
+    Example:
+        >>> remove_labels_from_checkpoint("model/", ["obsolete_intent"])
+    """
+    src, target, config = _prepare(src, output)
+    before = _labels.labels_of(config)
+    after, kept = _labels.without(before, names)
+    ckpt = open_checkpoint(src, config, allow_pickle)
+    if ckpt is None:
+        return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path)
+    head = locate_in_checkpoint(ckpt, head_path, len(after))
+    changes = _kept(ckpt, head.paths, kept)
+    removed = [n for n in before if n not in set(after)]
+    result = SurgeryResult(head, before, after, removed=removed)
+    _publish(ckpt, target, changes, after, result.to_dict(), "remove-label", link)
+    return result
+
+
+def rename_label_in_checkpoint(
+    src: str | os.PathLike,
+    old: str,
+    new: str,
+    output: str | os.PathLike | None = None,
+    *,
+    link: bool = DEFAULT_LINK,
+) -> list[str]:
+    """Rename label ``old`` to ``new`` in the saved model's config; weights are not touched.
+
+    Works for any weight format (no weight is read). With ``output``, the other files are
+    carried over (copied, or hard-linked with ``link``).
+
+    Returns:
+        the label names after the rename, by id.
+
+    Raises:
+        LabelError: ``old`` unknown or ``new`` empty/already a label. CheckpointError: missing
+        folder or config, non-empty output.
+
+    Example:
+        >>> rename_label_in_checkpoint("model/", "card_lost", "lost_or_stolen_card")
+    """
+    src, target, config = _prepare(src, output)
+    before = _labels.labels_of(config)
+    after = _labels.renamed(before, old, new)
+    new_config = dict(config)
+    _labels.apply_to_config(new_config, after)
+    record = _record.record_for(src, before)
+    _record.add_event(record, "rename-label", old=old, new=new, labels_after=after)
+    writers = {"config.json": _json_writer(new_config)}
+    atomic.commit(src, target, writers, record, link=link, carry=_carry)
+    return after
+
+
+def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise OptionsError(
+            f"unknown {what} policy {value!r} for a checkpoint on disk: expected one of "
+            f"{', '.join(allowed)}"
+        )
+
+
+def _prepare(src, output) -> tuple[Path, Path | None, dict[str, Any]]:
+    src = Path(src)
+    config = read_config(src)
+    return src, atomic.check_output(src, output), config
+
+
+def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool) -> None:
+    """Write the changed shard(s), index, config and record; carry the rest over."""
+    writers: dict[str, atomic.Writer] = {}
+    for fname in sorted({ckpt.file_of(name) for name in changes}):
+        header = ckpt.headers[fname]
+        entries = [
+            Entry(t.name, t.dtype, changes[t.name][0], data=changes[t.name][1])
+            if t.name in changes
+            else Entry(t.name, t.dtype, t.shape, source=t)
+            for t in header.tensors.values()
+        ]
+        writers[fname] = _shard_writer(entries, header)
+    if ckpt.index is not None:
+        delta = sum(len(data) - ckpt.info(name).nbytes for name, (_, data) in changes.items())
+        index = json.loads(json.dumps(ckpt.index))
+        if "total_size" in index.get("metadata", {}):
+            index["metadata"]["total_size"] = int(index["metadata"]["total_size"]) + delta
+        writers[SAFE_INDEX] = _json_writer(index)
+    config = json.loads(json.dumps(ckpt.config))
+    _labels.apply_to_config(config, after)
+    writers["config.json"] = _json_writer(config)
+    record = _record.record_for(ckpt.folder, ckpt.labels)
+    _record.add_event(record, op, **event)
+    stale = frozenset(p.name for pat in PICKLE_PATTERNS for p in ckpt.folder.glob(pat))
+    atomic.commit(ckpt.folder, target, writers, record, link=link, drop=stale, carry=_carry)
+
+
+def _shard_writer(entries: list[Entry], header: SafetensorsHeader) -> atomic.Writer:
+    return lambda path: write_file(path, entries, header.metadata, header.path)
+
+
+def _json_writer(data: dict[str, Any]) -> atomic.Writer:
+    # the layout transformers' save_pretrained uses for config.json and the index
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return lambda path: path.write_text(text, encoding="utf-8")
+
+
+def _carry(src: Path, dst: Path) -> None:
+    """Copy an unchanged file for ``-o``: weights by the kernel, small files with metadata."""
+    if src.suffix == ".safetensors":
+        copy_file(src, dst)
+    else:
+        import shutil
+
+        shutil.copy2(src, dst)
+
+
+def _in_memory(
+    src: Path, target: Path | None, op: str, func: str, names, **kwargs
+) -> SurgeryResult:
+    """The pickle fallback: load the whole model, operate in memory, save as safetensors."""
+    import shutil
+    import tempfile
+
+    from . import surgery
+    from .models import load_model
+
+    model = load_model(src)
+    before = _labels.labels_of(model.config)
+    result = getattr(surgery, func)(model, names, **kwargs)
+    record = _record.record_for(src, before)
+    _record.add_event(record, op, **result.to_dict())
+    parent = (target or src.resolve()).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".headsurgeon-save-", dir=parent))
     try:
-        model.save_pretrained(str(tmp))
-        _record.write_record(tmp, record)
-        if in_place:
-            _replace_files(tmp, src)
-            shutil.rmtree(tmp)
-        else:
-            for extra in src.iterdir():  # tokenizer, processor, README, ...: carried over
-                if (
-                    extra.is_file()
-                    and not (tmp / extra.name).exists()
-                    and extra not in _weight_files(src)
-                ):
-                    shutil.copy2(extra, tmp / extra.name)
-            if target.exists():
-                target.rmdir()
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        model.save_pretrained(str(scratch))
+        writers = {p.name: _mover(p) for p in scratch.iterdir() if p.is_file()}
+        stale = frozenset(p.name for pat in WEIGHT_PATTERNS for p in src.glob(pat))
+        atomic.commit(src, target, writers, record, drop=stale, carry=_carry)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
 
 
-def _replace_files(new: Path, folder: Path) -> None:
-    """Move each file of ``new`` into ``folder`` with ``os.replace``; drop stale weight files."""
-    stale = set(_weight_files(folder))
-    for path in sorted(new.iterdir(), key=lambda p: p.name == "config.json"):  # config last
-        os.replace(path, folder / path.name)
-        stale.discard(folder / path.name)
-    for path in stale:
-        path.unlink()
+def _mover(saved: Path) -> atomic.Writer:
+    return lambda path: os.replace(saved, path)

@@ -114,6 +114,26 @@ def inspect(model: str, as_json: bool) -> None:
     )
 
 
+link_option = click.option(
+    "--link",
+    is_flag=True,
+    default=False,
+    help="With -o: hard-link the unchanged files (tokenizer, untouched shards) into the new folder "
+    "instead of copying them: instant and no extra disk, but both folders then share those "
+    "files' bytes. headsurgeon never writes into an existing file (it writes a new one and "
+    "renames it), but a tool that edits a file in place would change both. Default: copy at "
+    "kernel speed (a reflink where the filesystem supports it). In place, unchanged files are "
+    "always kept as they are.",
+)
+allow_pickle_option = click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=False,
+    help="Accept a pytorch_model.bin (pickle) checkpoint: unpickling can run code from the file, "
+    "so only for files you trust. The model is loaded in memory and written back as safetensors.",
+)
+
+
 @main.command("add-label")
 @click.argument("model", type=click.Path(file_okay=False))
 @click.option(
@@ -140,9 +160,16 @@ def inspect(model: str, as_json: bool) -> None:
 )
 @click.option("--seed", type=int, default=None, help="Seed for --init normal.")
 @head_path_option
+@link_option
+@allow_pickle_option
 @json_option
-def add_label(model, names, output, init, bias, seed, head_path, as_json) -> None:
+def add_label(
+    model, names, output, init, bias, seed, head_path, link, allow_pickle, as_json
+) -> None:
     """Append new labels to MODEL's classifier head, keeping every old weight bit-identical.
+
+    Safetensors checkpoints are streamed: only the head is read and only the shard holding it is
+    rewritten; the result replaces MODEL (or appears as -o) in one atomic step.
 
     \b
     Examples:
@@ -159,6 +186,8 @@ def add_label(model, names, output, init, bias, seed, head_path, as_json) -> Non
         bias=bias,
         head_path=list(head_path) or None,
         seed=seed,
+        link=link,
+        allow_pickle=allow_pickle,
     )
     where = output or model
     _emit(
@@ -314,3 +343,72 @@ def check(
     if plot:
         plot_report(report, plot)
     enforce(report)
+
+
+@main.command("remove-label")
+@click.argument("model", type=click.Path(file_okay=False))
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
+)
+@head_path_option
+@link_option
+@allow_pickle_option
+@json_option
+def remove_label(model, names, output, head_path, link, allow_pickle, as_json) -> None:
+    """Drop the labels NAMES from MODEL's head; the others are re-numbered densely, order kept.
+
+    \b
+    Example:
+      headsurgeon remove-label model/ obsolete_intent -o smaller/
+    """
+    from .checkpoint import remove_labels_from_checkpoint
+
+    result = remove_labels_from_checkpoint(
+        model,
+        list(names),
+        output,
+        head_path=list(head_path) or None,
+        link=link,
+        allow_pickle=allow_pickle,
+    )
+    where = output or model
+    _emit(
+        as_json,
+        {"output": str(where), **result.to_dict()},
+        f"removed {', '.join(result.removed)} from {', '.join(result.head.paths)} "
+        f"({len(result.labels_before)} -> {len(result.labels_after)} labels); wrote {where}",
+    )
+
+
+@main.command("rename-label")
+@click.argument("model", type=click.Path(file_okay=False))
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
+)
+@link_option
+@json_option
+def rename_label(model, old, new, output, link, as_json) -> None:
+    """Rename label OLD to NEW in MODEL's config (same id; no weight is read or written).
+
+    \b
+    Example:
+      headsurgeon rename-label model/ card_lost lost_or_stolen_card
+    """
+    from .checkpoint import rename_label_in_checkpoint
+
+    labels = rename_label_in_checkpoint(model, old, new, output, link=link)
+    where = output or model
+    _emit(
+        as_json,
+        {"output": str(where), "old": old, "new": new, "labels_after": labels},
+        f"renamed {old} -> {new} (id {labels.index(new)}); wrote {where}",
+    )
