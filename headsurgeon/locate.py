@@ -139,10 +139,15 @@ def _resolve(model, path: str, n: int) -> str:
     return matches[0]
 
 
-def _shape_probe(model, n: int) -> list[str]:
+def _shape_probe(model, n: int) -> list[str] | None:
     """Module paths whose parameters change shape when the class is built with ``n + 1`` labels.
 
-    Returns ``[]`` when the probe cannot run (the constructor fails on ``meta``).
+    Returns ``None`` when the probe cannot run (the constructor fails on ``meta``).
+
+    Raises:
+        UnsupportedModelError: the probe ran and no parameter depends on the label count (the
+            logits come from elsewhere, e.g. a language-model head's token columns): a Linear
+            that happens to have ``n`` outputs would be a wrong guess and would not reload grown.
     """
     import torch.nn as nn
 
@@ -152,7 +157,7 @@ def _shape_probe(model, n: int) -> list[str]:
         probe = meta_model(type(model), model.config, n + 1)
     except Exception as e:  # any constructor failure just means "no evidence from the probe"
         logger.debug("shape probe of %s failed: %s", type(model).__name__, e)
-        return []
+        return None
     before = {name: tuple(p.shape) for name, p in model.named_parameters()}
     after = {name: tuple(p.shape) for name, p in probe.named_parameters()}
     if set(before) != set(after):
@@ -162,6 +167,12 @@ def _shape_probe(model, n: int) -> list[str]:
         )
     changed = sorted({name.rsplit(".", 1)[0] for name in before if before[name] != after[name]})
     changed.sort(key=list(dict(model.named_modules())).index)
+    if not changed:
+        raise UnsupportedModelError(
+            f"the parameters of {type(model).__name__} do not depend on the label count "
+            f"(built with {n} and {n + 1} labels they have the same shapes): it has no label "
+            "rows to grow"
+        )
     for path in changed:
         module = model.get_submodule(path)
         if not isinstance(module, nn.Linear) or module.out_features != n:

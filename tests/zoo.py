@@ -38,8 +38,10 @@ SCALARS = {
     ),
     **dict.fromkeys(["decoder_attention_heads", "num_key_value_heads", "num_kv_heads"], 2),
     **dict.fromkeys(["head_dim", "kv_channels", "d_head", "d_kv", "attention_head_dim"], 16),
-    **dict.fromkeys(["v_head_dim", "qk_head_dim", "kv_lora_rank", "q_lora_rank"], 16),
-    **dict.fromkeys(["qk_rope_head_dim", "qk_nope_head_dim"], 8),
+    **dict.fromkeys(["v_head_dim", "kv_lora_rank", "q_lora_rank"], 16),
+    # multi-head latent attention: rope part = head_dim, q/k head = nope + rope
+    **dict.fromkeys(["qk_rope_head_dim", "qk_nope_head_dim"], 16),
+    **dict.fromkeys(["qk_head_dim"], 32),
     **dict.fromkeys(["intermediate_size", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim"], FFN),
     **dict.fromkeys(["d_ff", "d_inner", "n_inner", "hidden_dim", "ffn_hidden_size", "dff"], FFN),
     **dict.fromkeys(["moe_intermediate_size", "shared_expert_intermediate_size"], FFN),
@@ -48,6 +50,7 @@ SCALARS = {
     **dict.fromkeys(["num_encoder_layers"], 2),
     **dict.fromkeys(["num_experts", "num_local_experts", "n_routed_experts"], 4),
     **dict.fromkeys(["num_experts_per_tok", "moe_topk"], 2),
+    **dict.fromkeys(["n_group", "topk_group"], 1),  # expert groups of DeepSeek-like routers
     **dict.fromkeys(["vocab_size"], VOCAB),
     **dict.fromkeys(["max_position_embeddings", "n_positions", "max_seq_len"], 128),
     **dict.fromkeys(["image_size", "input_size"], IMAGE),
@@ -58,6 +61,80 @@ SCALARS = {
     **dict.fromkeys(["num_mel_bins"], 16),
     **dict.fromkeys(["max_source_positions"], 16),
     **dict.fromkeys(["max_length"], 32),
+    **dict.fromkeys(["rotary_dim", "linear_key_head_dim", "linear_value_head_dim"], 16),
+    **dict.fromkeys(["linear_num_key_heads", "linear_num_value_heads"], 2),
+    **dict.fromkeys(["entity_vocab_size", "entity_emb_size", "class_expand"], 32),
+    **dict.fromkeys(["num_latents", "d_latents"], 32),  # Perceiver
+    **dict.fromkeys(["num_self_attends_per_block", "num_cross_attention_heads"], 1),
+    **dict.fromkeys(["num_self_attention_heads", "num_groups"], 2),
+    **dict.fromkeys(["attn_layer_period", "expert_layer_period"], 2),  # hybrids: one of each
+    **dict.fromkeys(["attn_layer_offset", "expert_layer_offset"], 1),
+}
+# Fields that default to ``None`` ("derive it") in a few configs but must be set for a tiny model.
+FILL_NONE = ("head_dim", "num_key_value_heads", "num_experts_per_tok", "vocab_size")
+# A few architectures have constraints between fields that no generic rule knows; each is a fact
+# about that model (not about headsurgeon).
+SPECIAL: dict[str, dict[str, Any]] = {
+    # GPT-Neo: the attention pattern must cover exactly num_layers layers
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]]},
+    # Zamba shares one transformer block between its hybrid layers: it needs two of them
+    "zamba": {
+        "num_hidden_layers": 8,
+        "layers_block_type": None,
+        "attn_layer_period": 4,
+        "attn_layer_offset": 2,
+    },
+    # Cohere Compass's default config has no RoPE parameters for its (full attention) layers
+    "cohere_compass_text": {
+        "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+    },
+    # LayoutLMv3's layout embedding is 4 coordinate + 2 shape embeddings wide = hidden_size
+    "layoutlmv3": {"hidden_size": 48, "coordinate_size": 8, "shape_size": 8},
+    # LiLT splits the layout width in 6 after shrinking it by channel_shrink_ratio (4)
+    "lilt": {"hidden_size": 48},
+    # BROS derives its bbox embedding width as hidden_size // 4 // dim_bbox, which must be even
+    "bros": {"hidden_size": 64},
+    # LeViT's patch embedding is four stride-2 convs (16 px) whatever patch_size says; its
+    # downsampling attention needs widths that are multiples of key_dim
+    "levit": {
+        "patch_size": 16,
+        "image_size": 64,
+        "hidden_sizes": [16, 32, 48],
+        "key_dim": [8, 8, 8],
+        "down_ops": [["Subsample", 8, 2, 4, 2, 2], ["Subsample", 8, 4, 4, 2, 2]],
+    },
+    # Swin windows must tile every stage's resolution
+    "swin": {"image_size": 64, "window_size": 2},
+    "donut-swin": {"image_size": 64, "window_size": 2},
+    # Hiera's patch conv (7, stride 4, padding 3) and 3 query-pooling stages need 32 px exactly
+    "hiera": {"patch_size": [7, 7]},
+    # TextNet's stem feeds the first stage: same width
+    "textnet": {"stem_out_channels": 8},
+    # HGNet-V2: per-stage channel lists must chain; the classifier reads the last stage width
+    "hgnet_v2": {
+        "embedding_size": 16,
+        "stem_channels": [3, 8, 16],
+        "stage_in_channels": [16, 16, 32, 48],
+        "stage_mid_channels": [8, 8, 16, 16],
+        "stage_out_channels": [16, 32, 48, 64],
+        "hidden_sizes": [16, 32, 48, 64],
+        "stage_num_blocks": [1, 1, 1, 1],
+        "stage_numb_of_layers": [1, 1, 1, 1],
+    },
+    # EfficientNet: the top conv has round_filters(1280) = 1280 * width_coefficient channels
+    "efficientnet": {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320},
+    # MobileViT-V2 unfolds 2x2 patches at output stride 32: at least 64 px
+    "mobilevitv2": {"image_size": 64},
+    # Reformer: axial position shape multiplies to the max length, its dims sum to hidden_size
+    "reformer": {
+        "axial_pos_shape": [4, 8],
+        "axial_pos_embds_dim": [16, 16],
+        "max_position_embeddings": 32,
+        "attention_head_size": 16,
+        "feed_forward_size": FFN,
+        "local_attn_chunk_length": 4,
+        "lsh_attn_chunk_length": 4,
+    },
 }
 # Per-stage list fields: every entry set to the tiny value (length kept: other lists match it).
 LISTS = {
@@ -69,7 +146,6 @@ LISTS = {
 }
 # Per-stage widths: kept growing (some models need a wider stage after a narrower one).
 WIDTH_LISTS = ("hidden_sizes", "embed_dims", "embed_dim")
-SUBCONFIGS = ("text_config", "vision_config", "audio_config")
 
 
 @dataclass(frozen=True)
@@ -104,13 +180,17 @@ def model_class(entry: Entry):
 
 
 def _shrunk(values: dict[str, Any]) -> dict[str, Any]:
-    """Overrides making the config dict ``values`` tiny."""
+    """Overrides making the config dict ``values`` tiny (sub-configs too)."""
     out: dict[str, Any] = {}
     for key, value in values.items():
+        if value is None and key in FILL_NONE:
+            out[key] = SCALARS[key]
+        if value is None and key == "pad_token_id":  # classifiers pool the last non-pad token
+            out[key] = 0
         if isinstance(value, bool) or value is None:
             continue
-        if key in SUBCONFIGS and isinstance(value, dict):
-            out[key] = {**value, **_shrunk(value), **_token_ids(value)}
+        if isinstance(value, dict) and "model_type" in value:  # a sub-config
+            out[key] = {"model_type": value["model_type"], **_shrunk(value), **_token_ids(value)}
         elif isinstance(value, int) and key in SCALARS and value > SCALARS[key]:
             out[key] = SCALARS[key]
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
@@ -120,8 +200,37 @@ def _shrunk(values: dict[str, Any]) -> dict[str, Any]:
                 out[key] = [8 * (i + 1) for i in range(len(value))]
             elif key in ("image_size",):
                 out[key] = [IMAGE] * len(value)
-            elif key in ("patch_size",):
-                out[key] = [PATCH] * len(value)
+    out.update(_layer_pattern(values, out))
+    out.update(SPECIAL.get(values.get("model_type"), {}))
+    return out
+
+
+def _layer_pattern(values: dict[str, Any], shrunk: dict[str, Any]) -> dict[str, Any]:
+    """Per-layer type lists (``layer_types``, ``attn_layers``...) cut to the tiny layer count.
+
+    Keeps one layer of each distinct type (in order of first appearance) so that hybrids keep an
+    attention layer, and raises the layer count to match when there are more types than layers.
+    """
+    count_keys = [k for k in ("num_hidden_layers", "num_layers", "n_layer") if k in shrunk]
+    if not count_keys:
+        return {}
+    old = values[count_keys[0]]
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if (
+            isinstance(value, list)
+            and len(value) == old
+            and value
+            and all(isinstance(v, str) for v in value)
+        ):
+            kinds = list(dict.fromkeys(value))
+            if len(kinds) == 1:  # a uniform pattern: the config derives it from the count
+                continue
+            size = max(shrunk[count_keys[0]], len(kinds))
+            out[key] = (kinds * size)[:size]
+            out.update(dict.fromkeys(count_keys, size))
+            if "hybrid_layer_ids" in values:  # Zamba2 lists the hybrid layers by index
+                out["hybrid_layer_ids"] = [i for i, k in enumerate(out[key]) if k == "hybrid"]
     return out
 
 
@@ -129,7 +238,11 @@ def _token_ids(values: dict[str, Any]) -> dict[str, Any]:
     """Special token ids moved inside the tiny vocabulary (0, 1, 2 are kept as they are)."""
     out = {}
     for key, value in values.items():
-        if key.endswith("_token_id") and isinstance(value, int) and value >= VOCAB:
+        if (
+            key.endswith(("_token_id", "_token_index"))
+            and isinstance(value, int)
+            and value >= VOCAB
+        ):
             out[key] = 2
         elif key.endswith("_token_id") and isinstance(value, list):
             out[key] = [v if v < VOCAB else 2 for v in value]
@@ -144,9 +257,9 @@ def tiny_config(entry: Entry, names=LABELS):
     config_cls = cls.config_class
     values = config_cls().to_dict()
     overrides = {**_shrunk(values), **_token_ids(values)}
-    if entry.task == "sequence" and values.get("pad_token_id") is None and "pad_token_id" in values:
-        overrides["pad_token_id"] = 0  # decoder classifiers pool the last non-pad token
     config = config_cls(**overrides)
+    if config.is_encoder_decoder and getattr(config, "decoder_start_token_id", None) is None:
+        config.decoder_start_token_id = 0  # T5's sequence classifier shifts inputs right with it
     apply_to_config(config, list(names))
     return config
 
@@ -177,43 +290,66 @@ def inputs_for(model, seed: int = 0) -> dict[str, Any]:
     config = model.config
     main = model.main_input_name
     accepts = _accepts(model)
-    if main in ("input_ids", "inputs") and "pixel_values" not in accepts and _is_text(model):
-        vocab = getattr(config, "vocab_size", None) or VOCAB
-        ids = torch.randint(3, min(vocab, VOCAB), (BATCH, SEQ), generator=g)
-        out = {main: ids}
-        if "attention_mask" in accepts:
-            out["attention_mask"] = torch.ones_like(ids)
-        if "bbox" in accepts:
-            corner = torch.randint(0, 500, (BATCH, SEQ, 2), generator=g)
-            out["bbox"] = torch.cat([corner, corner + 10], dim=-1)
-        return out
-    if main in ("pixel_values", "inputs"):
+    if main == "input_ids" or (main == "inputs" and "Image" not in type(model).__name__):
+        out = _text_inputs(model, main, accepts, g)
+    elif "spatial_shapes" in accepts:  # NaFlex (Siglip2): pre-cut patches + their grid
+        patch = getattr(config, "vision_config", config).patch_size
+        side = IMAGE // patch
+        patches = torch.randn(BATCH, side * side, 3 * patch**2, generator=g)
+        out = {
+            main: patches,
+            "pixel_attention_mask": torch.ones(BATCH, side * side, dtype=torch.long),
+            "spatial_shapes": torch.tensor([[side, side]] * BATCH),
+        }
+    elif main in ("pixel_values", "inputs"):
         channels = getattr(config, "num_channels", 3)
         h, w = _size(config, "image_size", IMAGE)
-        return {main: torch.randn(BATCH, channels, h, w, generator=g)}
-    if main == "input_values":
-        return {main: torch.randn(BATCH, SAMPLES, generator=g)}
-    if main == "input_features":
-        return {main: torch.randn(BATCH, *_feature_shape(config), generator=g)}
-    raise NotImplementedError(f"no inputs for main_input_name {main!r}")
+        out = {main: torch.randn(BATCH, channels, h, w, generator=g)}
+    elif main in ("input_values", "input_features"):
+        out = {main: torch.randn(BATCH, *_audio_shape(config, main), generator=g)}
+    else:
+        raise NotImplementedError(f"no inputs for main_input_name {main!r}")
+    if "lang_ids" in accepts:  # X-MOD routes through one language adapter per example
+        out["lang_ids"] = torch.zeros(BATCH, dtype=torch.long)
+    return out
 
 
-def _is_text(model) -> bool:
-    return "Image" not in type(model).__name__
+def _text_inputs(model, main: str, accepts: set[str], g) -> dict[str, Any]:
+    import torch
+
+    config = model.config
+    vocab = min(getattr(config, "vocab_size", None) or VOCAB, VOCAB)
+    ids = torch.randint(3, vocab, (BATCH, SEQ), generator=g)
+    eos = getattr(config, "eos_token_id", None)
+    if config.is_encoder_decoder and isinstance(eos, int):
+        ids[:, -1] = eos  # BART-like classifiers pool the hidden state at the <eos> token
+    out = {main: ids}
+    if "attention_mask" in accepts:
+        out["attention_mask"] = torch.ones_like(ids)
+    if "bbox" in accepts:
+        corner = torch.randint(0, 500, (BATCH, SEQ, 2), generator=g)
+        out["bbox"] = torch.cat([corner, corner + 10], dim=-1)
+    return out
 
 
-def _feature_shape(config) -> tuple[int, int]:
-    """(dims after batch) of spectrogram-like ``input_features``."""
+def _audio_shape(config, main: str) -> tuple[int, ...]:
+    """Shape (after batch) of ``input_values`` / ``input_features``."""
     model_type = config.model_type
-    if model_type == "whisper":
+    if model_type == "whisper":  # (mel bins, frames): the encoder wants 2 * max_source_positions
         return config.num_mel_bins, 2 * config.max_source_positions
-    if model_type == "audio-spectrogram-transformer":
+    if model_type == "audio-spectrogram-transformer":  # (frames, mel bins)
         return config.max_length, config.num_mel_bins
-    return SEQ * 4, config.feature_size
+    if main == "input_values":  # raw waveform
+        return (SAMPLES,)
+    width = getattr(config, "feature_size", None) or config.feature_projection_input_dim
+    return SEQ * 4, width
 
 
 def logits_of(outputs):
     """The logits tensor of a classification model's outputs."""
     if getattr(outputs, "logits", None) is not None:
         return outputs.logits
+    # PP-LCNet's classifier returns its logits as ``last_hidden_state``
+    if getattr(outputs, "last_hidden_state", None) is not None:
+        return outputs.last_hidden_state
     raise KeyError(f"no logits in {type(outputs).__name__}: {list(outputs.keys())}")
