@@ -124,7 +124,12 @@ SPECIAL: dict[str, dict[str, Any]] = {
     # EfficientNet: the top conv has round_filters(1280) = 1280 * width_coefficient channels
     "efficientnet": {"width_coefficient": 0.25, "depth_coefficient": 0.25, "hidden_dim": 320},
     # MobileViT-V2 unfolds 2x2 patches at output stride 32: at least 64 px
-    "mobilevitv2": {"image_size": 64},
+    "mobilevitv2": {"image_size": 64, "width_multiplier": 0.25},
+    # MobileNets: thinner through their own width knob
+    "mobilenet_v1": {"depth_multiplier": 0.25},
+    "mobilenet_v2": {"depth_multiplier": 0.25},
+    # Mistral 4 ropes half of each head (partial_rotary_factor 0.5): head_dim = 2 * rope dims
+    "mistral4": {"head_dim": 32},
     # Reformer: axial position shape multiplies to the max length, its dims sum to hidden_size
     "reformer": {
         "axial_pos_shape": [4, 8],
@@ -145,7 +150,7 @@ LISTS = {
     "tdnn_dim": 16,
 }
 # Per-stage widths: kept growing (some models need a wider stage after a narrower one).
-WIDTH_LISTS = ("hidden_sizes", "embed_dims", "embed_dim")
+WIDTH_LISTS = ("hidden_sizes", "embed_dims", "embed_dim", "neck_hidden_sizes")
 
 
 @dataclass(frozen=True)
