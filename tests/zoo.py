@@ -144,6 +144,7 @@ SPECIAL: dict[str, dict[str, Any]] = {
 # Per-stage list fields: every entry set to the tiny value (length kept: other lists match it).
 LISTS = {
     "depths": 1,
+    "depth": 1,  # CvT
     "num_heads": 1,
     "num_attention_heads": 1,
     "conv_dim": 16,
