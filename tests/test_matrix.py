@@ -6,7 +6,8 @@ the head is found; each head's old rows (and bias) are bit-identical; the old lo
 within 1e-6 (growing a GEMM may move the last ulp; the weights themselves are bit-identical) with
 the same argmax; the new logit columns exist (one row of logits per token for token
 classifiers); every cached ``num_labels`` follows; ``save_pretrained`` → ``from_pretrained``
-reloads with no missing, unexpected or mismatched key, the names kept and every tensor equal.
+reloads with no missing, unexpected or mismatched key, the names kept and every tensor equal;
+``inspect_checkpoint`` (the ``inspect`` command) finds the same head in the saved folder.
 Classes that cannot be built here (an optional dependency missing) are skipped with the reason;
 classes headsurgeon refuses must raise the refusal and stay unchanged.
 
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from headsurgeon import add_labels, locate_head
+from headsurgeon.checkpoint import inspect_checkpoint
 from headsurgeon.errors import UnsupportedModelError
 from tests import zoo
 
@@ -120,6 +122,9 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
     assert again.config.num_labels == grown_n
     assert [again.config.id2label[i] for i in range(grown_n)] == zoo.LABELS + NEW
     assert again.config.label2id == {name: i for i, name in enumerate(zoo.LABELS + NEW)}
+    seen = inspect_checkpoint(tmp_path)  # what `headsurgeon inspect` reads, weights unloaded
+    assert seen["head"]["paths"] == list(head.paths) and seen["labels"] == zoo.LABELS + NEW
+    assert seen["head"]["out_features"] == grown_n
     reloaded = again.state_dict()
     for key, value in model.state_dict().items():  # head included: nothing re-initialised
         assert torch.equal(value, reloaded[key]), key

@@ -128,6 +128,8 @@ SPECIAL: dict[str, dict[str, Any]] = {
     # MobileNets: thinner through their own width knob
     "mobilenet_v1": {"depth_multiplier": 0.25},
     "mobilenet_v2": {"depth_multiplier": 0.25},
+    # CvT indexes each stage's drop-path rates (one per block) by the stage number
+    "cvt": {"depth": [1, 2, 3]},
     # Mistral 4 ropes half of each head (partial_rotary_factor 0.5): head_dim = 2 * rope dims
     "mistral4": {"head_dim": 32},
     # Reformer: axial position shape multiplies to the max length, its dims sum to hidden_size
@@ -144,7 +146,6 @@ SPECIAL: dict[str, dict[str, Any]] = {
 # Per-stage list fields: every entry set to the tiny value (length kept: other lists match it).
 LISTS = {
     "depths": 1,
-    "depth": 1,  # CvT
     "num_heads": 1,
     "num_attention_heads": 1,
     "conv_dim": 16,
