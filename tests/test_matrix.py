@@ -24,7 +24,8 @@ from headsurgeon.checkpoint import inspect_checkpoint
 from headsurgeon.errors import UnsupportedModelError
 from tests import zoo
 
-NEW = ["delta", "epsilon"]
+NEW = ("delta", "epsilon")
+GROWN = [*zoo.LABELS, *NEW]
 #: classes add_labels must refuse (pattern of the refusal message), and why
 REFUSED: dict[str, str] = {
     # scores the "Yes"/"No" tokens of its language-model head: no parameter has label rows
@@ -80,7 +81,7 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
         ``pytest.skip.Exception`` when the class cannot be built here.
     """
     _, model = buildable(entry)
-    n, grown_n = len(zoo.LABELS), len(zoo.LABELS) + len(NEW)
+    n, grown_n = len(zoo.LABELS), len(GROWN)
     if entry.name in REFUSED:
         state = {k: v.clone() for k, v in model.state_dict().items()}
         with pytest.raises(UnsupportedModelError, match=REFUSED[entry.name]):
@@ -120,10 +121,10 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
     problems = {k: info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     assert not any(problems.values()), problems
     assert again.config.num_labels == grown_n
-    assert [again.config.id2label[i] for i in range(grown_n)] == zoo.LABELS + NEW
-    assert again.config.label2id == {name: i for i, name in enumerate(zoo.LABELS + NEW)}
+    assert [again.config.id2label[i] for i in range(grown_n)] == GROWN
+    assert again.config.label2id == {name: i for i, name in enumerate(GROWN)}
     seen = inspect_checkpoint(tmp_path)  # what `headsurgeon inspect` reads, weights unloaded
-    assert seen["head"]["paths"] == list(head.paths) and seen["labels"] == zoo.LABELS + NEW
+    assert seen["head"]["paths"] == list(head.paths) and seen["labels"] == GROWN
     assert seen["head"]["out_features"] == grown_n
     reloaded = again.state_dict()
     for key, value in model.state_dict().items():  # head included: nothing re-initialised

@@ -13,11 +13,12 @@ report). Nothing here is cached: each call builds a fresh config, model and inpu
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
-LABELS = ["alpha", "beta", "gamma"]
+LABELS = ("alpha", "beta", "gamma")
 MAPPINGS = {
     "sequence": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
     "token": "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
@@ -263,7 +264,8 @@ def tiny_config(entry: Entry, names=LABELS):
     cls = model_class(entry)
     config_cls = cls.config_class
     values = config_cls().to_dict()
-    overrides = {**_shrunk(values), **_token_ids(values)}
+    # deep copy: configs keep the lists they are given, and SPECIAL's must stay as written
+    overrides = copy.deepcopy({**_shrunk(values), **_token_ids(values)})
     config = config_cls(**overrides)
     if config.is_encoder_decoder and getattr(config, "decoder_start_token_id", None) is None:
         config.decoder_start_token_id = 0  # T5's sequence classifier shifts inputs right with it
