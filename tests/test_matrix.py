@@ -175,9 +175,11 @@ if __name__ == "__main__":
     import os
     import sys
 
+    import transformers
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.disable(logging.WARNING)
+    transformers.utils.logging.disable_progress_bar()
     result = report()
     total = sum(len(v) for v in result.values())
     built = total - len(result["skip"])
@@ -185,8 +187,10 @@ if __name__ == "__main__":
     for key in ("pass", "fail", "skip") if verbose else ("fail", "skip"):
         for line in result[key]:
             print(f"{key.upper()}: {line}")
+    refused = sum(line.split()[1] == "refused" for line in result["pass"])
     print(
         f"classes {total}, buildable {built}, pass {len(result['pass'])} "
-        f"({100 * len(result['pass']) / max(built, 1):.1f}% of buildable), "
+        f"({100 * len(result['pass']) / max(built, 1):.1f}% of buildable; "
+        f"{len(result['pass']) - refused} grown, {refused} refused as expected), "
         f"fail {len(result['fail'])}, not buildable {len(result['skip'])}"
     )
