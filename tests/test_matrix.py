@@ -146,6 +146,16 @@ def test_add_labels_on_every_classifier(entry, tmp_path, one_thread):
     check(entry, tmp_path)
 
 
+@pytest.mark.parametrize("entry", zoo.entries(zoo.MULTIPLE_CHOICE), ids=str)
+def test_multiple_choice_is_refused(entry):
+    _, model = buildable(entry)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UnsupportedModelError, match="multiple-choice model"):
+        add_labels(model, NEW)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    assert len(model.config.id2label) == len(zoo.LABELS)
+
+
 def report() -> dict[str, list[str]]:
     """Run :func:`check` on every class; return ``{"pass"|"fail"|"skip": [lines]}``."""
     import tempfile

@@ -25,6 +25,8 @@ MAPPINGS = {
     "image": "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
     "audio": "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES",
 }
+#: multiple-choice heads score each choice with one output: no labels, refused
+MULTIPLE_CHOICE = {"multiple-choice": "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES"}
 BATCH, SEQ, VOCAB, WIDTH, FFN, IMAGE, PATCH, SAMPLES = 2, 8, 99, 32, 48, 32, 4, 1600
 
 # Scalar size fields of configs and their tiny value (applied only when the default is larger).
@@ -168,12 +170,12 @@ class Entry:
         return self.name
 
 
-def entries() -> list[Entry]:
-    """Every class of the four classification auto-mappings, once each, sorted by name."""
+def entries(mappings: dict[str, str] = MAPPINGS) -> list[Entry]:
+    """Every class of the (four classification) auto-mappings, once each, sorted by name."""
     from transformers.models.auto import modeling_auto
 
     seen: dict[str, Entry] = {}
-    for task, attr in MAPPINGS.items():
+    for task, attr in mappings.items():
         for model_type, names in getattr(modeling_auto, attr).items():
             for name in (names,) if isinstance(names, str) else names:
                 seen.setdefault(name, Entry(name, model_type, task))
