@@ -1,12 +1,13 @@
 """Every classification class of transformers' auto-mappings, built tiny from its default config.
 
-Used by ``tests/test_matrix.py`` (the architecture matrix) and ``python -m tests.zoo`` (a count
-report). Nothing here is cached: each call builds a fresh config, model and inputs.
+Used by ``tests/test_matrix.py`` (the architecture matrix; ``python -m tests.test_matrix`` prints
+its counts). Nothing here is cached: each call builds a fresh config, model and inputs.
 
 - :func:`entries` lists the classes of the sequence / token / image / audio classification
   mappings (each class once, with the model type that maps to it first).
 - :func:`tiny_config` shrinks the class's default config with a generic table of size fields
-  (widths, depths, heads, vocab, image and audio sizes, per-stage lists) and names 3 labels.
+  (widths, depths, heads, vocab, image and audio sizes, per-stage lists) and names 3 labels; the
+  few architectures whose fields are tied by rules of their own are set in :data:`SPECIAL`.
 - :func:`build` instantiates the model (eval mode, seeded), :func:`inputs_for` makes inputs for its
   ``main_input_name``, :func:`logits_of` returns the logits tensor of its outputs.
 """
