@@ -5,7 +5,7 @@ its own default config (``tests/zoo.py``) with 3 labels, grow 2 labels and check
 the head is found; each head's old rows (and bias) are bit-identical; the old logits are equal
 within 1e-6 (growing a GEMM may move the last ulp; the weights themselves are bit-identical) with
 the same argmax; the new logit columns exist (one row of logits per token for token
-classifiers); every cached ``num_labels`` follows; ``save_pretrained`` → ``from_pretrained``
+classifiers); every cached ``num_labels`` follows and the training loss accepts the new ids; ``save_pretrained`` → ``from_pretrained``
 reloads with no missing, unexpected or mismatched key, the names kept and every tensor equal;
 ``inspect_checkpoint`` (the ``inspect`` command) finds the same head in the saved folder.
 Classes that cannot be built here (an optional dependency missing) are skipped with the reason;
@@ -30,6 +30,13 @@ GROWN = [*zoo.LABELS, *NEW]
 REFUSED: dict[str, str] = {
     # scores the "Yes"/"No" tokens of its language-model head: no parameter has label rows
     "ShieldGemma2ForImageClassification": "do not depend on the label count",
+}
+#: classes whose forward computes no loss (inference-only outputs, or train mode required)
+NO_LOSS = {
+    "DeiTForImageClassificationWithTeacher",
+    "LevitForImageClassificationWithTeacher",
+    "PPLCNetForImageClassification",
+    "ReformerForSequenceClassification",
 }
 #: the head path(s) of the architectures NOTES.md calls traps, asserted exactly
 EXPECTED_PATHS = {
@@ -115,6 +122,8 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
     assert model.config.num_labels == grown_n
     for name, module in model.named_modules():  # every cached label count follows
         assert module.__dict__.get("num_labels", grown_n) == grown_n, name or "<model>"
+    if entry.name not in NO_LOSS:
+        _check_loss(model, inputs, entry.task, head.paths)
 
     model.save_pretrained(tmp_path)
     again, info = type(model).from_pretrained(tmp_path, output_loading_info=True)
@@ -130,6 +139,21 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
     for key, value in model.state_dict().items():  # head included: nothing re-initialised
         assert torch.equal(value, reloaded[key]), key
     return {"paths": head.paths, "max_diff": float((after[..., :n] - before).abs().max())}
+
+
+def _check_loss(model, inputs, task: str, paths) -> None:
+    """The training loss takes the new label ids (models shape it with their cached count)."""
+    shape = (zoo.BATCH, zoo.SEQ) if task == "token" else (zoo.BATCH,)
+    labels = torch.full(shape, len(GROWN) - 1)
+    labels[0] = len(zoo.LABELS)  # the first new id
+    torch.manual_seed(0)
+    loss = model(**inputs, labels=labels).loss
+    assert loss is not None and torch.isfinite(loss), loss
+    loss.backward()
+    for path in paths:
+        weight = model.get_submodule(path).weight
+        assert weight.grad is not None and weight.grad.shape == weight.shape, path
+    model.zero_grad(set_to_none=True)
 
 
 @pytest.fixture
