@@ -139,29 +139,48 @@ def _resolve(model, path: str, n: int) -> str:
     return matches[0]
 
 
-def _shape_probe(model, n: int) -> list[str]:
-    """Module paths whose parameters change shape when the class is built with ``n + 1`` labels.
+def _shape_probe(model, n: int) -> list[str] | None:
+    """Module paths whose parameters change shape when the class is built with another label count.
 
-    Returns ``[]`` when the probe cannot run (the constructor fails on ``meta``).
+    The probe is built with ``n + 1`` labels, or with ``n - 1`` when ``n + 1`` crosses a layout
+    switch (LayoutLMv3's token classifier becomes dense + out_proj at 10 labels: a 9-label model
+    still has a plain ``classifier`` to find; growing it is refused later by the layout check).
+
+    Returns ``None`` when the probe cannot run (the constructor fails on ``meta``).
+
+    Raises:
+        UnsupportedModelError: the layout differs at both counts; or no parameter depends on the
+            label count (the logits come from elsewhere, e.g. a language-model head's token
+            columns): a Linear that happens to have ``n`` outputs would be a wrong guess.
     """
     import torch.nn as nn
 
     from .models import meta_model
 
-    try:
-        probe = meta_model(type(model), model.config, n + 1)
-    except Exception as e:  # any constructor failure just means "no evidence from the probe"
-        logger.debug("shape probe of %s failed: %s", type(model).__name__, e)
-        return []
     before = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    after = {name: tuple(p.shape) for name, p in probe.named_parameters()}
-    if set(before) != set(after):
+    after: dict[str, tuple[int, ...]] = {}
+    for count in (n + 1, n - 1) if n > 1 else (n + 1,):
+        try:
+            probe = meta_model(type(model), model.config, count)
+        except Exception as e:  # any constructor failure just means "no evidence from the probe"
+            logger.debug("shape probe of %s failed: %s", type(model).__name__, e)
+            return None
+        after = {name: tuple(p.shape) for name, p in probe.named_parameters()}
+        if set(before) == set(after):
+            break
+    else:
         raise UnsupportedModelError(
             f"{type(model).__name__} changes its layout when its label count changes "
             f"(parameters {sorted(set(before) ^ set(after))[:4]}): its head cannot be grown in place"
         )
     changed = sorted({name.rsplit(".", 1)[0] for name in before if before[name] != after[name]})
     changed.sort(key=list(dict(model.named_modules())).index)
+    if not changed:
+        raise UnsupportedModelError(
+            f"the parameters of {type(model).__name__} do not depend on the label count "
+            f"(built with {n} and {count} labels they have the same shapes): it has no label "
+            "rows to grow"
+        )
     for path in changed:
         module = model.get_submodule(path)
         if not isinstance(module, nn.Linear) or module.out_features != n:

@@ -157,3 +157,61 @@ def test_remove_and_rename_in_memory():
     assert torch.equal(model.classifier.weight, w[[0, 2]])
     assert rename_label(model, "gamma", "g") == ["alpha", "g"]
     assert model.config.label2id == {"alpha": 0, "g": 1}
+
+
+class _FixedWidthHead:
+    """A BERT classifier whose head width ignores the label count (built per test)."""
+
+    @staticmethod
+    def build(names=LABELS):
+        import transformers
+
+        class FixedHeadBert(transformers.BertForSequenceClassification):
+            def __init__(self, config):
+                super().__init__(config)
+                self.classifier = torch.nn.Linear(config.hidden_size, 3)
+
+        return FixedHeadBert(tiny_bert(names).config).eval()
+
+
+def test_head_that_ignores_the_label_count_is_refused_not_guessed():
+    # the shape probe runs and no parameter changes: a Linear with 3 outputs is there, but
+    # growing it would give a model that does not reload (its class always builds 3 rows)
+    model = _FixedWidthHead.build()
+    with pytest.raises(UnsupportedModelError, match="do not depend on the label count"):
+        locate_head(model)
+    with pytest.raises(UnsupportedModelError, match="do not depend on the label count"):
+        add_labels(model, ["delta"])
+    assert model.classifier.out_features == 3 and model.config.num_labels == 3
+
+
+def _layoutlmv3_token(count):
+    from tests import zoo
+
+    entry = zoo.Entry("LayoutLMv3ForTokenClassification", "layoutlmv3", "token")
+    names = [f"l{i}" for i in range(count)]
+    return zoo.build(entry, zoo.tiny_config(entry, names)), names
+
+
+def test_layoutlmv3_token_head_is_found_below_its_layout_switch_and_growth_across_it_refused():
+    # LayoutLMv3ForTokenClassification is one Linear below 10 labels, dense + out_proj from 10
+    model, _ = _layoutlmv3_token(9)
+    assert locate_head(model).paths == ("classifier",)
+    weight = model.classifier.weight.detach().clone()
+    with pytest.raises(UnsupportedModelError, match="different head layout with 10 labels"):
+        add_labels(model, ["x"])
+    assert torch.equal(model.classifier.weight, weight) and model.config.num_labels == 9
+    model, _ = _layoutlmv3_token(3)
+    with pytest.raises(UnsupportedModelError, match="different head layout with 12 labels"):
+        add_labels(model, [f"n{i}" for i in range(9)])
+    add_labels(model, [f"n{i}" for i in range(6)])  # 9 labels: same layout
+    assert model.classifier.out_features == 9
+
+
+def test_layoutlmv3_token_above_its_switch_grows_out_proj_and_refuses_shrinking_below():
+    model, names = _layoutlmv3_token(10)
+    assert add_labels(model, ["x", "y"]).head.paths == ("classifier.out_proj",)
+    assert model.classifier.out_proj.out_features == 12
+    model, names = _layoutlmv3_token(10)
+    with pytest.raises(UnsupportedModelError, match="different head layout with 9 labels"):
+        remove_labels(model, [names[0]])
