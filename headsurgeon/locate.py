@@ -107,36 +107,48 @@ def linear_candidates(model, n: int) -> list[str]:
     ]
 
 
+def match_module(path: str, names, candidates: list[str], n: int, where: str) -> str:
+    """Return the one module name in ``names`` that is ``path`` or ends with ``"." + path``.
+
+    Never substring matching: ``out_proj`` matches ``classifier.out_proj``, not ``my_out_proj``.
+
+    Raises:
+        HeadNotFoundError: nothing matches (the message lists ``candidates`` with ``n`` outputs).
+        AmbiguousHeadError: several modules end with ``path``.
+    """
+    names = list(names)
+    matches = [path] if path in names else sorted(m for m in names if m.endswith("." + path))
+    if not matches:
+        hint = (
+            f"layers with {n} outputs: {', '.join(candidates)}"
+            if candidates
+            else f"no layer has {n} outputs"
+        )
+        raise HeadNotFoundError(f"no module {path!r} in {where} ({hint})")
+    if len(matches) > 1:
+        raise AmbiguousHeadError(
+            f"{path!r} matches several modules: {', '.join(matches)}; give the full path"
+        )
+    return matches[0]
+
+
 def _resolve(model, path: str, n: int) -> str:
     """Return the full dotted path for ``path`` (exact, else unique dotted suffix)."""
     import torch.nn as nn
 
     names = [name for name, _ in model.named_modules() if name]
-    if path in names:
-        matches = [path]
-    else:
-        matches = [name for name in names if name.endswith("." + path)]
-    if not matches:
-        found = linear_candidates(model, n)
-        hint = (
-            f"layers with {n} outputs: {', '.join(found)}" if found else f"no layer has {n} outputs"
-        )
-        raise HeadNotFoundError(f"no module {path!r} in {type(model).__name__} ({hint})")
-    if len(matches) > 1:
-        raise AmbiguousHeadError(
-            f"{path!r} matches several modules: {', '.join(matches)}; give the full path"
-        )
-    module = model.get_submodule(matches[0])
+    name = match_module(path, names, linear_candidates(model, n), n, type(model).__name__)
+    module = model.get_submodule(name)
     if not isinstance(module, nn.Linear):
         raise UnsupportedModelError(
-            f"{matches[0]} is a {type(module).__name__}, not an nn.Linear: headsurgeon grows Linear heads"
+            f"{name} is a {type(module).__name__}, not an nn.Linear: headsurgeon grows Linear heads"
         )
     if module.out_features != n:
         raise HeadNotFoundError(
-            f"{matches[0]} has {module.out_features} outputs but the model has {n} labels: "
+            f"{name} has {module.out_features} outputs but the model has {n} labels: "
             f"it is not the head (candidates: {', '.join(linear_candidates(model, n)) or 'none'})"
         )
-    return matches[0]
+    return name
 
 
 def _shape_probe(model, n: int) -> list[str] | None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import labels as _labels
-from .errors import AmbiguousHeadError, CheckpointError, HeadNotFoundError, UnsupportedModelError
-from .locate import HeadRef
+from .errors import CheckpointError, HeadNotFoundError, UnsupportedModelError
+from .locate import HeadRef, match_module
 from .safetensors_io import SafetensorsHeader, TensorInfo, read_header
 
 logger = logging.getLogger(__name__)
@@ -200,25 +200,16 @@ def locate_in_checkpoint(ckpt: Checkpoint, head_path, count_after: int) -> HeadR
 def _resolve(ckpt: Checkpoint, path: str, n: int) -> str:
     """Full module path for an explicit ``path`` (exact, else unique dotted suffix)."""
     modules = {t.rsplit(".", 1)[0] for h in ckpt.headers.values() for t in h.tensors}
-    matches = [path] if path in modules else sorted(m for m in modules if m.endswith("." + path))
     found = ckpt.matrices(n)
-    if not matches:
-        hint = (
-            f"layers with {n} outputs: {', '.join(found)}" if found else f"no layer has {n} outputs"
-        )
-        raise HeadNotFoundError(f"no module {path!r} in the checkpoint ({hint})")
-    if len(matches) > 1:
-        raise AmbiguousHeadError(
-            f"{path!r} matches several modules: {', '.join(matches)}; give the full path"
-        )
-    w = ckpt.info(matches[0] + ".weight")
+    name = match_module(path, modules, found, n, "the checkpoint")
+    w = ckpt.info(name + ".weight")
     if w is None or len(w.shape) != 2 or w.shape[0] != n:
         rows = "no weight matrix" if w is None or len(w.shape) != 2 else f"{w.shape[0]} outputs"
         raise HeadNotFoundError(
-            f"{matches[0]} has {rows} but the model has {n} labels: it is not the head "
+            f"{name} has {rows} but the model has {n} labels: it is not the head "
             f"(candidates: {', '.join(found) or 'none'})"
         )
-    return matches[0]
+    return name
 
 
 def _from_headers(ckpt: Checkpoint, n: int) -> list[str] | None:
