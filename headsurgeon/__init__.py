@@ -46,7 +46,7 @@ _EXPORTS = {
     "predict_pair": "predict",
     "CheckReport": "checks",
     "record_check": "checks",
-    "plot_report": "checks",
+    "plot_report": "plot",
     "add_labels_to_checkpoint": "checkpoint",
     "remove_labels_from_checkpoint": "checkpoint",
     "rename_label_in_checkpoint": "checkpoint",

@@ -324,7 +324,8 @@ def check(
     Example:
       headsurgeon check parent/ tuned/ --holdout test.csv --max-drop 0.5
     """
-    from .checks import check_old_labels, enforce, plot_report, record_check, require_matplotlib
+    from .checks import check_old_labels, enforce, record_check
+    from .plot import plot_report, require_matplotlib
 
     if plot:
         require_matplotlib()  # fail before the evaluation, not after it

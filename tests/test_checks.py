@@ -363,7 +363,7 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     import builtins
     import importlib.util
 
-    from headsurgeon.checks import plot_report
+    from headsurgeon.plot import plot_report
 
     report = hand_report()
     if importlib.util.find_spec("matplotlib") is not None:
