@@ -36,6 +36,13 @@ _EXPORTS = {
     "SurgeryResult": "surgery",
     "INIT_POLICIES": "surgery",
     "BIAS_POLICIES": "surgery",
+    "check_old_labels": "checks",
+    "compare": "checks",
+    "enforce": "checks",
+    "predict_logits": "checks",
+    "CheckReport": "checks",
+    "record_check": "checks",
+    "plot_report": "checks",
 }
 
 __all__ = ["__version__", *_EXPORTS]

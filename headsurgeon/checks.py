@@ -1,0 +1,567 @@
+"""The old-label gate: evaluate parent and child on a holdout, compare, report, enforce.
+
+A child model (the parent with labels added, trained, ...) must still know what the parent knew.
+:func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples,
+then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
+before/after, the drop in percentage points, per-label changes, how many old examples flipped
+(and how many of those to a new label), and the new labels' precision/recall/F1.
+:func:`enforce` raises :class:`GateFailedError` (exit code 3 in the CLI) when the drop is beyond
+the tolerance.
+
+Predictions are compared by label NAME, not by class id, so a child whose labels were re-ordered
+or removed is judged fairly. An old label the child no longer has can never be predicted by it:
+the holdout examples of that label count as wrong after (remove them from the holdout if the
+removal was intended).
+
+Torch and transformers are imported inside the functions; importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import record as _record
+from .data import LABEL_COLUMN, TEXT_COLUMN, Example, check_labels, read_examples
+from .errors import CheckpointError, DataError, GateFailedError, OptionsError
+
+logger = logging.getLogger(__name__)
+
+#: largest allowed drop of old-label accuracy, in percentage points
+DEFAULT_MAX_DROP = 0.5
+#: texts per forward pass of the evaluation
+DEFAULT_BATCH_SIZE = 64
+#: changed labels shown by :meth:`CheckReport.render`
+DEFAULT_SHOW = 10
+#: files of which at least one must be in a model folder for it to have a tokenizer
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+)
+
+
+@dataclass
+class CheckReport:
+    """What the gate found. Accuracies are fractions; ``*_pts`` are percentage points.
+
+    Attributes:
+        parent_labels, child_labels: the two models' labels, in class-id order.
+        old_labels: the parent's labels (what must not be forgotten).
+        new_labels: child labels the parent does not have.
+        removed_labels: old labels the child does not have (their examples are wrong after).
+        n_old_examples, n_new_examples: holdout examples whose gold label is old / new.
+        accuracy_before, accuracy_after: parent's and child's accuracy on the old examples.
+        drop_pts: ``100 * (accuracy_before - accuracy_after)``; negative means the child improved.
+        per_label: per old label with holdout support, worst change first:
+            ``{"label", "support", "before", "after", "change_pts"}`` (before/after are the
+            label's recall; ``change_pts = 100 * (after - before)``).
+        flipped: old examples whose predicted label name changed.
+        flipped_to_new: of those, how many the child now predicts as a new label.
+        flipped_wrong: old examples right before and wrong after.
+        flipped_fixed: old examples wrong before and right after.
+        new_label_metrics: ``{name: {"precision", "recall", "f1", "support", "predicted"}}`` over
+            the whole holdout (precision counts every example predicted as that label; 0.0 when
+            nothing was predicted or the label has no support, as scikit-learn's zero_division=0).
+        max_drop: the tolerance in points; passed: ``drop_pts <= max_drop``.
+    """
+
+    parent_labels: list[str]
+    child_labels: list[str]
+    old_labels: list[str]
+    new_labels: list[str]
+    removed_labels: list[str]
+    n_old_examples: int
+    n_new_examples: int
+    accuracy_before: float
+    accuracy_after: float
+    drop_pts: float
+    per_label: list[dict[str, Any]]
+    flipped: int
+    flipped_to_new: int
+    flipped_wrong: int
+    flipped_fixed: int
+    new_label_metrics: dict[str, dict[str, float]]
+    max_drop: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON-able data."""
+        return asdict(self)
+
+    def worst(self, n: int = 3) -> list[dict[str, Any]]:
+        """Return up to ``n`` old labels that lost the most (only those that lost)."""
+        return [row for row in self.per_label if row["change_pts"] < 0][:n]
+
+    def render(self, show: int = DEFAULT_SHOW) -> str:
+        """Return a readable report: summary, the ``show`` most changed old labels, new labels."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"old-label check {verdict}: accuracy on {self.n_old_examples} holdout examples of "
+            f"{len(self.old_labels)} old labels {self.accuracy_before:.2%} -> "
+            f"{self.accuracy_after:.2%} (drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt)",
+            f"flipped predictions: {self.flipped} of {self.n_old_examples} "
+            f"({self.flipped_to_new} to a new label, {self.flipped_wrong} right -> wrong, "
+            f"{self.flipped_fixed} wrong -> right)",
+        ]
+        if self.removed_labels:
+            lines.append(f"old labels the child lacks: {', '.join(self.removed_labels)}")
+        changed = [row for row in self.per_label if row["change_pts"] != 0]
+        if changed:
+            width = max(len("old label"), *(len(r["label"]) for r in changed[:show]))
+            lines.append(f"{'old label':<{width}}  support  before   after  change")
+            for r in changed[:show]:
+                lines.append(
+                    f"{r['label']:<{width}}  {r['support']:>7}  {r['before']:>6.1%}  "
+                    f"{r['after']:>6.1%}  {r['change_pts']:+.1f} pt"
+                )
+        rest = len(changed) - min(len(changed), show)
+        unchanged = len(self.per_label) - len(changed)
+        lines.append(
+            f"{len(changed)} old label(s) changed"
+            + (f" ({rest} more not shown)" if rest else "")
+            + f", {unchanged} unchanged"
+        )
+        if self.new_label_metrics:
+            width = max(len("new label"), *(len(n) for n in self.new_label_metrics))
+            lines.append(f"{'new label':<{width}}  support  predicted  precision  recall     f1")
+            for name, m in self.new_label_metrics.items():
+                lines.append(
+                    f"{name:<{width}}  {m['support']:>7}  {m['predicted']:>9}  "
+                    f"{m['precision']:>9.3f}  {m['recall']:>6.3f}  {m['f1']:>5.3f}"
+                )
+        return "\n".join(lines)
+
+
+def predict_logits(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_length: int | None = None,
+    device=None,
+    progress: bool = False,
+):
+    """Return the model's logits for ``texts`` in one batched evaluation pass.
+
+    Texts are sorted by token length so each batch pads little (much faster on CPU), and the
+    logits come back in the input order. The model is put in eval mode under
+    ``torch.inference_mode()`` and restored to its previous mode afterwards.
+
+    Args:
+        model: a transformers sequence-classification model.
+        tokenizer: its tokenizer (must be able to pad).
+        texts: the texts.
+        batch_size: texts per forward pass.
+        max_length: truncate to this many tokens; default: the tokenizer's ``model_max_length``
+            when it is a real limit, else the model's ``max_position_embeddings``.
+        device: where to run; default: where the model is (it is moved there and back).
+        progress: show a tqdm progress bar over batches.
+
+    Returns:
+        a float32 CPU tensor ``[len(texts), num_labels]``.
+
+    Raises:
+        OptionsError: ``batch_size`` below 1 or a tokenizer without a pad token.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise OptionsError(f"batch_size must be at least 1, got {batch_size}")
+    texts = list(texts)
+    if texts and tokenizer.pad_token is None and len(texts) > 1:
+        raise OptionsError(
+            "the tokenizer has no pad token, so texts cannot be batched: set "
+            "tokenizer.pad_token (e.g. to tokenizer.eos_token) and model.config.pad_token_id"
+        )
+    max_length = max_length or _max_length(model, tokenizer)
+    lengths = (
+        [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+        if texts
+        else []
+    )
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    home = next(model.parameters()).device
+    device = torch.device(device) if device is not None else home
+    was_training = model.training
+    model.to(device).eval()
+    out = torch.empty(len(texts), model.config.num_labels, dtype=torch.float32)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="evaluating", unit="batch")
+    try:
+        with torch.inference_mode():
+            for idx in batches:
+                enc = tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                ).to(device)
+                output = model(**enc)
+                logits = output.logits if hasattr(output, "logits") else output[0]
+                out[torch.tensor(idx)] = logits.float().cpu()
+    finally:
+        model.train(was_training)
+        if device != home:
+            model.to(home)
+    return out
+
+
+def _max_length(model, tokenizer) -> int | None:
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def compare(
+    parent_logits,
+    child_logits,
+    examples: Sequence[Example | str],
+    parent_labels: Sequence[str],
+    child_labels: Sequence[str],
+    *,
+    max_drop: float = DEFAULT_MAX_DROP,
+) -> CheckReport:
+    """Compare the parent's and the child's predictions on the same holdout examples.
+
+    Pure: works from logits, so training code that caches features can call it directly.
+    Predictions are compared by label name (see the module docstring for removed labels).
+
+    Args:
+        parent_logits, child_logits: ``[n, len(parent_labels)]`` and ``[n, len(child_labels)]``
+            (tensors or array-likes), row ``i`` for ``examples[i]``.
+        examples: the holdout :class:`Example` s, or just their gold label names.
+        parent_labels, child_labels: label names in class-id order.
+        max_drop: tolerated drop of old-label accuracy, in percentage points.
+
+    Returns:
+        a :class:`CheckReport`.
+
+    Raises:
+        OptionsError: logits whose shapes do not match the examples or the labels, or a
+            negative ``max_drop``.
+        DataError: a gold label neither model has, or no example of an old label.
+
+    Example:
+        >>> report = compare(parent_logits, child_logits, holdout, parent_labels, child_labels)
+        >>> report.drop_pts, report.passed
+        (0.25, True)
+    """
+    import torch
+
+    _check_max_drop(max_drop)
+    gold = [getattr(e, "label", e) for e in examples]
+    parent_logits, child_logits = torch.as_tensor(parent_logits), torch.as_tensor(child_logits)
+    for name, logits, labels in (
+        ("parent", parent_logits, parent_labels),
+        ("child", child_logits, child_labels),
+    ):
+        if tuple(logits.shape) != (len(gold), len(labels)):
+            raise OptionsError(
+                f"{name} logits have shape {tuple(logits.shape)}, expected "
+                f"({len(gold)}, {len(labels)}) for {len(gold)} examples and {len(labels)} labels"
+            )
+    parent_labels, child_labels = list(parent_labels), list(child_labels)
+    olds = _old_indices(gold, parent_labels, child_labels, "the holdout")
+    before = [parent_labels[i] for i in parent_logits.argmax(-1).tolist()]
+    after = [child_labels[i] for i in child_logits.argmax(-1).tolist()]
+    new = [n for n in child_labels if n not in set(parent_labels)]
+    right_before = sum(before[i] == gold[i] for i in olds)
+    right_after = sum(after[i] == gold[i] for i in olds)
+    flips = [i for i in olds if before[i] != after[i]]
+    drop_pts = 100.0 * (right_before - right_after) / len(olds)
+    return CheckReport(
+        parent_labels=parent_labels,
+        child_labels=child_labels,
+        old_labels=list(parent_labels),
+        new_labels=new,
+        removed_labels=[n for n in parent_labels if n not in set(child_labels)],
+        n_old_examples=len(olds),
+        n_new_examples=sum(g in set(new) for g in gold),
+        accuracy_before=right_before / len(olds),
+        accuracy_after=right_after / len(olds),
+        drop_pts=drop_pts,
+        per_label=_per_label(gold, before, after, olds, parent_labels),
+        flipped=len(flips),
+        flipped_to_new=sum(after[i] in set(new) for i in flips),
+        flipped_wrong=sum(before[i] == gold[i] != after[i] for i in flips),
+        flipped_fixed=sum(before[i] != gold[i] == after[i] for i in flips),
+        new_label_metrics={n: _prf(gold, after, n) for n in new},
+        max_drop=float(max_drop),
+        passed=drop_pts <= max_drop,
+    )
+
+
+def _old_indices(gold: list[str], parent_labels, child_labels, source: str) -> list[int]:
+    """Validate the gold labels; return the indices of the old-label examples."""
+    check_labels(
+        [Example("", g) for g in gold], list(parent_labels) + list(child_labels), source=source
+    )
+    old = set(parent_labels)
+    olds = [i for i, g in enumerate(gold) if g in old]
+    if not olds:
+        found = sorted(set(gold))
+        raise DataError(
+            f"{source} has no example of an old label (it has {len(gold)} example(s) of "
+            f"{', '.join(found[:5]) or 'no label'}{', ...' if len(found) > 5 else ''}): "
+            "add held-out examples of the parent's labels"
+        )
+    return olds
+
+
+def _check_max_drop(max_drop: float) -> None:
+    if not max_drop >= 0:  # also refuses NaN
+        raise OptionsError(f"max_drop must be >= 0 percentage points, got {max_drop}")
+
+
+def _per_label(gold, before, after, olds, labels) -> list[dict[str, Any]]:
+    rows = []
+    for label in labels:
+        idx = [i for i in olds if gold[i] == label]
+        if not idx:
+            continue
+        b = sum(before[i] == label for i in idx)
+        a = sum(after[i] == label for i in idx)
+        rows.append(
+            {
+                "label": label,
+                "support": len(idx),
+                "before": b / len(idx),
+                "after": a / len(idx),
+                "change_pts": 100.0 * (a - b) / len(idx),
+            }
+        )
+    return sorted(rows, key=lambda r: r["change_pts"])  # stable: ties keep id order
+
+
+def _prf(gold, predicted, label: str) -> dict[str, float]:
+    support = sum(g == label for g in gold)
+    n_pred = sum(p == label for p in predicted)
+    tp = sum(g == p == label for g, p in zip(gold, predicted, strict=True))
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / support if support else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "support": support,
+        "predicted": n_pred,
+    }
+
+
+def check_old_labels(
+    parent,
+    child,
+    holdout,
+    *,
+    max_drop: float = DEFAULT_MAX_DROP,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    max_length: int | None = None,
+    device=None,
+    progress: bool = False,
+) -> CheckReport:
+    """Evaluate parent and child on the holdout and compare them on the parent's labels.
+
+    One batched evaluation pass per model; the parent is released before the child is loaded.
+
+    Args:
+        parent, child: model folders, or ``(model, tokenizer)`` pairs.
+        holdout: a ``.csv``/``.tsv``/``.jsonl`` file or a list of :class:`Example`.
+        max_drop: tolerated drop of old-label accuracy, in percentage points.
+        batch_size, max_length, progress: see :func:`predict_logits`.
+        text_column, label_column: columns of the holdout file.
+        device: where to evaluate; default: CUDA when available for folders, the model's own
+            device for pairs.
+
+    Returns:
+        a :class:`CheckReport` (call :func:`enforce` to refuse a failed one).
+
+    Raises:
+        DataError: unreadable holdout, a holdout label neither model has, no old-label example.
+        CheckpointError: a folder without a model or without tokenizer files.
+        OptionsError: a bad ``max_drop`` or ``batch_size``.
+
+    Example:
+        >>> report = check_old_labels("parent/", "child/", "test.csv")
+        >>> print(report.render())
+        >>> enforce(report)
+    """
+    _check_max_drop(max_drop)
+    examples = (
+        read_examples(holdout, text_column=text_column, label_column=label_column)
+        if isinstance(holdout, (str, os.PathLike))
+        else list(holdout)
+    )
+    if not examples:
+        raise DataError("the holdout holds no examples")
+    parent_labels, child_labels = _labels_of(parent), _labels_of(child)
+    source = str(holdout) if isinstance(holdout, (str, os.PathLike)) else "the holdout"
+    _old_indices([e.label for e in examples], parent_labels, child_labels, source)  # fail early
+    texts = [e.text for e in examples]
+    logits = []
+    for source in (parent, child):
+        model, tokenizer, dev = _load(source, device)
+        logger.info("evaluating %s on %d holdout examples", _name(source), len(texts))
+        logits.append(
+            predict_logits(
+                model,
+                tokenizer,
+                texts,
+                batch_size=batch_size,
+                max_length=max_length,
+                device=dev,
+                progress=progress,
+            )
+        )
+        del model, tokenizer
+    return compare(*logits, examples, parent_labels, child_labels, max_drop=max_drop)
+
+
+def _name(source) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else type(source[0]).__name__
+
+
+def _labels_of(source) -> list[str]:
+    from .labels import labels_of
+    from .models import read_config
+
+    if isinstance(source, (str, os.PathLike)):
+        return labels_of(read_config(source))
+    return labels_of(source[0].config)
+
+
+def _load(source, device):
+    """Return ``(model, tokenizer, device)`` for a folder or a ``(model, tokenizer)`` pair."""
+    if not isinstance(source, (str, os.PathLike)):
+        model, tokenizer = source
+        return model, tokenizer, device
+    import torch
+    from transformers import AutoTokenizer
+
+    from .models import load_model, read_config
+
+    folder = Path(source)
+    read_config(folder)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(
+            f"{folder} has no tokenizer files; expected one of {', '.join(TOKENIZER_FILES)}: "
+            "copy the parent's tokenizer files into it (tokenizer.save_pretrained)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"could not load the tokenizer in {folder}: {first}") from e
+    model = load_model(folder)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoder models: pad with EOS to batch
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model, tokenizer, device
+
+
+def enforce(report: CheckReport) -> None:
+    """Raise :class:`GateFailedError` when ``report`` did not pass; do nothing otherwise.
+
+    Raises:
+        GateFailedError: naming the drop, the tolerance and the worst labels (``.report`` holds
+            the report).
+    """
+    if report.passed:
+        return
+    worst = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in report.worst(3))
+    raise GateFailedError(
+        f"old-label accuracy dropped {report.drop_pts:.2f} pt "
+        f"({report.accuracy_before:.2%} -> {report.accuracy_after:.2%} on "
+        f"{report.n_old_examples} holdout examples), more than the {report.max_drop:g} pt allowed"
+        + (f"; worst labels: {worst}" if worst else "")
+        + f"; {report.flipped_to_new} old example(s) now predict a new label. "
+        "Train with replay or distillation, or raise --max-drop if this is intended",
+        report=report,
+    )
+
+
+def record_check(
+    child: str | os.PathLike,
+    report: CheckReport,
+    *,
+    parent: str | os.PathLike,
+    holdout: str | os.PathLike | None,
+) -> Path:
+    """Append a ``check`` event to ``child``'s ``headsurgeon.json`` (created if missing).
+
+    Returns:
+        the path of the record written.
+    """
+    record = _record.read_record(child) or _record.new_record(str(parent), report.parent_labels)
+    _record.add_event(
+        record,
+        "check",
+        parent=str(parent),
+        holdout=None if holdout is None else str(holdout),
+        passed=report.passed,
+        max_drop=report.max_drop,
+        report=report.to_dict(),
+    )
+    return _record.write_record(child, record)
+
+
+def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
+    """Draw each old label's accuracy before and after (worst change on top) into ``path``.
+
+    Needs matplotlib (``pip install matplotlib`` or ``pip install headsurgeon[plot]``).
+
+    Raises:
+        OptionsError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise OptionsError(
+            "--plot needs matplotlib, which is not installed: pip install matplotlib "
+            "(or pip install 'headsurgeon[plot]')"
+        ) from e
+    rows = report.per_label
+    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.22 * len(rows)))
+    ys = list(range(len(rows)))[::-1]
+    for y, r in zip(ys, rows, strict=True):
+        ax.plot([r["before"], r["after"]], [y, y], color="0.7", zorder=1)
+    ax.scatter([r["before"] for r in rows], ys, label="parent", color="tab:blue", zorder=2)
+    ax.scatter([r["after"] for r in rows], ys, label="child", color="tab:red", zorder=3)
+    ax.set_yticks(ys, [f"{r['label']} ({r['support']})" for r in rows], fontsize=7)
+    ax.set_xlabel("accuracy (recall) on the label's holdout examples")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_title(
+        f"old-label check {'passed' if report.passed else 'FAILED'}: "
+        f"{report.accuracy_before:.1%} -> {report.accuracy_after:.1%} "
+        f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g})",
+        fontsize=9,
+    )
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

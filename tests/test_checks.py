@@ -1,0 +1,349 @@
+"""The old-label gate: compare() on hand-made logits, check_old_labels on tiny models, the CLI."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from headsurgeon.checks import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_DROP,
+    CheckReport,
+    check_old_labels,
+    compare,
+    enforce,
+    predict_logits,
+)
+from headsurgeon.cli import main
+from headsurgeon.data import Example
+from headsurgeon.errors import CheckpointError, DataError, GateFailedError, OptionsError
+from tests.common import LABELS, WORDS, tree_hashes
+
+OLD = ["a", "b", "c"]
+NEW = ["n"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def onehot(names, labels, margin=5.0):
+    """Logits whose argmax is each of ``names`` (by name) over ``labels``."""
+    out = torch.zeros(len(names), len(labels))
+    for row, name in enumerate(names):
+        out[row, labels.index(name)] = margin
+    return out
+
+
+# gold:   a a a a b b b b c c n n
+# parent: a a a b b b b b c a (a c)        -> 8/10 old right
+# child:  a a n n b b b n c c n a          -> 7/10 old right
+GOLD = list("aaaabbbbccnn")
+PARENT_PRED = list("aaabbbbbcaac")
+CHILD_PRED = list("aannbbbnccna")
+
+
+def hand_report(max_drop=DEFAULT_MAX_DROP, child_labels=OLD + NEW):
+    return compare(
+        onehot(PARENT_PRED, OLD),
+        onehot(CHILD_PRED, child_labels),
+        [Example(f"t{i}", g) for i, g in enumerate(GOLD)],
+        OLD,
+        child_labels,
+        max_drop=max_drop,
+    )
+
+
+def test_compare_exact_numbers():
+    r = hand_report()
+    assert (r.old_labels, r.new_labels, r.removed_labels) == (OLD, NEW, [])
+    assert (r.n_old_examples, r.n_new_examples) == (10, 2)
+    assert r.accuracy_before == 0.8 and r.accuracy_after == 0.7
+    assert r.drop_pts == pytest.approx(10.0) and not r.passed
+    # flips among old examples: idx2 a->n, idx3 b->n, idx7 b->n, idx9 a->c
+    assert (r.flipped, r.flipped_to_new, r.flipped_wrong, r.flipped_fixed) == (4, 3, 2, 1)
+    assert r.per_label == [  # worst first, ties in id order
+        {"label": "a", "support": 4, "before": 0.75, "after": 0.5, "change_pts": -25.0},
+        {"label": "b", "support": 4, "before": 1.0, "after": 0.75, "change_pts": -25.0},
+        {"label": "c", "support": 2, "before": 0.5, "after": 1.0, "change_pts": 50.0},
+    ]
+    # n: predicted at idx 2, 3, 7, 10 (4 times), right once (idx 10) of 2 gold examples
+    m = r.new_label_metrics["n"]
+    assert (m["support"], m["predicted"]) == (2, 4)
+    assert m["precision"] == 0.25 and m["recall"] == 0.5
+    assert m["f1"] == pytest.approx(2 * 0.25 * 0.5 / 0.75)
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()
+
+
+def test_compare_tolerance_and_enforce_message():
+    assert hand_report(max_drop=10.0).passed
+    r = hand_report(max_drop=9.99)
+    with pytest.raises(GateFailedError) as e:
+        enforce(r)
+    assert e.value.report is r and e.value.exit_code == 3
+    assert str(e.value).startswith(
+        "old-label accuracy dropped 10.00 pt (80.00% -> 70.00% on 10 holdout examples), "
+        "more than the 9.99 pt allowed; worst labels: a (-25.0 pt), b (-25.0 pt); "
+        "3 old example(s) now predict a new label."
+    )
+    enforce(hand_report(max_drop=10.0))  # passes: no error
+
+
+def test_compare_by_name_with_reordered_and_removed_labels():
+    # the child lists its labels in another order and lacks 'c': c's examples are wrong after
+    child_labels = ["n", "b", "a"]
+    r = compare(
+        onehot(list("abcc"), OLD),
+        onehot(list("abaa"), child_labels),
+        list("abcc"),  # gold labels may be given as plain names
+        OLD,
+        child_labels,
+    )
+    assert r.removed_labels == ["c"] and r.new_labels == ["n"]
+    assert (r.accuracy_before, r.accuracy_after, r.drop_pts) == (1.0, 0.5, 50.0)
+    assert r.per_label[0] == {
+        "label": "c",
+        "support": 2,
+        "before": 1.0,
+        "after": 0.0,
+        "change_pts": -100.0,
+    }
+    assert (r.flipped, r.flipped_to_new, r.flipped_wrong) == (2, 0, 2)
+    assert r.new_label_metrics["n"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 0,
+        "predicted": 0,
+    }
+
+
+def test_compare_identical_logits_pass_with_zero_drop():
+    logits = torch.randn(10, 3, generator=torch.Generator().manual_seed(0))
+    r = compare(logits, logits.clone(), GOLD[:10], OLD, OLD)
+    assert r.drop_pts == 0 and r.passed and r.flipped == 0 and r.new_labels == []
+    assert all(row["change_pts"] == 0 for row in r.per_label)
+    assert "3 unchanged" in r.render()
+
+
+def test_compare_refuses_bad_input():
+    with pytest.raises(
+        OptionsError, match=r"child logits have shape \(10, 3\), expected \(10, 4\)"
+    ):
+        compare(onehot(GOLD[:10], OLD), onehot(GOLD[:10], OLD), GOLD[:10], OLD, OLD + NEW)
+    with pytest.raises(
+        DataError, match="the holdout has label\\(s\\) the model does not have: 'zz'"
+    ):
+        compare(torch.zeros(1, 3), torch.zeros(1, 3), ["zz"], OLD, OLD)
+    with pytest.raises(DataError, match="the holdout has no example of an old label"):
+        compare(torch.zeros(1, 3), torch.zeros(1, 4), ["n"], OLD, OLD + NEW)
+    with pytest.raises(OptionsError, match="max_drop must be >= 0"):
+        compare(torch.zeros(1, 3), torch.zeros(1, 3), ["a"], OLD, OLD, max_drop=-1)
+
+
+def test_render_shows_top_changes_and_a_summary():
+    r = hand_report()
+    assert r.render(show=2).splitlines() == [
+        "old-label check FAILED: accuracy on 10 holdout examples of 3 old labels "
+        "80.00% -> 70.00% (drop 10.00 pt, allowed 0.5 pt)",
+        "flipped predictions: 4 of 10 (3 to a new label, 2 right -> wrong, 1 wrong -> right)",
+        "old label  support  before   after  change",
+        "a                4   75.0%   50.0%  -25.0 pt",
+        "b                4  100.0%   75.0%  -25.0 pt",
+        "3 old label(s) changed (1 more not shown), 0 unchanged",
+        "new label  support  predicted  precision  recall     f1",
+        "n                2          4      0.250   0.500  0.333",
+    ]
+
+
+# ---- on tiny models ------------------------------------------------------------------------
+
+
+def holdout_examples(labels=LABELS, per_label=6):
+    """Deterministic short texts over the tiny tokenizer's words, ``per_label`` per label."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for label in labels:
+        for _ in range(per_label):
+            n = int(torch.randint(2, 9, (1,), generator=g))
+            idx = torch.randint(0, len(WORDS), (n,), generator=g).tolist()
+            out.append(Example(" ".join(WORDS[i] for i in idx), label))
+    return out
+
+
+def write_csv(path, examples):
+    path.write_text(
+        "text,label\n" + "".join(f"{e.text},{e.label}\n" for e in examples), encoding="utf-8"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def swallowing_child(tiny_text_folder, tmp_path_factory):
+    """The tiny parent plus label 'delta' whose huge bias swallows every prediction."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from headsurgeon import add_labels
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_text_folder)
+    add_labels(model, ["delta"])
+    with torch.no_grad():
+        model.classifier.bias[-1] = 1e4
+    out = tmp_path_factory.mktemp("child") / "swallow"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_text_folder).save_pretrained(out)
+    return out
+
+
+def test_predict_logits_matches_unbatched_and_keeps_order(tiny_text_folder):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_text_folder)
+    model.train()
+    tok = AutoTokenizer.from_pretrained(tiny_text_folder)
+    texts = [e.text for e in holdout_examples()]
+    got = predict_logits(model, tok, texts, batch_size=4)
+    assert model.training  # mode restored
+    assert got.dtype == torch.float32 and got.shape == (len(texts), 3)
+    model.eval()
+    with torch.inference_mode():
+        one_by_one = torch.cat([model(**tok([t], return_tensors="pt")).logits for t in texts])
+    torch.testing.assert_close(got, one_by_one, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got.argmax(-1), one_by_one.argmax(-1))
+    with pytest.raises(OptionsError, match="batch_size must be at least 1, got 0"):
+        predict_logits(model, tok, texts, batch_size=0)
+
+
+def test_parent_against_itself_passes_with_zero_drop(tiny_text_folder):
+    r = check_old_labels(tiny_text_folder, tiny_text_folder, holdout_examples(), batch_size=5)
+    assert isinstance(r, CheckReport)
+    assert r.drop_pts == 0 and r.passed and r.flipped == 0
+    assert r.n_old_examples == 18 and r.new_labels == []
+
+
+def test_pairs_and_folders_give_the_same_report(tiny_text_folder, swallowing_child):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    pair = (
+        AutoModelForSequenceClassification.from_pretrained(swallowing_child),
+        AutoTokenizer.from_pretrained(swallowing_child),
+    )
+    data = holdout_examples(LABELS + ["delta"])
+    from_pair = check_old_labels(tiny_text_folder, pair, data)
+    assert (
+        from_pair.to_dict() == check_old_labels(tiny_text_folder, swallowing_child, data).to_dict()
+    )
+    assert from_pair.accuracy_after == 0 and from_pair.flipped_to_new == 18
+    assert from_pair.new_label_metrics["delta"]["recall"] == 1.0
+    assert from_pair.new_label_metrics["delta"]["precision"] == 6 / 24
+
+
+def test_swallowing_child_fails_the_cli_with_exit_3(tiny_text_folder, swallowing_child, tmp_path):
+    child = tmp_path / "child"
+    shutil.copytree(swallowing_child, child)
+    holdout = write_csv(tmp_path / "holdout.csv", holdout_examples())
+    parent_before, holdout_before = tree_hashes(tiny_text_folder), tree_hashes(tmp_path)
+    child_before = tree_hashes(child)
+    res = run("check", tiny_text_folder, child, "--holdout", holdout)
+    assert res.exit_code == 3, res.output
+    assert "old-label check FAILED" in res.stdout
+    assert "18 to a new label" in res.stdout
+    assert res.stderr.startswith("error: old-label accuracy dropped ")
+    assert len(res.stderr.strip().splitlines()) == 1
+    # only CHILD's headsurgeon.json changed
+    assert tree_hashes(tiny_text_folder) == parent_before
+    assert tree_hashes(tmp_path)["holdout.csv"] == holdout_before["holdout.csv"]
+    after = tree_hashes(child)
+    assert {k: v for k, v in after.items() if k != "headsurgeon.json"} == {
+        k: v for k, v in child_before.items() if k != "headsurgeon.json"
+    }
+    record = json.loads((child / "headsurgeon.json").read_text())
+    event = record["events"][-1]
+    assert event["op"] == "check" and event["passed"] is False
+    assert event["max_drop"] == DEFAULT_MAX_DROP and event["parent"] == str(tiny_text_folder)
+    assert event["holdout"] == str(holdout) and event["report"]["accuracy_after"] == 0
+    assert record["parent"] == str(tiny_text_folder) and record["parent_labels"] == LABELS
+
+
+def test_cli_json_is_printed_also_on_failure_and_no_record(
+    tiny_text_folder, swallowing_child, tmp_path
+):
+    holdout = write_csv(tmp_path / "holdout.csv", holdout_examples())
+    before = tree_hashes(swallowing_child)
+    res = run(
+        "check", tiny_text_folder, swallowing_child, "--holdout", holdout, "--json", "--no-record"
+    )
+    assert res.exit_code == 3
+    data = json.loads(res.stdout)
+    assert data["passed"] is False and data["drop_pts"] > 0 and data["flipped_to_new"] == 18
+    assert data["child"] == str(swallowing_child)
+    assert tree_hashes(swallowing_child) == before  # --no-record writes nothing
+
+
+def test_cli_pass_records_and_exits_0(tiny_text_folder, tmp_path):
+    child = tmp_path / "same"
+    shutil.copytree(tiny_text_folder, child)
+    holdout = write_csv(tmp_path / "h.csv", holdout_examples())
+    res = run("check", tiny_text_folder, child, "--holdout", holdout, "--max-drop", "0")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("old-label check PASSED")
+    event = json.loads((child / "headsurgeon.json").read_text())["events"][-1]
+    assert event["passed"] is True and event["max_drop"] == 0.0
+
+
+def test_cli_unknown_holdout_label_is_a_one_line_error(tiny_text_folder, tmp_path):
+    holdout = write_csv(tmp_path / "h.csv", holdout_examples() + [Example("card", "zeta")])
+    res = run("check", tiny_text_folder, tiny_text_folder, "--holdout", holdout)
+    assert res.exit_code == 1
+    assert res.stderr == (
+        f"error: {holdout} has label(s) the model does not have: 'zeta' (1 example); "
+        "add them first (add-label or --add) or fix the data\n"
+    )
+
+
+def test_holdout_without_old_labels_or_examples(tiny_text_folder, swallowing_child, tmp_path):
+    with pytest.raises(DataError, match="the holdout holds no examples"):
+        check_old_labels(tiny_text_folder, tiny_text_folder, [])
+    only_new = write_csv(tmp_path / "new.csv", [Example("card", "delta")])
+    with pytest.raises(DataError, match=r"new.csv has no example of an old label \(it has 1"):
+        check_old_labels(tiny_text_folder, swallowing_child, only_new)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    res = run("check", tiny_text_folder, tiny_text_folder, "--holdout", empty)
+    assert res.exit_code == 1 and res.stderr == f"error: {empty} holds no examples\n"
+
+
+def test_folder_without_tokenizer(tiny_folder, tiny_text_folder):
+    with pytest.raises(CheckpointError) as e:
+        check_old_labels(tiny_text_folder, tiny_folder, holdout_examples())
+    assert str(e.value).startswith(f"{tiny_folder} has no tokenizer files; expected one of ")
+
+
+def test_cli_defaults_come_from_the_constants():
+    params = {p.name: p for p in main.commands["check"].params}
+    assert params["max_drop"].default == DEFAULT_MAX_DROP == 0.5
+    assert params["batch_size"].default == DEFAULT_BATCH_SIZE
+
+
+def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkeypatch):
+    import builtins
+    import importlib.util
+
+    from headsurgeon.checks import plot_report
+
+    report = hand_report()
+    if importlib.util.find_spec("matplotlib") is not None:
+        out = plot_report(report, tmp_path / "p.png")
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(OptionsError, match=r"--plot needs matplotlib.*pip install matplotlib"):
+        plot_report(report, tmp_path / "q.png")
