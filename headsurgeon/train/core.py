@@ -56,7 +56,9 @@ def sample_replay(replay: Sequence[Example], labels: Sequence[str], per_label: i
     out = []
     for name in labels:
         group = groups.get(name, [])
-        out.extend(group if not per_label or len(group) <= per_label else rng.sample(group, per_label))
+        out.extend(
+            group if not per_label or len(group) <= per_label else rng.sample(group, per_label)
+        )
     return out
 
 
@@ -121,7 +123,9 @@ def train_model(
     device = resolve_device(options.device)
     model.to(device).eval()
     if options.features_only and len(head.paths) > 1:
-        raise OptionsError("a model with parallel heads cannot train on cached features: use --freeze none")
+        raise OptionsError(
+            "a model with parallel heads cannot train on cached features: use --freeze none"
+        )
 
     replayed = sample_replay(replay, old_labels, options.replay_per_label, options.seed)
     train_rows = list(data) + replayed
@@ -131,9 +135,13 @@ def train_model(
     train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
     hold_x = feats.of([e.text for e in holdout]) if holdout else None
 
-    initialised = _init_new_rows(model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options)
+    initialised = _init_new_rows(
+        model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
+    )
     trainable = M.set_trainable(model, head.paths, options.freeze, options.train_layers)
-    reinit = M.reinit_top_blocks(model, head.paths, options.reinit_top) if options.reinit_top else []
+    reinit = (
+        M.reinit_top_blocks(model, head.paths, options.reinit_top) if options.reinit_top else []
+    )
     if options.protect_old_rows:
         M.protect_heads(model, head.paths, old_ids)
     depths = M.layer_depths(model, head.paths)
@@ -141,7 +149,10 @@ def train_model(
     new_set = set(new_labels)
     rows = []
     for i, e in enumerate(train_rows):
-        row = {"label": labels.index(e.label), "weight": options.new_weight if e.label in new_set else 1.0}
+        row = {
+            "label": labels.index(e.label),
+            "weight": options.new_weight if e.label in new_set else 1.0,
+        }
         if options.features_only:
             row["features"] = train_x[i]
         else:
@@ -164,7 +175,11 @@ def train_model(
 
         child_logits = _child_logits(model, tokenizer, head, holdout, hold_x, options)
         report = compare(
-            parent(hold_x), child_logits, holdout, old_labels, labels,
+            parent(hold_x),
+            child_logits,
+            holdout,
+            old_labels,
+            labels,
             max_drop=DEFAULT_MAX_DROP if max_drop is None else max_drop,
         )
     stats = {
@@ -194,7 +209,12 @@ class _Features:
     """Backbone features (the head's inputs) of texts, from a cache or one batched pass."""
 
     def __init__(self, model, tokenizer, head_path, options, cache):
-        self.model, self.tokenizer, self.head_path, self.options = model, tokenizer, head_path, options
+        self.model, self.tokenizer, self.head_path, self.options = (
+            model,
+            tokenizer,
+            head_path,
+            options,
+        )
         self.cache = {} if cache is None else cache
 
     def of(self, texts: Sequence[str]):
@@ -206,8 +226,12 @@ class _Features:
         if missing:
             logger.info("computing backbone features of %d texts", len(missing))
             values = head_inputs(
-                self.model, self.tokenizer, missing, self.head_path,
-                batch_size=max(self.options.batch_size, 64), max_length=self.options.max_length,
+                self.model,
+                self.tokenizer,
+                missing,
+                self.head_path,
+                batch_size=max(self.options.batch_size, 64),
+                max_length=self.options.max_length,
                 progress=self.options.progress,
             )
             self.cache.update(zip(missing, values, strict=True))
@@ -229,7 +253,9 @@ def _parent_head(model, path: str, old_ids: Sequence[int]):
     return logits
 
 
-def _init_new_rows(model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options):
+def _init_new_rows(
+    model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
+):
     """(Re)initialise new rows that were never trained (or all when ``init`` is explicit)."""
     import torch
 
@@ -272,15 +298,25 @@ def _child_logits(model, tokenizer, head, holdout, hold_x, options):
     if options.features_only:
         linear = model.get_submodule(head.paths[0])
         with torch.no_grad():
-            return torch.nn.functional.linear(
-                hold_x.to(linear.weight), linear.weight, linear.bias
-            ).float().cpu()
+            return (
+                torch.nn.functional.linear(hold_x.to(linear.weight), linear.weight, linear.bias)
+                .float()
+                .cpu()
+            )
     from ..checks import predict_logits
 
-    return predict_logits(
-        model, tokenizer, [e.text for e in holdout], batch_size=max(options.batch_size, 64),
-        max_length=options.max_length, progress=options.progress,
-    ).float().cpu()
+    return (
+        predict_logits(
+            model,
+            tokenizer,
+            [e.text for e in holdout],
+            batch_size=max(options.batch_size, 64),
+            max_length=options.max_length,
+            progress=options.progress,
+        )
+        .float()
+        .cpu()
+    )
 
 
 def _scorer(model, tokenizer, head, holdout, hold_x, labels, options):
@@ -295,7 +331,9 @@ def _scorer(model, tokenizer, head, holdout, hold_x, labels, options):
         try:
             if options.features_only:
                 with torch.no_grad():
-                    logits = model.get_submodule(head.paths[0])(hold_x.to(next(model.parameters()).device))
+                    logits = model.get_submodule(head.paths[0])(
+                        hold_x.to(next(model.parameters()).device)
+                    )
             else:
                 logits = _child_logits(model, tokenizer, head, holdout, None, options)
         finally:
@@ -333,6 +371,8 @@ def _training_args(options: TrainOptions, seed: int, output_dir: str):
 
 def _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer) -> list[dict]:
     """Train once per seed through :class:`HeadsurgeonTrainer`; keep the best seed's weights."""
+    from transformers import PrinterCallback
+
     from .trainer import (
         SWA,
         HeadsurgeonTrainer,
@@ -359,23 +399,43 @@ def _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer) -> li
             keep = None
             if scorer is not None:
                 trial = max(1, int(steps * SEED_TRIAL)) if options.seeds > 1 else None
-                keep = KeepBest(scorer, every=options.eval_every, patience=options.early_stopping,
-                                trial_step=trial, trial_bar=trial_bar)
+                keep = KeepBest(
+                    scorer,
+                    every=options.eval_every,
+                    patience=options.early_stopping,
+                    trial_step=trial,
+                    trial_bar=trial_bar,
+                )
                 callbacks.append(keep)
             trainer = HeadsurgeonTrainer(
-                model=trained, args=args, train_dataset=Rows(rows),
-                data_collator=make_collator(tokenizer, options.max_length), callbacks=callbacks,
-                old_ids=old_ids, distill=options.distill, temperature=options.temperature,
+                model=trained,
+                args=args,
+                train_dataset=Rows(rows),
+                data_collator=make_collator(tokenizer, options.max_length),
+                callbacks=callbacks,
+                old_ids=old_ids,
+                distill=options.distill,
+                temperature=options.temperature,
                 depths=depths if trained is not None and not options.features_only else {},
                 llrd=options.llrd,
             )
+            if not options.progress:  # no metrics dict printed on stdout
+                trainer.remove_callback(PrinterCallback)
             output = trainer.train()
-            run = {"seed": seed, "steps": output.global_step, "loss": round(output.training_loss, 6)}
+            run = {
+                "seed": seed,
+                "steps": output.global_step,
+                "loss": round(output.training_loss, 6),
+            }
             if swa is not None:
                 run["swa_updates"] = swa.updates
             if keep is not None:
-                run.update(score=keep.best, pruned=keep.pruned, stopped_early=keep.stopped_early,
-                           history=[[s, round(v, 6)] for s, v in keep.history])
+                run.update(
+                    score=keep.best,
+                    pruned=keep.pruned,
+                    stopped_early=keep.stopped_early,
+                    history=[[s, round(v, 6)] for s, v in keep.history],
+                )
                 if keep.trial_score is not None and not keep.pruned:
                     trial_bar = max(trial_bar or keep.trial_score, keep.trial_score)
                 if not keep.pruned and (best_score is None or keep.best > best_score):
@@ -385,7 +445,9 @@ def _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer) -> li
     if best_state is not None:
         load_trainable(trained, best_state)
     for run in runs:
-        run["kept"] = best_score is not None and run.get("score") == best_score and not run.get("pruned")
+        run["kept"] = (
+            best_score is not None and run.get("score") == best_score and not run.get("pruned")
+        )
     return runs
 
 
@@ -491,19 +553,31 @@ def train(
     labels = _labels.labels_of(model.config)
     old = [n for n in record["parent_labels"] if n in labels] or labels
     trained_before = [
-        n for event in record["events"] if event.get("op") == "train"
+        n
+        for event in record["events"]
+        if event.get("op") == "train"
         for n in event.get("trained_labels", [])
     ]
     outcome = train_model(
-        model, tokenizer, examples, replay=replayed, holdout=held, options=options,
-        old_labels=old, trained_labels=trained_before, max_drop=max_drop, head_path=head_path,
+        model,
+        tokenizer,
+        examples,
+        replay=replayed,
+        holdout=held,
+        options=options,
+        old_labels=old,
+        trained_labels=trained_before,
+        max_drop=max_drop,
+        head_path=head_path,
     )
     result = TrainResult(None, outcome.report, options, outcome.stats, added)
     if added:
         _record.add_event(record, "add-label", labels=added, init="imprint", by="train --add")
     event = {
         "options": options.to_dict(),
-        "data": str(data), "replay": replay and str(replay), "holdout": holdout and str(holdout),
+        "data": str(data),
+        "replay": replay and str(replay),
+        "holdout": holdout and str(holdout),
         "trained_labels": [n for n in labels if n not in set(old)],
         **{k: v for k, v in outcome.stats.items() if k != "seeds"},
         "seeds": [{k: v for k, v in r.items() if k != "history"} for r in outcome.stats["seeds"]],

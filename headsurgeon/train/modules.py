@@ -29,7 +29,9 @@ class ProtectedLinear(nn.Module):
         new_ids = [i for i in range(n) if i not in set(old_ids)]
         self.in_features, self.out_features = linear.in_features, n
         w = linear.weight.detach()
-        self.register_buffer("old_ids", torch.tensor(list(old_ids), dtype=torch.long, device=w.device))
+        self.register_buffer(
+            "old_ids", torch.tensor(list(old_ids), dtype=torch.long, device=w.device)
+        )
         self.register_buffer("new_ids", torch.tensor(new_ids, dtype=torch.long, device=w.device))
         self.register_buffer("old_weight", w[self.old_ids].clone())
         self.new_weight = nn.Parameter(w[self.new_ids].clone())
@@ -59,8 +61,11 @@ class ProtectedLinear(nn.Module):
         """A plain ``nn.Linear`` with the old rows copied bit for bit from the buffers."""
         w = self.old_weight
         out = nn.Linear(
-            self.in_features, self.out_features, bias=self.old_bias is not None,
-            device=w.device, dtype=w.dtype,
+            self.in_features,
+            self.out_features,
+            bias=self.old_bias is not None,
+            device=w.device,
+            dtype=w.dtype,
         )
         with torch.no_grad():
             out.weight.copy_(self.weight)
@@ -127,6 +132,9 @@ def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]
     path, blocks = encoder_blocks(model, head_paths)
     done = []
     for i in range(len(blocks) - count, len(blocks)):
+        for t in [*blocks[i].modules(), *blocks[i].parameters(), *blocks[i].buffers()]:
+            if getattr(t, "_is_hf_initialized", False):  # transformers skips "loaded" tensors
+                t._is_hf_initialized = False
         for module in blocks[i].modules():
             if hasattr(model, "_init_weights"):
                 model._init_weights(module)
@@ -180,10 +188,15 @@ def head_inputs(
     out = []
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="features"):
+            for start in tqdm(
+                range(0, len(texts), batch_size), disable=not progress, desc="features"
+            ):
                 batch = tokenizer(
-                    list(texts[start : start + batch_size]), padding=True, truncation=True,
-                    max_length=max_length, return_tensors="pt",
+                    list(texts[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
                 ).to(device)
                 captured.clear()
                 model(**batch)

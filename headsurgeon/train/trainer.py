@@ -64,8 +64,11 @@ def make_collator(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
         else:
             batch.update(
                 tokenizer(
-                    [r["text"] for r in rows], padding=True, truncation=True,
-                    max_length=max_length, return_tensors="pt",
+                    [r["text"] for r in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
                 )
             )
         return batch
@@ -101,8 +104,10 @@ class HeadsurgeonTrainer(Trainer):
             t = self.temperature
             child_old = logits[:, self.old_ids.to(logits.device)] / t
             kl = F.kl_div(
-                F.log_softmax(child_old, -1), F.log_softmax(parent.float() / t, -1),
-                reduction="batchmean", log_target=True,
+                F.log_softmax(child_old, -1),
+                F.log_softmax(parent.float() / t, -1),
+                reduction="batchmean",
+                log_target=True,
             )
             loss = loss + self.distill * kl * t * t
         return (loss, outputs) if return_outputs else loss
@@ -154,8 +159,15 @@ class KeepBest(TrainerCallback):
     at ``trial_step`` a run scoring below ``trial_bar`` stops (it is a weak seed).
     """
 
-    def __init__(self, score: Callable[[nn.Module], float], *, every=0, patience=0,
-                 trial_step=None, trial_bar=None):
+    def __init__(
+        self,
+        score: Callable[[nn.Module], float],
+        *,
+        every=0,
+        patience=0,
+        trial_step=None,
+        trial_bar=None,
+    ):
         self.score, self.every, self.patience = score, every, patience
         self.trial_step, self.trial_bar = trial_step, trial_bar
         self.best, self.best_state, self.bad = -math.inf, None, 0
@@ -181,11 +193,14 @@ class KeepBest(TrainerCallback):
                 self.stopped_early = control.should_training_stop = True
         if self.trial_step is not None and step == self.trial_step:
             self.trial_score = value = (
-                self.history[-1][1] if self.history and self.history[-1][0] == step
+                self.history[-1][1]
+                if self.history and self.history[-1][0] == step
                 else self._evaluate(model, step)
             )
             if self.trial_bar is not None and value < self.trial_bar:
-                logger.info("seed trial: %.4f < %.4f at step %d, stopping", value, self.trial_bar, step)
+                logger.info(
+                    "seed trial: %.4f < %.4f at step %d, stopping", value, self.trial_bar, step
+                )
                 self.pruned = control.should_training_stop = True
         return control
 
@@ -217,8 +232,12 @@ class SWA(TrainerCallback):
             return control
         if self.averaged is None:
             self.averaged = AveragedModel(model, use_buffers=False)
-            swa_lrs = [g.get("initial_lr", g["lr"]) * self.lr_factor for g in optimizer.param_groups]
-            self.scheduler = SWALR(optimizer, swa_lr=swa_lrs, anneal_epochs=1, anneal_strategy="linear")
+            swa_lrs = [
+                g.get("initial_lr", g["lr"]) * self.lr_factor for g in optimizer.param_groups
+            ]
+            self.scheduler = SWALR(
+                optimizer, swa_lr=swa_lrs, anneal_epochs=1, anneal_strategy="linear"
+            )
         self.averaged.update_parameters(model)
         self.scheduler.step()
         self.updates += 1
