@@ -424,3 +424,28 @@ def test_add_flag_adds_and_imprints_missing_labels(parent_dir, files, tmp_path):
 def test_output_must_be_new(grown_dir, files):
     res = cli("train", grown_dir, "--data", files["new_csv"], "-o", grown_dir)
     assert res.exit_code == 1 and "is the input model" in res.output
+
+
+def test_top_blocks_on_cached_inputs_match_the_full_model(grown_dir, files):
+    from headsurgeon.train.modules import TopBlocks, block_inputs, encoder_blocks
+    from headsurgeon.train.trainer import make_collator
+
+    model, tok = load(grown_dir)
+    texts = [e.text for e in files["hold"][:8]] + ["card", "where is my money card lost pin"]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        full = model(**batch).logits
+    _, blocks = encoder_blocks(model)
+    hidden = block_inputs(model, tok, texts, blocks, 1, batch_size=3)
+    rows = [
+        {"text": t, "hidden": h, "label": 0, "weight": 1.0}
+        for t, h in zip(texts, hidden, strict=True)
+    ]
+    inputs = make_collator(tok, 128)(rows)
+    inputs.pop("labels"), inputs.pop("weight")
+    top = TopBlocks(model, blocks, 1)
+    with torch.no_grad():
+        cached = top(**inputs).logits
+    top.restore()
+    assert torch.allclose(cached, full, atol=1e-5)
+    assert type(blocks[0]).__name__ == "BertLayer"  # real block back

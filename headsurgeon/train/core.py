@@ -75,6 +75,7 @@ def train_model(
     max_drop: float | None = None,
     head_path: str | Sequence[str] | None = None,
     feature_cache: MutableMapping[str, Any] | None = None,
+    hidden_cache: MutableMapping[str, Any] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` on ``data`` (new labels' examples) without forgetting its old labels.
 
@@ -92,6 +93,8 @@ def train_model(
         max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``).
         head_path: explicit head path(s).
         feature_cache: text → backbone feature; read and filled, so callers can persist it.
+        hidden_cache: text → input of the lowest trained block (with ``train_layers``); read
+            and filled likewise. Only the top blocks then run during training and evaluation.
 
     Returns:
         a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced).
@@ -145,6 +148,9 @@ def train_model(
     if options.protect_old_rows:
         M.protect_heads(model, head.paths, old_ids)
     depths = M.layer_depths(model, head.paths)
+    top, train_h, hold_h = _top_blocks(
+        model, tokenizer, head, options, train_rows, holdout, hidden_cache
+    )
 
     new_set = set(new_labels)
     rows = []
@@ -157,23 +163,34 @@ def train_model(
             row["features"] = train_x[i]
         else:
             row["text"] = e.text
+        if top is not None:
+            row["hidden"] = train_h[i]
         if options.distill > 0:
             row["parent_logits"] = parent(train_x[i : i + 1])[0]
         rows.append(row)
 
     from .trainer import FeatureModel
 
-    trained = FeatureModel(model.get_submodule(head.paths[0])) if options.features_only else model
-    scorer = _scorer(model, tokenizer, head, holdout, hold_x, labels, options) if holdout else None
-    runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer)
-
-    M.fuse_heads(model, head.paths)
-    model.eval()
+    if options.features_only:
+        trained = FeatureModel(model.get_submodule(head.paths[0]))
+    elif top is not None:
+        trained, depths = top, {f"model.{n}": d for n, d in depths.items()}
+    else:
+        trained = model
+    predict = _predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options)
+    scorer = _scorer(model, predict, holdout, labels) if holdout else None
+    try:
+        runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer)
+        M.fuse_heads(model, head.paths)
+        model.eval()
+        child_logits = predict() if holdout else None
+    finally:
+        if top is not None:
+            top.restore()
     report = None
     if holdout:
         from ..checks import DEFAULT_MAX_DROP, compare
 
-        child_logits = _child_logits(model, tokenizer, head, holdout, hold_x, options)
         report = compare(
             parent(hold_x),
             child_logits,
@@ -194,6 +211,7 @@ def train_model(
         ),
         "reinitialised_blocks": reinit,
         "features_cached": options.features_only,
+        "block_inputs_cached": top is not None,
         "device": device,
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
@@ -292,35 +310,93 @@ def _init_new_rows(
     return {n: init for n in targets}
 
 
-def _child_logits(model, tokenizer, head, holdout, hold_x, options):
+def _top_blocks(model, tokenizer, head, options, train_rows, holdout, cache):
+    """With ``train_layers`` K: cache the inputs of the K-th block from the top and wrap the
+    model so only the top blocks run. ``(None, None, None)`` when not applicable."""
+    from ..errors import UnsupportedModelError
+    from .modules import TopBlocks, block_inputs, encoder_blocks
+
+    if options.freeze != "backbone" or not options.train_layers:
+        return None, None, None
+    if getattr(tokenizer, "padding_side", "right") != "right":  # cached rows are right-padded
+        return None, None, None
+    _, blocks = encoder_blocks(model, head.paths)
+    index = len(blocks) - options.train_layers
+    if index <= 0:
+        return None, None, None
+    cache = {} if cache is None else cache
+    texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    try:
+        if missing:
+            logger.info("computing block-%d inputs of %d texts", index, len(missing))
+            values = block_inputs(
+                model,
+                tokenizer,
+                missing,
+                blocks,
+                index,
+                batch_size=max(options.batch_size, 64),
+                max_length=options.max_length,
+                progress=options.progress,
+            )
+            cache.update(zip(missing, values, strict=True))
+    except UnsupportedModelError as e:
+        logger.info("%s", e)
+        return None, None, None
+    train_h = [cache[e.text] for e in train_rows]
+    hold_h = [cache[e.text] for e in holdout] if holdout else None
+    return TopBlocks(model, blocks, index), train_h, hold_h
+
+
+def _predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options):
+    """A function returning the current model's holdout logits (CPU float32), by the cheapest
+    path: the head on cached features, the top blocks on cached block inputs, or the model."""
     import torch
 
-    if options.features_only:
-        linear = model.get_submodule(head.paths[0])
-        with torch.no_grad():
-            return (
-                torch.nn.functional.linear(hold_x.to(linear.weight), linear.weight, linear.bias)
-                .float()
-                .cpu()
+    from .trainer import make_collator
+
+    def predict():
+        if options.features_only:
+            linear = model.get_submodule(head.paths[0])
+            with torch.no_grad():
+                return linear(hold_x.to(next(linear.parameters()).device)).float().cpu()
+        if top is not None:
+            collate = make_collator(tokenizer, options.max_length)
+            rows = [
+                {"text": e.text, "hidden": h, "label": 0, "weight": 1.0}
+                for e, h in zip(holdout, hold_h, strict=True)
+            ]
+            out = []
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                for start in range(0, len(rows), 64):
+                    batch = collate(rows[start : start + 64])
+                    batch.pop("labels"), batch.pop("weight")
+                    out.append(
+                        top(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+                    )
+            return torch.cat(out)
+        from ..checks import predict_logits
+
+        return (
+            predict_logits(
+                model,
+                tokenizer,
+                [e.text for e in holdout],
+                batch_size=max(options.batch_size, 64),
+                max_length=options.max_length,
+                progress=options.progress,
             )
-    from ..checks import predict_logits
-
-    return (
-        predict_logits(
-            model,
-            tokenizer,
-            [e.text for e in holdout],
-            batch_size=max(options.batch_size, 64),
-            max_length=options.max_length,
-            progress=options.progress,
+            .float()
+            .cpu()
         )
-        .float()
-        .cpu()
-    )
+
+    return predict
 
 
-def _scorer(model, tokenizer, head, holdout, hold_x, labels, options):
-    """Holdout accuracy of the model being trained (cached features when the backbone is frozen)."""
+def _scorer(model, predict, holdout, labels):
+    """Holdout accuracy of the model being trained (every label, old and new)."""
     import torch
 
     gold = torch.tensor([labels.index(e.label) for e in holdout])
@@ -329,16 +405,10 @@ def _scorer(model, tokenizer, head, holdout, hold_x, labels, options):
         was = model.training
         model.eval()
         try:
-            if options.features_only:
-                with torch.no_grad():
-                    logits = model.get_submodule(head.paths[0])(
-                        hold_x.to(next(model.parameters()).device)
-                    )
-            else:
-                logits = _child_logits(model, tokenizer, head, holdout, None, options)
+            logits = predict()
         finally:
             model.train(was)
-        return (logits.argmax(-1).cpu() == gold).float().mean().item()
+        return (logits.argmax(-1) == gold).float().mean().item()
 
     return score
 

@@ -210,3 +210,111 @@ def head_inputs(
         hook.remove()
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, head.in_features)
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass early (the rest is not needed)."""
+
+
+class _Skip(nn.Module):
+    """Stands in for a frozen lower block whose output is cached: returns its input."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def block_inputs(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    blocks: nn.ModuleList,
+    index: int,
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """The hidden states entering ``blocks[index]`` for each text, trimmed to its tokens.
+
+    One eval pass that stops at that block. Returns ``float32[tokens, hidden]`` per text (CPU).
+
+    Raises:
+        UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor.
+    """
+    from tqdm.auto import tqdm
+
+    captured: list[torch.Tensor] = []
+
+    def grab(_module, args):
+        captured.append(args[0].detach())
+        raise _Stop
+
+    hook = blocks[index].register_forward_pre_hook(grab)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with torch.inference_mode():
+            for start in tqdm(
+                range(0, len(texts), batch_size), disable=not progress, desc="hidden"
+            ):
+                batch = tokenizer(
+                    list(texts[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                ).to(device)
+                captured.clear()
+                try:
+                    model(**batch)
+                except _Stop:
+                    pass
+                h = captured[0] if captured else None
+                if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
+                    raise UnsupportedModelError(
+                        "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
+                        "--train-layers runs without a cache here; use --freeze none"
+                    )
+                lengths = batch["attention_mask"].sum(1).tolist()
+                out.extend(h[i, : int(n)].float().cpu().clone() for i, n in enumerate(lengths))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return out
+
+
+class TopBlocks(nn.Module):
+    """Runs only the top blocks of ``model`` (and what follows them), from cached block inputs.
+
+    The blocks below ``index`` are swapped for :class:`_Skip` while this wrapper is in use, and a
+    forward pre-hook feeds ``blocks[index]`` the cached hidden states of the batch. Call
+    :meth:`restore` to put the real blocks back.
+    """
+
+    def __init__(self, model, blocks: nn.ModuleList, index: int):
+        super().__init__()
+        self.model = model
+        self._blocks, self._index = blocks, index
+        self._saved = [blocks[i] for i in range(index)]
+        for i in range(index):
+            blocks[i] = _Skip()
+        self._current: torch.Tensor | None = None
+        self._hook = blocks[index].register_forward_pre_hook(self._feed, with_kwargs=True)
+
+    def _feed(self, _module, args, kwargs):
+        hidden = self._current.to(args[0].device if args else self._current.device)
+        return (hidden, *args[1:]), kwargs
+
+    def forward(self, hidden: torch.Tensor, **inputs):
+        self._current = hidden.to(next(self.model.parameters()).dtype)
+        try:
+            return self.model(**inputs)
+        finally:
+            self._current = None
+
+    def restore(self) -> None:
+        self._hook.remove()
+        for i, block in enumerate(self._saved):
+            self._blocks[i] = block

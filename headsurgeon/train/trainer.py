@@ -61,16 +61,22 @@ def make_collator(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
             batch["parent_logits"] = torch.stack([r["parent_logits"] for r in rows])
         if "features" in rows[0]:
             batch["features"] = torch.stack([r["features"] for r in rows])
-        else:
-            batch.update(
-                tokenizer(
-                    [r["text"] for r in rows],
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    return_tensors="pt",
-                )
+            return batch
+        batch.update(
+            tokenizer(
+                [r["text"] for r in rows],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
             )
+        )
+        if "hidden" in rows[0]:  # cached block inputs, padded like the tokens
+            width = batch["input_ids"].shape[1]
+            hidden = torch.zeros(len(rows), width, rows[0]["hidden"].shape[-1])
+            for i, r in enumerate(rows):
+                hidden[i, : len(r["hidden"])] = r["hidden"]
+            batch["hidden"] = hidden
         return batch
 
     return collate
