@@ -76,6 +76,46 @@ METHODS: dict[str, tuple[str, dict]] = {
         "frozen backbone, all replay, whole head trains",
         {"protect_old_rows": False},
     ),
+    "frozen-rall-noprotect-w20": (
+        "frozen backbone, all replay, whole head trains, new examples weighted x20",
+        {"protect_old_rows": False, "new_weight": 20.0},
+    ),
+    "frozen-rall-w10-cal0.3": (
+        "frozen backbone, all replay, new x10, bias calibrated to 0.3 pt of replay",
+        {"new_weight": 10.0, "calibrate": 0.3},
+    ),
+    "frozen-rall-w10-cal0.6": (
+        "frozen backbone, all replay, new x10, bias calibrated to 0.6 pt of replay",
+        {"new_weight": 10.0, "calibrate": 0.6},
+    ),
+    "frozen-rall-noprotect-w10-cal2": (
+        "frozen backbone, all replay, whole head trains, new x10, bias calibrated to 2 pt",
+        {"protect_old_rows": False, "new_weight": 10.0, "calibrate": 2.0},
+    ),
+    "frozen-rall-noprotect-w10-cal3": (
+        "frozen backbone, all replay, whole head trains, new x10, bias calibrated to 3 pt",
+        {"protect_old_rows": False, "new_weight": 10.0, "calibrate": 3.0},
+    ),
+    "top1-r20-distill-w3": (
+        "top block + head (block lr x0.05), 20 replay/label, distill 1, new x3",
+        {
+            "train_layers": 1,
+            "replay_per_label": 20,
+            "distill": 1.0,
+            "llrd": 0.05,
+            "new_weight": 3.0,
+        },
+    ),
+    "top2-r20-distill-w3": (
+        "top 2 blocks + head (LLRD 0.05), 20 replay/label, distill 1, new x3",
+        {
+            "train_layers": 2,
+            "replay_per_label": 20,
+            "distill": 1.0,
+            "llrd": 0.05,
+            "new_weight": 3.0,
+        },
+    ),
     "top1-r5-distill": (
         "top block + head, 5 replay/label, distill 1, lr 5e-5",
         {"train_layers": 1, "replay_per_label": 5, "distill": 1.0, "lr": 5e-5, "batch_size": 16},
@@ -139,7 +179,9 @@ class Bench:
         self.train, self.test = banking("train"), banking("test")
         self.tasks, self.shots = scenarios(args.seed, self.old, self.train)
         self.replay = [e for e in self.train if e.label in set(self.old)]
+        self.parent = parent
         self.features = self._features(parent)
+        self.hidden: dict[int, dict] = {}
 
     def _features(self, parent):
         """text → parent backbone feature, for every text the benchmark uses; cached on disk."""
@@ -147,7 +189,9 @@ class Bench:
 
         from headsurgeon.train.modules import head_inputs
 
-        digest = hashlib.sha256((PARENT / "model.safetensors").read_bytes()).hexdigest()[:12]
+        self.digest = digest = hashlib.sha256(
+            (PARENT / "model.safetensors").read_bytes()
+        ).hexdigest()[:12]
         path = CACHE / f"features-{digest}-len{MAX_LENGTH}.pt"
         cache = torch.load(path) if path.is_file() else {}
         wanted = [e.text for e in self.replay + self.test] + [
@@ -170,6 +214,43 @@ class Bench:
             CACHE.mkdir(parents=True, exist_ok=True)
             torch.save(cache, path)
             log(f"  done in {time.perf_counter() - t0:.0f} s")
+        return cache
+
+    def _hidden(self, top: int) -> dict:
+        """text → input of the top-``top`` block (trimmed), for every text; cached on disk."""
+        import torch
+
+        from headsurgeon.train.modules import block_inputs, encoder_blocks
+
+        if top in self.hidden:
+            return self.hidden[top]
+        path = CACHE / f"hidden-{self.digest}-len{MAX_LENGTH}-top{top}.pt"
+        if path.is_file():
+            self.hidden[top] = torch.load(path)
+            return self.hidden[top]
+        texts = list(dict.fromkeys(e.text for e in self.replay + self.test))
+        texts += [
+            e.text for shots in self.shots.values() for e in shots if e.text not in set(texts)
+        ]
+        t0 = time.perf_counter()
+        log(
+            f"computing block inputs (top {top}) of {len(texts)} texts (once; cached in {path}) ..."
+        )
+        _, blocks = encoder_blocks(self.parent, ("classifier",))
+        values = block_inputs(
+            self.parent,
+            self.tokenizer,
+            texts,
+            blocks,
+            len(blocks) - top,
+            batch_size=64,
+            max_length=MAX_LENGTH,
+            progress=sys.stderr.isatty(),
+        )
+        cache = dict(zip(texts, values, strict=True))
+        torch.save(cache, path)
+        log(f"  done in {time.perf_counter() - t0:.0f} s")
+        self.hidden[top] = cache
         return cache
 
     def holdout(self, intents):
@@ -217,6 +298,7 @@ class Bench:
             old_labels=self.old,
             trained_labels=trained,
             feature_cache=self.features,
+            hidden_cache=self._hidden(options.train_layers) if options.train_layers else None,
         )
         return summarize(outcome.report, intents, time.perf_counter() - t0)
 
@@ -238,6 +320,21 @@ class Bench:
         parent = child[:, : len(self.old)]  # old rows are bit-identical: parent logits
         report = compare(parent, child, holdout, self.old, labels_of(model.config))
         return summarize(report, intents, time.perf_counter() - t0)
+
+
+def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
+    """A task's result from ``benchmarks/.cache/results.json`` (same method spec, seed and
+    intents), else computed and stored; ``--fresh`` recomputes."""
+    import json
+
+    path = CACHE / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    key = json.dumps([scenario, method, METHODS[method][1], args.seed, task], sort_keys=True)
+    if key not in results or args.fresh:
+        results = {**(json.loads(path.read_text()) if path.is_file() else {}), key: compute()}
+        CACHE.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+    return results[key]
 
 
 def summarize(report, intents, seconds) -> dict:
@@ -271,13 +368,18 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", choices=["S1", "S2", "all"], default="all")
     p.add_argument(
-        "--methods", default=None, help="comma-separated (default: %s)" % ",".join(DEFAULT_METHODS)
+        "--methods",
+        default=None,
+        help="comma-separated (default: {})".format(",".join(DEFAULT_METHODS)),
     )
     p.add_argument(
         "--quick", action="store_true", help="frozen-backbone methods only (seconds once cached)"
     )
     p.add_argument("--seed", type=int, default=0, help="fixes the intents and their 10 examples")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
+    p.add_argument(
+        "--fresh", action="store_true", help="recompute results stored in .cache/results.json"
+    )
     args = p.parse_args(argv)
     if args.list:
         for name, (what, spec) in METHODS.items():
@@ -304,7 +406,10 @@ def main(argv=None) -> None:
     rows = []
     for name in names:
         for method in methods:
-            results = [bench.run_task(method, task) for task in bench.tasks[name]]
+            results = [
+                stored(args, name, method, task, lambda t=task, m=method: bench.run_task(m, t))
+                for task in bench.tasks[name]
+            ]
             mean = {
                 k: statistics.mean(r[k] for r in results)
                 for k in ("before", "after", "drop", "recall")

@@ -44,6 +44,11 @@ _EXPORTS = {
     "CheckReport": "checks",
     "record_check": "checks",
     "plot_report": "checks",
+    # headsurgeon.train is a sub-package: its file-level verb is headsurgeon.train.train
+    "TrainOptions": "train",
+    "train_model": "train",
+    "TrainOutcome": "train",
+    "TrainResult": "train",
 }
 
 __all__ = ["__version__", *_EXPORTS]

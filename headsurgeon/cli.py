@@ -413,6 +413,14 @@ from .train import options as _topt  # noqa: E402  (no torch: options only)
     help="Loss weight of the new labels' examples relative to replayed ones.",
 )
 @click.option(
+    "--calibrate",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE,
+    metavar="PTS",
+    help="After training (frozen backbone, with --replay): set each new label's bias so that PTS "
+    "percent of the replayed old examples flip to a new label. Default: off.",
+)
+@click.option(
     "--device",
     type=click.Choice(_topt.DEVICE_CHOICES),
     default=_topt.DEFAULT_DEVICE,

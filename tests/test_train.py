@@ -449,3 +449,19 @@ def test_top_blocks_on_cached_inputs_match_the_full_model(grown_dir, files):
     top.restore()
     assert torch.allclose(cached, full, atol=1e-5)
     assert type(blocks[0]).__name__ == "BertLayer"  # real block back
+
+
+def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, parent_dir):
+    _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0)
+    assert set(outcome.stats["calibrated_bias_shifts"]) == {NEW}
+    parent, tok = load(parent_dir)
+    batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
+    gold = torch.tensor([LABELS.index(e.label) for e in files["old"]])
+    with torch.no_grad():
+        right = parent(**batch).logits.argmax(-1) == gold
+        child = outcome.model(**batch).logits.argmax(-1)
+    assert right.sum() > 0 and not (child[right] == 3).any()  # budget 0: none flips to delta
+    _, _, loose = run(grown_dir, files, lr=1e-2, calibrate=50.0)
+    with torch.no_grad():
+        child = loose.model(**batch).logits.argmax(-1)
+    assert abs(int((child[right] == 3).sum()) - int(right.sum()) // 2) <= 1  # budget: half flip

@@ -182,6 +182,7 @@ def train_model(
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer)
         M.fuse_heads(model, head.paths)
+        shifts = _calibrate(model, head, labels, new_labels, replayed, train_x, parent, options)
         model.eval()
         child_logits = predict() if holdout else None
     finally:
@@ -212,6 +213,7 @@ def train_model(
         "reinitialised_blocks": reinit,
         "features_cached": options.features_only,
         "block_inputs_cached": top is not None,
+        "calibrated_bias_shifts": shifts,
         "device": device,
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
@@ -308,6 +310,45 @@ def _init_new_rows(
                 if biases is not None:
                     linear.bias[i].copy_(biases[j].to(linear.bias))
     return {n: init for n in targets}
+
+
+def _calibrate(model, head, labels, new_labels, replayed, train_x, parent, options):
+    """Shift each new label's bias so that ``options.calibrate`` points of the replayed old
+    examples the parent got right (split evenly over the new labels) are predicted as it.
+
+    The bias then trades recall against false positives on known data: raised when the label
+    is well separated, lowered when it steals. Needs cached features (frozen backbone) and
+    replay; returns ``{label: shift}``.
+    """
+    import torch
+
+    if options.calibrate is None or not replayed or not new_labels:
+        return {}
+    if not options.features_only:
+        logger.warning("calibrate needs the backbone frozen (cached features); skipped")
+        return {}
+    linear = model.get_submodule(head.paths[0])
+    if linear.bias is None:
+        return {}
+    x = train_x[len(train_x) - len(replayed) :]
+    old_names = [n for n in labels if n not in set(new_labels)]
+    parent_pred = [old_names[i] for i in parent(x).argmax(-1).tolist()]
+    right = torch.tensor([p == e.label for p, e in zip(parent_pred, replayed, strict=True)])
+    x = x[right].to(linear.weight)
+    allowed = int(options.calibrate / 100 / len(new_labels) * len(x))
+    shifts = {}
+    with torch.no_grad():
+        for name in new_labels:
+            j = labels.index(name)
+            logits = torch.nn.functional.linear(x, linear.weight, linear.bias).float()
+            margin = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
+            if allowed >= len(margin):
+                continue
+            # the (allowed+1)-th highest margin lands just below 0: ties go to the old label
+            shift = -margin.sort(descending=True).values[allowed].item() - 1e-4
+            linear.bias[j] += shift
+            shifts[name] = round(shift, 4)
+    return shifts
 
 
 def _top_blocks(model, tokenizer, head, options, train_rows, holdout, cache):

@@ -39,6 +39,7 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 1.0
+DEFAULT_CALIBRATE = None  # None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
@@ -74,6 +75,9 @@ class TrainOptions:
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
         max_length: tokenizer truncation length.
         new_weight: loss weight of the new labels' examples relative to replayed ones.
+        calibrate: after training (frozen backbone, with replay), shift each new label's bias
+            so that this many percentage points of the replayed old examples the parent got
+            right are predicted as a new label (split evenly over the new labels); ``None``: off.
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
         progress: show transformers' progress bars.
     """
@@ -100,6 +104,7 @@ class TrainOptions:
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     max_steps: int = DEFAULT_MAX_STEPS
     new_weight: float = DEFAULT_NEW_WEIGHT
+    calibrate: float | None = DEFAULT_CALIBRATE
     device: str = DEFAULT_DEVICE
     progress: bool = False
 
@@ -119,6 +124,8 @@ class TrainOptions:
         for name in ("temperature", "epochs", "lr", "new_weight"):
             if not getattr(self, name) > 0:
                 raise OptionsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.calibrate is not None:
+            _at_least("calibrate", self.calibrate, 0)
         if not 0 < self.llrd <= 1:
             raise OptionsError(f"llrd must be in (0, 1], got {self.llrd!r}")
         if self.max_steps == 0 or self.max_steps < -1:
