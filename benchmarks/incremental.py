@@ -329,7 +329,10 @@ def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
 
     path = CACHE / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    key = json.dumps([scenario, method, METHODS[method][1], args.seed, task], sort_keys=True)
+    spec = dict(METHODS[method][1])
+    if "recipe" not in spec:  # the options actually used, defaults included
+        spec = TrainOptions(max_length=MAX_LENGTH, **spec).to_dict()
+    key = json.dumps([scenario, method, spec, args.seed, task], sort_keys=True)
     if key not in results or args.fresh:
         results = {**(json.loads(path.read_text()) if path.is_file() else {}), key: compute()}
         CACHE.mkdir(parents=True, exist_ok=True)

@@ -417,9 +417,11 @@ from .train import options as _topt  # noqa: E402  (no torch: options only)
     type=float,
     default=_topt.DEFAULT_CALIBRATE,
     metavar="PTS",
+    show_default=True,
     help="After training (frozen backbone, with --replay): set each new label's bias so that PTS "
-    "percent of the replayed old examples flip to a new label. Default: off.",
+    "percent of the replayed old examples the parent got right flip to a new label.",
 )
+@click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
 @click.option(
     "--device",
     type=click.Choice(_topt.DEVICE_CHOICES),
@@ -485,6 +487,8 @@ def train(
     from .train import TrainOptions
     from .train.core import train as run
 
+    if opts.pop("no_calibrate"):
+        opts["calibrate"] = None
     options = TrainOptions(**opts, progress=sys.stderr.isatty() and not as_json)
     try:
         result = run(

@@ -338,7 +338,7 @@ def test_cli_trains_writes_atomically_and_records(grown_dir, files, tmp_path):
     res = cli(
         "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"],
         "--holdout", files["hold_csv"], "-o", out, "--max-steps", 30, "--batch-size", 8,
-        "--lr", 3e-2, "--device", "cpu", "--json",
+        "--lr", 2e-3, "--device", "cpu", "--max-drop", 10, "--json",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
@@ -355,7 +355,7 @@ def test_cli_trains_writes_atomically_and_records(grown_dir, files, tmp_path):
     record = json.loads((out / "headsurgeon.json").read_text())
     event = record["events"][-1]
     assert event["op"] == "train" and event["check"]["passed"] is True
-    assert event["trained_labels"] == [NEW] and event["options"]["lr"] == 3e-2
+    assert event["trained_labels"] == [NEW] and event["options"]["lr"] == 2e-3
     assert event["new_labels"] == [NEW] and event["data_examples"] == 8
 
 

@@ -325,7 +325,7 @@ def _calibrate(model, head, labels, new_labels, replayed, train_x, parent, optio
     if options.calibrate is None or not replayed or not new_labels:
         return {}
     if not options.features_only:
-        logger.warning("calibrate needs the backbone frozen (cached features); skipped")
+        logger.info("calibrate needs the backbone frozen (cached features); skipped")
         return {}
     linear = model.get_submodule(head.paths[0])
     if linear.bias is None:

@@ -38,8 +38,8 @@ DEFAULT_MAX_LENGTH = 128
 DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
-DEFAULT_NEW_WEIGHT = 1.0
-DEFAULT_CALIBRATE = None  # None: off
+DEFAULT_NEW_WEIGHT = 10.0
+DEFAULT_CALIBRATE: float | None = 0.3  # points of replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
