@@ -50,50 +50,37 @@ PARENT = ROOT.parent / "shared" / "parents" / "minilm-banking77-old50"
 CACHE = Path(__file__).resolve().parent / ".cache"
 MAX_LENGTH = 64
 
-#: name -> (what it is, TrainOptions overrides | special marker). "defaults" = TrainOptions().
+#: name -> (what it is, TrainOptions overrides | recipe). "defaults" = TrainOptions().
+#: Variants pin new_weight/calibrate so their rows do not move when the defaults change.
+OFF = {"new_weight": 1.0, "calibrate": None}
 METHODS: dict[str, tuple[str, dict]] = {
     "randn-recipe": (
         "baseline: torch.randn row, full fine-tune 3 ep lr 5e-5 batch 8, no replay",
         {"recipe": "randn"},
     ),
-    "imprint-only": ("imprinted row, no training (frozen everything)", {"recipe": "imprint"}),
+    "imprint-only": ("imprinted row, no training", {"recipe": "imprint"}),
     "probe-r5": (
         "reference: frozen backbone, imprint, 5 replay/label, old rows protected",
-        {"replay_per_label": 5, "lr": 1e-3, "epochs": 3},
+        {"replay_per_label": 5, **OFF},
     ),
     "defaults": ("headsurgeon train defaults", {}),
-    "frozen-r20": ("frozen backbone, 20 replay/label", {"replay_per_label": 20}),
-    "frozen-rall-w3": (
-        "frozen backbone, all replay, new examples weighted x3",
-        {"new_weight": 3.0},
-    ),
-    "frozen-rall-w10": (
-        "frozen backbone, all replay, new examples weighted x10",
-        {"new_weight": 10.0},
-    ),
-    "frozen-rall-lr1e-2": ("frozen backbone, all replay, lr 1e-2", {"lr": 1e-2}),
-    "frozen-rall-noprotect": (
-        "frozen backbone, all replay, whole head trains",
-        {"protect_old_rows": False},
-    ),
-    "frozen-rall-noprotect-w20": (
-        "frozen backbone, all replay, whole head trains, new examples weighted x20",
-        {"protect_old_rows": False, "new_weight": 20.0},
-    ),
-    "frozen-rall-w10-cal0.3": (
-        "frozen backbone, all replay, new x10, bias calibrated to 0.3 pt of replay",
-        {"new_weight": 10.0, "calibrate": 0.3},
-    ),
+    "frozen-r20": ("frozen backbone, 20 replay/label", {"replay_per_label": 20, **OFF}),
+    "frozen-rall": ("frozen backbone, all replay", {**OFF}),
+    "frozen-rall-w10": ("frozen, all replay, new x10", {**OFF, "new_weight": 10.0}),
     "frozen-rall-w10-cal0.6": (
-        "frozen backbone, all replay, new x10, bias calibrated to 0.6 pt of replay",
+        "frozen, all replay, new x10, bias calibrated to 0.6 pt of replay",
         {"new_weight": 10.0, "calibrate": 0.6},
     ),
-    "frozen-rall-noprotect-w10-cal2": (
-        "frozen backbone, all replay, whole head trains, new x10, bias calibrated to 2 pt",
+    "frozen-rall-noprotect": (
+        "frozen, all replay, whole head trains (old rows too)",
+        {"protect_old_rows": False, **OFF},
+    ),
+    "noprotect-w10-cal2": (
+        "frozen, all replay, whole head trains, new x10, calibrated to 2 pt",
         {"protect_old_rows": False, "new_weight": 10.0, "calibrate": 2.0},
     ),
-    "frozen-rall-noprotect-w10-cal3": (
-        "frozen backbone, all replay, whole head trains, new x10, bias calibrated to 3 pt",
+    "noprotect-w10-cal3": (
+        "frozen, all replay, whole head trains, new x10, calibrated to 3 pt",
         {"protect_old_rows": False, "new_weight": 10.0, "calibrate": 3.0},
     ),
     "top1-r20-distill-w3": (
@@ -104,6 +91,7 @@ METHODS: dict[str, tuple[str, dict]] = {
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 3.0,
+            "calibrate": None,
         },
     ),
     "top2-r20-distill-w3": (
@@ -114,15 +102,8 @@ METHODS: dict[str, tuple[str, dict]] = {
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 3.0,
+            "calibrate": None,
         },
-    ),
-    "top1-r5-distill": (
-        "top block + head, 5 replay/label, distill 1, lr 5e-5",
-        {"train_layers": 1, "replay_per_label": 5, "distill": 1.0, "lr": 5e-5, "batch_size": 16},
-    ),
-    "top2-r5-distill": (
-        "top 2 blocks + head, 5 replay/label, distill 1, lr 5e-5",
-        {"train_layers": 2, "replay_per_label": 5, "distill": 1.0, "lr": 5e-5, "batch_size": 16},
     ),
 }
 DEFAULT_METHODS = [
@@ -131,9 +112,12 @@ DEFAULT_METHODS = [
     "probe-r5",
     "defaults",
     "frozen-r20",
-    "frozen-rall-w3",
+    "frozen-rall",
     "frozen-rall-w10",
+    "frozen-rall-w10-cal0.6",
     "frozen-rall-noprotect",
+    "noprotect-w10-cal2",
+    "noprotect-w10-cal3",
 ]
 QUICK_METHODS = [m for m in DEFAULT_METHODS if m != "randn-recipe"]
 
@@ -323,21 +307,27 @@ class Bench:
 
 
 def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
-    """A task's result from ``benchmarks/.cache/results.json`` (same method spec, seed and
-    intents), else computed and stored; ``--fresh`` recomputes."""
+    """A task's result from ``benchmarks/.cache/results.json`` (same options, seed and
+    intents), else computed and stored; ``--fresh`` recomputes. Several runs may share the file:
+    it is re-read just before each write."""
     import json
 
     path = CACHE / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
     spec = dict(METHODS[method][1])
     if "recipe" not in spec:  # the options actually used, defaults included
         spec = TrainOptions(max_length=MAX_LENGTH, **spec).to_dict()
     key = json.dumps([scenario, method, spec, args.seed, task], sort_keys=True)
-    if key not in results or args.fresh:
-        results = {**(json.loads(path.read_text()) if path.is_file() else {}), key: compute()}
-        CACHE.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1))
-    return results[key]
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if key in results and not args.fresh:
+        return results[key]
+    value = compute()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[key] = value
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+    return value
 
 
 def summarize(report, intents, seconds) -> dict:
