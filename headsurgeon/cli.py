@@ -485,7 +485,7 @@ def train(
     """
     from .errors import GateFailedError
     from .train import TrainOptions
-    from .train.core import train as run
+    from .train.folders import train as run
 
     if opts.pop("no_calibrate"):
         opts["calibrate"] = None

@@ -5,7 +5,8 @@
   freezing, backbone-feature capture;
 - :mod:`.trainer`: the ``Trainer`` subclass (distillation loss, depth-wise parameter groups)
   and callbacks (keep-best/early stopping/seed trials, SWA);
-- :mod:`.core`: :func:`train_model` (in memory) and :func:`train` (folder → gated folder).
+- :mod:`.core`: :func:`train_model` (in memory, through ``Trainer``); :mod:`.steps` its steps;
+- :mod:`.folders`: :func:`train` (model folder + data files → gated, atomically written folder).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import importlib
 from .options import TrainOptions
 
 _LAZY = {
-    "train": "core",
+    "train": "folders",
     "train_model": "core",
     "TrainOutcome": "core",
-    "TrainResult": "core",
+    "TrainResult": "folders",
     "sample_replay": "core",
 }
 
