@@ -473,8 +473,9 @@ def train(
     """Train MODEL's new labels on --data without forgetting the old ones; write -o OUT.
 
     By default the backbone is frozen (its features are computed once), the old rows are kept
-    bit-identical, never-trained new rows are imprinted from their examples, and every example
-    of --replay is replayed. With --holdout, the old-label check compares MODEL and the result:
+    bit-identical, never-trained new rows are imprinted from their examples, every example of
+    --replay is replayed (new examples weigh 10x), and each new label's bias is calibrated on the
+    replay (--calibrate). With --holdout, the old-label check compares MODEL and the result:
     a drop beyond --max-drop exits with code 3 and writes nothing (unless --force).
 
     \b
