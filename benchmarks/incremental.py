@@ -94,6 +94,17 @@ METHODS: dict[str, tuple[str, dict]] = {
             "calibrate": None,
         },
     ),
+    "top1-rall-distill-w10": (
+        "top block + head (block lr x0.05), all replay, distill 1, new x10, 2 epochs",
+        {
+            "train_layers": 1,
+            "distill": 1.0,
+            "llrd": 0.05,
+            "new_weight": 10.0,
+            "epochs": 2.0,
+            "calibrate": None,
+        },
+    ),
     "top2-r20-distill-w3": (
         "top 2 blocks + head (LLRD 0.05), 20 replay/label, distill 1, new x3",
         {

@@ -418,7 +418,7 @@ from .train import options as _topt  # noqa: E402  (no torch: options only)
     default=_topt.DEFAULT_CALIBRATE,
     metavar="PTS",
     show_default=True,
-    help="After training (frozen backbone, with --replay): set each new label's bias so that PTS "
+    help="After training (frozen backbone or --train-layers, with --replay): set each new label's bias so that PTS "
     "percent of the replayed old examples the parent got right flip to a new label.",
 )
 @click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")

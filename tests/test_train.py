@@ -461,6 +461,11 @@ def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, pa
         right = parent(**batch).logits.argmax(-1) == gold
         child = outcome.model(**batch).logits.argmax(-1)
     assert right.sum() > 0 and not (child[right] == 3).any()  # budget 0: none flips to delta
+    _, _, top = run(grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2)
+    assert set(top.stats["calibrated_bias_shifts"]) == {NEW}  # top blocks on cached inputs too
+    with torch.no_grad():
+        child = top.model(**batch).logits.argmax(-1)
+    assert not (child[right] == 3).any()
     _, _, loose = run(grown_dir, files, lr=1e-2, calibrate=50.0)
     with torch.no_grad():
         child = loose.model(**batch).logits.argmax(-1)

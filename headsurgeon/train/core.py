@@ -140,7 +140,12 @@ def train_model(
     replayed = sample_replay(replay, old_labels, options.replay_per_label, options.seed)
     train_rows = list(data) + replayed
     parent = parent_head(model, head.paths[0], old_ids)
-    need_train_feats = options.features_only or options.distill > 0 or imprint_wanted(options)
+    need_train_feats = (
+        options.features_only
+        or options.distill > 0
+        or imprint_wanted(options)
+        or (options.calibrate is not None and bool(replay) and options.train_layers > 0)
+    )
     feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
     train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
     hold_x = feats.of([e.text for e in holdout]) if holdout else None
@@ -186,10 +191,20 @@ def train_model(
         trained = model
     predict = predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options)
     scorer = holdout_scorer(model, predict, holdout, labels) if holdout else None
+    n = len(replayed)
+    replay_x = train_x[len(train_x) - n :] if train_x is not None and n else None
+    replay_predict = None
+    if replay_x is not None and (options.features_only or top is not None):
+        replay_h = train_h[len(train_h) - n :] if top is not None else None
+        replay_predict = predictor(
+            model, tokenizer, head, replayed, replay_x, replay_h, top, options
+        )
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer)
         M.fuse_heads(model, head.paths)
-        shifts = calibrate(model, head, labels, new_labels, replayed, train_x, parent, options)
+        shifts = calibrate(
+            head, labels, new_labels, replayed, replay_x, parent, options, model, replay_predict
+        )
         model.eval()
         child_logits = predict() if holdout else None
     finally:

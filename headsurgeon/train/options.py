@@ -75,7 +75,7 @@ class TrainOptions:
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
         max_length: tokenizer truncation length.
         new_weight: loss weight of the new labels' examples relative to replayed ones.
-        calibrate: after training (frozen backbone, with replay), shift each new label's bias
+        calibrate: after training (frozen backbone or train_layers, with replay), shift each new label's bias
             so that this many percentage points of the replayed old examples the parent got
             right are predicted as a new label (split evenly over the new labels); ``None``: off.
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.

@@ -103,41 +103,38 @@ def init_new_rows(
     return {n: init for n in targets}
 
 
-def calibrate(model, head, labels, new_labels, replayed, train_x, parent, options):
+def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, model, predict):
     """Shift each new label's bias so that ``options.calibrate`` points of the replayed old
     examples the parent got right (split evenly over the new labels) are predicted as it.
 
     The bias then trades recall against false positives on known data: raised when the label
-    is well separated, lowered when it steals. Needs cached features (frozen backbone) and
-    replay; returns ``{label: shift}``.
+    is well separated, lowered when it steals. Needs replay and a cached path (frozen backbone,
+    or top blocks on cached inputs): ``predict()`` gives the replayed examples' logits. Returns
+    ``{label: shift}``.
     """
     import torch
 
-    if options.calibrate is None or not replayed or not new_labels:
-        return {}
-    if not options.features_only:
-        logger.info("calibrate needs the backbone frozen (cached features); skipped")
+    if options.calibrate is None or not replayed or not new_labels or predict is None:
         return {}
     linear = model.get_submodule(head.paths[0])
     if linear.bias is None:
         return {}
-    x = train_x[len(train_x) - len(replayed) :]
     old_names = [n for n in labels if n not in set(new_labels)]
-    parent_pred = [old_names[i] for i in parent(x).argmax(-1).tolist()]
+    parent_pred = [old_names[i] for i in parent(replay_x).argmax(-1).tolist()]
     right = torch.tensor([p == e.label for p, e in zip(parent_pred, replayed, strict=True)])
-    x = x[right].to(linear.weight)
-    allowed = int(options.calibrate / 100 / len(new_labels) * len(x))
+    logits = predict()[right].float()
+    allowed = int(options.calibrate / 100 / len(new_labels) * len(logits))
     shifts = {}
     with torch.no_grad():
         for name in new_labels:
             j = labels.index(name)
-            logits = torch.nn.functional.linear(x, linear.weight, linear.bias).float()
             margin = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
             if allowed >= len(margin):
                 continue
             # the (allowed+1)-th highest margin lands just below 0: ties go to the old label
             shift = -margin.sort(descending=True).values[allowed].item() - 1e-4
             linear.bias[j] += shift
+            logits[:, j] += shift
             shifts[name] = round(shift, 4)
     return shifts
 
@@ -182,8 +179,9 @@ def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache):
 
 
 def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options):
-    """A function returning the current model's holdout logits (CPU float32), by the cheapest
-    path: the head on cached features, the top blocks on cached block inputs, or the model."""
+    """A function returning the current model's logits for ``holdout`` (any examples; CPU
+    float32), by the cheapest path: the head on cached features ``hold_x``, the top blocks on
+    cached block inputs ``hold_h``, or the whole model."""
     import torch
 
     from .trainer import make_collator
