@@ -52,7 +52,16 @@ MAX_LENGTH = 64
 
 #: name -> (what it is, TrainOptions overrides | recipe). "defaults" = TrainOptions().
 #: Variants pin new_weight/calibrate so their rows do not move when the defaults change.
-OFF = {"new_weight": 1.0, "calibrate": None}
+OFF = {
+    "new_weight": 1.0,
+    "calibrate": None,
+    "train_layers": 0,
+    "distill": 0.0,
+    "llrd": 1.0,
+    "epochs": 3.0,
+}
+#: plain training (the recipe): no anti-forgetting knob, no LR decay
+PLAIN = OFF
 METHODS: dict[str, tuple[str, dict]] = {
     "randn-recipe": (
         "baseline: torch.randn row, full fine-tune 3 ep lr 5e-5 batch 8, no replay",
@@ -67,9 +76,13 @@ METHODS: dict[str, tuple[str, dict]] = {
     "frozen-r20": ("frozen backbone, 20 replay/label", {"replay_per_label": 20, **OFF}),
     "frozen-rall": ("frozen backbone, all replay", {**OFF}),
     "frozen-rall-w10": ("frozen, all replay, new x10", {**OFF, "new_weight": 10.0}),
+    "frozen-rall-w10-cal0.3": (
+        "frozen, all replay, new x10, bias calibrated to 0.3 pt of replay",
+        {**OFF, "new_weight": 10.0, "calibrate": 0.3},
+    ),
     "frozen-rall-w10-cal0.6": (
         "frozen, all replay, new x10, bias calibrated to 0.6 pt of replay",
-        {"new_weight": 10.0, "calibrate": 0.6},
+        {**OFF, "new_weight": 10.0, "calibrate": 0.6},
     ),
     "frozen-rall-noprotect": (
         "frozen, all replay, whole head trains (old rows too)",
@@ -77,11 +90,11 @@ METHODS: dict[str, tuple[str, dict]] = {
     ),
     "noprotect-w10-cal2": (
         "frozen, all replay, whole head trains, new x10, calibrated to 2 pt",
-        {"protect_old_rows": False, "new_weight": 10.0, "calibrate": 2.0},
+        {**OFF, "protect_old_rows": False, "new_weight": 10.0, "calibrate": 2.0},
     ),
     "noprotect-w10-cal3": (
         "frozen, all replay, whole head trains, new x10, calibrated to 3 pt",
-        {"protect_old_rows": False, "new_weight": 10.0, "calibrate": 3.0},
+        {**OFF, "protect_old_rows": False, "new_weight": 10.0, "calibrate": 3.0},
     ),
     "top1-r20-distill-w3": (
         "top block + head (block lr x0.05), 20 replay/label, distill 1, new x3",
@@ -92,6 +105,7 @@ METHODS: dict[str, tuple[str, dict]] = {
             "llrd": 0.05,
             "new_weight": 3.0,
             "calibrate": None,
+            "epochs": 3.0,
         },
     ),
     "top1-rall-distill-w10": (
@@ -103,6 +117,28 @@ METHODS: dict[str, tuple[str, dict]] = {
             "new_weight": 10.0,
             "epochs": 2.0,
             "calibrate": None,
+        },
+    ),
+    "top1-rall-distill-w10-cal1": (
+        "top1-rall-distill-w10, bias calibrated to 1 pt of replay",
+        {
+            "train_layers": 1,
+            "distill": 1.0,
+            "llrd": 0.05,
+            "new_weight": 10.0,
+            "epochs": 2.0,
+            "calibrate": 1.0,
+        },
+    ),
+    "top1-rall-distill-w10-cal2": (
+        "top1-rall-distill-w10, bias calibrated to 2 pt of replay",
+        {
+            "train_layers": 1,
+            "distill": 1.0,
+            "llrd": 0.05,
+            "new_weight": 10.0,
+            "epochs": 2.0,
+            "calibrate": 2.0,
         },
     ),
     "top2-r20-distill-w3": (
@@ -280,6 +316,7 @@ class Bench:
                 "epochs": 3,
                 "lr": 5e-5,
                 "batch_size": 8,
+                **PLAIN,
             }
             trained = intents  # keep the randn rows: no imprint
         options = TrainOptions(max_length=MAX_LENGTH, **spec)
@@ -318,8 +355,8 @@ class Bench:
 
 
 def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
-    """A task's result from ``benchmarks/.cache/results.json`` (same options, seed and
-    intents), else computed and stored; ``--fresh`` recomputes. Several runs may share the file:
+    """A task's result from ``benchmarks/.cache/results.json`` (same options, seed and intents,
+    whatever the method's name), else computed and stored; ``--fresh`` recomputes. Several runs may share the file:
     it is re-read just before each write."""
     import json
 
@@ -327,7 +364,7 @@ def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
     spec = dict(METHODS[method][1])
     if "recipe" not in spec:  # the options actually used, defaults included
         spec = TrainOptions(max_length=MAX_LENGTH, **spec).to_dict()
-    key = json.dumps([scenario, method, spec, args.seed, task], sort_keys=True)
+    key = json.dumps([scenario, spec, args.seed, task], sort_keys=True)  # same options: same run
     results = json.loads(path.read_text()) if path.is_file() else {}
     if key in results and not args.fresh:
         return results[key]

@@ -17,13 +17,13 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 # Defaults, picked from benchmarks/incremental.py (README "Train new labels").
 DEFAULT_FREEZE = "backbone"
-DEFAULT_TRAIN_LAYERS = 0
+DEFAULT_TRAIN_LAYERS = 1
 DEFAULT_PROTECT_OLD_ROWS = True
 DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
-DEFAULT_DISTILL = 0.0
+DEFAULT_DISTILL = 1.0
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_INIT = None  # None: imprint new rows that were never trained, keep trained ones
-DEFAULT_LLRD = 1.0
+DEFAULT_LLRD = 0.05
 DEFAULT_WARMUP = 0.0
 DEFAULT_REINIT_TOP = 0
 DEFAULT_SWA = False
@@ -31,7 +31,7 @@ DEFAULT_EVAL_EVERY = 0
 DEFAULT_EARLY_STOPPING = 0
 DEFAULT_SEEDS = 1
 DEFAULT_SEED = 0
-DEFAULT_EPOCHS = 3.0
+DEFAULT_EPOCHS = 2.0
 DEFAULT_LR = 1e-3
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
@@ -39,7 +39,7 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 10.0
-DEFAULT_CALIBRATE: float | None = 0.3  # points of replay; None: off
+DEFAULT_CALIBRATE: float | None = 1.0  # points of replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
@@ -51,9 +51,11 @@ class TrainOptions:
     """What ``train`` trains and how.
 
     Attributes:
-        freeze: ``"backbone"`` (default: the backbone's features are computed once and only the
-            head trains on them, unless ``train_layers`` > 0) or ``"none"`` (everything trains).
-        train_layers: with ``freeze="backbone"``, also train the top K encoder blocks.
+        freeze: ``"backbone"`` (the backbone is frozen except the top ``train_layers`` blocks;
+            with ``train_layers=0`` its features are computed once and only the head trains on
+            them) or ``"none"`` (everything trains; ``train_layers`` is then ignored).
+        train_layers: with ``freeze="backbone"``, also train the top K encoder blocks (their
+            inputs are cached, so only they run).
         protect_old_rows: keep the old labels' rows and biases bit-identical (they are frozen
             buffers during training, fused back into a plain ``nn.Linear`` before saving).
         replay_per_label: old examples replayed per old label (0: all of them), sampled by ``seed``.
@@ -130,11 +132,6 @@ class TrainOptions:
             raise OptionsError(f"llrd must be in (0, 1], got {self.llrd!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise OptionsError(f"max_steps must be -1 (no cap) or > 0, got {self.max_steps!r}")
-        if self.freeze == "none" and self.train_layers:
-            raise OptionsError(
-                f"train_layers={self.train_layers} needs freeze='backbone' (got freeze='none', "
-                "which trains every layer already)"
-            )
         if self.reinit_top > self.trained_blocks_bound:
             raise OptionsError(
                 f"reinit_top={self.reinit_top} re-initialises blocks that would not train "
