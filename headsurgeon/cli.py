@@ -284,14 +284,14 @@ from .train import options as _topt  # noqa: E402  (no torch: options only)
     type=click.Choice(_topt.FREEZE_CHOICES),
     default=_topt.DEFAULT_FREEZE,
     show_default=True,
-    help="backbone: features computed once, the head trains on them (plus --train-layers); none: everything trains.",
+    help="backbone: frozen except the top --train-layers blocks, whose inputs are computed once; none: everything trains.",
 )
 @click.option(
     "--train-layers",
     type=int,
     default=_topt.DEFAULT_TRAIN_LAYERS,
     show_default=True,
-    help="With --freeze backbone, also train the top K encoder blocks.",
+    help="With --freeze backbone, train the top K encoder blocks with the head (0: the head alone, on cached features).",
 )
 @click.option(
     "--protect-old-rows/--no-protect-old-rows",
@@ -472,10 +472,10 @@ def train(
 ) -> None:
     """Train MODEL's new labels on --data without forgetting the old ones; write -o OUT.
 
-    By default the backbone is frozen (its features are computed once), the old rows are kept
-    bit-identical, never-trained new rows are imprinted from their examples, every example of
-    --replay is replayed (new examples weigh 10x), and each new label's bias is calibrated on the
-    replay (--calibrate). With --holdout, the old-label check compares MODEL and the result:
+    By default only the top encoder block and the new rows train (the block's inputs are computed
+    once, so only it runs), the old rows are kept bit-identical, never-trained new rows are
+    imprinted from their examples, every example of --replay is replayed (new examples weigh
+    10x) with distillation to MODEL, and each new label's bias is calibrated on the replay. With --holdout, the old-label check compares MODEL and the result:
     a drop beyond --max-drop exits with code 3 and writes nothing (unless --force).
 
     \b
