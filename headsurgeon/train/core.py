@@ -1,0 +1,359 @@
+"""``train_model`` (in memory) and ``train`` (folder to folder, gated, atomic)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import labels as _labels
+from ..data import Example, by_label, check_labels
+from ..errors import OptionsError
+from .options import SEED_TRIAL, SWA_START, TrainOptions
+from .steps import (
+    FeatureStore,
+    calibrate,
+    holdout_scorer,
+    imprint_wanted,
+    init_new_rows,
+    parent_head,
+    predictor,
+    top_blocks,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train_model` did.
+
+    Attributes:
+        model: the trained model (heads fused back into plain ``nn.Linear``), on its device.
+        report: the old-label :class:`~headsurgeon.checks.CheckReport` (``None`` without holdout).
+        stats: JSON-able facts: data sizes, labels, steps, seeds tried, scores, wall time.
+    """
+
+    model: Any
+    report: Any = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``mps`` when available, else ``cpu``."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def sample_replay(replay: Sequence[Example], labels: Sequence[str], per_label: int, seed: int):
+    """``per_label`` examples of each label in ``labels`` (all when 0), seeded, in a stable order."""
+    groups = by_label(e for e in replay if e.label in set(labels))
+    rng = random.Random(seed)
+    out = []
+    for name in labels:
+        group = groups.get(name, [])
+        out.extend(
+            group if not per_label or len(group) <= per_label else rng.sample(group, per_label)
+        )
+    return out
+
+
+def train_model(
+    model,
+    tokenizer,
+    data: Sequence[Example],
+    *,
+    replay: Sequence[Example] = (),
+    holdout: Sequence[Example] | None = None,
+    options: TrainOptions | None = None,
+    old_labels: Sequence[str] | None = None,
+    trained_labels: Sequence[str] = (),
+    max_drop: float | None = None,
+    head_path: str | Sequence[str] | None = None,
+    feature_cache: MutableMapping[str, Any] | None = None,
+    hidden_cache: MutableMapping[str, Any] | None = None,
+) -> TrainOutcome:
+    """Train ``model`` on ``data`` (new labels' examples) without forgetting its old labels.
+
+    Args:
+        model: a classification model whose head already has every label of ``data``.
+        tokenizer: its tokenizer.
+        data: training examples (usually of the new labels, may include old ones).
+        replay: old examples to sample ``options.replay_per_label`` per old label from.
+        holdout: examples to evaluate on (keep-best, seeds, and the old-label check).
+        options: :class:`TrainOptions`.
+        old_labels: labels whose rows are protected and checked (default: every label that
+            has no example in ``data``); the others are "new".
+        trained_labels: new labels whose rows were trained before (not re-initialised unless
+            ``options.init`` is given).
+        max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``).
+        head_path: explicit head path(s).
+        feature_cache: text → backbone feature; read and filled, so callers can persist it.
+        hidden_cache: text → input of the lowest trained block (with ``train_layers``); read
+            and filled likewise. Only the top blocks then run during training and evaluation.
+
+    Returns:
+        a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced).
+
+    Raises:
+        DataError: a label in data/replay/holdout that the model does not have.
+        OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
+    """
+
+    from ..locate import locate_head
+    from . import modules as M
+
+    options = options or TrainOptions()
+    start = time.perf_counter()
+    labels = _labels.labels_of(model.config)
+    check_labels(data, labels, source="data")
+    check_labels(replay, labels, source="replay data")
+    if holdout is not None:
+        check_labels(holdout, labels, source="holdout")
+    if (options.seeds > 1 or options.eval_every) and not holdout:
+        raise OptionsError("seeds > 1 and eval_every need a holdout to score on (--holdout)")
+    if old_labels is None:
+        seen = {e.label for e in data}
+        old_labels = [n for n in labels if n not in seen]
+    old_labels = [n for n in labels if n in set(old_labels)]
+    new_labels = [n for n in labels if n not in set(old_labels)]
+    old_ids = [labels.index(n) for n in old_labels]
+    head = locate_head(model, head_path)
+    device = resolve_device(options.device)
+    model.to(device).eval()
+    if options.features_only and len(head.paths) > 1:
+        raise OptionsError(
+            "a model with parallel heads cannot train on cached features: use --freeze none"
+        )
+
+    replayed = sample_replay(replay, old_labels, options.replay_per_label, options.seed)
+    train_rows = list(data) + replayed
+    parent = parent_head(model, head.paths[0], old_ids)
+    need_train_feats = (
+        options.features_only
+        or options.distill > 0
+        or imprint_wanted(options)
+        or (options.calibrate is not None and bool(replay) and options.train_layers > 0)
+    )
+    feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
+    train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
+    hold_x = feats.of([e.text for e in holdout]) if holdout else None
+
+    initialised = init_new_rows(
+        model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
+    )
+    trainable = M.set_trainable(model, head.paths, options.freeze, options.train_layers)
+    reinit = (
+        M.reinit_top_blocks(model, head.paths, options.reinit_top) if options.reinit_top else []
+    )
+    if options.protect_old_rows:
+        M.protect_heads(model, head.paths, old_ids)
+    depths = M.layer_depths(model, head.paths)
+    top, train_h, hold_h = top_blocks(
+        model, tokenizer, head, options, train_rows, holdout, hidden_cache
+    )
+
+    new_set = set(new_labels)
+    rows = []
+    for i, e in enumerate(train_rows):
+        row = {
+            "label": labels.index(e.label),
+            "weight": options.new_weight if e.label in new_set else 1.0,
+        }
+        if options.features_only:
+            row["features"] = train_x[i]
+        else:
+            row["text"] = e.text
+        if top is not None:
+            row["hidden"] = train_h[i]
+        if options.distill > 0:
+            row["parent_logits"] = parent(train_x[i : i + 1])[0]
+        rows.append(row)
+
+    from .trainer import FeatureModel
+
+    if options.features_only:
+        trained = FeatureModel(model.get_submodule(head.paths[0]))
+    elif top is not None:
+        trained, depths = top, {f"model.{n}": d for n, d in depths.items()}
+    else:
+        trained = model
+    predict = predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options)
+    scorer = holdout_scorer(model, predict, holdout, labels) if holdout else None
+    n = len(replayed)
+    replay_x = train_x[len(train_x) - n :] if train_x is not None and n else None
+    replay_predict = None
+    if replay_x is not None and (options.features_only or top is not None):
+        replay_h = train_h[len(train_h) - n :] if top is not None else None
+        replay_predict = predictor(
+            model, tokenizer, head, replayed, replay_x, replay_h, top, options
+        )
+    try:
+        runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer)
+        M.fuse_heads(model, head.paths)
+        shifts = calibrate(
+            head, labels, new_labels, replayed, replay_x, parent, options, model, replay_predict
+        )
+        model.eval()
+        child_logits = predict() if holdout else None
+    finally:
+        if top is not None:
+            top.restore()
+    report = None
+    if holdout:
+        from ..checks import DEFAULT_MAX_DROP, compare
+
+        report = compare(
+            parent(hold_x),
+            child_logits,
+            holdout,
+            old_labels,
+            labels,
+            max_drop=DEFAULT_MAX_DROP if max_drop is None else max_drop,
+        )
+    stats = {
+        "data_examples": len(data),
+        "replay_examples": len(replayed),
+        "holdout_examples": len(holdout) if holdout else 0,
+        "old_labels": len(old_labels),
+        "new_labels": new_labels,
+        "initialised": initialised,
+        "trainable_parameters": sum(
+            p.numel() for n, p in model.named_parameters() if n in set(trainable)
+        ),
+        "reinitialised_blocks": reinit,
+        "features_cached": options.features_only,
+        "block_inputs_cached": top is not None,
+        "calibrated_bias_shifts": shifts,
+        "device": device,
+        "seeds": runs,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    return TrainOutcome(model, report, stats)
+
+
+def _training_args(options: TrainOptions, seed: int, output_dir: str):
+    from transformers import TrainingArguments
+
+    device = resolve_device(options.device)
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=options.batch_size,
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        learning_rate=options.lr,
+        weight_decay=options.weight_decay,
+        warmup_steps=options.warmup,
+        lr_scheduler_type="linear",
+        seed=seed,
+        data_seed=seed,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        disable_tqdm=not options.progress,
+        remove_unused_columns=False,
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+    )
+
+
+def _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer) -> list[dict]:
+    """Train once per seed through :class:`HeadsurgeonTrainer`; keep the best seed's weights."""
+    from transformers import PrinterCallback
+
+    from .trainer import (
+        SWA,
+        HeadsurgeonTrainer,
+        KeepBest,
+        Rows,
+        load_trainable,
+        make_collator,
+        trainable_state,
+    )
+
+    initial = trainable_state(trained)
+    best_score, best_state, runs, trial_bar = None, None, [], None
+    with tempfile.TemporaryDirectory(prefix="headsurgeon-train-") as tmp:
+        for k in range(options.seeds):
+            seed = options.seed + k
+            load_trainable(trained, initial)
+            args = _training_args(options, seed, tmp)
+            steps = _total_steps(len(rows), options)
+            callbacks = []
+            swa = None
+            if options.swa:
+                swa = SWA(start=max(1, int(steps * SWA_START)))
+                callbacks.append(swa)
+            keep = None
+            if scorer is not None:
+                trial = max(1, int(steps * SEED_TRIAL)) if options.seeds > 1 else None
+                keep = KeepBest(
+                    scorer,
+                    every=options.eval_every,
+                    patience=options.early_stopping,
+                    trial_step=trial,
+                    trial_bar=trial_bar,
+                )
+                callbacks.append(keep)
+            trainer = HeadsurgeonTrainer(
+                model=trained,
+                args=args,
+                train_dataset=Rows(rows),
+                data_collator=make_collator(tokenizer, options.max_length),
+                callbacks=callbacks,
+                old_ids=old_ids,
+                distill=options.distill,
+                temperature=options.temperature,
+                depths=depths if trained is not None and not options.features_only else {},
+                llrd=options.llrd,
+            )
+            if not options.progress:  # no metrics dict printed on stdout
+                trainer.remove_callback(PrinterCallback)
+            output = trainer.train()
+            run = {
+                "seed": seed,
+                "steps": output.global_step,
+                "loss": round(output.training_loss, 6),
+            }
+            if swa is not None:
+                run["swa_updates"] = swa.updates
+            if keep is not None:
+                run.update(
+                    score=keep.best,
+                    pruned=keep.pruned,
+                    stopped_early=keep.stopped_early,
+                    history=[[s, round(v, 6)] for s, v in keep.history],
+                )
+                if keep.trial_score is not None and not keep.pruned:
+                    trial_bar = max(trial_bar or keep.trial_score, keep.trial_score)
+                if not keep.pruned and (best_score is None or keep.best > best_score):
+                    best_score, best_state = keep.best, trainable_state(trained)
+            runs.append(run)
+            trainer.optimizer = trainer.lr_scheduler = None
+    if best_state is not None:
+        load_trainable(trained, best_state)
+    for run in runs:
+        run["kept"] = (
+            best_score is not None and run.get("score") == best_score and not run.get("pruned")
+        )
+    return runs
+
+
+def _total_steps(n_rows: int, options: TrainOptions) -> int:
+    import math
+
+    if options.max_steps > 0:
+        return options.max_steps
+    return max(1, math.ceil(math.ceil(n_rows / options.batch_size) * options.epochs))

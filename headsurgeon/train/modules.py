@@ -1,0 +1,320 @@
+"""Module-level tools of training: protected heads, encoder blocks, freezing, feature capture.
+
+A *protected* head holds the old labels' rows and biases as frozen buffers and only the new rows
+as parameters; :func:`fuse_heads` turns it back into a plain ``nn.Linear`` whose old rows are the
+buffers copied bit for bit, so protection holds by construction (no optimizer can move a buffer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import UnsupportedModelError
+from ..surgery import _swap
+
+logger = logging.getLogger(__name__)
+
+
+class ProtectedLinear(nn.Module):
+    """A Linear head whose old rows are buffers (frozen) and new rows parameters (trained)."""
+
+    def __init__(self, linear: nn.Linear, old_ids: Sequence[int]):
+        super().__init__()
+        n = linear.out_features
+        new_ids = [i for i in range(n) if i not in set(old_ids)]
+        self.in_features, self.out_features = linear.in_features, n
+        w = linear.weight.detach()
+        self.register_buffer(
+            "old_ids", torch.tensor(list(old_ids), dtype=torch.long, device=w.device)
+        )
+        self.register_buffer("new_ids", torch.tensor(new_ids, dtype=torch.long, device=w.device))
+        self.register_buffer("old_weight", w[self.old_ids].clone())
+        self.new_weight = nn.Parameter(w[self.new_ids].clone())
+        if linear.bias is not None:
+            b = linear.bias.detach()
+            self.register_buffer("old_bias", b[self.old_ids].clone())
+            self.new_bias = nn.Parameter(b[self.new_ids].clone())
+        else:
+            self.old_bias = self.new_bias = None
+
+    def _full(self, old, new):
+        out = old.new_empty((self.out_features, *old.shape[1:]))
+        return out.index_copy(0, self.old_ids, old).index_copy(0, self.new_ids, new.to(old.dtype))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._full(self.old_weight, self.new_weight)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return None if self.old_bias is None else self._full(self.old_bias, self.new_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def fused(self) -> nn.Linear:
+        """A plain ``nn.Linear`` with the old rows copied bit for bit from the buffers."""
+        w = self.old_weight
+        out = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.old_bias is not None,
+            device=w.device,
+            dtype=w.dtype,
+        )
+        with torch.no_grad():
+            out.weight.copy_(self.weight)
+            if out.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
+
+def protect_heads(model, paths: Sequence[str], old_ids: Sequence[int]) -> None:
+    """Replace each head at ``paths`` by a :class:`ProtectedLinear` (old rows frozen)."""
+    for path in paths:
+        _swap(model, path, ProtectedLinear(model.get_submodule(path), old_ids))
+
+
+def fuse_heads(model, paths: Sequence[str]) -> None:
+    """Turn every :class:`ProtectedLinear` at ``paths`` back into a plain ``nn.Linear``."""
+    for path in paths:
+        module = model.get_submodule(path)
+        if isinstance(module, ProtectedLinear):
+            _swap(model, path, module.fused())
+
+
+def encoder_blocks(model, head_paths: Sequence[str] = ()) -> tuple[str, nn.ModuleList]:
+    """Find the encoder's blocks: the longest ``nn.ModuleList`` of same-class modules.
+
+    Returns:
+        ``(path, module_list)``.
+
+    Raises:
+        UnsupportedModelError: no such list (``--train-layers``/``--reinit-top``/``--llrd`` need one).
+    """
+    best = None
+    for name, module in model.named_modules():
+        if any(name == p or name.startswith(p + ".") for p in head_paths):
+            continue
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            if len({type(m) for m in module}) == 1 and (best is None or len(module) > len(best[1])):
+                best = (name, module)
+    if best is None:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no list of repeated encoder blocks: "
+            "--train-layers, --reinit-top and --llrd need one; use --freeze none or backbone"
+        )
+    return best
+
+
+def set_trainable(model, head_paths: Sequence[str], freeze: str, train_layers: int) -> list[str]:
+    """Set ``requires_grad`` by the freezing policy; return the trainable parameter names."""
+    if freeze == "none":
+        model.requires_grad_(True)
+    else:
+        model.requires_grad_(False)
+        if train_layers:
+            _, blocks = encoder_blocks(model, head_paths)
+            for block in list(blocks)[-train_layers:]:
+                block.requires_grad_(True)
+        for path in head_paths:
+            model.get_submodule(path).requires_grad_(True)
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]:
+    """Re-initialise the top ``count`` encoder blocks with the model's own init; return their paths."""
+    path, blocks = encoder_blocks(model, head_paths)
+    done = []
+    for i in range(len(blocks) - count, len(blocks)):
+        for t in [*blocks[i].modules(), *blocks[i].parameters(), *blocks[i].buffers()]:
+            if getattr(t, "_is_hf_initialized", False):  # transformers skips "loaded" tensors
+                t._is_hf_initialized = False
+        for module in blocks[i].modules():
+            if hasattr(model, "_init_weights"):
+                model._init_weights(module)
+            elif hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        done.append(f"{path}.{i}")
+    return done
+
+
+def layer_depths(model, head_paths: Sequence[str]) -> dict[str, int]:
+    """Depth of each parameter from the top: 0 head and what follows the blocks (pooler), d for
+    the d-th block from the top, ``blocks + 1`` for what comes before them (embeddings)."""
+    try:
+        path, blocks = encoder_blocks(model, head_paths)
+    except UnsupportedModelError:
+        return {n: 0 for n, _ in model.named_parameters()}
+    n_blocks, depths, seen_blocks = len(blocks), {}, False
+    for name, _ in model.named_parameters():
+        if name.startswith(path + "."):
+            index = int(name[len(path) + 1 :].split(".", 1)[0])
+            depths[name] = n_blocks - index
+            seen_blocks = True
+        else:
+            depths[name] = 0 if seen_blocks else n_blocks + 1
+    return depths
+
+
+def head_inputs(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    head_path: str,
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    device=None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The head's inputs (backbone features) for ``texts``, captured by a forward pre-hook.
+
+    One batched eval pass (``torch.inference_mode``); returns ``float32[n, in_features]`` on CPU.
+    """
+    from tqdm.auto import tqdm
+
+    head = model.get_submodule(head_path)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    out = []
+    try:
+        with torch.inference_mode():
+            for start in tqdm(
+                range(0, len(texts), batch_size), disable=not progress, desc="features"
+            ):
+                batch = tokenizer(
+                    list(texts[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                ).to(device)
+                captured.clear()
+                model(**batch)
+                if len(captured) != 1 or captured[0].dim() != 2:
+                    raise UnsupportedModelError(
+                        f"the head {head_path} is not applied once to one vector per example "
+                        "(e.g. a decoder head scoring every position): train it with --freeze none"
+                    )
+                out.append(captured[0].float().cpu())
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, head.in_features)
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass early (the rest is not needed)."""
+
+
+class _Skip(nn.Module):
+    """Stands in for a frozen lower block whose output is cached: returns its input."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+def block_inputs(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    blocks: nn.ModuleList,
+    index: int,
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    progress: bool = False,
+) -> list[torch.Tensor]:
+    """The hidden states entering ``blocks[index]`` for each text, trimmed to its tokens.
+
+    One eval pass that stops at that block. Returns ``float32[tokens, hidden]`` per text (CPU).
+
+    Raises:
+        UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor.
+    """
+    from tqdm.auto import tqdm
+
+    captured: list[torch.Tensor] = []
+
+    def grab(_module, args):
+        captured.append(args[0].detach())
+        raise _Stop
+
+    hook = blocks[index].register_forward_pre_hook(grab)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with torch.inference_mode():
+            for start in tqdm(
+                range(0, len(texts), batch_size), disable=not progress, desc="hidden"
+            ):
+                batch = tokenizer(
+                    list(texts[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_tensors="pt",
+                ).to(device)
+                captured.clear()
+                try:
+                    model(**batch)
+                except _Stop:
+                    pass
+                h = captured[0] if captured else None
+                if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
+                    raise UnsupportedModelError(
+                        "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
+                        "--train-layers runs without a cache here; use --freeze none"
+                    )
+                lengths = batch["attention_mask"].sum(1).tolist()
+                out.extend(h[i, : int(n)].float().cpu().clone() for i, n in enumerate(lengths))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return out
+
+
+class TopBlocks(nn.Module):
+    """Runs only the top blocks of ``model`` (and what follows them), from cached block inputs.
+
+    The blocks below ``index`` are swapped for :class:`_Skip` while this wrapper is in use, and a
+    forward pre-hook feeds ``blocks[index]`` the cached hidden states of the batch. Call
+    :meth:`restore` to put the real blocks back.
+    """
+
+    def __init__(self, model, blocks: nn.ModuleList, index: int):
+        super().__init__()
+        self.model = model
+        self._blocks, self._index = blocks, index
+        self._saved = [blocks[i] for i in range(index)]
+        for i in range(index):
+            blocks[i] = _Skip()
+        self._current: torch.Tensor | None = None
+        self._hook = blocks[index].register_forward_pre_hook(self._feed, with_kwargs=True)
+
+    def _feed(self, _module, args, kwargs):
+        hidden = self._current.to(args[0].device if args else self._current.device)
+        return (hidden, *args[1:]), kwargs
+
+    def forward(self, hidden: torch.Tensor, **inputs):
+        self._current = hidden.to(next(self.model.parameters()).dtype)
+        try:
+            return self.model(**inputs)
+        finally:
+            self._current = None
+
+    def restore(self) -> None:
+        self._hook.remove()
+        for i, block in enumerate(self._saved):
+            self._blocks[i] = block

@@ -1,0 +1,164 @@
+"""Options of ``train``: one dataclass, every default defined once here.
+
+The CLI reads the same constants (a test checks it), so a default never drifts between the API
+and the command line. No torch at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import OptionsError
+
+FREEZE_CHOICES = ("backbone", "none")
+INIT_CHOICES = ("imprint", "mean", "zeros", "normal")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+# Defaults, picked from benchmarks/incremental.py (README "Train new labels").
+DEFAULT_FREEZE = "backbone"
+DEFAULT_TRAIN_LAYERS = 1
+DEFAULT_PROTECT_OLD_ROWS = True
+DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
+DEFAULT_DISTILL = 1.0
+DEFAULT_TEMPERATURE = 2.0
+DEFAULT_INIT = None  # None: imprint new rows that were never trained, keep trained ones
+DEFAULT_LLRD = 0.05
+DEFAULT_WARMUP = 0.0
+DEFAULT_REINIT_TOP = 0
+DEFAULT_SWA = False
+DEFAULT_EVAL_EVERY = 0
+DEFAULT_EARLY_STOPPING = 0
+DEFAULT_SEEDS = 1
+DEFAULT_SEED = 0
+DEFAULT_EPOCHS = 2.0
+DEFAULT_LR = 1e-3
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_WEIGHT_DECAY = 0.0
+DEFAULT_MAX_STEPS = -1
+DEFAULT_DEVICE = "auto"
+DEFAULT_NEW_WEIGHT = 10.0
+DEFAULT_CALIBRATE: float | None = 1.0  # points of replay; None: off
+#: fraction of the steps after which SWA starts averaging
+SWA_START = 0.5
+#: fraction of the steps after which a later seed is stopped when it trails the best seed so far
+SEED_TRIAL = 0.3
+
+
+@dataclass
+class TrainOptions:
+    """What ``train`` trains and how.
+
+    Attributes:
+        freeze: ``"backbone"`` (the backbone is frozen except the top ``train_layers`` blocks;
+            with ``train_layers=0`` its features are computed once and only the head trains on
+            them) or ``"none"`` (everything trains; ``train_layers`` is then ignored).
+        train_layers: with ``freeze="backbone"``, also train the top K encoder blocks (their
+            inputs are cached, so only they run).
+        protect_old_rows: keep the old labels' rows and biases bit-identical (they are frozen
+            buffers during training, fused back into a plain ``nn.Linear`` before saving).
+        replay_per_label: old examples replayed per old label (0: all of them), sampled by ``seed``.
+        distill: weight of the KL divergence between the parent's and the child's old-label
+            distributions (Learning without Forgetting); 0 turns it off.
+        temperature: distillation temperature.
+        init: how untrained new rows start (``None``: ``imprint`` when the data has examples of
+            the label; rows that a previous ``train`` already trained are kept).
+        llrd: layer-wise LR decay: the head trains at ``lr``, the block at depth d from the top
+            at ``lr * llrd**d``, the embeddings at ``lr * llrd**(blocks+1)``; 1 turns it off.
+        warmup: linear warmup, a ratio of the steps if < 1, else a number of steps.
+        reinit_top: re-initialise the top N encoder blocks before training (they must train).
+        swa: stochastic weight averaging of the trainable weights over the last half of training.
+        eval_every: evaluate on the holdout every N steps and keep the best weights (0: off).
+        early_stopping: stop after this many evaluations without improvement (0: off).
+        seeds: train with seeds ``seed .. seed+seeds-1``; a later seed stops at 30% of its steps
+            when it trails the best so far; the best by holdout score is kept (needs a holdout).
+        seed: first seed (also seeds the replay sample and the ``normal`` init).
+        epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
+        max_length: tokenizer truncation length.
+        new_weight: loss weight of the new labels' examples relative to replayed ones.
+        calibrate: after training (frozen backbone or train_layers, with replay), shift each new label's bias
+            so that this many percentage points of the replayed old examples the parent got
+            right are predicted as a new label (split evenly over the new labels); ``None``: off.
+        device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
+        progress: show transformers' progress bars.
+    """
+
+    freeze: str = DEFAULT_FREEZE
+    train_layers: int = DEFAULT_TRAIN_LAYERS
+    protect_old_rows: bool = DEFAULT_PROTECT_OLD_ROWS
+    replay_per_label: int = DEFAULT_REPLAY_PER_LABEL
+    distill: float = DEFAULT_DISTILL
+    temperature: float = DEFAULT_TEMPERATURE
+    init: str | None = DEFAULT_INIT
+    llrd: float = DEFAULT_LLRD
+    warmup: float = DEFAULT_WARMUP
+    reinit_top: int = DEFAULT_REINIT_TOP
+    swa: bool = DEFAULT_SWA
+    eval_every: int = DEFAULT_EVAL_EVERY
+    early_stopping: int = DEFAULT_EARLY_STOPPING
+    seeds: int = DEFAULT_SEEDS
+    seed: int = DEFAULT_SEED
+    epochs: float = DEFAULT_EPOCHS
+    lr: float = DEFAULT_LR
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_length: int = DEFAULT_MAX_LENGTH
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
+    max_steps: int = DEFAULT_MAX_STEPS
+    new_weight: float = DEFAULT_NEW_WEIGHT
+    calibrate: float | None = DEFAULT_CALIBRATE
+    device: str = DEFAULT_DEVICE
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("freeze", self.freeze, FREEZE_CHOICES)
+        _choice("device", self.device, DEVICE_CHOICES)
+        if self.init is not None:
+            _choice("init", self.init, INIT_CHOICES)
+        for name in ("train_layers", "replay_per_label", "reinit_top", "eval_every"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("early_stopping", "seed"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("seeds", "batch_size", "max_length"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("distill", "warmup", "weight_decay"):
+            _at_least(name, getattr(self, name), 0)
+        for name in ("temperature", "epochs", "lr", "new_weight"):
+            if not getattr(self, name) > 0:
+                raise OptionsError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.calibrate is not None:
+            _at_least("calibrate", self.calibrate, 0)
+        if not 0 < self.llrd <= 1:
+            raise OptionsError(f"llrd must be in (0, 1], got {self.llrd!r}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise OptionsError(f"max_steps must be -1 (no cap) or > 0, got {self.max_steps!r}")
+        if self.reinit_top > self.trained_blocks_bound:
+            raise OptionsError(
+                f"reinit_top={self.reinit_top} re-initialises blocks that would not train "
+                f"(train_layers={self.train_layers}); raise train_layers or use freeze='none'"
+            )
+        if self.early_stopping and not self.eval_every:
+            raise OptionsError("early_stopping needs eval_every > 0 (evaluations to compare)")
+
+    @property
+    def trained_blocks_bound(self) -> float:
+        """How many top blocks train at most (``inf`` with ``freeze='none'``)."""
+        return float("inf") if self.freeze == "none" else self.train_layers
+
+    @property
+    def features_only(self) -> bool:
+        """True when only the head trains, so cached backbone features suffice."""
+        return self.freeze == "backbone" and self.train_layers == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise OptionsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _at_least(name: str, value, low) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        raise OptionsError(f"{name} must be a number >= {low}, got {value!r}")

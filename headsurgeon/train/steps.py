@@ -1,0 +1,243 @@
+"""The steps of :func:`~headsurgeon.train.core.train_model`: features, init, calibration,
+the top-blocks cache, holdout prediction and scoring."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ..errors import OptionsError
+from .options import TrainOptions
+
+logger = logging.getLogger(__name__)
+
+
+def imprint_wanted(options: TrainOptions) -> bool:
+    return options.init in (None, "imprint")
+
+
+class FeatureStore:
+    """Backbone features (the head's inputs) of texts, from a cache or one batched pass."""
+
+    def __init__(self, model, tokenizer, head_path, options, cache):
+        self.model, self.tokenizer, self.head_path, self.options = (
+            model,
+            tokenizer,
+            head_path,
+            options,
+        )
+        self.cache = {} if cache is None else cache
+
+    def of(self, texts: Sequence[str]):
+        import torch
+
+        from .modules import head_inputs
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            logger.info("computing backbone features of %d texts", len(missing))
+            values = head_inputs(
+                self.model,
+                self.tokenizer,
+                missing,
+                self.head_path,
+                batch_size=max(self.options.batch_size, 64),
+                max_length=self.options.max_length,
+                progress=self.options.progress,
+            )
+            self.cache.update(zip(missing, values, strict=True))
+        return torch.stack([self.cache[t] for t in texts])
+
+
+def parent_head(model, path: str, old_ids: Sequence[int]):
+    """The parent's old-label head as a function: features → old-label logits (CPU, float32)."""
+    import torch
+
+    head = model.get_submodule(path)
+    idx = torch.tensor(list(old_ids))
+    w = head.weight.detach().float().cpu()[idx].clone()
+    b = None if head.bias is None else head.bias.detach().float().cpu()[idx].clone()
+
+    def logits(x):
+        return torch.nn.functional.linear(x.float(), w, b)
+
+    return logits
+
+
+def init_new_rows(
+    model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
+):
+    """(Re)initialise new rows that were never trained (or all when ``init`` is explicit)."""
+    import torch
+
+    from ..surgery import _new_rows
+
+    explicit = options.init is not None
+    targets = [n for n in new_labels if explicit or n not in set(trained_labels)]
+    have = {e.label for e in data}
+    if not explicit:
+        targets = [n for n in targets if n in have]  # imprint needs examples; others keep theirs
+    if not targets:
+        return {}
+    init = options.init or "imprint"
+    feats = None
+    if init == "imprint":
+        missing = [n for n in targets if n not in have]
+        if missing:
+            raise OptionsError(f"init 'imprint' needs examples of {', '.join(missing)} in the data")
+        feats = {n: train_x[[i for i, e in enumerate(train_rows) if e.label == n]] for n in targets}
+    old_ids = [i for i, n in enumerate(labels) if n not in set(new_labels)]
+    for path in head.paths:
+        linear = model.get_submodule(path)
+        old = torch.nn.Linear(linear.in_features, len(old_ids), bias=linear.bias is not None)
+        with torch.no_grad():
+            old.weight.copy_(linear.weight[old_ids])
+            if linear.bias is not None:
+                old.bias.copy_(linear.bias[old_ids])
+            rows, biases = _new_rows(model, old, targets, init, "mean", feats, options.seed)
+            for j, name in enumerate(targets):
+                i = labels.index(name)
+                linear.weight[i].copy_(rows[j].to(linear.weight))
+                if biases is not None:
+                    linear.bias[i].copy_(biases[j].to(linear.bias))
+    return {n: init for n in targets}
+
+
+def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, model, predict):
+    """Shift each new label's bias so that ``options.calibrate`` points of the replayed old
+    examples the parent got right (split evenly over the new labels) are predicted as it.
+
+    The bias then trades recall against false positives on known data: raised when the label
+    is well separated, lowered when it steals. Needs replay and a cached path (frozen backbone,
+    or top blocks on cached inputs): ``predict()`` gives the replayed examples' logits. Returns
+    ``{label: shift}``.
+    """
+    import torch
+
+    if options.calibrate is None or not replayed or not new_labels or predict is None:
+        return {}
+    linear = model.get_submodule(head.paths[0])
+    if linear.bias is None:
+        return {}
+    old_names = [n for n in labels if n not in set(new_labels)]
+    parent_pred = [old_names[i] for i in parent(replay_x).argmax(-1).tolist()]
+    right = torch.tensor([p == e.label for p, e in zip(parent_pred, replayed, strict=True)])
+    logits = predict()[right].float()
+    allowed = int(options.calibrate / 100 / len(new_labels) * len(logits))
+    shifts = {}
+    with torch.no_grad():
+        for name in new_labels:
+            j = labels.index(name)
+            margin = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
+            if allowed >= len(margin):
+                continue
+            # the (allowed+1)-th highest margin lands just below 0: ties go to the old label
+            shift = -margin.sort(descending=True).values[allowed].item() - 1e-4
+            linear.bias[j] += shift
+            logits[:, j] += shift
+            shifts[name] = round(shift, 4)
+    return shifts
+
+
+def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache):
+    """With ``train_layers`` K: cache the inputs of the K-th block from the top and wrap the
+    model so only the top blocks run. ``(None, None, None)`` when not applicable."""
+    from ..errors import UnsupportedModelError
+    from .modules import TopBlocks, block_inputs, encoder_blocks
+
+    if options.freeze != "backbone" or not options.train_layers:
+        return None, None, None
+    if getattr(tokenizer, "padding_side", "right") != "right":  # cached rows are right-padded
+        return None, None, None
+    _, blocks = encoder_blocks(model, head.paths)
+    index = len(blocks) - options.train_layers
+    if index <= 0:
+        return None, None, None
+    cache = {} if cache is None else cache
+    texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    try:
+        if missing:
+            logger.info("computing block-%d inputs of %d texts", index, len(missing))
+            values = block_inputs(
+                model,
+                tokenizer,
+                missing,
+                blocks,
+                index,
+                batch_size=max(options.batch_size, 64),
+                max_length=options.max_length,
+                progress=options.progress,
+            )
+            cache.update(zip(missing, values, strict=True))
+    except UnsupportedModelError as e:
+        logger.info("%s", e)
+        return None, None, None
+    train_h = [cache[e.text] for e in train_rows]
+    hold_h = [cache[e.text] for e in holdout] if holdout else None
+    return TopBlocks(model, blocks, index), train_h, hold_h
+
+
+def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options):
+    """A function returning the current model's logits for ``holdout`` (any examples; CPU
+    float32), by the cheapest path: the head on cached features ``hold_x``, the top blocks on
+    cached block inputs ``hold_h``, or the whole model."""
+    import torch
+
+    from .trainer import make_collator
+
+    def predict():
+        if options.features_only:
+            linear = model.get_submodule(head.paths[0])
+            with torch.no_grad():
+                return linear(hold_x.to(next(linear.parameters()).device)).float().cpu()
+        if top is not None:
+            collate = make_collator(tokenizer, options.max_length)
+            rows = [
+                {"text": e.text, "hidden": h, "label": 0, "weight": 1.0}
+                for e, h in zip(holdout, hold_h, strict=True)
+            ]
+            out = []
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                for start in range(0, len(rows), 64):
+                    batch = collate(rows[start : start + 64])
+                    batch.pop("labels"), batch.pop("weight")
+                    out.append(
+                        top(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+                    )
+            return torch.cat(out)
+        from ..checks import predict_logits
+
+        return (
+            predict_logits(
+                model,
+                tokenizer,
+                [e.text for e in holdout],
+                batch_size=max(options.batch_size, 64),
+                max_length=options.max_length,
+                progress=options.progress,
+            )
+            .float()
+            .cpu()
+        )
+
+    return predict
+
+
+def holdout_scorer(model, predict, holdout, labels):
+    """Holdout accuracy of the model being trained (every label, old and new)."""
+    import torch
+
+    gold = torch.tensor([labels.index(e.label) for e in holdout])
+
+    def score(_trained) -> float:
+        was = model.training
+        model.eval()
+        try:
+            logits = predict()
+        finally:
+            model.train(was)
+        return (logits.argmax(-1) == gold).float().mean().item()
+
+    return score

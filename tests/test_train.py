@@ -1,0 +1,469 @@
+"""Tests of ``headsurgeon.train`` and ``headsurgeon train`` on a tiny BERT trained in a fixture.
+
+Each option's effect is asserted exactly: frozen parameters bit-identical, old rows unchanged when
+protected, parameter groups (LLRD, SWA), warmup schedule, early stopping, seeds, the gate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from headsurgeon.cli import main
+from headsurgeon.data import Example
+from headsurgeon.errors import OptionsError
+from headsurgeon.train import TrainOptions, sample_replay, train_model
+from tests.common import LABELS, WORDS, save_text_classifier, tree_hashes
+
+NEW = "delta"
+VOCAB = {"alpha": WORDS[:9], "beta": WORDS[9:18], "gamma": WORDS[18:27], NEW: WORDS[27:]}
+
+
+def examples(label: str, n: int, seed: int) -> list[Example]:
+    rng = random.Random(f"{label}-{seed}")
+    return [Example(" ".join(rng.choices(VOCAB[label], k=5)), label) for _ in range(n)]
+
+
+def write(path, rows: list[Example]):
+    path.write_text("text,label\n" + "".join(f"{e.text},{e.label}\n" for e in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    old = [e for n in LABELS for e in examples(n, 20, 1)]
+    hold = [e for n in [*LABELS, NEW] for e in examples(n, 10, 2)]
+    return {
+        "old": old,
+        "new": examples(NEW, 8, 3),
+        "hold": hold,
+        "old_csv": write(d / "old.csv", old),
+        "new_csv": write(d / "new.csv", examples(NEW, 8, 3)),
+        "hold_csv": write(d / "hold.csv", hold),
+        "bad_csv": write(d / "bad.csv", [Example("card lost", "zeta")] * 2),
+    }
+
+
+@pytest.fixture(scope="session")
+def parent_dir(tmp_path_factory, files):
+    """A tiny BERT fine-tuned on alpha/beta/gamma (so the old-label check has something to lose)."""
+    from transformers import AutoTokenizer
+
+    from headsurgeon.models import load_model
+
+    torch.manual_seed(0)  # the tiny model's random init
+    path = save_text_classifier(tmp_path_factory.mktemp("parent") / "bert")
+    model, tok = load_model(path), AutoTokenizer.from_pretrained(str(path))
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
+    gold = torch.tensor([LABELS.index(e.label) for e in files["old"]])
+    model.train()
+    for _ in range(40):
+        opt.zero_grad()
+        model(**batch, labels=gold).loss.backward()
+        opt.step()
+    model.eval().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def grown_dir(parent_dir, tmp_path_factory):
+    """The parent with ``delta`` appended (mean init) by add-label: its record knows the old labels."""
+    from headsurgeon.checkpoint import add_labels_to_checkpoint
+
+    out = tmp_path_factory.mktemp("grown") / "bert"
+    add_labels_to_checkpoint(parent_dir, [NEW], out)
+    return out
+
+
+def load(folder):
+    from transformers import AutoTokenizer
+
+    from headsurgeon.models import load_model
+
+    return load_model(folder), AutoTokenizer.from_pretrained(str(folder))
+
+
+def run(grown_dir, files, **opts):
+    model, tok = load(grown_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opts.setdefault("batch_size", 8)
+    opts.setdefault("train_layers", 0)  # the head alone on cached features unless a test says
+    opts.setdefault("max_steps", 6)
+    outcome = train_model(
+        model,
+        tok,
+        files["new"],
+        replay=files["old"],
+        holdout=opts.pop("holdout", None),
+        options=TrainOptions(device="cpu", **opts),
+        old_labels=LABELS,
+    )
+    after = dict(outcome.model.named_parameters())
+    return before, after, outcome
+
+
+def same(before, after, prefix):
+    names = [n for n in before if n.startswith(prefix)]
+    assert names, prefix
+    return all(torch.equal(before[n], after[n]) for n in names)
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def test_cli_defaults_equal_dataclass_defaults():
+    params = {p.name: p for p in main.commands["train"].params}
+    fields = {f.name: f for f in dataclasses.fields(TrainOptions) if f.name != "progress"}
+    assert set(fields) <= set(params)
+    for name, field in fields.items():
+        assert params[name].default == field.default, name
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"freeze": "all"}, "freeze must be one of backbone, none, got 'all'"),
+        ({"llrd": 0}, "llrd must be in (0, 1], got 0"),
+        ({"lr": 0}, "lr must be > 0, got 0"),
+        ({"batch_size": 0}, "batch_size must be a number >= 1, got 0"),
+        (
+            {"reinit_top": 2, "train_layers": 1},
+            "reinit_top=2 re-initialises blocks that would not train (train_layers=1); "
+            "raise train_layers or use freeze='none'",
+        ),
+        ({"early_stopping": 2}, "early_stopping needs eval_every > 0 (evaluations to compare)"),
+    ],
+)
+def test_options_are_validated(kwargs, message):
+    with pytest.raises(OptionsError) as e:
+        TrainOptions(**kwargs)
+    assert str(e.value) == message
+
+
+def test_replay_is_sampled_per_label_and_seeded(files):
+    a = sample_replay(files["old"], LABELS, 2, seed=5)
+    assert [e.label for e in a] == ["alpha"] * 2 + ["beta"] * 2 + ["gamma"] * 2
+    assert a == sample_replay(files["old"], LABELS, 2, seed=5)
+    assert a != sample_replay(files["old"], LABELS, 2, seed=6)
+    assert sample_replay(files["old"], LABELS, 0, seed=5) == files["old"]
+
+
+# --- what trains -------------------------------------------------------------------------------
+
+
+def test_frozen_backbone_trains_only_new_rows_on_cached_features(grown_dir, files):
+    before, after, outcome = run(grown_dir, files, lr=1e-2)
+    assert outcome.stats["features_cached"] and outcome.stats["initialised"] == {NEW: "imprint"}
+    assert same(before, after, "bert.")  # every backbone parameter bit-identical
+    assert type(outcome.model.classifier) is torch.nn.Linear  # fused back
+    w, b = after["classifier.weight"], after["classifier.bias"]
+    assert torch.equal(w[:3], before["classifier.weight"][:3])
+    assert torch.equal(b[:3], before["classifier.bias"][:3])
+    assert not torch.equal(w[3], before["classifier.weight"][3])
+
+
+def test_no_protect_old_rows_trains_them(grown_dir, files):
+    before, after, _ = run(grown_dir, files, lr=1e-2, protect_old_rows=False)
+    assert same(before, after, "bert.")
+    assert not torch.equal(after["classifier.weight"][:3], before["classifier.weight"][:3])
+
+
+def test_train_layers_trains_top_blocks_only(grown_dir, files):
+    before, after, _ = run(grown_dir, files, lr=1e-3, train_layers=1, max_steps=2)
+    assert same(before, after, "bert.embeddings.")
+    assert same(before, after, "bert.encoder.layer.0.")
+    assert not same(before, after, "bert.encoder.layer.1.")
+    assert same(before, after, "bert.pooler.")  # above the blocks but not a block: frozen
+    assert torch.equal(after["classifier.weight"][:3], before["classifier.weight"][:3])
+
+
+def test_reinit_top_reinitialises_those_blocks(grown_dir, files):
+    before, after, _ = run(grown_dir, files, lr=1e-9, train_layers=1, reinit_top=1, max_steps=1)
+    assert same(before, after, "bert.encoder.layer.0.")
+    q = "bert.encoder.layer.1.attention.self.query.weight"
+    assert (after[q] - before[q]).abs().max() > 1e-2  # lr 1e-9 cannot do that: the re-init did
+
+
+def test_freeze_none_with_llrd_distill_and_swa_runs(grown_dir, files):
+    before, after, outcome = run(
+        grown_dir, files, freeze="none", llrd=0.5, distill=1.0, swa=True, lr=1e-3, max_steps=4
+    )
+    assert not same(before, after, "bert.embeddings.")
+    assert torch.equal(after["classifier.weight"][:3], before["classifier.weight"][:3])
+    assert outcome.stats["seeds"][0]["swa_updates"] == 3  # steps 2, 3, 4 (from half of 4)
+
+
+# --- optimizer, schedule, callbacks ------------------------------------------------------------
+
+
+def make_trainer(model, options, callbacks=(), rows=None):
+    """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head)."""
+    from headsurgeon.locate import locate_head
+    from headsurgeon.train.core import _training_args
+    from headsurgeon.train.modules import layer_depths
+    from headsurgeon.train.trainer import HeadsurgeonTrainer, Rows, make_collator
+
+    depths = layer_depths(model, locate_head(model).paths) if hasattr(model, "config") else {}
+    return HeadsurgeonTrainer(
+        model=model,
+        args=_training_args(options, 0, "/tmp/headsurgeon-test-unused"),
+        train_dataset=Rows(rows or []),
+        data_collator=make_collator(None, 8),
+        callbacks=list(callbacks),
+        old_ids=[0, 1, 2],
+        distill=options.distill,
+        temperature=options.temperature,
+        depths=depths,
+        llrd=options.llrd,
+    )
+
+
+def test_llrd_param_groups_follow_depth(grown_dir):
+    model, _ = load(grown_dir)
+    trainer = make_trainer(model, TrainOptions(freeze="none", llrd=0.5, lr=1e-3, weight_decay=0.01))
+    groups = trainer.create_optimizer().param_groups
+    ids = {id(p): g for g in groups for p in g["params"]}
+    expect = {
+        "classifier.weight": 0,
+        "bert.pooler.dense.weight": 0,
+        "bert.encoder.layer.1.output.dense.weight": 1,
+        "bert.encoder.layer.0.output.dense.weight": 2,
+        "bert.embeddings.word_embeddings.weight": 3,
+    }
+    for name, depth in expect.items():
+        group = ids[id(model.get_parameter(name))]
+        assert group["depth"] == depth and group["lr"] == pytest.approx(1e-3 * 0.5**depth), name
+        assert group["weight_decay"] == 0.01
+    assert ids[id(model.get_parameter("classifier.bias"))]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize(("warmup", "ramp"), [(0.5, 5), (3, 3)])
+def test_warmup_ratio_or_steps(grown_dir, warmup, ramp):
+    model, _ = load(grown_dir)
+    trainer = make_trainer(model, TrainOptions(freeze="none", lr=1e-3, warmup=warmup))
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert lrs[0] == 0.0
+    assert lrs[ramp] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lrs[:ramp], lrs[1 : ramp + 1], strict=True))
+
+
+def test_swa_averages_with_swalr():
+    from headsurgeon.train.trainer import SWA, FeatureModel
+
+    head = torch.nn.Linear(4, 3)
+    model = FeatureModel(head)
+    rows = [{"features": torch.randn(4), "label": i % 3, "weight": 1.0} for i in range(16)]
+    swa = SWA(start=2, lr_factor=0.5)
+    options = TrainOptions(lr=0.1, max_steps=6, batch_size=4)
+    trainer = make_trainer(model, options, [swa], rows)
+    trainer.train()
+    assert swa.updates == 5 and int(swa.averaged.n_averaged) == 5
+    assert all(g["swa_lr"] == pytest.approx(0.05) for g in trainer.optimizer.param_groups)
+    assert torch.equal(head.weight, swa.averaged.module.head.weight)
+
+
+def test_distillation_term(grown_dir):
+    from headsurgeon.train.trainer import FeatureModel
+
+    head = torch.nn.Linear(4, 4)
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        child_old = head(x)[:, :3]
+    inputs = lambda parent: {  # noqa: E731
+        "features": x,
+        "labels": torch.tensor([3] * 5),
+        "weight": torch.ones(5),
+        "parent_logits": parent,
+    }
+    trainer = make_trainer(load(grown_dir)[0], TrainOptions(distill=2.0))
+    plain = torch.nn.functional.cross_entropy(head(x), torch.tensor([3] * 5))
+    model = FeatureModel(head)
+    assert trainer.compute_loss(model, inputs(child_old)).item() == pytest.approx(plain.item())
+    assert trainer.compute_loss(model, inputs(torch.randn(5, 3))).item() > plain.item()
+
+
+def test_early_stopping_stops(grown_dir, files):
+    _, _, outcome = run(
+        grown_dir,
+        files,
+        holdout=files["hold"],
+        lr=1e-9,
+        eval_every=1,
+        early_stopping=2,
+        max_steps=20,
+    )
+    run0 = outcome.stats["seeds"][0]
+    assert run0["stopped_early"] and run0["steps"] == 3  # best at step 1, then 2 without gain
+
+
+def test_seeds_keep_the_best(grown_dir, files):
+    _, _, outcome = run(grown_dir, files, holdout=files["hold"], seeds=3, lr=3e-2, max_steps=10)
+    runs = outcome.stats["seeds"]
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    kept = [r for r in runs if r["kept"]]
+    assert kept and all(
+        r["score"] == max(r["score"] for r in runs if not r["pruned"]) for r in kept
+    )
+    for r in runs[1:]:  # a pruned seed stopped at its trial step (30% of 10)
+        assert not r["pruned"] or r["steps"] == 3
+
+
+# --- CLI and the gate --------------------------------------------------------------------------
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_trains_writes_atomically_and_records(grown_dir, files, tmp_path):
+    hashes = tree_hashes(grown_dir)
+    out = tmp_path / "tuned"
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"],
+        "--holdout", files["hold_csv"], "-o", out, "--max-steps", 30, "--batch-size", 8,
+        "--lr", 2e-3, "--device", "cpu", "--max-drop", 10, "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["check"]["passed"] and doc["output"] == str(out)
+    assert tree_hashes(grown_dir) == hashes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tuned"]
+    from transformers import AutoModelForSequenceClassification
+
+    model, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    parent, _ = load(grown_dir)
+    assert torch.equal(model.classifier.weight[:3], parent.classifier.weight[:3])
+    assert (out / "tokenizer.json").is_file()
+    record = json.loads((out / "headsurgeon.json").read_text())
+    event = record["events"][-1]
+    assert event["op"] == "train" and event["check"]["passed"] is True
+    assert event["trained_labels"] == [NEW] and event["options"]["lr"] == 2e-3
+    assert event["new_labels"] == [NEW] and event["data_examples"] == 8
+
+
+BAD = (
+    "--init",
+    "normal",
+    "--freeze",
+    "none",
+    "--no-protect-old-rows",
+    "--lr",
+    2e-2,
+    "--epochs",
+    10,
+)
+
+
+def test_gate_stops_a_bad_run_with_exit_3_and_no_output(grown_dir, files, tmp_path):
+    out = tmp_path / "bad"
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--holdout", files["hold_csv"], "-o", out,
+        "--device", "cpu", "--batch-size", 4, *BAD,
+    )  # fmt: skip
+    assert res.exit_code == 3, res.output
+    assert "not written" in res.output and "drop" in res.output.lower()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gate_force_writes_and_records_the_failure(grown_dir, files, tmp_path):
+    out = tmp_path / "forced"
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--holdout", files["hold_csv"], "-o", out,
+        "--device", "cpu", "--batch-size", 4, "--force", "--json", *BAD,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["check"]["passed"] is False
+    event = json.loads((out / "headsurgeon.json").read_text())["events"][-1]
+    assert event["op"] == "train" and event["check"]["passed"] is False
+    assert event["check"]["drop_pts"] > 0.5
+
+
+def test_unknown_data_label_is_an_error(grown_dir, files, tmp_path):
+    res = cli("train", grown_dir, "--data", files["bad_csv"], "-o", tmp_path / "x")
+    assert res.exit_code == 1
+    assert res.output.strip() == (
+        f"error: {files['bad_csv']} has label(s) the model does not have: 'zeta' (2 examples); "
+        "add them first (add-label or --add) or fix the data"
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_add_flag_adds_and_imprints_missing_labels(parent_dir, files, tmp_path):
+    out = tmp_path / "added"
+    res = cli(
+        "train", parent_dir, "--data", files["new_csv"], "--add", "--replay", files["old_csv"],
+        "-o", out, "--max-steps", 3, "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["added"] == [NEW] and doc["initialised"] == {NEW: "imprint"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "alpha", "1": "beta", "2": "gamma", "3": NEW}
+    ops = [e["op"] for e in json.loads((out / "headsurgeon.json").read_text())["events"]]
+    assert ops == ["add-label", "train"]
+
+
+def test_output_must_be_new(grown_dir, files):
+    res = cli("train", grown_dir, "--data", files["new_csv"], "-o", grown_dir)
+    assert res.exit_code == 1 and "is the input model" in res.output
+
+
+def test_top_blocks_on_cached_inputs_match_the_full_model(grown_dir, files):
+    from headsurgeon.train.modules import TopBlocks, block_inputs, encoder_blocks
+    from headsurgeon.train.trainer import make_collator
+
+    model, tok = load(grown_dir)
+    texts = [e.text for e in files["hold"][:8]] + ["card", "where is my money card lost pin"]
+    batch = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        full = model(**batch).logits
+    _, blocks = encoder_blocks(model)
+    hidden = block_inputs(model, tok, texts, blocks, 1, batch_size=3)
+    rows = [
+        {"text": t, "hidden": h, "label": 0, "weight": 1.0}
+        for t, h in zip(texts, hidden, strict=True)
+    ]
+    inputs = make_collator(tok, 128)(rows)
+    inputs.pop("labels"), inputs.pop("weight")
+    top = TopBlocks(model, blocks, 1)
+    with torch.no_grad():
+        cached = top(**inputs).logits
+    top.restore()
+    assert torch.allclose(cached, full, atol=1e-5)
+    assert type(blocks[0]).__name__ == "BertLayer"  # real block back
+
+
+def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, parent_dir):
+    _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0)
+    assert set(outcome.stats["calibrated_bias_shifts"]) == {NEW}
+    parent, tok = load(parent_dir)
+    batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
+    gold = torch.tensor([LABELS.index(e.label) for e in files["old"]])
+    with torch.no_grad():
+        right = parent(**batch).logits.argmax(-1) == gold
+        child = outcome.model(**batch).logits.argmax(-1)
+    assert right.sum() > 0 and not (child[right] == 3).any()  # budget 0: none flips to delta
+    _, _, top = run(grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2)
+    assert set(top.stats["calibrated_bias_shifts"]) == {NEW}  # top blocks on cached inputs too
+    with torch.no_grad():
+        child = top.model(**batch).logits.argmax(-1)
+    assert not (child[right] == 3).any()
+    _, _, loose = run(grown_dir, files, lr=1e-2, calibrate=50.0)
+    with torch.no_grad():
+        child = loose.model(**batch).logits.argmax(-1)
+    assert abs(int((child[right] == 3).sum()) - int(right.sum()) // 2) <= 1  # budget: half flip
