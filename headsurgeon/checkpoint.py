@@ -297,9 +297,6 @@ def _in_memory(
     src: Path, target: Path | None, op: str, func: str, names, **kwargs
 ) -> SurgeryResult:
     """The pickle fallback: load the whole model, operate in memory, save as safetensors."""
-    import shutil
-    import tempfile
-
     from . import surgery
     from .models import load_model
 
@@ -308,6 +305,28 @@ def _in_memory(
     result = getattr(surgery, func)(model, names, **kwargs)
     record = _record.record_for(src, before)
     _record.add_event(record, op, **result.to_dict())
+    write_model(model, record, src, target)
+    return result
+
+
+def write_model(model, record: dict[str, Any], src: str | os.PathLike, output=None) -> Path:
+    """Save an in-memory ``model`` with ``record`` as ``output`` (or over ``src``), atomically.
+
+    The files of ``src`` that ``save_pretrained`` does not produce (tokenizer, processor, ...)
+    are carried over; ``src``'s old weight files are not. Used after training or a pickle
+    fallback, when the weights changed beyond the head.
+
+    Returns:
+        the folder written.
+
+    Raises:
+        CheckpointError: ``output`` exists and is not empty, or writing failed (nothing is left).
+    """
+    import shutil
+    import tempfile
+
+    src = Path(src)
+    target = atomic.check_output(src, output)
     parent = (target or src.resolve()).parent
     parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".headsurgeon-save-", dir=parent))
@@ -315,10 +334,9 @@ def _in_memory(
         model.save_pretrained(str(scratch))
         writers = {p.name: _mover(p) for p in scratch.iterdir() if p.is_file()}
         stale = frozenset(p.name for pat in WEIGHT_PATTERNS for p in src.glob(pat))
-        atomic.commit(src, target, writers, record, drop=stale, carry=_carry)
+        return atomic.commit(src, target, writers, record, drop=stale, carry=_carry)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return result
 
 
 def _mover(saved: Path) -> atomic.Writer:

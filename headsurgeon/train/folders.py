@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import labels as _labels
 from .. import record as _record
+from ..atomic import check_output
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
 from ..errors import CheckpointError, GateFailedError
 from .core import train_model
@@ -87,7 +88,7 @@ def train(
     """
     from transformers import AutoTokenizer
 
-    from ..checkpoint import _write_model
+    from ..checkpoint import write_model
     from ..models import load_model, read_config
     from ..surgery import add_labels
 
@@ -150,12 +151,11 @@ def train(
             report=outcome.report,
         )
     model.to("cpu")
-    result.output = _write_model(model, record, src, output)
+    result.output = write_model(model, record, src, output)
     return result
 
 
 def _check_output(src: Path, output: Path) -> None:
     if output.resolve() == src.resolve():
         raise CheckpointError(f"-o {output} is the input model; choose a new folder")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise CheckpointError(f"output {output} already exists and is not empty; choose another -o")
+    check_output(src, output)
