@@ -1,0 +1,93 @@
+"""The ``headsurgeon`` group: error mapping, rendering and the options commands share.
+
+Each command parses its options, calls one API function and renders the result as text or, with
+``--json``, as one JSON document on stdout. Errors are mapped to messages and exit codes in one
+place (:class:`_Group`): 0 ok, 1 headsurgeon error, 2 usage, 3 old-label check failed.
+Heavy libraries are imported inside the commands, so ``--help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import HeadSurgeonError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+
+
+class _Group(click.Group):
+    """Turns every error into one line on stderr and an exit code (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except HeadSurgeonError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # a bug or an unexpected library error: still one line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_ERROR)
+
+
+def emit(as_json: bool, data, text: str) -> None:
+    """Render a command's result: JSON document or human text."""
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines)."
+)
+head_path_option = click.option(
+    "--head-path",
+    multiple=True,
+    metavar="PATH",
+    help="Dotted path of the head (e.g. classifier.out_proj); repeat for parallel heads. "
+    "Default: found automatically.",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="headsurgeon")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Grow the label set of a trained Hugging Face classifier without losing what it knows.
+
+    \b
+    Typical flow:
+      headsurgeon inspect model/                        # what head, which labels
+      headsurgeon add-label model/ --name refund -o grown/
+      headsurgeon train grown/ --data new.csv --replay old.csv --holdout test.csv -o tuned/
+      headsurgeon push tuned/ --repo org/model
+
+    Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 the old-label check failed.
+    """
+    ctx.obj = {"debug": debug}
+    if not (debug or verbose):
+        # transformers' "Loading weights"/"Writing model shards" bars and warnings are noise
+        # around one-line results; training progress bars are the Trainer's own and stay.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    else:
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr
+        )

@@ -1,0 +1,87 @@
+"""``check``: the held-out old-label check of a child against its parent."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..checks import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DROP
+from ..data import LABEL_COLUMN, TEXT_COLUMN
+from .app import emit, json_option, main
+
+
+@main.command()
+@click.argument("parent", type=click.Path(file_okay=False))
+@click.argument("child", type=click.Path(file_okay=False))
+@click.option(
+    "--holdout",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Held-out labelled texts (.csv/.tsv/.jsonl) with examples of the parent's labels.",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=DEFAULT_MAX_DROP,
+    show_default=True,
+    help="Largest allowed drop of old-label accuracy, in percentage points.",
+)
+@click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Column of the texts.")
+@click.option(
+    "--label-column", default=LABEL_COLUMN, show_default=True, help="Column of the labels."
+)
+@click.option(
+    "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, show_default=True, help="Texts per pass."
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Also draw a per-label PNG chart (needs matplotlib).",
+)
+@click.option(
+    "--no-record", is_flag=True, help="Do not append a check event to CHILD's headsurgeon.json."
+)
+@json_option
+def check(
+    parent,
+    child,
+    holdout,
+    max_drop,
+    text_column,
+    label_column,
+    batch_size,
+    plot,
+    no_record,
+    as_json,
+):
+    """Check that CHILD still knows PARENT's labels: old-label accuracy on a holdout.
+
+    Evaluates both models once on the holdout, prints old-label accuracy before/after, the
+    per-label changes, flipped predictions and the new labels' precision/recall/F1, records the
+    result in CHILD's headsurgeon.json and exits with code 3 when the drop exceeds --max-drop.
+
+    \b
+    Example:
+      headsurgeon check parent/ tuned/ --holdout test.csv --max-drop 0.5
+    """
+    from ..checks import check_old_labels, enforce, record_check
+    from ..plot import plot_report, require_matplotlib
+
+    if plot:
+        require_matplotlib()  # fail before the evaluation, not after it
+    report = check_old_labels(
+        parent, child, holdout, max_drop=max_drop, batch_size=batch_size,
+        text_column=text_column, label_column=label_column,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    emit(
+        as_json,
+        {"parent": parent, "child": child, "holdout": holdout, **report.to_dict()},
+        report.render(),
+    )
+    if not no_record:
+        record_check(child, report, parent=parent, holdout=holdout)
+    if plot:
+        plot_report(report, plot)
+    enforce(report)

@@ -1,0 +1,187 @@
+"""``inspect``, ``add-label``, ``remove-label``, ``rename-label``: label surgery on a model folder."""
+
+from __future__ import annotations
+
+import click
+
+from .app import emit, head_path_option, json_option, main
+
+
+@main.command()
+@click.argument("model", type=click.Path(file_okay=False))
+@json_option
+def inspect(model: str, as_json: bool) -> None:
+    """Show MODEL's architecture, head path(s), head shape, dtype and labels.
+
+    Reads config.json and builds the architecture on the meta device: no weights are loaded.
+    """
+    from ..checkpoint import inspect_checkpoint
+
+    info = inspect_checkpoint(model)
+    head = info["head"]
+    labels = ", ".join(f"{i}:{n}" for i, n in enumerate(info["labels"]))
+    emit(
+        as_json,
+        info,
+        (
+            f"architecture: {info['architecture']} ({info['model_type']})\n"
+            f"head:         {', '.join(head['paths'])}  Linear({head['in_features']} -> {head['out_features']}, "
+            f"bias={head['bias']})  dtype {head['dtype']}  [{head['method']}]\n"
+            f"labels ({info['num_labels']}): {labels}"
+        ),
+    )
+
+
+link_option = click.option(
+    "--link",
+    is_flag=True,
+    default=False,
+    help="With -o: hard-link the unchanged files (tokenizer, untouched shards) into the new folder "
+    "instead of copying them: instant and no extra disk, but both folders then share those "
+    "files' bytes. headsurgeon never writes into an existing file (it writes a new one and "
+    "renames it), but a tool that edits a file in place would change both. Default: copy at "
+    "kernel speed (a reflink where the filesystem supports it). In place, unchanged files are "
+    "always kept as they are.",
+)
+allow_pickle_option = click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=False,
+    help="Accept a pytorch_model.bin (pickle) checkpoint: unpickling can run code from the file, "
+    "so only for files you trust. The model is loaded in memory and written back as safetensors.",
+)
+
+
+@main.command("add-label")
+@click.argument("model", type=click.Path(file_okay=False))
+@click.option(
+    "--name", "names", multiple=True, required=True, help="New label name; repeat for several."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here "
+    "(MODEL is not touched; tokenizer/processor files are carried over). Default: update MODEL in place.",
+)
+@click.option(
+    "--init",
+    type=click.Choice(["mean", "zeros", "normal"]),
+    default=None,
+    help="How new rows start: mean of the old rows (default), zeros, or normal(0, initializer_range).",
+)
+@click.option(
+    "--bias",
+    type=click.Choice(["mean", "min", "zeros"]),
+    default=None,
+    help="How new biases start: mean (default) or min of the old biases, or zero.",
+)
+@click.option("--seed", type=int, default=None, help="Seed for --init normal.")
+@head_path_option
+@link_option
+@allow_pickle_option
+@json_option
+def add_label(
+    model, names, output, init, bias, seed, head_path, link, allow_pickle, as_json
+) -> None:
+    """Append new labels to MODEL's classifier head, keeping every old weight bit-identical.
+
+    Safetensors checkpoints are streamed: only the head is read and only the shard holding it is
+    rewritten; the result replaces MODEL (or appears as -o) in one atomic step.
+
+    \b
+    Examples:
+      headsurgeon add-label model/ --name lost_or_stolen_card -o grown/
+      headsurgeon add-label model/ --name a --name b            # in place
+    """
+    from ..checkpoint import add_labels_to_checkpoint
+
+    result = add_labels_to_checkpoint(
+        model,
+        list(names),
+        output,
+        init=init,
+        bias=bias,
+        head_path=list(head_path) or None,
+        seed=seed,
+        link=link,
+        allow_pickle=allow_pickle,
+    )
+    where = output or model
+    emit(
+        as_json,
+        {"output": str(where), **result.to_dict()},
+        (
+            f"added {', '.join(result.added)} to {', '.join(result.head.paths)} "
+            f"({len(result.labels_before)} -> {len(result.labels_after)} labels, init {result.init}); wrote {where}"
+        ),
+    )
+
+
+@main.command("remove-label")
+@click.argument("model", type=click.Path(file_okay=False))
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
+)
+@head_path_option
+@link_option
+@allow_pickle_option
+@json_option
+def remove_label(model, names, output, head_path, link, allow_pickle, as_json) -> None:
+    """Drop the labels NAMES from MODEL's head; the others are re-numbered densely, order kept.
+
+    \b
+    Example:
+      headsurgeon remove-label model/ obsolete_intent -o smaller/
+    """
+    from ..checkpoint import remove_labels_from_checkpoint
+
+    result = remove_labels_from_checkpoint(
+        model,
+        list(names),
+        output,
+        head_path=list(head_path) or None,
+        link=link,
+        allow_pickle=allow_pickle,
+    )
+    where = output or model
+    emit(
+        as_json,
+        {"output": str(where), **result.to_dict()},
+        f"removed {', '.join(result.removed)} from {', '.join(result.head.paths)} "
+        f"({len(result.labels_before)} -> {len(result.labels_after)} labels); wrote {where}",
+    )
+
+
+@main.command("rename-label")
+@click.argument("model", type=click.Path(file_okay=False))
+@click.argument("old")
+@click.argument("new")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
+)
+@link_option
+@json_option
+def rename_label(model, old, new, output, link, as_json) -> None:
+    """Rename label OLD to NEW in MODEL's config (same id; no weight is read or written).
+
+    \b
+    Example:
+      headsurgeon rename-label model/ card_lost lost_or_stolen_card
+    """
+    from ..checkpoint import rename_label_in_checkpoint
+
+    labels = rename_label_in_checkpoint(model, old, new, output, link=link)
+    where = output or model
+    emit(
+        as_json,
+        {"output": str(where), "old": old, "new": new, "labels_after": labels},
+        f"renamed {old} -> {new} (id {labels.index(new)}); wrote {where}",
+    )

@@ -1,0 +1,278 @@
+"""``train``: teach the new labels without forgetting the old ones, behind the old-label check."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
+from ..data import LABEL_COLUMN, TEXT_COLUMN
+from ..train import options as _topt  # no torch: options only
+from .app import emit, head_path_option, json_option, main
+
+
+@main.command()
+@click.argument("model", type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Training file (.csv/.tsv/.jsonl) with the new labels' examples.",
+)
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False),
+    help="File of old labels' examples to replay (e.g. the parent's training data).",
+)
+@click.option(
+    "--holdout",
+    type=click.Path(dir_okay=False),
+    help="Held-out file: the old-label check runs on it (and --eval-every, --seeds score on it).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="New folder for the trained model (written atomically; MODEL is not touched).",
+)
+@click.option(
+    "--freeze",
+    type=click.Choice(_topt.FREEZE_CHOICES),
+    default=_topt.DEFAULT_FREEZE,
+    show_default=True,
+    help="backbone: frozen except the top --train-layers blocks, whose inputs are computed once; none: everything trains.",
+)
+@click.option(
+    "--train-layers",
+    type=int,
+    default=_topt.DEFAULT_TRAIN_LAYERS,
+    show_default=True,
+    help="With --freeze backbone, train the top K encoder blocks with the head (0: the head alone, on cached features).",
+)
+@click.option(
+    "--protect-old-rows/--no-protect-old-rows",
+    default=_topt.DEFAULT_PROTECT_OLD_ROWS,
+    show_default=True,
+    help="Keep the old labels' rows and biases bit-identical.",
+)
+@click.option(
+    "--replay-per-label",
+    type=int,
+    default=_topt.DEFAULT_REPLAY_PER_LABEL,
+    show_default=True,
+    help="Old examples replayed per old label (0: all of --replay).",
+)
+@click.option(
+    "--distill",
+    type=float,
+    default=_topt.DEFAULT_DISTILL,
+    show_default=True,
+    help="Weight of distillation to the parent's old-label logits (KL); 0: off.",
+)
+@click.option(
+    "--temperature",
+    type=float,
+    default=_topt.DEFAULT_TEMPERATURE,
+    show_default=True,
+    help="Distillation temperature.",
+)
+@click.option(
+    "--init",
+    type=click.Choice(_topt.INIT_CHOICES),
+    default=_topt.DEFAULT_INIT,
+    help="How new rows start. Default: imprint rows never trained (from the data's examples), keep trained ones.",
+)
+@click.option(
+    "--llrd",
+    type=float,
+    default=_topt.DEFAULT_LLRD,
+    show_default=True,
+    help="Layer-wise LR decay: depth d from the top trains at lr*LLRD^d.",
+)
+@click.option(
+    "--warmup",
+    type=float,
+    default=_topt.DEFAULT_WARMUP,
+    show_default=True,
+    help="Linear warmup: ratio of the steps if < 1, else steps.",
+)
+@click.option(
+    "--reinit-top",
+    type=int,
+    default=_topt.DEFAULT_REINIT_TOP,
+    show_default=True,
+    help="Re-initialise the top N encoder blocks first (they must train).",
+)
+@click.option(
+    "--swa/--no-swa",
+    default=_topt.DEFAULT_SWA,
+    show_default=True,
+    help="Stochastic weight averaging over the second half of training.",
+)
+@click.option(
+    "--eval-every",
+    type=int,
+    default=_topt.DEFAULT_EVAL_EVERY,
+    show_default=True,
+    help="Score on --holdout every N steps and keep the best weights (0: off).",
+)
+@click.option(
+    "--early-stopping",
+    type=int,
+    default=_topt.DEFAULT_EARLY_STOPPING,
+    show_default=True,
+    help="Stop after N evaluations without improvement (0: off).",
+)
+@click.option(
+    "--seeds",
+    type=int,
+    default=_topt.DEFAULT_SEEDS,
+    show_default=True,
+    help="Train N seeds, stop weak ones at 30%% of the steps, keep the best on --holdout.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_topt.DEFAULT_SEED,
+    show_default=True,
+    help="First seed (also the replay sample).",
+)
+@click.option("--epochs", type=float, default=_topt.DEFAULT_EPOCHS, show_default=True)
+@click.option(
+    "--lr",
+    type=float,
+    default=_topt.DEFAULT_LR,
+    show_default=True,
+    help="Learning rate (of the head; see --llrd).",
+)
+@click.option("--batch-size", type=int, default=_topt.DEFAULT_BATCH_SIZE, show_default=True)
+@click.option(
+    "--max-length",
+    type=int,
+    default=_topt.DEFAULT_MAX_LENGTH,
+    show_default=True,
+    help="Tokenizer truncation length.",
+)
+@click.option("--weight-decay", type=float, default=_topt.DEFAULT_WEIGHT_DECAY, show_default=True)
+@click.option(
+    "--max-steps",
+    type=int,
+    default=_topt.DEFAULT_MAX_STEPS,
+    show_default=True,
+    help="Cap the training steps (-1: no cap).",
+)
+@click.option(
+    "--new-weight",
+    type=float,
+    default=_topt.DEFAULT_NEW_WEIGHT,
+    show_default=True,
+    help="Loss weight of the new labels' examples relative to replayed ones.",
+)
+@click.option(
+    "--calibrate",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE,
+    metavar="PTS",
+    show_default=True,
+    help="After training (frozen backbone or --train-layers, with --replay): set each new label's bias so that PTS "
+    "percent of the replayed old examples the parent got right flip to a new label.",
+)
+@click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
+@click.option(
+    "--device",
+    type=click.Choice(_topt.DEVICE_CHOICES),
+    default=_topt.DEFAULT_DEVICE,
+    show_default=True,
+    help="auto: GPU when present.",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=_MAX_DROP,
+    show_default=True,
+    help="Tolerated old-label accuracy drop in percentage points.",
+)
+@click.option(
+    "--force", is_flag=True, help="Write OUT even when the check fails (the failure is recorded)."
+)
+@click.option(
+    "--add",
+    is_flag=True,
+    help="First add the data's labels MODEL does not have (rows imprinted from their examples).",
+)
+@click.option(
+    "--text-column", default=TEXT_COLUMN, show_default=True, help="Text column of the data files."
+)
+@click.option(
+    "--label-column",
+    default=LABEL_COLUMN,
+    show_default=True,
+    help="Label column of the data files.",
+)
+@head_path_option
+@json_option
+def train(
+    model,
+    data,
+    replay,
+    holdout,
+    output,
+    max_drop,
+    force,
+    add,
+    text_column,
+    label_column,
+    head_path,
+    as_json,
+    **opts,
+) -> None:
+    """Train MODEL's new labels on --data without forgetting the old ones; write -o OUT.
+
+    By default only the top encoder block and the new rows train (the block's inputs are computed
+    once, so only it runs), the old rows are kept bit-identical, never-trained new rows are
+    imprinted from their examples, every example of --replay is replayed (new examples weigh
+    10x) with distillation to MODEL, and each new label's bias is calibrated on the replay. With --holdout, the old-label check compares MODEL and the result:
+    a drop beyond --max-drop exits with code 3 and writes nothing (unless --force).
+
+    \b
+    Examples:
+      headsurgeon train grown/ --data new.csv --replay train.csv --holdout test.csv -o tuned/
+      headsurgeon train parent/ --data new.csv --add --replay train.csv -o tuned/
+      torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
+    """
+    from ..errors import GateFailedError
+    from ..train import TrainOptions
+    from ..train.folders import train as run
+
+    if opts.pop("no_calibrate"):
+        opts["calibrate"] = None
+    options = TrainOptions(**opts, progress=sys.stderr.isatty() and not as_json)
+    try:
+        result = run(
+            model,
+            data,
+            output,
+            replay=replay,
+            holdout=holdout,
+            options=options,
+            add=add,
+            force=force,
+            max_drop=max_drop,
+            text_column=text_column,
+            label_column=label_column,
+            head_path=list(head_path) or None,
+        )
+    except GateFailedError as e:  # print the report, then let _Group map the error (exit 3)
+        if e.report is not None:
+            emit(as_json, {"output": None, "check": e.report.to_dict()}, e.report.render())
+        raise
+    stats = result.stats
+    text = (
+        f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
+        f"(+{stats['replay_examples']} replayed) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
+    )
+    if result.report is not None:
+        text = result.report.render() + "\n" + text
+    emit(as_json, result.to_dict(), text)
