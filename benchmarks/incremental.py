@@ -170,7 +170,6 @@ DEFAULT_METHODS = [
     "noprotect-w10-cal3",
     "top1-r20-distill-w3",
     "top1-rall-distill-w10",
-    "top1-rall-distill-w10-cal2",
 ]
 #: without the full fine-tune and the top-block variants (each minutes on CPU)
 QUICK_METHODS = [m for m in DEFAULT_METHODS if m != "randn-recipe" and not m.startswith("top")]
