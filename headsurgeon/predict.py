@@ -79,19 +79,53 @@ def predict_logits(
             "the tokenizer has no pad token, so texts cannot be batched: set "
             "tokenizer.pad_token (e.g. to tokenizer.eos_token) and model.config.pad_token_id"
         )
+    width = None if texts else model.config.num_labels
+    out = torch.empty(len(texts), width or 0, dtype=torch.float32)
+    for idx, enc in eval_batches(
+        model, tokenizer, texts, batch_size=batch_size, max_length=max_length, device=device,
+        progress=progress,
+    ):  # fmt: skip
+        output = model(**enc)
+        logits = (output.logits if hasattr(output, "logits") else output[0]).float().cpu()
+        if width is None:  # from the first batch: a shared pass returns both heads
+            width = logits.shape[-1]
+            out = torch.empty(len(texts), width, dtype=torch.float32)
+        out[torch.tensor(idx)] = logits
+    return out
+
+
+def eval_batches(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_length: int | None = None,
+    device=None,
+    progress: bool = False,
+    desc: str = "evaluating",
+):
+    """Yield ``(indices, encoding)`` over ``texts`` in batches of similar token length.
+
+    Texts are sorted longest first (little padding: much faster on CPU; the first batch shows
+    the memory peak). While the caller consumes the batches the model is in eval mode under
+    ``torch.inference_mode()`` on ``device``; its mode and device are restored afterwards. Every
+    batched pass over texts (prediction, feature caching) goes through here.
+    """
+    import torch
+
+    texts = list(texts)
     max_length = max_length or _max_length(model, tokenizer)
     order = _by_length(tokenizer, texts, max_length)
     home = next(model.parameters()).device
     device = torch.device(device) if device is not None else home
     was_training = model.training
     model.to(device).eval()
-    width = None if texts else model.config.num_labels
-    out = torch.empty(len(texts), width or 0, dtype=torch.float32)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="evaluating", unit="batch")
+        batches = tqdm(batches, desc=desc, unit="batch")
     try:
         with torch.inference_mode():
             for idx in batches:
@@ -102,17 +136,11 @@ def predict_logits(
                     max_length=max_length,
                     return_tensors="pt",
                 ).to(device)
-                output = model(**enc)
-                logits = (output.logits if hasattr(output, "logits") else output[0]).float().cpu()
-                if width is None:  # from the first batch: a shared pass returns both heads
-                    width = logits.shape[-1]
-                    out = torch.empty(len(texts), width, dtype=torch.float32)
-                out[torch.tensor(idx)] = logits
+                yield idx, enc
     finally:
         model.train(was_training)
         if device != home:
             model.to(home)
-    return out
 
 
 def _max_length(model, tokenizer) -> int | None:

@@ -177,39 +177,28 @@ def head_inputs(
 
     One batched eval pass (``torch.inference_mode``); returns ``float32[n, in_features]`` on CPU.
     """
-    from tqdm.auto import tqdm
+    from ..predict import eval_batches
 
     head = model.get_submodule(head_path)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
-    was_training = model.training
-    model.eval()
-    device = device or next(model.parameters()).device
-    out = []
+    out = torch.zeros(len(texts), head.in_features)
     try:
-        with torch.inference_mode():
-            for start in tqdm(
-                range(0, len(texts), batch_size), disable=not progress, desc="features"
-            ):
-                batch = tokenizer(
-                    list(texts[start : start + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    return_tensors="pt",
-                ).to(device)
-                captured.clear()
-                model(**batch)
-                if len(captured) != 1 or captured[0].dim() != 2:
-                    raise UnsupportedModelError(
-                        f"the head {head_path} is not applied once to one vector per example "
-                        "(e.g. a decoder head scoring every position): train it with --freeze none"
-                    )
-                out.append(captured[0].float().cpu())
+        for idx, batch in eval_batches(
+            model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
+            device=device, progress=progress, desc="features",
+        ):  # fmt: skip
+            captured.clear()
+            model(**batch)
+            if len(captured) != 1 or captured[0].dim() != 2:
+                raise UnsupportedModelError(
+                    f"the head {head_path} is not applied once to one vector per example "
+                    "(e.g. a decoder head scoring every position): train it with --freeze none"
+                )
+            out[torch.tensor(idx)] = captured[0].float().cpu()
     finally:
         hook.remove()
-        model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, head.in_features)
+    return out
 
 
 class _Stop(Exception):
@@ -241,7 +230,7 @@ def block_inputs(
     Raises:
         UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor.
     """
-    from tqdm.auto import tqdm
+    from ..predict import eval_batches
 
     captured: list[torch.Tensor] = []
 
@@ -250,38 +239,28 @@ def block_inputs(
         raise _Stop
 
     hook = blocks[index].register_forward_pre_hook(grab)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out: list[torch.Tensor] = []
+    out: list[torch.Tensor | None] = [None] * len(texts)
     try:
-        with torch.inference_mode():
-            for start in tqdm(
-                range(0, len(texts), batch_size), disable=not progress, desc="hidden"
-            ):
-                batch = tokenizer(
-                    list(texts[start : start + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    return_tensors="pt",
-                ).to(device)
-                captured.clear()
-                try:
-                    model(**batch)
-                except _Stop:
-                    pass
-                h = captured[0] if captured else None
-                if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
-                    raise UnsupportedModelError(
-                        "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
-                        "--train-layers runs without a cache here; use --freeze none"
-                    )
-                lengths = batch["attention_mask"].sum(1).tolist()
-                out.extend(h[i, : int(n)].float().cpu().clone() for i, n in enumerate(lengths))
+        for idx, batch in eval_batches(
+            model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
+            progress=progress, desc="hidden",
+        ):  # fmt: skip
+            captured.clear()
+            try:
+                model(**batch)
+            except _Stop:
+                pass
+            h = captured[0] if captured else None
+            if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
+                raise UnsupportedModelError(
+                    "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
+                    "--train-layers runs without a cache here; use --freeze none"
+                )
+            lengths = batch["attention_mask"].sum(1).tolist()
+            for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
+                out[i] = h[row, : int(n)].float().cpu().clone()
     finally:
         hook.remove()
-        model.train(was_training)
     return out
 
 
