@@ -33,7 +33,7 @@ FOLD_LABELS_OVER = 20
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CACHE_SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
 _SKIP_FIELDS = {"op", "time", "version", "check", "report", "head", "labels_before", "labels_after"}
-_SKIP_FIELDS |= {"passed", "max_drop"}  # shown in the verdict
+_SKIP_FIELDS |= {"passed", "max_drop", "max_label_drop"}  # shown in the verdict
 _PATH_FIELDS = {"data", "replay", "holdout", "parent", "output", "source"}
 
 
@@ -287,6 +287,11 @@ def _verdict(check: dict[str, Any]) -> str:
     max_drop = check.get("max_drop", report.get("max_drop"))
     if max_drop is not None:
         facts.append(f"allowed {_plain(max_drop)}")
+    max_label_drop = check.get("max_label_drop", report.get("max_label_drop"))
+    if max_label_drop is not None:
+        facts.append(f"allowed per label {_plain(max_label_drop)}")
+    if report.get("labels_beyond"):
+        facts.append(f"labels beyond: {', '.join(map(str, report['labels_beyond']))}")
     return verdict + (f" ({', '.join(facts)})" if facts else "")
 
 

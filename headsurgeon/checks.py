@@ -33,6 +33,7 @@ from .predict import DEFAULT_BATCH_SIZE, predict_logits, predict_pair
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_MAX_DROP",
+    "DEFAULT_MAX_LABEL_DROP",
     "CheckReport",
     "check_old_labels",
     "compare",
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: largest allowed drop of old-label accuracy, in percentage points
 DEFAULT_MAX_DROP = 0.5
+#: largest allowed drop of one old label's accuracy (recall), in points; None: not checked
+DEFAULT_MAX_LABEL_DROP: float | None = None
 #: changed labels shown by :meth:`CheckReport.render`
 DEFAULT_SHOW = 10
 
@@ -71,7 +74,10 @@ class CheckReport:
         new_label_metrics: ``{name: {"precision", "recall", "f1", "support", "predicted"}}`` over
             the whole holdout (precision counts every example predicted as that label; 0.0 when
             nothing was predicted or the label has no support, as scikit-learn's zero_division=0).
-        max_drop: the tolerance in points; passed: ``drop_pts <= max_drop``.
+        max_drop: the tolerance in points.
+        max_label_drop: the per-label tolerance in points (``None``: not checked).
+        labels_beyond: old labels whose ``change_pts`` is below ``-max_label_drop``.
+        passed: ``drop_pts <= max_drop`` and no label beyond ``max_label_drop``.
     """
 
     parent_labels: list[str]
@@ -91,6 +97,8 @@ class CheckReport:
     flipped_fixed: int
     new_label_metrics: dict[str, dict[str, float]]
     max_drop: float
+    max_label_drop: float | None
+    labels_beyond: list[str]
     passed: bool
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,19 +109,47 @@ class CheckReport:
         """Return up to ``n`` old labels that lost the most (only those that lost)."""
         return [row for row in self.per_label if row["change_pts"] < 0][:n]
 
+    def failure(self) -> str | None:
+        """Why the check failed, in one sentence (``None`` when it passed)."""
+        if self.passed:
+            return None
+        reasons = []
+        if self.drop_pts > self.max_drop:
+            reasons.append(
+                f"old-label accuracy dropped {self.drop_pts:.2f} pt "
+                f"({self.accuracy_before:.2%} -> {self.accuracy_after:.2%} on "
+                f"{self.n_old_examples} holdout examples), more than the {self.max_drop:g} pt "
+                "allowed"
+            )
+        if self.labels_beyond:
+            rows = [r for r in self.per_label if r["label"] in set(self.labels_beyond)]
+            shown = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in rows[:3])
+            more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+            reasons.append(
+                f"{len(rows)} old label(s) dropped more than the {self.max_label_drop:g} pt "
+                f"allowed per label: {shown}{more}"
+            )
+        return "; ".join(reasons)
+
     def render(self, show: int = DEFAULT_SHOW) -> str:
         """Return a readable report: summary, the ``show`` most changed old labels, new labels."""
         verdict = "PASSED" if self.passed else "FAILED"
+        per_label = "" if self.max_label_drop is None else f", {self.max_label_drop:g} pt per label"
         lines = [
             f"old-label check {verdict}: accuracy on {self.n_old_examples} holdout examples of "
             f"{len(self.old_labels)} old labels {self.accuracy_before:.2%} -> "
-            f"{self.accuracy_after:.2%} (drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt)",
+            f"{self.accuracy_after:.2%} (drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt"
+            f"{per_label})",
             f"flipped predictions: {self.flipped} of {self.n_old_examples} "
             f"({self.flipped_to_new} to a new label, {self.flipped_wrong} right -> wrong, "
             f"{self.flipped_fixed} wrong -> right)",
         ]
         if self.removed_labels:
             lines.append(f"old labels the child lacks: {', '.join(self.removed_labels)}")
+        if self.labels_beyond:
+            lines.append(
+                f"old labels beyond the per-label tolerance: {', '.join(self.labels_beyond)}"
+            )
         changed = [row for row in self.per_label if row["change_pts"] != 0]
         if changed:
             width = max(len("old label"), *(len(r["label"]) for r in changed[:show]))
@@ -149,6 +185,7 @@ def compare(
     child_labels: Sequence[str],
     *,
     max_drop: float = DEFAULT_MAX_DROP,
+    max_label_drop: float | None = DEFAULT_MAX_LABEL_DROP,
 ) -> CheckReport:
     """Compare the parent's and the child's predictions on the same holdout examples.
 
@@ -161,13 +198,15 @@ def compare(
         examples: the holdout :class:`Example` s, or just their gold label names.
         parent_labels, child_labels: label names in class-id order.
         max_drop: tolerated drop of old-label accuracy, in percentage points.
+        max_label_drop: tolerated drop of any one old label's accuracy (its recall on its
+            holdout examples), in points; ``None``: only the aggregate is checked.
 
     Returns:
         a :class:`CheckReport`.
 
     Raises:
         OptionsError: logits whose shapes do not match the examples or the labels, or a
-            negative ``max_drop``.
+            negative ``max_drop`` or ``max_label_drop``.
         DataError: a gold label neither model has, or no example of an old label.
 
     Example:
@@ -177,7 +216,7 @@ def compare(
     """
     import torch
 
-    _check_max_drop(max_drop)
+    _check_max_drop(max_drop, max_label_drop)
     gold = [getattr(e, "label", e) for e in examples]
     parent_logits, child_logits = torch.as_tensor(parent_logits), torch.as_tensor(child_logits)
     for name, logits, labels in (
@@ -198,6 +237,12 @@ def compare(
     right_after = sum(after[i] == gold[i] for i in olds)
     flips = [i for i in olds if before[i] != after[i]]
     drop_pts = 100.0 * (right_before - right_after) / len(olds)
+    per_label = _per_label(gold, before, after, olds, parent_labels)
+    beyond = (
+        []
+        if max_label_drop is None
+        else [r["label"] for r in per_label if -r["change_pts"] > max_label_drop]
+    )
     return CheckReport(
         parent_labels=parent_labels,
         child_labels=child_labels,
@@ -209,14 +254,16 @@ def compare(
         accuracy_before=right_before / len(olds),
         accuracy_after=right_after / len(olds),
         drop_pts=drop_pts,
-        per_label=_per_label(gold, before, after, olds, parent_labels),
+        per_label=per_label,
         flipped=len(flips),
         flipped_to_new=sum(after[i] in set(new) for i in flips),
         flipped_wrong=sum(before[i] == gold[i] != after[i] for i in flips),
         flipped_fixed=sum(before[i] != gold[i] == after[i] for i in flips),
         new_label_metrics={n: _prf(gold, after, n) for n in new},
         max_drop=float(max_drop),
-        passed=drop_pts <= max_drop,
+        max_label_drop=None if max_label_drop is None else float(max_label_drop),
+        labels_beyond=beyond,
+        passed=drop_pts <= max_drop and not beyond,
     )
 
 
@@ -237,9 +284,11 @@ def _old_indices(gold: list[str], parent_labels, child_labels, source: str) -> l
     return olds
 
 
-def _check_max_drop(max_drop: float) -> None:
+def _check_max_drop(max_drop: float, max_label_drop: float | None = None) -> None:
     if not max_drop >= 0:  # also refuses NaN
         raise OptionsError(f"max_drop must be >= 0 percentage points, got {max_drop}")
+    if max_label_drop is not None and not max_label_drop >= 0:
+        raise OptionsError(f"max_label_drop must be >= 0 percentage points, got {max_label_drop}")
 
 
 def _per_label(gold, before, after, olds, labels) -> list[dict[str, Any]]:
@@ -284,6 +333,7 @@ def check_old_labels(
     holdout,
     *,
     max_drop: float = DEFAULT_MAX_DROP,
+    max_label_drop: float | None = DEFAULT_MAX_LABEL_DROP,
     batch_size: int = DEFAULT_BATCH_SIZE,
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
@@ -301,6 +351,8 @@ def check_old_labels(
         parent, child: model folders, or ``(model, tokenizer)`` pairs.
         holdout: a ``.csv``/``.tsv``/``.jsonl`` file or a list of :class:`Example`.
         max_drop: tolerated drop of old-label accuracy, in percentage points.
+        max_label_drop: tolerated drop of any one old label's accuracy, in points (``None``:
+            not checked).
         batch_size, max_length, progress: see :func:`predict_logits`.
         text_column, label_column: columns of the holdout file.
         device: where to evaluate; default: CUDA when available, else where the models are
@@ -312,14 +364,14 @@ def check_old_labels(
     Raises:
         DataError: unreadable holdout, a holdout label neither model has, no old-label example.
         CheckpointError: a folder without a model or without tokenizer files.
-        OptionsError: a bad ``max_drop`` or ``batch_size``.
+        OptionsError: a bad ``max_drop``, ``max_label_drop`` or ``batch_size``.
 
     Example:
         >>> report = check_old_labels("parent/", "child/", "test.csv")
         >>> print(report.render())
         >>> enforce(report)
     """
-    _check_max_drop(max_drop)
+    _check_max_drop(max_drop, max_label_drop)
     examples = (
         read_examples(holdout, text_column=text_column, label_column=label_column)
         if isinstance(holdout, (str, os.PathLike))
@@ -345,7 +397,14 @@ def check_old_labels(
         device=device,
         progress=progress,
     )
-    return compare(*logits, examples, parent_labels, child_labels, max_drop=max_drop)
+    return compare(
+        *logits,
+        examples,
+        parent_labels,
+        child_labels,
+        max_drop=max_drop,
+        max_label_drop=max_label_drop,
+    )
 
 
 def _model_and_tokenizer(source):
@@ -377,12 +436,11 @@ def enforce(report: CheckReport) -> None:
         return
     worst = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in report.worst(3))
     raise GateFailedError(
-        f"old-label accuracy dropped {report.drop_pts:.2f} pt "
-        f"({report.accuracy_before:.2%} -> {report.accuracy_after:.2%} on "
-        f"{report.n_old_examples} holdout examples), more than the {report.max_drop:g} pt allowed"
-        + (f"; worst labels: {worst}" if worst else "")
+        report.failure()
+        + (f"; worst labels: {worst}" if worst and not report.labels_beyond else "")
         + f"; {report.flipped_to_new} old example(s) now predict a new label. "
-        "Train with replay or distillation, or raise --max-drop if this is intended",
+        "Train with replay or distillation, or raise --max-drop/--max-label-drop if this is "
+        "intended",
         report=report,
     )
 
@@ -407,6 +465,7 @@ def record_check(
         holdout=None if holdout is None else str(holdout),
         passed=report.passed,
         max_drop=report.max_drop,
+        max_label_drop=report.max_label_drop,
         report=report.to_dict(),
     )
     return _record.write_record(child, record)

@@ -53,7 +53,9 @@ def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
     ax.set_title(
         f"old-label check {'passed' if report.passed else 'FAILED'}: "
         f"{report.accuracy_before:.1%} -> {report.accuracy_after:.1%} "
-        f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g})",
+        f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g}"
+        + ("" if report.max_label_drop is None else f", {report.max_label_drop:g} per label")
+        + ")",
         fontsize=9,
     )
     ax.legend(loc="best", fontsize=8)

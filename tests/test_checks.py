@@ -46,7 +46,7 @@ PARENT_PRED = list("aaabbbbbcaac")
 CHILD_PRED = list("aannbbbnccna")
 
 
-def hand_report(max_drop=DEFAULT_MAX_DROP, child_labels=OLD + NEW):
+def hand_report(max_drop=DEFAULT_MAX_DROP, child_labels=OLD + NEW, max_label_drop=None):
     return compare(
         onehot(PARENT_PRED, OLD),
         onehot(CHILD_PRED, child_labels),
@@ -54,6 +54,7 @@ def hand_report(max_drop=DEFAULT_MAX_DROP, child_labels=OLD + NEW):
         OLD,
         child_labels,
         max_drop=max_drop,
+        max_label_drop=max_label_drop,
     )
 
 
@@ -90,6 +91,32 @@ def test_compare_tolerance_and_enforce_message():
         "3 old example(s) now predict a new label."
     )
     enforce(hand_report(max_drop=10.0))  # passes: no error
+
+
+def test_per_label_tolerance_fails_a_collapsed_label_the_aggregate_hides():
+    r = hand_report(max_drop=10.0)  # a and b lose 25 pt each, the aggregate 10 pt: passes
+    assert r.passed and r.max_label_drop is None and r.labels_beyond == []
+    assert hand_report(max_drop=10.0, max_label_drop=25.0).passed  # exactly at the tolerance
+    r = hand_report(max_drop=10.0, max_label_drop=24.9)
+    assert not r.passed and r.labels_beyond == ["a", "b"] and r.max_label_drop == 24.9
+    assert r.failure() == (
+        "2 old label(s) dropped more than the 24.9 pt allowed per label: "
+        "a (-25.0 pt), b (-25.0 pt)"
+    )
+    assert "(drop 10.00 pt, allowed 10 pt, 24.9 pt per label)" in r.render()
+    assert "old labels beyond the per-label tolerance: a, b" in r.render()
+    with pytest.raises(GateFailedError) as e:
+        enforce(r)
+    assert str(e.value).startswith(r.failure() + "; 3 old example(s) now predict a new label.")
+    both = hand_report(max_drop=5.0, max_label_drop=10.0)
+    assert both.failure() == (
+        "old-label accuracy dropped 10.00 pt (80.00% -> 70.00% on 10 holdout examples), more "
+        "than the 5 pt allowed; 2 old label(s) dropped more than the 10 pt allowed per label: "
+        "a (-25.0 pt), b (-25.0 pt)"
+    )
+    assert hand_report(max_drop=10.0).failure() is None
+    with pytest.raises(OptionsError, match="max_label_drop must be >= 0"):
+        hand_report(max_label_drop=-1.0)
 
 
 def test_compare_by_name_with_reordered_and_removed_labels():
@@ -297,6 +324,22 @@ def test_swallowing_child_fails_the_cli_with_exit_3(tiny_text_folder, swallowing
     assert event["max_drop"] == DEFAULT_MAX_DROP and event["parent"] == str(tiny_text_folder)
     assert event["holdout"] == str(holdout) and event["report"]["accuracy_after"] == 0
     assert record["parent"] == str(tiny_text_folder) and record["parent_labels"] == LABELS
+
+
+def test_cli_max_label_drop_fails_what_the_aggregate_allows(
+    tiny_text_folder, swallowing_child, tmp_path
+):
+    holdout = write_csv(tmp_path / "holdout.csv", holdout_examples())
+    args = ("check", tiny_text_folder, swallowing_child, "--holdout", holdout, "--no-record")
+    assert run(*args, "--max-drop", "100").exit_code == 0
+    res = run(*args, "--max-drop", "100", "--max-label-drop", "10", "--json")
+    assert res.exit_code == 3
+    data = json.loads(res.stdout)
+    assert data["passed"] is False and data["max_label_drop"] == 10.0
+    assert data["labels_beyond"] == [r["label"] for r in data["per_label"] if r["change_pts"] < -10]
+    assert data["labels_beyond"]
+    assert res.stderr.startswith(f"error: {len(data['labels_beyond'])} old label(s) dropped more")
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_cli_json_is_printed_also_on_failure_and_no_record(

@@ -96,6 +96,7 @@ def run(grown_dir, files, **opts):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opts.setdefault("batch_size", 8)
     opts.setdefault("train_layers", 0)  # the head alone on cached features unless a test says
+    opts.setdefault("train_neck", False)
     opts.setdefault("max_steps", 6)
     outcome = train_model(
         model,
@@ -177,12 +178,32 @@ def test_no_protect_old_rows_trains_them(grown_dir, files):
 
 
 def test_train_layers_trains_top_blocks_only(grown_dir, files):
-    before, after, _ = run(grown_dir, files, lr=1e-3, train_layers=1, max_steps=2)
+    before, after, outcome = run(grown_dir, files, lr=1e-3, train_layers=1, max_steps=2)
     assert same(before, after, "bert.embeddings.")
     assert same(before, after, "bert.encoder.layer.0.")
     assert not same(before, after, "bert.encoder.layer.1.")
-    assert same(before, after, "bert.pooler.")  # above the blocks but not a block: frozen
+    assert same(before, after, "bert.pooler.")  # the neck, off here: frozen
     assert torch.equal(after["classifier.weight"][:3], before["classifier.weight"][:3])
+    assert outcome.stats["block_inputs_cached"] and outcome.stats["neck_parameters"] == []
+
+
+@pytest.mark.parametrize("train_layers", [0, 1])
+def test_train_neck_trains_the_pooler_with_the_head(grown_dir, files, train_layers):
+    before, after, outcome = run(
+        grown_dir, files, lr=1e-2, train_layers=train_layers, train_neck=True, max_steps=2
+    )
+    assert outcome.stats["neck_parameters"] == [
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+    ]
+    assert not same(before, after, "bert.pooler.")
+    assert same(before, after, "bert.encoder.layer.0.")
+    assert same(before, after, "bert.encoder.layer.1.") == (train_layers == 0)
+    assert same(before, after, "bert.embeddings.")
+    assert torch.equal(after["classifier.weight"][:3], before["classifier.weight"][:3])
+    assert torch.equal(after["classifier.bias"][:3], before["classifier.bias"][:3])
+    # only the neck (and blocks above train_layers) ran, on the blocks' cached outputs
+    assert outcome.stats["block_inputs_cached"] and not outcome.stats["features_cached"]
 
 
 def test_reinit_top_reinitialises_those_blocks(grown_dir, files):
@@ -380,6 +401,18 @@ def test_gate_stops_a_bad_run_with_exit_3_and_no_output(grown_dir, files, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_gate_per_label_tolerance_stops_what_the_aggregate_allows(grown_dir, files, tmp_path):
+    out = tmp_path / "bad"
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--holdout", files["hold_csv"], "-o", out,
+        "--device", "cpu", "--batch-size", 4, "--max-drop", 100, "--max-label-drop", 0, *BAD,
+    )  # fmt: skip
+    assert res.exit_code == 3, res.output
+    assert "old label(s) dropped more than the 0 pt allowed per label" in res.output
+    assert f"{out} not written" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_gate_force_writes_and_records_the_failure(grown_dir, files, tmp_path):
     out = tmp_path / "forced"
     res = cli(
@@ -423,29 +456,56 @@ def test_output_must_be_new(grown_dir, files):
     assert res.exit_code == 1 and "is the input model" in res.output
 
 
-def test_top_blocks_on_cached_inputs_match_the_full_model(grown_dir, files):
-    from headsurgeon.train.modules import TopBlocks, block_inputs, encoder_blocks
-    from headsurgeon.train.trainer import make_collator
+def tiny_mpnet(names):
+    """MPNet: its encoder reads ``layer_outputs[0]`` (blocks return tuples)."""
+    import transformers
 
-    model, tok = load(grown_dir)
+    from tests.common import label_kwargs
+
+    config = transformers.MPNetConfig(
+        vocab_size=99, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=80, pad_token_id=0, **label_kwargs(names),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.MPNetForSequenceClassification(config).eval()
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "mpnet"])
+def test_top_blocks_on_cached_inputs_match_the_full_model(arch, files):
+    from headsurgeon.train.modules import (
+        TopBlocks,
+        block_inputs,
+        blocks_return_tuples,
+        encoder_blocks,
+    )
+    from headsurgeon.train.trainer import make_collator
+    from tests.common import tiny_bert, tiny_distilbert, tiny_roberta, tiny_tokenizer
+
+    build = {"bert": tiny_bert, "roberta": tiny_roberta, "distilbert": tiny_distilbert}
+    model, tok = build.get(arch, tiny_mpnet)(LABELS), tiny_tokenizer()
     texts = [e.text for e in files["hold"][:8]] + ["card", "where is my money card lost pin"]
     batch = tok(texts, padding=True, return_tensors="pt")
+    batch.pop("token_type_ids", None)
     with torch.no_grad():
         full = model(**batch).logits
     _, blocks = encoder_blocks(model)
-    hidden = block_inputs(model, tok, texts, blocks, 1, batch_size=3)
-    rows = [
-        {"text": t, "hidden": h, "label": 0, "weight": 1.0}
-        for t, h in zip(texts, hidden, strict=True)
-    ]
-    inputs = make_collator(tok, 128)(rows)
-    inputs.pop("labels"), inputs.pop("weight")
-    top = TopBlocks(model, blocks, 1)
-    with torch.no_grad():
-        cached = top(**inputs).logits
-    top.restore()
-    assert torch.allclose(cached, full, atol=1e-5)
-    assert type(blocks[0]).__name__ == "BertLayer"  # real block back
+    kind = type(blocks[0])
+    assert blocks_return_tuples(model, tok, blocks) == (arch == "mpnet")
+    for index in range(1, len(blocks) + 1):  # the top blocks; at len(blocks) the neck alone
+        hidden = block_inputs(model, tok, texts, blocks, index, batch_size=3)
+        rows = [
+            {"text": t, "hidden": h, "label": 0, "weight": 1.0}
+            for t, h in zip(texts, hidden, strict=True)
+        ]
+        inputs = make_collator(tok, 128)(rows)
+        inputs.pop("labels"), inputs.pop("weight")
+        inputs.pop("token_type_ids", None)
+        top = TopBlocks(model, blocks, index, blocks_return_tuples(model, tok, blocks))
+        with torch.no_grad():
+            cached = top(**inputs).logits
+        top.restore()
+        assert torch.allclose(cached, full, atol=1e-5), index
+        assert all(type(b) is kind for b in blocks)  # real blocks back
 
 
 def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, parent_dir):

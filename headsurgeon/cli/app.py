@@ -55,6 +55,14 @@ def emit(as_json: bool, data, text: str) -> None:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines)."
 )
+max_label_drop_option = click.option(
+    "--max-label-drop",
+    type=float,
+    default=None,
+    metavar="PTS",
+    help="Also fail when any one old label's accuracy (its recall on the holdout) drops by more "
+    "than PTS points. Default: only the aggregate is checked.",
+)
 head_path_option = click.option(
     "--head-path",
     multiple=True,

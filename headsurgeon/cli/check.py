@@ -8,7 +8,7 @@ import click
 
 from ..checks import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DROP
 from ..data import LABEL_COLUMN, TEXT_COLUMN
-from .app import emit, json_option, main
+from .app import emit, json_option, main, max_label_drop_option
 
 
 @main.command()
@@ -27,6 +27,7 @@ from .app import emit, json_option, main
     show_default=True,
     help="Largest allowed drop of old-label accuracy, in percentage points.",
 )
+@max_label_drop_option
 @click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Column of the texts.")
 @click.option(
     "--label-column", default=LABEL_COLUMN, show_default=True, help="Column of the labels."
@@ -48,6 +49,7 @@ def check(
     child,
     holdout,
     max_drop,
+    max_label_drop,
     text_column,
     label_column,
     batch_size,
@@ -59,7 +61,8 @@ def check(
 
     Evaluates both models once on the holdout, prints old-label accuracy before/after, the
     per-label changes, flipped predictions and the new labels' precision/recall/F1, records the
-    result in CHILD's headsurgeon.json and exits with code 3 when the drop exceeds --max-drop.
+    result in CHILD's headsurgeon.json and exits with code 3 when the drop exceeds --max-drop (or
+    one old label's drop exceeds --max-label-drop).
 
     \b
     Example:
@@ -71,7 +74,8 @@ def check(
     if plot:
         require_matplotlib()  # fail before the evaluation, not after it
     report = check_old_labels(
-        parent, child, holdout, max_drop=max_drop, batch_size=batch_size,
+        parent, child, holdout, max_drop=max_drop, max_label_drop=max_label_drop,
+        batch_size=batch_size,
         text_column=text_column, label_column=label_column,
         progress=sys.stderr.isatty(),
     )  # fmt: skip

@@ -9,7 +9,7 @@ import click
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..train import options as _topt  # no torch: options only
-from .app import emit, head_path_option, json_option, main
+from .app import emit, head_path_option, json_option, main, max_label_drop_option
 
 
 @main.command()
@@ -49,7 +49,16 @@ from .app import emit, head_path_option, json_option, main
     type=int,
     default=_topt.DEFAULT_TRAIN_LAYERS,
     show_default=True,
-    help="With --freeze backbone, train the top K encoder blocks with the head (0: the head alone, on cached features).",
+    help="With --freeze backbone, train the top K encoder blocks with the neck and the head (0: no block; the blocks' "
+    "outputs are computed once).",
+)
+@click.option(
+    "--train-neck/--no-train-neck",
+    default=_topt.DEFAULT_TRAIN_NECK,
+    show_default=True,
+    help="With --freeze backbone, train the neck (the layers between the blocks and the head: BERT's pooler, "
+    "RoBERTa's classifier.dense, a final norm) with the head. --train-layers 0 --no-train-neck: the head alone, "
+    "on cached features.",
 )
 @click.option(
     "--protect-old-rows/--no-protect-old-rows",
@@ -194,6 +203,7 @@ from .app import emit, head_path_option, json_option, main
     show_default=True,
     help="Tolerated old-label accuracy drop in percentage points.",
 )
+@max_label_drop_option
 @click.option(
     "--force", is_flag=True, help="Write OUT even when the check fails (the failure is recorded)."
 )
@@ -220,6 +230,7 @@ def train(
     holdout,
     output,
     max_drop,
+    max_label_drop,
     force,
     add,
     text_column,
@@ -234,7 +245,8 @@ def train(
     once, so only it runs), the old rows are kept bit-identical, never-trained new rows are
     imprinted from their examples, every example of --replay is replayed (new examples weigh
     10x) with distillation to MODEL, and each new label's bias is calibrated on the replay. With --holdout, the old-label check compares MODEL and the result:
-    a drop beyond --max-drop exits with code 3 and writes nothing (unless --force).
+    a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
+    (unless --force).
 
     \b
     Examples:
@@ -260,6 +272,7 @@ def train(
             add=add,
             force=force,
             max_drop=max_drop,
+            max_label_drop=max_label_drop,
             text_column=text_column,
             label_column=label_column,
             head_path=list(head_path) or None,

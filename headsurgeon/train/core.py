@@ -80,6 +80,7 @@ def train_model(
     old_labels: Sequence[str] | None = None,
     trained_labels: Sequence[str] = (),
     max_drop: float | None = None,
+    max_label_drop: float | None = None,
     head_path: str | Sequence[str] | None = None,
     feature_cache: MutableMapping[str, Any] | None = None,
     hidden_cache: MutableMapping[str, Any] | None = None,
@@ -98,10 +99,12 @@ def train_model(
         trained_labels: new labels whose rows were trained before (not re-initialised unless
             ``options.init`` is given).
         max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``).
+        max_label_drop: the check's per-label tolerance in points (default: not checked).
         head_path: explicit head path(s).
         feature_cache: text → backbone feature; read and filled, so callers can persist it.
-        hidden_cache: text → input of the lowest trained block (with ``train_layers``); read
-            and filled likewise. Only the top blocks then run during training and evaluation.
+        hidden_cache: text → input of the lowest trained block (with ``train_layers``; the
+            blocks' output when only the neck trains); read and filled likewise. Only the top
+            blocks (or the neck) then run during training and evaluation.
 
     Returns:
         a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced).
@@ -132,7 +135,10 @@ def train_model(
     head = locate_head(model, head_path)
     device = resolve_device(options.device)
     model.to(device).eval()
-    if options.features_only and len(head.paths) > 1:
+    frozen = options.freeze == "backbone"
+    neck = M.neck_parameters(model, head.paths) if frozen and options.train_neck else []
+    features_only = frozen and options.train_layers == 0 and not neck
+    if features_only and len(head.paths) > 1:
         raise OptionsError(
             "a model with parallel heads cannot train on cached features: use --freeze none"
         )
@@ -141,10 +147,10 @@ def train_model(
     train_rows = list(data) + replayed
     parent = parent_head(model, head.paths[0], old_ids)
     need_train_feats = (
-        options.features_only
+        features_only
         or options.distill > 0
         or imprint_wanted(options)
-        or (options.calibrate is not None and bool(replay) and options.train_layers > 0)
+        or (options.calibrate is not None and bool(replay) and frozen)
     )
     feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
     train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
@@ -153,7 +159,7 @@ def train_model(
     initialised = init_new_rows(
         model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
     )
-    trainable = M.set_trainable(model, head.paths, options.freeze, options.train_layers)
+    trainable = M.set_trainable(model, head.paths, options.freeze, options.train_layers, neck)
     reinit = (
         M.reinit_top_blocks(model, head.paths, options.reinit_top) if options.reinit_top else []
     )
@@ -161,7 +167,7 @@ def train_model(
         M.protect_heads(model, head.paths, old_ids)
     depths = M.layer_depths(model, head.paths)
     top, train_h, hold_h = top_blocks(
-        model, tokenizer, head, options, train_rows, holdout, hidden_cache
+        model, tokenizer, head, options, train_rows, holdout, hidden_cache, neck
     )
 
     new_set = set(new_labels)
@@ -171,7 +177,7 @@ def train_model(
             "label": labels.index(e.label),
             "weight": options.new_weight if e.label in new_set else 1.0,
         }
-        if options.features_only:
+        if features_only:
             row["features"] = train_x[i]
         else:
             row["text"] = e.text
@@ -183,24 +189,26 @@ def train_model(
 
     from .trainer import FeatureModel
 
-    if options.features_only:
+    if features_only:
         trained = FeatureModel(model.get_submodule(head.paths[0]))
     elif top is not None:
         trained, depths = top, {f"model.{n}": d for n, d in depths.items()}
     else:
         trained = model
-    predict = predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options)
+    predict = predictor(
+        model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options
+    )
     scorer = holdout_scorer(model, predict, holdout, labels) if holdout else None
     n = len(replayed)
     replay_x = train_x[len(train_x) - n :] if train_x is not None and n else None
     replay_predict = None
-    if replay_x is not None and (options.features_only or top is not None):
+    if replay_x is not None and (features_only or top is not None):
         replay_h = train_h[len(train_h) - n :] if top is not None else None
         replay_predict = predictor(
-            model, tokenizer, head, replayed, replay_x, replay_h, top, options
+            model, tokenizer, head, replayed, replay_x, replay_h, top, features_only, options
         )
     try:
-        runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer)
+        runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)
         M.fuse_heads(model, head.paths)
         shifts = calibrate(
             head, labels, new_labels, replayed, replay_x, parent, options, model, replay_predict
@@ -221,6 +229,7 @@ def train_model(
             old_labels,
             labels,
             max_drop=DEFAULT_MAX_DROP if max_drop is None else max_drop,
+            max_label_drop=max_label_drop,
         )
     stats = {
         "data_examples": len(data),
@@ -233,7 +242,8 @@ def train_model(
             p.numel() for n, p in model.named_parameters() if n in set(trainable)
         ),
         "reinitialised_blocks": reinit,
-        "features_cached": options.features_only,
+        "neck_parameters": neck,
+        "features_cached": features_only,
         "block_inputs_cached": top is not None,
         "calibrated_bias_shifts": shifts,
         "device": device,
@@ -269,7 +279,9 @@ def _training_args(options: TrainOptions, seed: int, output_dir: str):
     )
 
 
-def _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer) -> list[dict]:
+def _run_seeds(
+    trained, rows, tokenizer, options, old_ids, depths, scorer, features_only
+) -> list[dict]:
     """Train once per seed through :class:`HeadsurgeonTrainer`; keep the best seed's weights."""
     from transformers import PrinterCallback
 
@@ -316,7 +328,7 @@ def _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer) -> li
                 old_ids=old_ids,
                 distill=options.distill,
                 temperature=options.temperature,
-                depths=depths if trained is not None and not options.features_only else {},
+                depths=depths if trained is not None and not features_only else {},
                 llrd=options.llrd,
             )
             if not options.progress:  # no metrics dict printed on stdout

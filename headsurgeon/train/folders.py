@@ -49,6 +49,7 @@ def train(
     add: bool = False,
     force: bool = False,
     max_drop: float | None = None,
+    max_label_drop: float | None = None,
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
     head_path: str | Sequence[str] | None = None,
@@ -70,6 +71,7 @@ def train(
         add: first add the data's labels the model does not have (imprinted from their examples).
         force: write even when the check fails (the failure is recorded).
         max_drop: check tolerance in points (default ``checks.DEFAULT_MAX_DROP``).
+        max_label_drop: per-label check tolerance in points (default: not checked).
         text_column, label_column: column names of the data files.
         head_path: explicit head path(s).
 
@@ -126,6 +128,7 @@ def train(
         old_labels=old,
         trained_labels=trained_before,
         max_drop=max_drop,
+        max_label_drop=max_label_drop,
         head_path=head_path,
     )
     result = TrainResult(None, outcome.report, options, outcome.stats, added)
@@ -145,8 +148,7 @@ def train(
     _record.add_event(record, "train", **event)
     if outcome.report is not None and not outcome.report.passed and not force:
         raise GateFailedError(
-            f"old-label accuracy dropped {outcome.report.drop_pts:.2f} pt "
-            f"(> {outcome.report.max_drop} pt allowed): {output} not written; "
+            f"{outcome.report.failure()}: {output} not written; "
             "add replay (--replay), keep the backbone frozen, or --force to write it anyway",
             report=outcome.report,
         )

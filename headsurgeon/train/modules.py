@@ -112,8 +112,11 @@ def encoder_blocks(model, head_paths: Sequence[str] = ()) -> tuple[str, nn.Modul
     return best
 
 
-def set_trainable(model, head_paths: Sequence[str], freeze: str, train_layers: int) -> list[str]:
-    """Set ``requires_grad`` by the freezing policy; return the trainable parameter names."""
+def set_trainable(
+    model, head_paths: Sequence[str], freeze: str, train_layers: int, neck: Sequence[str] = ()
+) -> list[str]:
+    """Set ``requires_grad`` by the freezing policy (``neck``: parameter names that train with
+    the head, see :func:`neck_parameters`); return the trainable parameter names."""
     if freeze == "none":
         model.requires_grad_(True)
     else:
@@ -122,9 +125,27 @@ def set_trainable(model, head_paths: Sequence[str], freeze: str, train_layers: i
             _, blocks = encoder_blocks(model, head_paths)
             for block in list(blocks)[-train_layers:]:
                 block.requires_grad_(True)
+        for name in neck:
+            model.get_parameter(name).requires_grad_(True)
         for path in head_paths:
             model.get_submodule(path).requires_grad_(True)
     return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def neck_parameters(model, head_paths: Sequence[str]) -> list[str]:
+    """The *neck*: parameters between the encoder blocks and the head (BERT's pooler, RoBERTa's
+    ``classifier.dense``, DistilBERT's ``pre_classifier``, a final norm), i.e. depth 0 in
+    :func:`layer_depths` and not the head. Empty when the model has no list of blocks."""
+    try:
+        encoder_blocks(model, head_paths)
+    except UnsupportedModelError:
+        return []
+    depths = layer_depths(model, head_paths)
+    return [
+        n
+        for n, d in depths.items()
+        if d == 0 and not any(n == p or n.startswith(p + ".") for p in head_paths)
+    ]
 
 
 def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]:
@@ -206,10 +227,53 @@ class _Stop(Exception):
 
 
 class _Skip(nn.Module):
-    """Stands in for a frozen lower block whose output is cached: returns its input."""
+    """Stands in for a frozen lower block whose output is cached: returns its input, as a
+    1-tuple when the real blocks return tuples (encoders that read ``layer_outputs[0]``)."""
+
+    def __init__(self, as_tuple: bool = False):
+        super().__init__()
+        self.as_tuple = as_tuple
 
     def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
+        return (hidden_states,) if self.as_tuple else hidden_states
+
+
+class _Feed(_Skip):
+    """Stands in for the last block when every block is cached: returns the cached output."""
+
+    def __init__(self, owner: TopBlocks, as_tuple: bool = False):
+        super().__init__(as_tuple)
+        self.__dict__["_owner"] = owner  # not a submodule: no cycle in ``modules()``
+
+    def forward(self, hidden_states, *args, **kwargs):
+        current = self._owner._current
+        return super().forward(current.to(hidden_states.device), *args, **kwargs)
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+def blocks_return_tuples(model, tokenizer, blocks: nn.ModuleList) -> bool:
+    """Whether the blocks return tuples (one tiny forward pass, stopped after the first block)."""
+    from ..predict import eval_batches
+
+    seen: list[bool] = []
+
+    def grab(_module, _args, output):
+        seen.append(isinstance(output, tuple | list))
+        raise _Stop
+
+    hook = blocks[0].register_forward_hook(grab)
+    try:
+        for _idx, batch in eval_batches(model, tokenizer, ["a"], batch_size=1, max_length=8):
+            try:
+                model(**batch)
+            except _Stop:
+                pass
+    finally:
+        hook.remove()
+    return bool(seen and seen[0])
 
 
 def block_inputs(
@@ -223,9 +287,10 @@ def block_inputs(
     max_length: int = 128,
     progress: bool = False,
 ) -> list[torch.Tensor]:
-    """The hidden states entering ``blocks[index]`` for each text, trimmed to its tokens.
+    """The hidden states entering ``blocks[index]`` for each text, trimmed to its tokens
+    (``index == len(blocks)``: the output of the last block).
 
-    One eval pass that stops at that block. Returns ``float32[tokens, hidden]`` per text (CPU).
+    One eval pass that stops there. Returns ``float32[tokens, hidden]`` per text (CPU).
 
     Raises:
         UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor.
@@ -238,7 +303,14 @@ def block_inputs(
         captured.append(args[0].detach())
         raise _Stop
 
-    hook = blocks[index].register_forward_pre_hook(grab)
+    def grab_output(_module, _args, output):
+        captured.append(_first(output).detach())
+        raise _Stop
+
+    if index == len(blocks):
+        hook = blocks[index - 1].register_forward_hook(grab_output)
+    else:
+        hook = blocks[index].register_forward_pre_hook(grab)
     out: list[torch.Tensor | None] = [None] * len(texts)
     try:
         for idx, batch in eval_batches(
@@ -268,19 +340,27 @@ class TopBlocks(nn.Module):
     """Runs only the top blocks of ``model`` (and what follows them), from cached block inputs.
 
     The blocks below ``index`` are swapped for :class:`_Skip` while this wrapper is in use, and a
-    forward pre-hook feeds ``blocks[index]`` the cached hidden states of the batch. Call
-    :meth:`restore` to put the real blocks back.
+    forward pre-hook feeds ``blocks[index]`` the cached hidden states of the batch. With
+    ``index == len(blocks)`` no block runs: the last one is swapped for :class:`_Feed`, which
+    returns the cached output of the blocks (only the neck and the head run). ``as_tuple``: the
+    real blocks return tuples (see :func:`blocks_return_tuples`). Call :meth:`restore` to put
+    the real blocks back.
     """
 
-    def __init__(self, model, blocks: nn.ModuleList, index: int):
+    def __init__(self, model, blocks: nn.ModuleList, index: int, as_tuple: bool = False):
         super().__init__()
         self.model = model
         self._blocks, self._index = blocks, index
-        self._saved = [blocks[i] for i in range(index)]
-        for i in range(index):
-            blocks[i] = _Skip()
         self._current: torch.Tensor | None = None
-        self._hook = blocks[index].register_forward_pre_hook(self._feed, with_kwargs=True)
+        self._saved = [blocks[i] for i in range(min(index, len(blocks)))]
+        for i in range(len(self._saved)):
+            last = index == len(blocks) and i == len(blocks) - 1
+            blocks[i] = _Feed(self, as_tuple) if last else _Skip(as_tuple)
+        self._hook = (
+            blocks[index].register_forward_pre_hook(self._feed, with_kwargs=True)
+            if index < len(blocks)
+            else None
+        )
 
     def _feed(self, _module, args, kwargs):
         hidden = self._current.to(args[0].device if args else self._current.device)
@@ -294,6 +374,7 @@ class TopBlocks(nn.Module):
             self._current = None
 
     def restore(self) -> None:
-        self._hook.remove()
+        if self._hook is not None:
+            self._hook.remove()
         for i, block in enumerate(self._saved):
             self._blocks[i] = block

@@ -18,6 +18,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 # Defaults, picked from benchmarks/incremental.py (README "Train new labels").
 DEFAULT_FREEZE = "backbone"
 DEFAULT_TRAIN_LAYERS = 1
+DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
 DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
 DEFAULT_DISTILL = 1.0
@@ -56,6 +57,10 @@ class TrainOptions:
             them) or ``"none"`` (everything trains; ``train_layers`` is then ignored).
         train_layers: with ``freeze="backbone"``, also train the top K encoder blocks (their
             inputs are cached, so only they run).
+        train_neck: with ``freeze="backbone"``, also train the *neck*, the layers between the
+            encoder blocks and the head (BERT's pooler, RoBERTa's ``classifier.dense``,
+            DistilBERT's ``pre_classifier``, a final norm); with ``train_layers=0`` the blocks'
+            outputs are cached and only the neck and the head run.
         protect_old_rows: keep the old labels' rows and biases bit-identical (they are frozen
             buffers during training, fused back into a plain ``nn.Linear`` before saving).
         replay_per_label: old examples replayed per old label (0: all of them), sampled by ``seed``.
@@ -86,6 +91,7 @@ class TrainOptions:
 
     freeze: str = DEFAULT_FREEZE
     train_layers: int = DEFAULT_TRAIN_LAYERS
+    train_neck: bool = DEFAULT_TRAIN_NECK
     protect_old_rows: bool = DEFAULT_PROTECT_OLD_ROWS
     replay_per_label: int = DEFAULT_REPLAY_PER_LABEL
     distill: float = DEFAULT_DISTILL
@@ -144,11 +150,6 @@ class TrainOptions:
     def trained_blocks_bound(self) -> float:
         """How many top blocks train at most (``inf`` with ``freeze='none'``)."""
         return float("inf") if self.freeze == "none" else self.train_layers
-
-    @property
-    def features_only(self) -> bool:
-        """True when only the head trains, so cached backbone features suffice."""
-        return self.freeze == "backbone" and self.train_layers == 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

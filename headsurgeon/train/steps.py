@@ -139,13 +139,14 @@ def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, mod
     return shifts
 
 
-def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache):
+def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=()):
     """With ``train_layers`` K: cache the inputs of the K-th block from the top and wrap the
-    model so only the top blocks run. ``(None, None, None)`` when not applicable."""
+    model so only the top blocks run (K=0 with a ``neck``: cache the blocks' output, only the
+    neck and the head run). ``(None, None, None)`` when not applicable."""
     from ..errors import UnsupportedModelError
-    from .modules import TopBlocks, block_inputs, encoder_blocks
+    from .modules import TopBlocks, block_inputs, blocks_return_tuples, encoder_blocks
 
-    if options.freeze != "backbone" or not options.train_layers:
+    if options.freeze != "backbone" or not (options.train_layers or neck):
         return None, None, None
     if getattr(tokenizer, "padding_side", "right") != "right":  # cached rows are right-padded
         return None, None, None
@@ -175,10 +176,11 @@ def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache):
         return None, None, None
     train_h = [cache[e.text] for e in train_rows]
     hold_h = [cache[e.text] for e in holdout] if holdout else None
-    return TopBlocks(model, blocks, index), train_h, hold_h
+    as_tuple = blocks_return_tuples(model, tokenizer, blocks)
+    return TopBlocks(model, blocks, index, as_tuple), train_h, hold_h
 
 
-def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options):
+def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options):
     """A function returning the current model's logits for ``holdout`` (any examples; CPU
     float32), by the cheapest path: the head on cached features ``hold_x``, the top blocks on
     cached block inputs ``hold_h``, or the whole model."""
@@ -187,7 +189,7 @@ def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, options):
     from .trainer import make_collator
 
     def predict():
-        if options.features_only:
+        if features_only:
             linear = model.get_submodule(head.paths[0])
             with torch.no_grad():
                 return linear(hold_x.to(next(linear.parameters()).device)).float().cpu()
