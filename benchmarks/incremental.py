@@ -58,6 +58,7 @@ OFF = {
     "new_weight": 1.0,
     "calibrate": None,
     "train_layers": 0,
+    "train_neck": False,
     "distill": 0.0,
     "llrd": 1.0,
     "epochs": 3.0,
@@ -102,6 +103,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         "top block + head (block lr x0.05), 20 replay/label, distill 1, new x3",
         {
             "train_layers": 1,
+            "train_neck": False,
             "replay_per_label": 20,
             "distill": 1.0,
             "llrd": 0.05,
@@ -114,6 +116,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         "top block + head (block lr x0.05), all replay, distill 1, new x10, 2 epochs",
         {
             "train_layers": 1,
+            "train_neck": False,
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 10.0,
@@ -125,6 +128,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         "top1-rall-distill-w10, bias calibrated to 1 pt of replay",
         {
             "train_layers": 1,
+            "train_neck": False,
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 10.0,
@@ -136,6 +140,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         "top1-rall-distill-w10, bias calibrated to 2 pt of replay",
         {
             "train_layers": 1,
+            "train_neck": False,
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 10.0,
@@ -147,6 +152,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         "top 2 blocks + head (LLRD 0.05), 20 replay/label, distill 1, new x3",
         {
             "train_layers": 2,
+            "train_neck": False,
             "replay_per_label": 20,
             "distill": 1.0,
             "llrd": 0.05,
@@ -155,24 +161,53 @@ METHODS: dict[str, tuple[str, dict]] = {
         },
     ),
 }
+#: neck (pooler) + head, and top blocks + neck + head: all replay, distill 1, new x10, 4 epochs
+NECK = {
+    "train_neck": True,
+    "distill": 1.0,
+    "new_weight": 10.0,
+    "lr": 3e-3,
+    "epochs": 4.0,
+    "calibrate": 2.0,
+}
+METHODS.update(
+    {
+        "neck-cal1": (
+            "frozen blocks; neck (pooler) + head, all replay, distill 1, new x10, lr 3e-3, "
+            "4 epochs, calibrated to 1 pt",
+            {**NECK, "train_layers": 0, "llrd": 1.0, "calibrate": 1.0},
+        ),
+        "neck-cal2": ("neck-cal1 calibrated to 2 pt", {**NECK, "train_layers": 0, "llrd": 1.0}),
+        "top1-neck-cal2": (
+            "top block (lr x0.3) + neck + head, as neck-cal2",
+            {**NECK, "train_layers": 1, "llrd": 0.3},
+        ),
+        "top2-neck-cal2": (
+            "top 2 blocks (LLRD 0.5) + neck + head, as neck-cal2",
+            {**NECK, "train_layers": 2, "llrd": 0.5},
+        ),
+        "top2-neck-cal3": (
+            "top2-neck-cal2 calibrated to 3 pt",
+            {**NECK, "train_layers": 2, "llrd": 0.5, "calibrate": 3.0},
+        ),
+    }
+)
 DEFAULT_METHODS = [
     "randn-recipe",
     "imprint-only",
     "probe-r5",
     "defaults",
-    "frozen-r20",
-    "frozen-rall",
-    "frozen-rall-w10",
-    "frozen-rall-w10-cal0.3",
     "frozen-rall-w10-cal0.6",
-    "frozen-rall-noprotect",
     "noprotect-w10-cal2",
-    "noprotect-w10-cal3",
-    "top1-r20-distill-w3",
-    "top1-rall-distill-w10",
+    "neck-cal1",
+    "neck-cal2",
+    "top1-neck-cal2",
+    "top2-neck-cal2",
 ]
 #: without the full fine-tune and the top-block variants (each minutes on CPU)
-QUICK_METHODS = [m for m in DEFAULT_METHODS if m != "randn-recipe" and not m.startswith("top")]
+QUICK_METHODS = [
+    m for m in DEFAULT_METHODS if m not in ("randn-recipe", "defaults") and not m.startswith("top")
+]
 
 
 def banking(split: str) -> list[Example]:
@@ -254,7 +289,8 @@ class Bench:
         return cache
 
     def _hidden(self, top: int) -> dict:
-        """text → input of the top-``top`` block (trimmed), for every text; cached on disk."""
+        """text → input of the top-``top`` block (trimmed; top 0: the blocks' output), for every
+        text; cached on disk."""
         import torch
 
         from headsurgeon.train.modules import block_inputs, encoder_blocks
@@ -336,7 +372,11 @@ class Bench:
             old_labels=self.old,
             trained_labels=trained,
             feature_cache=self.features,
-            hidden_cache=self._hidden(options.train_layers) if options.train_layers else None,
+            hidden_cache=(
+                self._hidden(options.train_layers)
+                if options.train_layers or options.train_neck
+                else None
+            ),
         )
         return summarize(outcome.report, intents, time.perf_counter() - t0)
 

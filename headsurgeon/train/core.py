@@ -210,10 +210,10 @@ def train_model(
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)
         M.fuse_heads(model, head.paths)
+        model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
         shifts = calibrate(
             head, labels, new_labels, replayed, replay_x, parent, options, model, replay_predict
         )
-        model.eval()
         child_logits = predict() if holdout else None
     finally:
         if top is not None:
