@@ -100,8 +100,7 @@ def test_per_label_tolerance_fails_a_collapsed_label_the_aggregate_hides():
     r = hand_report(max_drop=10.0, max_label_drop=24.9)
     assert not r.passed and r.labels_beyond == ["a", "b"] and r.max_label_drop == 24.9
     assert r.failure() == (
-        "2 old label(s) dropped more than the 24.9 pt allowed per label: "
-        "a (-25.0 pt), b (-25.0 pt)"
+        "2 old label(s) dropped more than the 24.9 pt allowed per label: a (-25.0 pt), b (-25.0 pt)"
     )
     assert "(drop 10.00 pt, allowed 10 pt, 24.9 pt per label)" in r.render()
     assert "old labels beyond the per-label tolerance: a, b" in r.render()

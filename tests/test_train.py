@@ -530,3 +530,57 @@ def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, pa
             child = loose.model(**batch).logits.argmax(-1)
         flips = int((child[right] == 3).sum())
         assert abs(flips - int(right.sum()) // 2) <= 1, opts  # budget: half flip
+
+
+NECKS = {
+    "bert": ["bert.pooler.dense.weight", "bert.pooler.dense.bias"],
+    "roberta": ["classifier.dense.weight", "classifier.dense.bias"],
+    "distilbert": ["pre_classifier.weight", "pre_classifier.bias"],
+    "mpnet": ["classifier.dense.weight", "classifier.dense.bias"],
+}
+
+
+@pytest.mark.parametrize("arch", list(NECKS))
+@pytest.mark.parametrize("train_layers", [0, 1])
+def test_default_training_across_architectures(arch, train_layers, files):
+    """The default path (neck + top block on cached inputs, protected rows, calibration, check)
+    on four head layouts: what must not move is bit-identical, the neck trains, and the check's
+    figures (computed on the cached path) are those of the returned model."""
+    from headsurgeon.checks import predict_logits
+    from headsurgeon.surgery import add_labels
+    from headsurgeon.train.modules import encoder_blocks
+    from tests.common import tiny_bert, tiny_distilbert, tiny_roberta, tiny_tokenizer
+
+    build = {
+        "bert": tiny_bert,
+        "roberta": tiny_roberta,
+        "distilbert": tiny_distilbert,
+        "mpnet": tiny_mpnet,
+    }
+    torch.manual_seed(0)
+    model, tok = build[arch](LABELS), tiny_tokenizer()
+    add_labels(model, [NEW], init="mean")
+    head = "classifier.out_proj" if arch in ("roberta", "mpnet") else "classifier"
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    blocks_path, blocks = encoder_blocks(model)
+    outcome = train_model(
+        model, tok, files["new"], replay=files["old"], holdout=files["hold"],
+        options=TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2,
+                             train_layers=train_layers),
+        old_labels=LABELS,
+    )  # fmt: skip
+    after = dict(outcome.model.named_parameters())
+    assert outcome.stats["neck_parameters"] == NECKS[arch]
+    assert outcome.stats["block_inputs_cached"] and set(outcome.stats["calibrated_bias_shifts"])
+    for name, value in before.items():
+        top = name.startswith(f"{blocks_path}.{len(blocks) - 1}.") and train_layers
+        moved = name in NECKS[arch] or top or name.startswith(head + ".")
+        assert torch.equal(after[name], value) != moved or name.startswith(head + "."), name
+    assert torch.equal(after[f"{head}.weight"][:3], before[f"{head}.weight"][:3])
+    if f"{head}.bias" in after:
+        assert torch.equal(after[f"{head}.bias"][:3], before[f"{head}.bias"][:3])
+    logits = predict_logits(outcome.model, tok, [e.text for e in files["hold"]], batch_size=4)
+    old = [i for i, e in enumerate(files["hold"]) if e.label in LABELS]
+    names = [*LABELS, NEW]
+    right = sum(names[logits[i].argmax()] == files["hold"][i].label for i in old)
+    assert outcome.report.accuracy_after == right / len(old)

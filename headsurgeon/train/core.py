@@ -136,7 +136,7 @@ def train_model(
     device = resolve_device(options.device)
     model.to(device).eval()
     frozen = options.freeze == "backbone"
-    neck = M.neck_parameters(model, head.paths) if frozen and options.train_neck else []
+    neck = M.neck_parameters(model, tokenizer, head.paths) if frozen and options.train_neck else []
     features_only = frozen and options.train_layers == 0 and not neck
     if features_only and len(head.paths) > 1:
         raise OptionsError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -132,20 +133,28 @@ def set_trainable(
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def neck_parameters(model, head_paths: Sequence[str]) -> list[str]:
-    """The *neck*: parameters between the encoder blocks and the head (BERT's pooler, RoBERTa's
-    ``classifier.dense``, DistilBERT's ``pre_classifier``, a final norm), i.e. depth 0 in
-    :func:`layer_depths` and not the head. Empty when the model has no list of blocks."""
+def neck_parameters(model, tokenizer, head_paths: Sequence[str]) -> list[str]:
+    """The *neck*: parameters of the modules that run between the encoder blocks and the head
+    (BERT's pooler, RoBERTa's ``classifier.dense``, DistilBERT's ``pre_classifier``, a final
+    norm). Found by execution order in one tiny forward pass, so encoder parameters registered
+    after the blocks but used before them (MPNet's relative attention bias) are not taken.
+    Empty when the model has no list of blocks."""
     try:
-        encoder_blocks(model, head_paths)
+        _, blocks = encoder_blocks(model, head_paths)
     except UnsupportedModelError:
         return []
-    depths = layer_depths(model, head_paths)
+    after = set(probe_blocks(model, tokenizer, blocks).after)
     return [
-        n
-        for n, d in depths.items()
-        if d == 0 and not any(n == p or n.startswith(p + ".") for p in head_paths)
+        f"{module}.{name}" if module else name
+        for module, m in model.named_modules()
+        if module in after and not any(_under(module, p) for p in head_paths)
+        for name, p in m.named_parameters(recurse=False)
+        if p.is_floating_point()
     ]
+
+
+def _under(name: str, path: str) -> bool:
+    return name == path or name.startswith(path + ".")
 
 
 def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]:
@@ -254,26 +263,57 @@ def _first(output):
     return output[0] if isinstance(output, tuple | list) else output
 
 
-def blocks_return_tuples(model, tokenizer, blocks: nn.ModuleList) -> bool:
-    """Whether the blocks return tuples (one tiny forward pass, stopped after the first block)."""
+@dataclass
+class BlockProbe:
+    """What one tiny forward pass shows about the encoder blocks.
+
+    Attributes:
+        as_tuple: the blocks return tuples (the encoder reads ``layer_outputs[0]``).
+        after: names of the modules that ran only after the last block (neck, head, ...).
+    """
+
+    as_tuple: bool
+    after: list[str]
+
+
+def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
+    """Run the model once on a one-word text and record the blocks' output type and which
+    modules ran only after the last block."""
     from ..predict import eval_batches
 
-    seen: list[bool] = []
+    names = {id(m): n for n, m in model.named_modules()}
+    block_ids = {id(m) for b in blocks for m in b.modules()}
+    phase = ["before"]
+    seen: dict[str, set[str]] = {}
+    as_tuple: list[bool] = []
 
-    def grab(_module, _args, output):
-        seen.append(isinstance(output, tuple | list))
-        raise _Stop
+    def enter(module, _args):
+        if id(module) not in block_ids and id(module) in names:
+            seen.setdefault(names[id(module)], set()).add(phase[0])
 
-    hook = blocks[0].register_forward_hook(grab)
+    def leave_first(_module, _args, output):
+        as_tuple.append(isinstance(output, tuple | list))
+
+    def leave_last(_module, _args, _output):
+        phase[0] = "after"
+
+    hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    hooks.append(blocks[0].register_forward_hook(leave_first))
+    hooks.append(blocks[-1].register_forward_hook(leave_last))
     try:
-        for _idx, batch in eval_batches(model, tokenizer, ["a"], batch_size=1, max_length=8):
-            try:
+        with torch.no_grad():
+            for _idx, batch in eval_batches(model, tokenizer, ["a"], batch_size=1, max_length=8):
                 model(**batch)
-            except _Stop:
-                pass
     finally:
-        hook.remove()
-    return bool(seen and seen[0])
+        for hook in hooks:
+            hook.remove()
+    after = [n for n, phases in seen.items() if phases == {"after"}]
+    return BlockProbe(as_tuple=bool(as_tuple and as_tuple[0]), after=after)
+
+
+def blocks_return_tuples(model, tokenizer, blocks: nn.ModuleList) -> bool:
+    """Whether the blocks return tuples (see :func:`probe_blocks`)."""
+    return probe_blocks(model, tokenizer, blocks).as_tuple
 
 
 def block_inputs(
