@@ -42,7 +42,8 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
     type=click.Choice(_topt.FREEZE_CHOICES),
     default=_topt.DEFAULT_FREEZE,
     show_default=True,
-    help="backbone: frozen except the top --train-layers blocks, whose inputs are computed once; none: everything trains.",
+    help="backbone: frozen except the top --train-layers blocks and the neck (--train-neck), whose inputs are computed "
+    "once; none: everything trains.",
 )
 @click.option(
     "--train-layers",
@@ -241,10 +242,11 @@ def train(
 ) -> None:
     """Train MODEL's new labels on --data without forgetting the old ones; write -o OUT.
 
-    By default only the top encoder block and the new rows train (the block's inputs are computed
-    once, so only it runs), the old rows are kept bit-identical, never-trained new rows are
-    imprinted from their examples, every example of --replay is replayed (new examples weigh
-    10x) with distillation to MODEL, and each new label's bias is calibrated on the replay. With --holdout, the old-label check compares MODEL and the result:
+    By default the top encoder block, the neck (e.g. BERT's pooler) and the new rows train (the
+    block's inputs are computed once, so only it runs), the old rows are kept bit-identical,
+    never-trained new rows are imprinted from their examples, every example of --replay is
+    replayed (new examples weigh 10x) with distillation to MODEL, and each new label's bias is
+    calibrated on the replay. With --holdout, the old-label check compares MODEL and the result:
     a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
     (unless --force).
 

@@ -24,7 +24,7 @@ DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
 DEFAULT_DISTILL = 1.0
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_INIT = None  # None: imprint new rows that were never trained, keep trained ones
-DEFAULT_LLRD = 0.05
+DEFAULT_LLRD = 0.3
 DEFAULT_WARMUP = 0.0
 DEFAULT_REINIT_TOP = 0
 DEFAULT_SWA = False
@@ -32,15 +32,15 @@ DEFAULT_EVAL_EVERY = 0
 DEFAULT_EARLY_STOPPING = 0
 DEFAULT_SEEDS = 1
 DEFAULT_SEED = 0
-DEFAULT_EPOCHS = 2.0
-DEFAULT_LR = 1e-3
+DEFAULT_EPOCHS = 4.0
+DEFAULT_LR = 3e-3
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 10.0
-DEFAULT_CALIBRATE: float | None = 1.0  # points of replay; None: off
+DEFAULT_CALIBRATE: float | None = 2.0  # points of replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
