@@ -467,6 +467,11 @@ def main(argv=None) -> None:
     p.add_argument(
         "--fresh", action="store_true", help="recompute results stored in .cache/results.json"
     )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw new-label recall against old-label drop (matplotlib)",
+    )
     args = p.parse_args(argv)
     if args.list:
         for name, (what, spec) in METHODS.items():
@@ -511,6 +516,50 @@ def main(argv=None) -> None:
     print()
     print("S1: mean over 5 single-intent tasks (time: total); S2: 10 intents at once")
     print(table(rows))
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"plot: {args.plot}")
+
+
+#: the issue's targets: largest mean old-label drop (pt) and smallest mean new-label recall
+TARGETS = {"S1": (0.5, 0.90), "S2": (1.0, 0.90)}
+
+
+def plot(rows: list[tuple[str, str, dict]], path: str) -> None:
+    """One panel per scenario: each method at (old-label drop, new-label recall), the target
+    region shaded (drop at most its bound, recall at least its bound)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({s for s, _, _ in rows})
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5), squeeze=False)
+    for ax, scenario in zip(axes[0], names, strict=True):
+        points = [(m, r) for s, m, r in rows if s == scenario]
+        drops = [r["drop"] for _, r in points]
+        high = max(2.0, min(max(drops), 15.0)) + 0.5
+        max_drop, min_recall = TARGETS[scenario]
+        low = min(-3.0, min(drops) - 0.5)
+        ax.fill_between(
+            [low, max_drop], min_recall, 1.02, color="tab:green", alpha=0.15, label="target"
+        )
+        for method, r in points:
+            x = min(r["drop"], high - 0.2)
+            ax.scatter(x, r["recall"], color="tab:red" if method == "defaults" else "tab:blue")
+            note = method + (f" ({r['drop']:.1f} pt)" if r["drop"] > high - 0.2 else "")
+            ax.annotate(
+                note, (x, r["recall"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+        ax.set_xlim(low, high)
+        ax.set_ylim(max(0.0, min(r["recall"] for _, r in points) - 0.05), 1.02)
+        ax.set_xlabel("old-label accuracy drop (pt; < 0: the old labels improved)")
+        ax.set_ylabel("mean new-label recall")
+        ax.set_title(f"{scenario}: target drop <= {max_drop} pt, recall >= {min_recall}")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
