@@ -186,6 +186,14 @@ METHODS.update(
             "top 2 blocks (LLRD 0.5) + neck + head, as neck-cal2",
             {**NECK, "train_layers": 2, "llrd": 0.5},
         ),
+        "top1-neck-cal2.5": (
+            "top1-neck-cal2 (the defaults) calibrated to 2.5 pt",
+            {**NECK, "train_layers": 1, "llrd": 0.3, "calibrate": 2.5},
+        ),
+        "top1-neck-cal3": (
+            "top1-neck-cal2 (the defaults) calibrated to 3 pt",
+            {**NECK, "train_layers": 1, "llrd": 0.3, "calibrate": 3.0},
+        ),
         "top2-neck-cal3": (
             "top2-neck-cal2 calibrated to 3 pt",
             {**NECK, "train_layers": 2, "llrd": 0.5, "calibrate": 3.0},
