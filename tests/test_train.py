@@ -584,3 +584,33 @@ def test_default_training_across_architectures(arch, train_layers, files):
     names = [*LABELS, NEW]
     right = sum(names[logits[i].argmax()] == files["hold"][i].label for i in old)
     assert outcome.report.accuracy_after == right / len(old)
+
+
+def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, capsys):
+    """The benchmark's method list is valid options, --list prints it, the plot is drawn."""
+    import importlib.util
+    import os
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "incremental.py"
+    spec = importlib.util.spec_from_file_location("incremental_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "incremental_bench", bench)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_VERBOSITY"):  # the script sets them by default
+        monkeypatch.setenv(var, os.environ.get(var, "0" if var == "HF_HUB_OFFLINE" else "warning"))
+    spec.loader.exec_module(bench)
+    for _name, (_, spec_) in bench.METHODS.items():
+        if "recipe" not in spec_:
+            TrainOptions(**spec_)  # a typo in a method raises here
+    assert TrainOptions(**bench.METHODS["top1-neck-cal2"][1]) == TrainOptions()  # the defaults
+    assert set(bench.DEFAULT_METHODS) <= set(bench.METHODS)
+    bench.main(["--list"])
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list(bench.METHODS)
+    pytest.importorskip("matplotlib")
+    row = {"before": 0.881, "after": 0.88, "drop": 0.1, "recall": 0.9, "time": 1.0}
+    rows = [(s, m, dict(row, drop=d)) for s in ("S1", "S2") for m, d in (("a", -1), ("b", 40))]
+    bench.plot(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| S2       | b " in bench.table(rows)
