@@ -209,7 +209,6 @@ DEFAULT_METHODS = [
     "noprotect-w10-cal2",
     "neck-cal1",
     "neck-cal2",
-    "top1-neck-cal2",
     "top2-neck-cal2",
 ]
 #: without the full fine-tune and the top-block variants (each minutes on CPU)
