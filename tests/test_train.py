@@ -508,6 +508,26 @@ def test_top_blocks_on_cached_inputs_match_the_full_model(arch, files):
         assert all(type(b) is kind for b in blocks)  # real blocks back
 
 
+def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, parent_dir):
+    parent, tok = load(parent_dir)
+    batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
+    gold = torch.tensor([LABELS.index(e.label) for e in files["old"]])
+    with torch.no_grad():
+        right = parent(**batch).logits.argmax(-1) == gold
+    flips = {}
+    for cap in (None, 10.0, 0.0):
+        _, _, out = run(grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap)
+        with torch.no_grad():
+            child = out.model.eval()(**batch).logits.argmax(-1)
+        flips[cap] = [int(((child == 3) & right & (gold == c)).sum()) for c in range(3)]
+        for c in range(3):
+            limit = int(int((right & (gold == c)).sum()) * (100 if cap is None else cap) / 100)
+            assert flips[cap][c] <= limit, (cap, c)
+    assert sum(flips[None]) > sum(flips[10.0]) >= sum(flips[0.0]) == 0
+    with pytest.raises(OptionsError, match="calibrate_label_cap must be a number >= 0"):
+        TrainOptions(calibrate_label_cap=-1)
+
+
 def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, parent_dir):
     _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0)
     assert set(outcome.stats["calibrated_bias_shifts"]) == {NEW}

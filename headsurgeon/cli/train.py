@@ -191,6 +191,14 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
 )
 @click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
 @click.option(
+    "--calibrate-label-cap",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_LABEL_CAP,
+    metavar="PCT",
+    help="With --calibrate: also flip at most PCT percent of any one old label's replayed examples "
+    "(the budget then cannot fall on one near-synonym label). Default: no cap.",
+)
+@click.option(
     "--device",
     type=click.Choice(_topt.DEVICE_CHOICES),
     default=_topt.DEFAULT_DEVICE,

@@ -41,6 +41,7 @@ DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 10.0
 DEFAULT_CALIBRATE: float | None = 2.0  # points of replay; None: off
+DEFAULT_CALIBRATE_LABEL_CAP: float | None = None  # percent of one old label's replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
@@ -85,6 +86,8 @@ class TrainOptions:
         calibrate: after training (frozen backbone or train_layers, with replay), shift each new label's bias
             so that this many percentage points of the replayed old examples the parent got
             right are predicted as a new label (split evenly over the new labels); ``None``: off.
+        calibrate_label_cap: with ``calibrate``, each new label takes at most this percent of
+            any one old label's replayed examples (the parent got right); ``None``: no cap.
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
         progress: show transformers' progress bars.
     """
@@ -113,6 +116,7 @@ class TrainOptions:
     max_steps: int = DEFAULT_MAX_STEPS
     new_weight: float = DEFAULT_NEW_WEIGHT
     calibrate: float | None = DEFAULT_CALIBRATE
+    calibrate_label_cap: float | None = DEFAULT_CALIBRATE_LABEL_CAP
     device: str = DEFAULT_DEVICE
     progress: bool = False
 
@@ -134,6 +138,8 @@ class TrainOptions:
                 raise OptionsError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.calibrate is not None:
             _at_least("calibrate", self.calibrate, 0)
+        if self.calibrate_label_cap is not None:
+            _at_least("calibrate_label_cap", self.calibrate_label_cap, 0)
         if not 0 < self.llrd <= 1:
             raise OptionsError(f"llrd must be in (0, 1], got {self.llrd!r}")
         if self.max_steps == 0 or self.max_steps < -1:

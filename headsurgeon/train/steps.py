@@ -105,7 +105,8 @@ def init_new_rows(
 
 def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, model, predict):
     """Shift each new label's bias so that ``options.calibrate`` points of the replayed old
-    examples the parent got right (split evenly over the new labels) are predicted as it.
+    examples the parent got right (split evenly over the new labels) are predicted as it, and
+    at most ``options.calibrate_label_cap`` percent of any one old label's.
 
     The bias then trades recall against false positives on known data: raised when the label
     is well separated, lowered when it steals. Needs replay and a cached path (frozen backbone,
@@ -123,20 +124,36 @@ def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, mod
     parent_pred = [old_names[i] for i in parent(replay_x).argmax(-1).tolist()]
     right = torch.tensor([p == e.label for p, e in zip(parent_pred, replayed, strict=True)])
     logits = predict()[right].float()
+    gold = [e.label for e, r in zip(replayed, right.tolist(), strict=True) if r]
+    groups = [torch.tensor([g == n for g in gold]) for n in dict.fromkeys(gold)]
     allowed = int(options.calibrate / 100 / len(new_labels) * len(logits))
     shifts = {}
     with torch.no_grad():
         for name in new_labels:
             j = labels.index(name)
             margin = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
-            if allowed >= len(margin):
+            # the (k+1)-th highest margin lands just below 0: ties go to the old label
+            bounds = [_below(margin, allowed)]
+            if options.calibrate_label_cap is not None:  # and so on within each old label
+                bounds += [
+                    _below(margin[g], int(options.calibrate_label_cap / 100 * int(g.sum())))
+                    for g in groups
+                ]
+            bounds = [b for b in bounds if b is not None]
+            if not bounds:
                 continue
-            # the (allowed+1)-th highest margin lands just below 0: ties go to the old label
-            shift = -margin.sort(descending=True).values[allowed].item() - 1e-4
+            shift = min(bounds)
             linear.bias[j] += shift
             logits[:, j] += shift
             shifts[name] = round(shift, 4)
     return shifts
+
+
+def _below(margin, k: int) -> float | None:
+    """The shift that leaves exactly ``k`` of ``margin`` above 0 (``None``: all may be)."""
+    if k >= len(margin):
+        return None
+    return -margin.sort(descending=True).values[k].item() - 1e-4
 
 
 def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=()):
