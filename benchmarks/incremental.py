@@ -57,6 +57,7 @@ MAX_LENGTH = 64
 OFF = {
     "new_weight": 1.0,
     "calibrate": None,
+    "calibrate_label_cap": None,
     "train_layers": 0,
     "train_neck": False,
     "distill": 0.0,
@@ -104,6 +105,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         {
             "train_layers": 1,
             "train_neck": False,
+            "calibrate_label_cap": None,
             "replay_per_label": 20,
             "distill": 1.0,
             "llrd": 0.05,
@@ -117,6 +119,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         {
             "train_layers": 1,
             "train_neck": False,
+            "calibrate_label_cap": None,
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 10.0,
@@ -129,6 +132,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         {
             "train_layers": 1,
             "train_neck": False,
+            "calibrate_label_cap": None,
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 10.0,
@@ -141,6 +145,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         {
             "train_layers": 1,
             "train_neck": False,
+            "calibrate_label_cap": None,
             "distill": 1.0,
             "llrd": 0.05,
             "new_weight": 10.0,
@@ -153,6 +158,7 @@ METHODS: dict[str, tuple[str, dict]] = {
         {
             "train_layers": 2,
             "train_neck": False,
+            "calibrate_label_cap": None,
             "replay_per_label": 20,
             "distill": 1.0,
             "llrd": 0.05,
@@ -163,6 +169,7 @@ METHODS: dict[str, tuple[str, dict]] = {
 }
 #: neck (pooler) + head, and top blocks + neck + head: all replay, distill 1, new x10, 4 epochs
 NECK = {
+    "calibrate_label_cap": None,
     "train_neck": True,
     "distill": 1.0,
     "new_weight": 10.0,

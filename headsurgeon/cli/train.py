@@ -196,7 +196,8 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
     default=_topt.DEFAULT_CALIBRATE_LABEL_CAP,
     metavar="PCT",
     help="With --calibrate: also flip at most PCT percent of any one old label's replayed examples "
-    "(the budget then cannot fall on one near-synonym label). Default: no cap.",
+    "(the budget then cannot fall on one near-synonym label).",
+    show_default=True,
 )
 @click.option(
     "--device",

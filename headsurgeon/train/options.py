@@ -41,7 +41,7 @@ DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 10.0
 DEFAULT_CALIBRATE: float | None = 2.0  # points of replay; None: off
-DEFAULT_CALIBRATE_LABEL_CAP: float | None = None  # percent of one old label's replay; None: off
+DEFAULT_CALIBRATE_LABEL_CAP: float | None = 20.0  # percent of one old label's replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
