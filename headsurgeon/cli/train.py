@@ -186,8 +186,9 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
     default=_topt.DEFAULT_CALIBRATE,
     metavar="PTS",
     show_default=True,
-    help="After training (frozen backbone or --train-layers, with --replay): set each new label's bias so that PTS "
-    "percent of the replayed old examples the parent got right flip to a new label.",
+    help="After training (frozen backbone or --train-layers, with --replay): raise the new labels' "
+    "biases by one common shift so that PTS percent of the replayed old examples the parent got "
+    "right flip to a new label.",
 )
 @click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
 @click.option(
@@ -195,8 +196,8 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
     type=float,
     default=_topt.DEFAULT_CALIBRATE_LABEL_CAP,
     metavar="PCT",
-    help="With --calibrate: also flip at most PCT percent of any one old label's replayed examples "
-    "(the budget then cannot fall on one near-synonym label).",
+    help="With --calibrate: lower a new label's bias until it takes at most PCT percent of any "
+    "one old label's replayed examples (the budget then cannot fall on one near-synonym label).",
     show_default=True,
 )
 @click.option(

@@ -136,7 +136,9 @@ def train_model(
     device = resolve_device(options.device)
     model.to(device).eval()
     frozen = options.freeze == "backbone"
-    neck = M.neck_parameters(model, tokenizer, head.paths) if frozen and options.train_neck else []
+    wants_probe = (frozen and (options.train_neck or options.train_layers)) or options.llrd != 1
+    probe = M.probe_model(model, tokenizer, head.paths) if wants_probe else None
+    neck = M.neck_parameters(model, head.paths, probe) if frozen and options.train_neck else []
     features_only = frozen and options.train_layers == 0 and not neck
     if features_only and len(head.paths) > 1:
         raise OptionsError(
@@ -165,9 +167,9 @@ def train_model(
     )
     if options.protect_old_rows:
         M.protect_heads(model, head.paths, old_ids)
-    depths = M.layer_depths(model, head.paths)
+    depths = M.layer_depths(model, head.paths, probe)
     top, train_h, hold_h = top_blocks(
-        model, tokenizer, head, options, train_rows, holdout, hidden_cache, neck
+        model, tokenizer, head, options, train_rows, holdout, hidden_cache, neck, probe
     )
 
     new_set = set(new_labels)

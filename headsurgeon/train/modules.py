@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -133,17 +133,24 @@ def set_trainable(
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def neck_parameters(model, tokenizer, head_paths: Sequence[str]) -> list[str]:
-    """The *neck*: parameters of the modules that run between the encoder blocks and the head
-    (BERT's pooler, RoBERTa's ``classifier.dense``, DistilBERT's ``pre_classifier``, a final
-    norm). Found by execution order in one tiny forward pass, so encoder parameters registered
-    after the blocks but used before them (MPNet's relative attention bias) are not taken.
-    Empty when the model has no list of blocks."""
+def probe_model(model, tokenizer, head_paths: Sequence[str]) -> BlockProbe | None:
+    """:func:`probe_blocks` on the model's encoder blocks (``None`` when it has no list of blocks)."""
     try:
         _, blocks = encoder_blocks(model, head_paths)
     except UnsupportedModelError:
+        return None
+    return probe_blocks(model, tokenizer, blocks)
+
+
+def neck_parameters(model, head_paths: Sequence[str], probe: BlockProbe | None) -> list[str]:
+    """The *neck*: parameters of the modules that run between the encoder blocks and the head
+    (BERT's pooler, RoBERTa's ``classifier.dense``, DistilBERT's ``pre_classifier``, a final
+    norm). Found by execution order (``probe``, see :func:`probe_model`), so encoder parameters
+    registered after the blocks but used before them (MPNet's relative attention bias) are not
+    taken. Empty when the model has no list of blocks (``probe`` is ``None``)."""
+    if probe is None:
         return []
-    after = set(probe_blocks(model, tokenizer, blocks).after)
+    after = set(probe.after)
     return [
         f"{module}.{name}" if module else name
         for module, m in model.named_modules()
@@ -174,19 +181,37 @@ def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]
     return done
 
 
-def layer_depths(model, head_paths: Sequence[str]) -> dict[str, int]:
+def layer_depths(
+    model, head_paths: Sequence[str], probe: BlockProbe | None = None
+) -> dict[str, int]:
     """Depth of each parameter from the top: 0 head and what follows the blocks (pooler), d for
-    the d-th block from the top, ``blocks + 1`` for what comes before them (embeddings)."""
+    the d-th block from the top, ``blocks + 1`` for what comes before them (embeddings).
+
+    With a ``probe`` (see :func:`probe_model`) "before" and "after" are execution order, so a
+    module registered after the blocks but run before them (MPNet's relative attention bias)
+    gets the embeddings' depth; modules the probe did not place fall back to registration order.
+    """
     try:
         path, blocks = encoder_blocks(model, head_paths)
     except UnsupportedModelError:
         return {n: 0 for n, _ in model.named_parameters()}
     n_blocks, depths, seen_blocks = len(blocks), {}, False
+    before = set(probe.before) if probe is not None else set()
+    after = set(probe.after) if probe is not None else set()
+    owner = {
+        f"{module}.{name}" if module else name: module
+        for module, m in model.named_modules()
+        for name, _ in m.named_parameters(recurse=False)
+    }
     for name, _ in model.named_parameters():
         if name.startswith(path + "."):
             index = int(name[len(path) + 1 :].split(".", 1)[0])
             depths[name] = n_blocks - index
             seen_blocks = True
+        elif owner.get(name) in before:
+            depths[name] = n_blocks + 1
+        elif owner.get(name) in after:
+            depths[name] = 0
         else:
             depths[name] = 0 if seen_blocks else n_blocks + 1
     return depths
@@ -270,15 +295,17 @@ class BlockProbe:
     Attributes:
         as_tuple: the blocks return tuples (the encoder reads ``layer_outputs[0]``).
         after: names of the modules that ran only after the last block (neck, head, ...).
+        before: names of the modules that ran only before the first block (embeddings, ...).
     """
 
     as_tuple: bool
     after: list[str]
+    before: list[str] = field(default_factory=list)
 
 
 def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
     """Run the model once on a one-word text and record the blocks' output type and which
-    modules ran only after the last block."""
+    modules ran only before the first block or only after the last."""
     from ..predict import eval_batches
 
     names = {id(m): n for n, m in model.named_modules()}
@@ -291,6 +318,9 @@ def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
         if id(module) not in block_ids and id(module) in names:
             seen.setdefault(names[id(module)], set()).add(phase[0])
 
+    def enter_first(_module, _args):
+        phase[0] = "during"
+
     def leave_first(_module, _args, output):
         as_tuple.append(isinstance(output, tuple | list))
 
@@ -298,6 +328,7 @@ def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
         phase[0] = "after"
 
     hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    hooks.append(blocks[0].register_forward_pre_hook(enter_first))
     hooks.append(blocks[0].register_forward_hook(leave_first))
     hooks.append(blocks[-1].register_forward_hook(leave_last))
     try:
@@ -308,7 +339,14 @@ def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
         for hook in hooks:
             hook.remove()
     after = [n for n, phases in seen.items() if phases == {"after"}]
-    return BlockProbe(as_tuple=bool(as_tuple and as_tuple[0]), after=after)
+    # modules holding the blocks start before them, but their own parameters may run anywhere
+    path = names.get(id(blocks), "")
+    before = [
+        n
+        for n, phases in seen.items()
+        if phases == {"before"} and n != "" and not path.startswith(n + ".")
+    ]
+    return BlockProbe(as_tuple=bool(as_tuple and as_tuple[0]), after=after, before=before)
 
 
 def blocks_return_tuples(model, tokenizer, blocks: nn.ModuleList) -> bool:

@@ -40,8 +40,8 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 10.0
-DEFAULT_CALIBRATE: float | None = 2.0  # points of replay; None: off
-DEFAULT_CALIBRATE_LABEL_CAP: float | None = 20.0  # percent of one old label's replay; None: off
+DEFAULT_CALIBRATE: float | None = 3.0  # points of replay; None: off
+DEFAULT_CALIBRATE_LABEL_CAP: float | None = 40.0  # percent of one old label's replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
@@ -83,11 +83,13 @@ class TrainOptions:
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
         max_length: tokenizer truncation length.
         new_weight: loss weight of the new labels' examples relative to replayed ones.
-        calibrate: after training (frozen backbone or train_layers, with replay), shift each new label's bias
-            so that this many percentage points of the replayed old examples the parent got
-            right are predicted as a new label (split evenly over the new labels); ``None``: off.
-        calibrate_label_cap: with ``calibrate``, each new label takes at most this percent of
-            any one old label's replayed examples (the parent got right); ``None``: no cap.
+        calibrate: after training (frozen backbone or train_layers, with replay), raise the
+            new labels' biases by one common shift so that this many percentage points of the
+            replayed old examples the parent got right are predicted as a new label (the new
+            labels as a group); ``None``: off.
+        calibrate_label_cap: with ``calibrate``, a new label that would take more than this
+            percent of any one old label's replayed examples (the parent got right) has its
+            shift lowered until it does not; ``None``: no cap.
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
         progress: show transformers' progress bars.
     """

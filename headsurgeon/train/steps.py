@@ -104,14 +104,17 @@ def init_new_rows(
 
 
 def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, model, predict):
-    """Shift each new label's bias so that ``options.calibrate`` points of the replayed old
-    examples the parent got right (split evenly over the new labels) are predicted as it, and
-    at most ``options.calibrate_label_cap`` percent of any one old label's.
+    """Raise the new labels' biases by one common shift so that ``options.calibrate`` points of
+    the replayed old examples the parent got right are predicted as a new label, then lower
+    any new label that takes more than ``options.calibrate_label_cap`` percent of one old
+    label's.
 
-    The bias then trades recall against false positives on known data: raised when the label
-    is well separated, lowered when it steals. Needs replay and a cached path (frozen backbone,
-    or top blocks on cached inputs): ``predict()`` gives the replayed examples' logits. Returns
-    ``{label: shift}``.
+    Trained on 10 shots against hundreds of replayed examples, the new labels are
+    under-predicted as a group; one shift for the group (as BiC's bias correction, Wu et al.
+    2019) corrects that prior without favouring one new label over another. The budget is
+    counted in false positives on known data. Needs replay and a cached path (frozen backbone,
+    or top blocks on cached inputs): ``predict()`` gives the replayed examples' logits.
+    Returns ``{label: shift}``.
     """
     import torch
 
@@ -124,29 +127,39 @@ def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, mod
     parent_pred = [old_names[i] for i in parent(replay_x).argmax(-1).tolist()]
     right = torch.tensor([p == e.label for p, e in zip(parent_pred, replayed, strict=True)])
     logits = predict()[right].float()
+    if not len(logits):
+        return {}
     gold = [e.label for e, r in zip(replayed, right.tolist(), strict=True) if r]
     groups = [torch.tensor([g == n for g in gold]) for n in dict.fromkeys(gold)]
-    allowed = int(options.calibrate / 100 / len(new_labels) * len(logits))
-    shifts = {}
-    with torch.no_grad():
-        for name in new_labels:
-            j = labels.index(name)
-            margin = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
-            # the (k+1)-th highest margin lands just below 0: ties go to the old label
-            bounds = [_below(margin, allowed)]
-            if options.calibrate_label_cap is not None:  # and so on within each old label
-                bounds += [
-                    _below(margin[g], int(options.calibrate_label_cap / 100 * int(g.sum())))
+    new_ids = [labels.index(n) for n in new_labels]
+    old_ids = [i for i in range(logits.shape[1]) if i not in set(new_ids)]
+    # an example flips when its best new label beats its best old label: one shift moves all
+    margin = logits[:, new_ids].max(1).values - logits[:, old_ids].max(1).values
+    common = _below(margin, int(options.calibrate / 100 * len(logits)))
+    shifts = dict.fromkeys(new_ids, 0.0 if common is None else common)
+    for j, s in shifts.items():
+        logits[:, j] += s
+    if options.calibrate_label_cap is not None:
+        # lowering one label can pass its examples to another: repeat until none moves
+        for _ in range(len(new_ids) + 1):
+            moved = False
+            for j in new_ids:
+                m = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
+                bounds = [
+                    _below(m[g], int(options.calibrate_label_cap / 100 * int(g.sum())))
                     for g in groups
                 ]
-            bounds = [b for b in bounds if b is not None]
-            if not bounds:
-                continue
-            shift = min(bounds)
-            linear.bias[j] += shift
-            logits[:, j] += shift
-            shifts[name] = round(shift, 4)
-    return shifts
+                down = min([0.0] + [b for b in bounds if b is not None])
+                if down < 0:
+                    logits[:, j] += down
+                    shifts[j] += down
+                    moved = True
+            if not moved:
+                break
+    with torch.no_grad():
+        for j, s in shifts.items():
+            linear.bias[j] += s
+    return {labels[j]: round(s, 4) for j, s in shifts.items()}
 
 
 def _below(margin, k: int) -> float | None:
@@ -156,12 +169,12 @@ def _below(margin, k: int) -> float | None:
     return -margin.sort(descending=True).values[k].item() - 1e-4
 
 
-def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=()):
+def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=(), probe=None):
     """With ``train_layers`` K: cache the inputs of the K-th block from the top and wrap the
     model so only the top blocks run (K=0 with a ``neck``: cache the blocks' output, only the
     neck and the head run). ``(None, None, None)`` when not applicable."""
     from ..errors import UnsupportedModelError
-    from .modules import TopBlocks, block_inputs, blocks_return_tuples, encoder_blocks
+    from .modules import TopBlocks, block_inputs, encoder_blocks, probe_blocks
 
     if options.freeze != "backbone" or not (options.train_layers or neck):
         return None, None, None
@@ -193,7 +206,7 @@ def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck
         return None, None, None
     train_h = [cache[e.text] for e in train_rows]
     hold_h = [cache[e.text] for e in holdout] if holdout else None
-    as_tuple = blocks_return_tuples(model, tokenizer, blocks)
+    as_tuple = (probe or probe_blocks(model, tokenizer, blocks)).as_tuple
     return TopBlocks(model, blocks, index, as_tuple), train_h, hold_h
 
 
