@@ -616,31 +616,57 @@ NECKS = {
     "roberta": ["classifier.dense.weight", "classifier.dense.bias"],
     "distilbert": ["pre_classifier.weight", "pre_classifier.bias"],
     "mpnet": ["classifier.dense.weight", "classifier.dense.bias"],
+    "llama": ["model.norm.weight"],  # a decoder: the head scores every position
+    "gpt2": ["transformer.ln_f.weight", "transformer.ln_f.bias"],
 }
+HEADS = {
+    "roberta": "classifier.out_proj",
+    "mpnet": "classifier.out_proj",
+    "llama": "score",
+    "gpt2": "score",
+}
+
+
+def tiny_gpt2(names=LABELS):
+    import transformers
+
+    from tests.common import label_kwargs
+
+    config = transformers.GPT2Config(
+        vocab_size=99, n_embd=16, n_layer=3, n_head=2, n_positions=64, pad_token_id=0,
+        **label_kwargs(names),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.GPT2ForSequenceClassification(config).eval()
 
 
 @pytest.mark.parametrize("arch", list(NECKS))
 @pytest.mark.parametrize("train_layers", [0, 1])
 def test_default_training_across_architectures(arch, train_layers, files):
     """The default path (neck + top block on cached inputs, protected rows, calibration, check)
-    on four head layouts: what must not move is bit-identical, the neck trains, and the check's
+    on six head layouts (two decoders whose head scores every position): what must not move is bit-identical, the neck trains, and the check's
     figures (computed on the cached path) are those of the returned model."""
     from headsurgeon.checks import predict_logits
     from headsurgeon.surgery import add_labels
     from headsurgeon.train.modules import encoder_blocks
-    from tests.common import tiny_bert, tiny_distilbert, tiny_roberta, tiny_tokenizer
+    from tests.common import tiny_bert, tiny_distilbert, tiny_llama, tiny_roberta, tiny_tokenizer
 
     build = {
         "bert": tiny_bert,
         "roberta": tiny_roberta,
         "distilbert": tiny_distilbert,
         "mpnet": tiny_mpnet,
+        "llama": tiny_llama,
+        "gpt2": tiny_gpt2,
     }
     torch.manual_seed(0)
     model, tok = build[arch](LABELS), tiny_tokenizer()
     add_labels(model, [NEW], init="mean")
-    head = "classifier.out_proj" if arch in ("roberta", "mpnet") else "classifier"
+    head = HEADS.get(arch, "classifier")
+    has_bias = model.get_submodule(head).bias is not None
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    texts = [e.text for e in files["hold"]]
+    parent_logits = predict_logits(model, tok, texts, batch_size=4)[:, : len(LABELS)]
     blocks_path, blocks = encoder_blocks(model)
     outcome = train_model(
         model, tok, files["new"], replay=files["old"], holdout=files["hold"],
@@ -650,7 +676,9 @@ def test_default_training_across_architectures(arch, train_layers, files):
     )  # fmt: skip
     after = dict(outcome.model.named_parameters())
     assert outcome.stats["neck_parameters"] == NECKS[arch]
-    assert outcome.stats["block_inputs_cached"] and set(outcome.stats["calibrated_bias_shifts"])
+    assert outcome.stats["block_inputs_cached"]
+    assert bool(outcome.stats["calibrated_bias_shifts"]) == has_bias  # no bias: nothing to shift
+    assert outcome.stats["initialised"] == {NEW: "imprint"}  # features of decoders too
     for name, value in before.items():
         top = name.startswith(f"{blocks_path}.{len(blocks) - 1}.") and train_layers
         moved = name in NECKS[arch] or top or name.startswith(head + ".")
@@ -658,11 +686,13 @@ def test_default_training_across_architectures(arch, train_layers, files):
     assert torch.equal(after[f"{head}.weight"][:3], before[f"{head}.weight"][:3])
     if f"{head}.bias" in after:
         assert torch.equal(after[f"{head}.bias"][:3], before[f"{head}.bias"][:3])
-    logits = predict_logits(outcome.model, tok, [e.text for e in files["hold"]], batch_size=4)
+    logits = predict_logits(outcome.model, tok, texts, batch_size=4)
     old = [i for i, e in enumerate(files["hold"]) if e.label in LABELS]
     names = [*LABELS, NEW]
     right = sum(names[logits[i].argmax()] == files["hold"][i].label for i in old)
     assert outcome.report.accuracy_after == right / len(old)
+    right = sum(names[parent_logits[i].argmax()] == files["hold"][i].label for i in old)
+    assert outcome.report.accuracy_before == right / len(old)  # the parent from the features
 
 
 def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, capsys):

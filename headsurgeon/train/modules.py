@@ -230,6 +230,10 @@ def head_inputs(
 ) -> torch.Tensor:
     """The head's inputs (backbone features) for ``texts``, captured by a forward pre-hook.
 
+    A head applied to every position (decoder classifiers: Llama's or GPT-2's ``score``) gives
+    the model's logits at one position per example (the last real token): the feature is the
+    input at the position whose head output equals the model's logits.
+
     One batched eval pass (``torch.inference_mode``); returns ``float32[n, in_features]`` on CPU.
     """
     from ..predict import eval_batches
@@ -244,16 +248,35 @@ def head_inputs(
             device=device, progress=progress, desc="features",
         ):  # fmt: skip
             captured.clear()
-            model(**batch)
-            if len(captured) != 1 or captured[0].dim() != 2:
+            output = model(**batch)
+            x = captured[0] if len(captured) == 1 else None
+            if x is not None and x.dim() == 3:
+                x = _pooled_position(head, x, getattr(output, "logits", None))
+            if x is None or x.dim() != 2:
                 raise UnsupportedModelError(
                     f"the head {head_path} is not applied once to one vector per example "
-                    "(e.g. a decoder head scoring every position): train it with --freeze none"
+                    "(nor at one position per example): train it with --freeze none"
                 )
-            out[torch.tensor(idx)] = captured[0].float().cpu()
+            out[torch.tensor(idx)] = x.float().cpu()
     finally:
         hook.remove()
     return out
+
+
+def _pooled_position(head, x: torch.Tensor, logits) -> torch.Tensor | None:
+    """``x[b, t]`` at the position ``t`` where ``head(x)`` is the model's ``logits[b]`` (the last
+    such position), or ``None`` when some example has none."""
+    if logits is None or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        return None
+    per_position = head(x).float()  # [batch, tokens, labels]
+    target = logits.float().unsqueeze(1)
+    tol = 1e-4 * (1 + target.abs().amax(-1, keepdim=True))
+    match = ((per_position - target).abs() <= tol).all(-1)  # [batch, tokens]
+    if not bool(match.any(-1).all()):
+        return None
+    positions = torch.arange(x.shape[1], device=x.device)
+    last = (match * (positions + 1)).argmax(-1)
+    return x[torch.arange(x.shape[0], device=x.device), last]
 
 
 class _Stop(Exception):

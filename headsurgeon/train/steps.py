@@ -122,6 +122,7 @@ def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, mod
         return {}
     linear = model.get_submodule(head.paths[0])
     if linear.bias is None:
+        logger.warning("the head %s has no bias: --calibrate has nothing to shift", head.paths[0])
         return {}
     old_names = [n for n in labels if n not in set(new_labels)]
     parent_pred = [old_names[i] for i in parent(replay_x).argmax(-1).tolist()]
