@@ -695,6 +695,30 @@ def test_default_training_across_architectures(arch, train_layers, files):
     assert outcome.report.accuracy_before == right / len(old)  # the parent from the features
 
 
+def test_default_path_takes_features_from_the_block_pass(grown_dir, files, monkeypatch):
+    """With the top-blocks path the head's inputs come from the pass that caches the block
+    inputs (no second pass through the bottom blocks), and equal a full pass's."""
+    import headsurgeon.train.modules as M
+
+    model, tok = load(grown_dir)
+    rows = files["new"] + files["old"] + files["hold"]
+    texts = list(dict.fromkeys(e.text for e in rows))
+    full = M.head_inputs(model, tok, texts, "classifier")
+
+    def no_second_pass(*_a, **_k):
+        raise AssertionError("a full feature pass ran")
+
+    monkeypatch.setattr(M, "head_inputs", no_second_pass)
+    features, hidden = {}, {}
+    options = TrainOptions(device="cpu", batch_size=8, max_steps=2)
+    train_model(
+        model, tok, files["new"], replay=files["old"], holdout=files["hold"], options=options,
+        old_labels=LABELS, feature_cache=features, hidden_cache=hidden,
+    )  # fmt: skip
+    assert set(features) == set(hidden) == set(texts)
+    assert torch.allclose(torch.stack([features[t] for t in texts]), full, atol=1e-5)
+
+
 def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, capsys):
     """The benchmark's method list is valid options, --list prints it, the plot is drawn."""
     import importlib.util

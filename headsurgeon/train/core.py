@@ -16,6 +16,7 @@ from ..errors import OptionsError
 from .options import SEED_TRIAL, SWA_START, TrainOptions
 from .steps import (
     FeatureStore,
+    cache_inputs,
     calibrate,
     holdout_scorer,
     imprint_wanted,
@@ -23,6 +24,7 @@ from .steps import (
     parent_head,
     predictor,
     top_blocks,
+    top_cut,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,6 +157,12 @@ def train_model(
         or (options.calibrate is not None and bool(replay) and frozen)
     )
     feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
+    hidden_cache = {} if hidden_cache is None else hidden_cache
+    cut = top_cut(model, tokenizer, head, options, neck)
+    if cut is not None and (need_train_feats or holdout):
+        # the top-blocks path caches block inputs anyway: take the features from the same pass
+        texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
+        cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feats.cache)
     train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
     hold_x = feats.of([e.text for e in holdout]) if holdout else None
 

@@ -249,18 +249,23 @@ def head_inputs(
         ):  # fmt: skip
             captured.clear()
             output = model(**batch)
-            x = captured[0] if len(captured) == 1 else None
-            if x is not None and x.dim() == 3:
-                x = _pooled_position(head, x, getattr(output, "logits", None))
-            if x is None or x.dim() != 2:
-                raise UnsupportedModelError(
-                    f"the head {head_path} is not applied once to one vector per example "
-                    "(nor at one position per example): train it with --freeze none"
-                )
-            out[torch.tensor(idx)] = x.float().cpu()
+            out[torch.tensor(idx)] = _one_vector(head, head_path, captured, output)
     finally:
         hook.remove()
     return out
+
+
+def _one_vector(head, head_path: str, captured: list, output) -> torch.Tensor:
+    """One feature per example from the head's captured input of one batch (CPU float32)."""
+    x = captured[0] if len(captured) == 1 else None
+    if x is not None and x.dim() == 3:
+        x = _pooled_position(head, x, getattr(output, "logits", None))
+    if x is None or x.dim() != 2:
+        raise UnsupportedModelError(
+            f"the head {head_path} is not applied once to one vector per example "
+            "(nor at one position per example): train it with --freeze none"
+        )
+    return x.float().cpu()
 
 
 def _pooled_position(head, x: torch.Tensor, logits) -> torch.Tensor | None:
@@ -387,40 +392,53 @@ def block_inputs(
     batch_size: int = 64,
     max_length: int = 128,
     progress: bool = False,
-) -> list[torch.Tensor]:
+    head_path: str | None = None,
+):
     """The hidden states entering ``blocks[index]`` for each text, trimmed to its tokens
     (``index == len(blocks)``: the output of the last block).
 
-    One eval pass that stops there. Returns ``float32[tokens, hidden]`` per text (CPU).
+    One eval pass that stops there. Returns ``float32[tokens, hidden]`` per text (CPU). With
+    ``head_path`` the pass runs to the end and also captures the head's inputs (as
+    :func:`head_inputs`): returns ``(hidden_states, features)``, both from the same pass.
 
     Raises:
-        UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor.
+        UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor
+            (or, with ``head_path``, the head's input is not one vector per example).
     """
     from ..predict import eval_batches
 
     captured: list[torch.Tensor] = []
+    at_head: list[torch.Tensor] = []
+    stop = head_path is None
 
     def grab(_module, args):
         captured.append(args[0].detach())
-        raise _Stop
+        if stop:
+            raise _Stop
 
     def grab_output(_module, _args, output):
         captured.append(_first(output).detach())
-        raise _Stop
+        if stop:
+            raise _Stop
 
     if index == len(blocks):
-        hook = blocks[index - 1].register_forward_hook(grab_output)
+        hooks = [blocks[index - 1].register_forward_hook(grab_output)]
     else:
-        hook = blocks[index].register_forward_pre_hook(grab)
+        hooks = [blocks[index].register_forward_pre_hook(grab)]
+    head = None if stop else model.get_submodule(head_path)
+    if head is not None:
+        hooks.append(head.register_forward_pre_hook(lambda _m, a: at_head.append(a[0].detach())))
+        features = torch.zeros(len(texts), head.in_features)
     out: list[torch.Tensor | None] = [None] * len(texts)
     try:
         for idx, batch in eval_batches(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
             progress=progress, desc="hidden",
         ):  # fmt: skip
-            captured.clear()
+            captured.clear(), at_head.clear()
+            output = None
             try:
-                model(**batch)
+                output = model(**batch)
             except _Stop:
                 pass
             h = captured[0] if captured else None
@@ -432,9 +450,12 @@ def block_inputs(
             lengths = batch["attention_mask"].sum(1).tolist()
             for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
                 out[i] = h[row, : int(n)].float().cpu().clone()
+            if head is not None:
+                features[torch.tensor(idx)] = _one_vector(head, head_path, at_head, output)
     finally:
-        hook.remove()
-    return out
+        for hook in hooks:
+            hook.remove()
+    return out if head is None else (out, features)
 
 
 class TopBlocks(nn.Module):

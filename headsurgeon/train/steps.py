@@ -170,21 +170,64 @@ def _below(margin, k: int) -> float | None:
     return -margin.sort(descending=True).values[k].item() - 1e-4
 
 
-def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=(), probe=None):
-    """With ``train_layers`` K: cache the inputs of the K-th block from the top and wrap the
-    model so only the top blocks run (K=0 with a ``neck``: cache the blocks' output, only the
-    neck and the head run). ``(None, None, None)`` when not applicable."""
-    from ..errors import UnsupportedModelError
-    from .modules import TopBlocks, block_inputs, encoder_blocks, probe_blocks
+def top_cut(model, tokenizer, head, options, neck=()):
+    """``(blocks, index)`` when the top-blocks path applies (``train_layers`` K: the inputs of
+    the K-th block from the top are cached; K=0 with a ``neck``: the blocks' output), else
+    ``None``."""
+    from .modules import encoder_blocks
 
     if options.freeze != "backbone" or not (options.train_layers or neck):
-        return None, None, None
+        return None
     if getattr(tokenizer, "padding_side", "right") != "right":  # cached rows are right-padded
-        return None, None, None
+        return None
     _, blocks = encoder_blocks(model, head.paths)
     index = len(blocks) - options.train_layers
-    if index <= 0:
+    return (blocks, index) if index > 0 else None
+
+
+def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feature_cache):
+    """Fill both caches for ``texts`` from one pass: the block inputs at ``cut`` and the head's
+    inputs (the bottom blocks run once, not once per cache). ``False`` when the blocks do not
+    take one hidden-states tensor (the top-blocks path then does not apply)."""
+    from ..errors import UnsupportedModelError
+    from .modules import block_inputs
+
+    missing = list(
+        dict.fromkeys(t for t in texts if t not in hidden_cache or t not in feature_cache)
+    )
+    if not missing:
+        return True
+    logger.info("computing block-%d inputs and features of %d texts", cut[1], len(missing))
+    try:
+        hidden, features = block_inputs(
+            model,
+            tokenizer,
+            missing,
+            *cut,
+            batch_size=max(options.batch_size, 64),
+            max_length=options.max_length,
+            progress=options.progress,
+            head_path=head.paths[0],
+        )
+    except UnsupportedModelError as e:
+        logger.info("%s", e)
+        return False
+    hidden_cache.update(zip(missing, hidden, strict=True))
+    feature_cache.update(zip(missing, features, strict=True))
+    return True
+
+
+def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=(), probe=None):
+    """With the top-blocks path (see :func:`top_cut`): cache the block inputs and wrap the
+    model so only the top blocks run (K=0 with a ``neck``: only the neck and the head).
+    ``(None, None, None)`` when not applicable."""
+    from ..errors import UnsupportedModelError
+    from .modules import TopBlocks, block_inputs, probe_blocks
+
+    cut = top_cut(model, tokenizer, head, options, neck)
+    if cut is None:
         return None, None, None
+    blocks, index = cut
     cache = {} if cache is None else cache
     texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
     missing = list(dict.fromkeys(t for t in texts if t not in cache))
