@@ -216,7 +216,6 @@ DEFAULT_METHODS = [
     "noprotect-w10-cal2",
     "neck-cal1",
     "neck-cal2",
-    "top2-neck-cal2",
 ]
 #: without the full fine-tune and the top-block variants (each minutes on CPU)
 QUICK_METHODS = [
