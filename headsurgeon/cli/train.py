@@ -255,8 +255,8 @@ def train(
     By default the top encoder block, the neck (e.g. BERT's pooler) and the new rows train (the
     block's inputs are computed once, so only it runs), the old rows are kept bit-identical,
     never-trained new rows are imprinted from their examples, every example of --replay is
-    replayed (new examples weigh 10x) with distillation to MODEL, and each new label's bias is
-    calibrated on the replay. With --holdout, the old-label check compares MODEL and the result:
+    replayed (new examples weigh 10x) with distillation to MODEL, and the new labels' biases are
+    calibrated on the replay (one shift for all). With --holdout, the old-label check compares MODEL and the result:
     a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
     (unless --force).
 
