@@ -185,21 +185,26 @@ def top_cut(model, tokenizer, head, options, neck=()):
     return (blocks, index) if index > 0 else None
 
 
-def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feature_cache):
-    """Fill both caches for ``texts`` from one pass: the block inputs at ``cut`` and the head's
-    inputs (the bottom blocks run once, not once per cache). ``False`` when the blocks do not
-    take one hidden-states tensor (the top-blocks path then does not apply)."""
+def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feature_cache=None):
+    """Fill ``hidden_cache`` with the block inputs of ``texts`` at ``cut``, and with a
+    ``feature_cache`` that too with the head's inputs from the same pass (the bottom blocks run
+    once, not once per cache). ``False`` when the blocks do not take one hidden-states tensor
+    (the top-blocks path then does not apply)."""
     from ..errors import UnsupportedModelError
     from .modules import block_inputs
 
+    with_features = feature_cache is not None
     missing = list(
-        dict.fromkeys(t for t in texts if t not in hidden_cache or t not in feature_cache)
+        dict.fromkeys(
+            t for t in texts if t not in hidden_cache or (with_features and t not in feature_cache)
+        )
     )
     if not missing:
         return True
-    logger.info("computing block-%d inputs and features of %d texts", cut[1], len(missing))
+    what = "inputs and features" if with_features else "inputs"
+    logger.info("computing block-%d %s of %d texts", cut[1], what, len(missing))
     try:
-        hidden, features = block_inputs(
+        values = block_inputs(
             model,
             tokenizer,
             missing,
@@ -207,13 +212,15 @@ def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feat
             batch_size=max(options.batch_size, 64),
             max_length=options.max_length,
             progress=options.progress,
-            head_path=head.paths[0],
+            head_path=head.paths[0] if with_features else None,
         )
     except UnsupportedModelError as e:
         logger.info("%s", e)
         return False
+    hidden = values[0] if with_features else values
     hidden_cache.update(zip(missing, hidden, strict=True))
-    feature_cache.update(zip(missing, features, strict=True))
+    if with_features:
+        feature_cache.update(zip(missing, values[1], strict=True))
     return True
 
 
@@ -221,8 +228,7 @@ def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck
     """With the top-blocks path (see :func:`top_cut`): cache the block inputs and wrap the
     model so only the top blocks run (K=0 with a ``neck``: only the neck and the head).
     ``(None, None, None)`` when not applicable."""
-    from ..errors import UnsupportedModelError
-    from .modules import TopBlocks, block_inputs, probe_blocks
+    from .modules import TopBlocks, probe_blocks
 
     cut = top_cut(model, tokenizer, head, options, neck)
     if cut is None:
@@ -230,23 +236,7 @@ def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck
     blocks, index = cut
     cache = {} if cache is None else cache
     texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
-    missing = list(dict.fromkeys(t for t in texts if t not in cache))
-    try:
-        if missing:
-            logger.info("computing block-%d inputs of %d texts", index, len(missing))
-            values = block_inputs(
-                model,
-                tokenizer,
-                missing,
-                blocks,
-                index,
-                batch_size=max(options.batch_size, 64),
-                max_length=options.max_length,
-                progress=options.progress,
-            )
-            cache.update(zip(missing, values, strict=True))
-    except UnsupportedModelError as e:
-        logger.info("%s", e)
+    if not cache_inputs(model, tokenizer, head, options, texts, cut, cache):
         return None, None, None
     train_h = [cache[e.text] for e in train_rows]
     hold_h = [cache[e.text] for e in holdout] if holdout else None
