@@ -561,15 +561,26 @@ def plot(rows: list[tuple[str, str, dict]], path: str) -> None:
         ax.fill_between(
             [low, max_drop], min_recall, 1.02, color="tab:green", alpha=0.15, label="target"
         )
+        bottom = max(0.0, min(r["recall"] for _, r in points) - 0.05)
+        placed: list[tuple[float, float]] = []
         for method, r in points:
             x = min(r["drop"], high - 0.2)
             ax.scatter(x, r["recall"], color="tab:red" if method == "defaults" else "tab:blue")
             note = method + (f" ({r['drop']:.1f} pt)" if r["drop"] > high - 0.2 else "")
+            # a label near an earlier one moves away from it: below when its point is lower
+            near = [
+                py
+                for px, py in placed
+                if abs(x - px) < 0.1 * (high - low)
+                and abs(r["recall"] - py) < 0.03 * (1.02 - bottom)
+            ]
+            dy = 3 + sum(-10 if r["recall"] <= py else 8 for py in near)
+            placed.append((x, r["recall"]))
             ax.annotate(
-                note, (x, r["recall"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                note, (x, r["recall"]), fontsize=7, xytext=(3, dy), textcoords="offset points"
             )
         ax.set_xlim(low, high)
-        ax.set_ylim(max(0.0, min(r["recall"] for _, r in points) - 0.05), 1.02)
+        ax.set_ylim(bottom, 1.02)
         ax.set_xlabel("old-label accuracy drop (pt; < 0: the old labels improved)")
         ax.set_ylabel("mean new-label recall")
         ax.set_title(f"{scenario}: target drop <= {max_drop} pt, recall >= {min_recall}")
