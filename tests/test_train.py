@@ -695,6 +695,40 @@ def test_default_training_across_architectures(arch, train_layers, files):
     assert outcome.report.accuracy_before == right / len(old)  # the parent from the features
 
 
+def test_calibrate_says_when_it_cannot_run(grown_dir, files, caplog):
+    """Not calibrated (the whole model trains, so no cached inputs): a warning says so, and
+    no shift is reported."""
+    with caplog.at_level("WARNING", logger="headsurgeon"):
+        _, _, out = run(grown_dir, files, freeze="none", max_steps=1, calibrate=2.0)
+    assert out.stats["calibrated_bias_shifts"] == {}
+    assert "--calibrate needs the backbone frozen" in caplog.text
+
+
+def test_left_padding_tokenizer_takes_the_cached_path(files):
+    """A decoder whose tokenizer pads on the left (as Llama's) still trains on cached block
+    inputs (training pads on the right, on a copy of the tokenizer); the user's tokenizer is
+    unchanged and the check's figures are the returned model's with that tokenizer."""
+    from headsurgeon.checks import predict_logits
+    from headsurgeon.surgery import add_labels
+    from tests.common import tiny_llama, tiny_tokenizer
+
+    torch.manual_seed(0)
+    model, tok = tiny_llama(LABELS), tiny_tokenizer()
+    tok.padding_side = "left"
+    add_labels(model, [NEW], init="mean")
+    outcome = train_model(
+        model, tok, files["new"], replay=files["old"], holdout=files["hold"],
+        options=TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2),
+        old_labels=LABELS,
+    )  # fmt: skip
+    assert outcome.stats["block_inputs_cached"] and tok.padding_side == "left"
+    logits = predict_logits(outcome.model, tok, [e.text for e in files["hold"]], batch_size=4)
+    old = [i for i, e in enumerate(files["hold"]) if e.label in LABELS]
+    names = [*LABELS, NEW]
+    right = sum(names[logits[i].argmax()] == files["hold"][i].label for i in old)
+    assert outcome.report.accuracy_after == right / len(old)
+
+
 def test_default_path_takes_features_from_the_block_pass(grown_dir, files, monkeypatch):
     """With the top-blocks path the head's inputs come from the pass that caches the block
     inputs (no second pass through the bottom blocks), and equal a full pass's."""

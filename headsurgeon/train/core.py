@@ -23,6 +23,7 @@ from .steps import (
     init_new_rows,
     parent_head,
     predictor,
+    right_padded,
     top_blocks,
     top_cut,
 )
@@ -135,6 +136,7 @@ def train_model(
     new_labels = [n for n in labels if n not in set(old_labels)]
     old_ids = [labels.index(n) for n in old_labels]
     head = locate_head(model, head_path)
+    tokenizer = right_padded(tokenizer)
     device = resolve_device(options.device)
     model.to(device).eval()
     frozen = options.freeze == "backbone"
@@ -216,6 +218,10 @@ def train_model(
         replay_h = train_h[len(train_h) - n :] if top is not None else None
         replay_predict = predictor(
             model, tokenizer, head, replayed, replay_x, replay_h, top, features_only, options
+        )
+    elif options.calibrate is not None and replayed and new_labels:
+        logger.warning(
+            "--calibrate needs the backbone frozen (cached inputs): the new biases stay as trained"
         )
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)

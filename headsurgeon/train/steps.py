@@ -170,6 +170,24 @@ def _below(margin, k: int) -> float | None:
     return -margin.sort(descending=True).values[k].item() - 1e-4
 
 
+def right_padded(tokenizer):
+    """``tokenizer``, or a copy of it that pads on the right when it pads on the left.
+
+    Cached block inputs are stored per text without padding and re-padded on the right, so
+    every pass of a training pads on the right. For the models that pad on the left (decoders
+    such as Llama) that is also the batch whose real tokens see what they see unbatched. The
+    original tokenizer is not changed.
+    """
+    import copy
+
+    if getattr(tokenizer, "padding_side", "right") == "right":
+        return tokenizer
+    logger.info("padding on the right during training (the tokenizer pads on the left)")
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return right
+
+
 def top_cut(model, tokenizer, head, options, neck=()):
     """``(blocks, index)`` when the top-blocks path applies (``train_layers`` K: the inputs of
     the K-th block from the top are cached; K=0 with a ``neck``: the blocks' output), else
@@ -178,7 +196,7 @@ def top_cut(model, tokenizer, head, options, neck=()):
 
     if options.freeze != "backbone" or not (options.train_layers or neck):
         return None
-    if getattr(tokenizer, "padding_side", "right") != "right":  # cached rows are right-padded
+    if getattr(tokenizer, "padding_side", "right") != "right":  # see right_padded
         return None
     _, blocks = encoder_blocks(model, head.paths)
     index = len(blocks) - options.train_layers
