@@ -24,6 +24,7 @@ Usage:
     python benchmarks/incremental.py --scenario S1 --methods defaults,probe-r5
     python benchmarks/incremental.py --quick               # skip the full fine-tune and top-block variants
     python benchmarks/incremental.py --list                # the methods
+    python benchmarks/incremental.py --scenario S2 --methods defaults --train-seed 1  # noise
 """
 
 from __future__ import annotations
@@ -347,7 +348,7 @@ class Bench:
         from headsurgeon.surgery import add_labels
         from headsurgeon.train import train_model
 
-        spec = dict(METHODS[method][1])
+        spec = method_spec(method, self.args)
         recipe = spec.pop("recipe", None)
         data = [e for n in intents for e in self.shots[n]]
         holdout = self.holdout(intents)
@@ -413,6 +414,14 @@ class Bench:
         return summarize(report, intents, time.perf_counter() - t0)
 
 
+def method_spec(method: str, args) -> dict:
+    """The method's TrainOptions overrides, with ``--train-seed`` (recipes keep theirs)."""
+    spec = dict(METHODS[method][1])
+    if getattr(args, "train_seed", 0) and "recipe" not in spec:
+        spec["seed"] = args.train_seed
+    return spec
+
+
 def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
     """A task's result from ``benchmarks/.cache/results.json`` (same options, seed and intents,
     whatever the method's name), else computed and stored; ``--fresh`` recomputes. Several runs may share the file:
@@ -420,7 +429,7 @@ def stored(args, scenario: str, method: str, task: list[str], compute) -> dict:
     import json
 
     path = CACHE / "results.json"
-    spec = dict(METHODS[method][1])
+    spec = method_spec(method, args)
     if "recipe" not in spec:  # the options actually used, defaults included
         spec = TrainOptions(max_length=MAX_LENGTH, **spec).to_dict()
     if spec.get("calibrate") is not None and len(task) > 1:
@@ -480,6 +489,12 @@ def main(argv=None) -> None:
         "--quick", action="store_true", help="frozen-backbone methods only (seconds once cached)"
     )
     p.add_argument("--seed", type=int, default=0, help="fixes the intents and their 10 examples")
+    p.add_argument(
+        "--train-seed",
+        type=int,
+        default=0,
+        help="TrainOptions.seed of the trained methods (same intents and examples: training noise)",
+    )
     p.add_argument("--list", action="store_true", help="list the methods and exit")
     p.add_argument(
         "--fresh", action="store_true", help="recompute results stored in .cache/results.json"
@@ -507,7 +522,10 @@ def main(argv=None) -> None:
         sys.exit(f"parent not found: {PARENT}")
     bench = Bench(args)
     names = ["S1", "S2"] if args.scenario == "all" else [args.scenario]
-    print(f"parent: {PARENT.name} ({len(bench.old)} old labels); seed {args.seed}")
+    print(
+        f"parent: {PARENT.name} ({len(bench.old)} old labels); seed {args.seed}, "
+        f"train seed {args.train_seed}"
+    )
     for name in names:
         print(f"{name} intents: {', '.join(n for task in bench.tasks[name] for n in task)}")
     for intent in bench.tasks["S2"][0]:
