@@ -179,7 +179,7 @@ def train_model(
         M.protect_heads(model, head.paths, old_ids)
     depths = M.layer_depths(model, head.paths, probe)
     top, train_h, hold_h = top_blocks(
-        model, tokenizer, head, options, train_rows, holdout, hidden_cache, neck, probe
+        model, tokenizer, options, train_rows, holdout, hidden_cache, cut, probe
     )
 
     new_set = set(new_labels)

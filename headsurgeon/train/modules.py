@@ -152,12 +152,21 @@ def neck_parameters(model, head_paths: Sequence[str], probe: BlockProbe | None) 
         return []
     after = set(probe.after)
     return [
-        f"{module}.{name}" if module else name
-        for module, m in model.named_modules()
-        if module in after and not any(_under(module, p) for p in head_paths)
-        for name, p in m.named_parameters(recurse=False)
-        if p.is_floating_point()
+        name
+        for name, module in _owners(model).items()
+        if module in after
+        and not any(_under(module, p) for p in head_paths)
+        and model.get_parameter(name).is_floating_point()
     ]
+
+
+def _owners(model) -> dict[str, str]:
+    """Parameter name → name of the module that holds it."""
+    return {
+        f"{module}.{name}" if module else name: module
+        for module, m in model.named_modules()
+        for name, _ in m.named_parameters(recurse=False)
+    }
 
 
 def _under(name: str, path: str) -> bool:
@@ -198,11 +207,7 @@ def layer_depths(
     n_blocks, depths, seen_blocks = len(blocks), {}, False
     before = set(probe.before) if probe is not None else set()
     after = set(probe.after) if probe is not None else set()
-    owner = {
-        f"{module}.{name}" if module else name: module
-        for module, m in model.named_modules()
-        for name, _ in m.named_parameters(recurse=False)
-    }
+    owner = _owners(model)
     for name, _ in model.named_parameters():
         if name.startswith(path + "."):
             index = int(name[len(path) + 1 :].split(".", 1)[0])
@@ -435,7 +440,8 @@ def block_inputs(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
             progress=progress, desc="hidden",
         ):  # fmt: skip
-            captured.clear(), at_head.clear()
+            captured.clear()
+            at_head.clear()
             output = None
             try:
                 output = model(**batch)

@@ -242,24 +242,21 @@ def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feat
     return True
 
 
-def top_blocks(model, tokenizer, head, options, train_rows, holdout, cache, neck=(), probe=None):
-    """With the top-blocks path (see :func:`top_cut`): cache the block inputs and wrap the
-    model so only the top blocks run (K=0 with a ``neck``: only the neck and the head).
-    ``(None, None, None)`` when not applicable."""
-    from .modules import TopBlocks, probe_blocks
+def top_blocks(model, tokenizer, options, train_rows, holdout, cache, cut, probe):
+    """With the top-blocks path (``cut``, see :func:`top_cut`; ``probe``: the model's
+    :func:`~.modules.probe_model`): cache the block inputs and wrap the model so only the top
+    blocks run (K=0 with a neck: only the neck and the head). ``(None, None, None)`` when not
+    applicable."""
+    from .modules import TopBlocks
 
-    cut = top_cut(model, tokenizer, head, options, neck)
     if cut is None:
         return None, None, None
-    blocks, index = cut
-    cache = {} if cache is None else cache
     texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
-    if not cache_inputs(model, tokenizer, head, options, texts, cut, cache):
+    if not cache_inputs(model, tokenizer, None, options, texts, cut, cache):
         return None, None, None
     train_h = [cache[e.text] for e in train_rows]
     hold_h = [cache[e.text] for e in holdout] if holdout else None
-    as_tuple = (probe or probe_blocks(model, tokenizer, blocks)).as_tuple
-    return TopBlocks(model, blocks, index, as_tuple), train_h, hold_h
+    return TopBlocks(model, *cut, probe.as_tuple), train_h, hold_h
 
 
 def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options):
