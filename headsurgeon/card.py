@@ -17,6 +17,7 @@ from typing import Any
 from . import labels as _labels
 from . import record as _record
 from .models import read_config
+from .uncertainty import describe_drop
 
 #: architecture class suffix → Hub pipeline tag
 PIPELINE_TAGS = (
@@ -292,6 +293,10 @@ def _verdict(check: dict[str, Any]) -> str:
         facts.append(f"allowed per label {_plain(max_label_drop)}")
     if report.get("labels_beyond"):
         facts.append(f"labels beyond: {', '.join(map(str, report['labels_beyond']))}")
+    noise = report.get("drop_uncertainty")  # the drop's 95 % interval: noise or regression
+    noise = describe_drop(noise) if isinstance(noise, dict) else None
+    if noise:
+        facts.append(_plain(noise))
     return verdict + (f" ({', '.join(facts)})" if facts else "")
 
 

@@ -4,7 +4,9 @@ A child model (the parent with labels added, trained, ...) must still know what 
 :func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples
 (a single pass for both when they differ only in their heads, see :mod:`headsurgeon.predict`), then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
 before/after, the drop in percentage points, per-label changes, how many old examples flipped
-(and how many of those to a new label), and the new labels' precision/recall/F1.
+(and how many of those to a new label), the drop's 95 % interval and exact McNemar p-value from
+the paired predictions (:mod:`headsurgeon.uncertainty`: noise or regression), and the new
+labels' precision/recall/F1.
 :func:`enforce` raises :class:`GateFailedError` (exit code 3 in the CLI) when the drop is beyond
 the tolerance.
 
@@ -29,6 +31,7 @@ from . import record as _record
 from .data import LABEL_COLUMN, TEXT_COLUMN, Example, check_labels, read_examples
 from .errors import DataError, GateFailedError, OptionsError
 from .predict import DEFAULT_BATCH_SIZE, predict_logits, predict_pair
+from .uncertainty import PairedDrop, paired_drop
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -78,6 +81,11 @@ class CheckReport:
         max_label_drop: the per-label tolerance in points (``None``: not checked).
         labels_beyond: old labels whose ``change_pts`` is below ``-max_label_drop``.
         passed: ``drop_pts <= max_drop`` and no label beyond ``max_label_drop``.
+        drop_uncertainty: the drop's 95 % interval (seeded paired bootstrap over the old
+            examples), the exact McNemar p-value on ``flipped_wrong`` against ``flipped_fixed``
+            and whether the drop is ``within noise``, ``beyond noise`` or ``borderline`` (see
+            :mod:`headsurgeon.uncertainty`). It informs; ``passed`` is still the tolerance.
+            ``None`` only in a report built without :func:`compare`.
     """
 
     parent_labels: list[str]
@@ -100,6 +108,7 @@ class CheckReport:
     max_label_drop: float | None
     labels_beyond: list[str]
     passed: bool
+    drop_uncertainty: PairedDrop | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able data."""
@@ -140,6 +149,10 @@ class CheckReport:
             f"{len(self.old_labels)} old labels {self.accuracy_before:.2%} -> "
             f"{self.accuracy_after:.2%} (drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt"
             f"{per_label})",
+        ]
+        if self.drop_uncertainty is not None:
+            lines.append(self.drop_uncertainty.describe())
+        lines += [
             f"flipped predictions: {self.flipped} of {self.n_old_examples} "
             f"({self.flipped_to_new} to a new label, {self.flipped_wrong} right -> wrong, "
             f"{self.flipped_fixed} wrong -> right)",
@@ -202,7 +215,8 @@ def compare(
             holdout examples), in points; ``None``: only the aggregate is checked.
 
     Returns:
-        a :class:`CheckReport`.
+        a :class:`CheckReport`, with the drop's paired interval and exact test
+        (:func:`headsurgeon.uncertainty.paired_drop`; about a millisecond).
 
     Raises:
         OptionsError: logits whose shapes do not match the examples or the labels, or a
@@ -238,6 +252,8 @@ def compare(
     flips = [i for i in olds if before[i] != after[i]]
     drop_pts = 100.0 * (right_before - right_after) / len(olds)
     per_label = _per_label(gold, before, after, olds, parent_labels)
+    flipped_wrong = sum(before[i] == gold[i] != after[i] for i in flips)
+    flipped_fixed = sum(before[i] != gold[i] == after[i] for i in flips)
     beyond = (
         []
         if max_label_drop is None
@@ -257,13 +273,14 @@ def compare(
         per_label=per_label,
         flipped=len(flips),
         flipped_to_new=sum(after[i] in set(new) for i in flips),
-        flipped_wrong=sum(before[i] == gold[i] != after[i] for i in flips),
-        flipped_fixed=sum(before[i] != gold[i] == after[i] for i in flips),
+        flipped_wrong=flipped_wrong,
+        flipped_fixed=flipped_fixed,
         new_label_metrics={n: _prf(gold, after, n) for n in new},
         max_drop=float(max_drop),
         max_label_drop=None if max_label_drop is None else float(max_label_drop),
         labels_beyond=beyond,
         passed=drop_pts <= max_drop and not beyond,
+        drop_uncertainty=paired_drop(len(olds), flipped_wrong, flipped_fixed),
     )
 
 

@@ -175,6 +175,7 @@ def test_render_shows_top_changes_and_a_summary():
     assert r.render(show=2).splitlines() == [
         "old-label check FAILED: accuracy on 10 holdout examples of 3 old labels "
         "80.00% -> 70.00% (drop 10.00 pt, allowed 0.5 pt)",
+        "drop 10.00 pt, 95% CI [-20.00, 40.00] pt, exact McNemar p = 1: within noise",
         "flipped predictions: 4 of 10 (3 to a new label, 2 right -> wrong, 1 wrong -> right)",
         "old label  support  before   after  change",
         "a                4   75.0%   50.0%  -25.0 pt",
@@ -308,6 +309,7 @@ def test_swallowing_child_fails_the_cli_with_exit_3(tiny_text_folder, swallowing
     assert res.exit_code == 3, res.output
     assert "old-label check FAILED" in res.stdout
     assert "18 to a new label" in res.stdout
+    assert res.stdout.splitlines()[1].startswith("drop ") and "95% CI [" in res.stdout
     assert res.stderr.startswith("error: old-label accuracy dropped ")
     assert len(res.stderr.strip().splitlines()) == 1
     # only CHILD's headsurgeon.json changed
@@ -353,6 +355,9 @@ def test_cli_json_is_printed_also_on_failure_and_no_record(
     data = json.loads(res.stdout)
     assert data["passed"] is False and data["drop_pts"] > 0 and data["flipped_to_new"] == 18
     assert data["child"] == str(swallowing_child)
+    noise = data["drop_uncertainty"]  # the drop's paired 95 % interval and exact test
+    assert (noise["right_to_wrong"], noise["wrong_to_right"]) == (data["flipped_wrong"], 0)
+    assert noise["low_pts"] <= data["drop_pts"] <= noise["high_pts"] and noise["level"] == 0.95
     assert tree_hashes(swallowing_child) == before  # --no-record writes nothing
 
 
@@ -365,6 +370,8 @@ def test_cli_pass_records_and_exits_0(tiny_text_folder, tmp_path):
     assert res.stdout.startswith("old-label check PASSED")
     event = json.loads((child / "headsurgeon.json").read_text())["events"][-1]
     assert event["passed"] is True and event["max_drop"] == 0.0
+    noise = event["report"]["drop_uncertainty"]  # nothing changed: exactly [0, 0]
+    assert (noise["low_pts"], noise["high_pts"], noise["verdict"]) == (0.0, 0.0, "within noise")
 
 
 def test_cli_unknown_holdout_label_is_a_one_line_error(tiny_text_folder, tmp_path):
