@@ -174,3 +174,19 @@ def test_the_record_and_the_card_carry_the_interval(tmp_path):
 def test_the_card_skips_an_unknown_or_older_interval():
     assert describe_drop({"drop_pts": 1.0}) is None
     assert describe_drop({"drop_pts": "x", "level": 0.95}) is None
+
+
+def test_the_plot_title_carries_the_interval(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    from headsurgeon.plot import plot_report
+
+    titles = []
+    real = Axes.set_title
+    monkeypatch.setattr(
+        Axes, "set_title", lambda ax, t, **kw: titles.append(t) or real(ax, t, **kw)
+    )
+    report = hand_report()
+    plot_report(report, tmp_path / "p.png")
+    assert titles[-1].splitlines()[1] == report.drop_uncertainty.describe()
