@@ -15,14 +15,16 @@ Wilson intervals) would ignore the pairing and overstate the noise about threefo
 resamples). Resampling the ``n`` examples with replacement only redistributes the three kinds of
 example, so it is exactly drawing ``(b*, c*)`` from ``Multinomial(n; b/n, c/n, rest)``; it is
 drawn as two binomials, which costs the same for any holdout size (about a millisecond: the
-report is built after every training). Percentiles need no normal approximation (the drop is a
+report is built after every training) and with its own generator (the global torch RNG, which
+training seeds, is left alone). Percentiles need no normal approximation (the drop is a
 difference of small, skewed counts); the fixed seed makes the interval deterministic; and when
 no example changed correctness it is exactly ``[0, 0]``: the models agree on every example, and
 nothing in the holdout measures a difference.
 
-**The test: exact McNemar** (two-sided binomial test of ``b`` among the ``b + c`` changed
-examples at 1/2; the test Dietterich (1998) recommends for two classifiers on one test set):
-exact at any count, no seed. Its p-value says whether the change is distinguishable from noise.
+**The test: McNemar's**, which Dietterich (1998) recommends for two classifiers on one test
+set, in its exact form (two-sided binomial test of ``b`` among the ``b + c`` changed examples at
+1/2): exact at any count, no seed, no continuity correction to choose. Its p-value says whether
+the change is distinguishable from noise.
 
 The two look at the same counts from two sides and agree except at the margin with a handful of
 changed examples, where a percentile bootstrap is known to be a little narrow; there the verdict

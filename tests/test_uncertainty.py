@@ -76,6 +76,13 @@ def test_the_interval_contains_the_drop_and_is_deterministic(n, b, c, seed):
     assert paired_drop(n, b, c, seed=seed).to_dict() == paired_drop(n, b, c, seed=seed).to_dict()
 
 
+def test_the_bootstrap_leaves_the_global_rng_alone():
+    # compare() runs after training, between seeds: it must not shift what training draws next
+    state = torch.get_rng_state()
+    paired_drop(1500, 20, 10, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_the_interval_shrinks_with_more_examples():
     # the same rates of change (8 % lost, 2 % gained) measured on 10x and 100x more examples
     widths = []
@@ -98,6 +105,17 @@ def test_the_interval_covers_the_true_drop_about_95_percent_of_holdout_draws():
         d = paired_drop(n, int((row == 0).sum()), int((row == 1).sum()))
         covered += d.low_pts <= 0.6 <= d.high_pts
     assert 0.90 <= covered / 400 <= 0.99
+
+
+def test_equally_good_models_are_rarely_called_beyond_noise():
+    g = torch.Generator().manual_seed(321)
+    n, p = 1500, 0.005  # as many examples lost as gained: the true drop is 0
+    draws = torch.multinomial(torch.tensor([p, p, 1 - 2 * p]), n * 400, True, generator=g)
+    alarms = 0
+    for row in draws.view(400, n):
+        d = paired_drop(n, int((row == 0).sum()), int((row == 1).sum()))
+        alarms += d.verdict == "beyond noise"
+    assert alarms / 400 <= 0.06  # the exact test's 5 % (it is conservative)
 
 
 def test_bad_counts_are_refused():
