@@ -376,6 +376,9 @@ def test_cli_trains_writes_atomically_and_records(grown_dir, files, tmp_path):
     assert event["op"] == "train" and event["check"]["passed"] is True
     assert event["trained_labels"] == [NEW] and event["options"]["lr"] == 2e-3
     assert event["new_labels"] == [NEW] and event["data_examples"] == 8
+    noise = event["check"]["drop_uncertainty"]  # the drop's paired interval, as in --json
+    assert noise == doc["check"]["drop_uncertainty"]
+    assert noise["n"] == doc["check"]["n_old_examples"]
 
 
 BAD = (
