@@ -70,6 +70,25 @@ def _forward(model, inputs):
         return zoo.logits_of(model(**inputs))
 
 
+#: float32 units in the last place of the largest old logit that a grown GEMM may move the old
+#: logits by (seen: 1.2 ulp; sums of products over a wider matrix may round differently)
+LOGIT_ULPS = 16
+
+
+def assert_same_logits(after, before) -> None:
+    """Old logits equal within float32 rounding, with the same argmax.
+
+    Tolerance: torch's float32 ``rtol`` plus an ``atol`` of :data:`LOGIT_ULPS` ulps at the largest
+    logit's magnitude (a dot product's rounding error scales with its largest terms, so a small
+    logit beside large ones may move by an ulp of the large ones). A changed old weight moves the
+    logits far more than that (``test_a_changed_old_weight_fails_the_logit_check``).
+    """
+    scale = float(before.abs().max()) if before.numel() else 0.0
+    atol = LOGIT_ULPS * torch.finfo(torch.float32).eps * max(scale, 1e-30)
+    torch.testing.assert_close(after, before, rtol=1.3e-6, atol=atol)
+    assert torch.equal(after.argmax(-1), before.argmax(-1))
+
+
 def buildable(entry: zoo.Entry):
     """Config and model of ``entry``, or ``pytest.skip`` with why it cannot be built here."""
     try:
@@ -117,8 +136,7 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
         assert bias is None or torch.equal(grown.bias[:n], bias), path
     after = _forward(model, inputs)
     assert after.shape == (*before.shape[:-1], grown_n), tuple(after.shape)
-    torch.testing.assert_close(after[..., :n], before, atol=1e-6, rtol=0)
-    assert torch.equal(after[..., :n].argmax(-1), before.argmax(-1))
+    assert_same_logits(after[..., :n], before)
     assert model.config.num_labels == grown_n
     for name, module in model.named_modules():  # every cached label count follows
         assert module.__dict__.get("num_labels", grown_n) == grown_n, name or "<model>"
@@ -178,6 +196,96 @@ def test_multiple_choice_is_refused(entry):
         add_labels(model, NEW)
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
     assert len(model.config.id2label) == len(zoo.LABELS)
+
+
+def test_logit_tolerance_is_float32_rounding():
+    """An ulp-sized move of a large logit passes; a change a real weight edit makes fails."""
+    before = torch.tensor([[10.833733, -3.25, 0.0012], [2.5, 7.75, -10.5]])
+    moved = before.clone()
+    moved[0, 0] += 1.43e-6  # seen on another CPU: 1.2 ulp at 10.8
+    moved[0, 2] += 2e-6  # a small logit beside large ones rounds at their scale
+    assert_same_logits(moved, before)
+    for where, delta in (((0, 0), 1e-4), ((0, 2), 1e-4), ((1, 1), -5e-5)):
+        changed = before.clone()
+        changed[where] += delta
+        with pytest.raises(AssertionError):
+            assert_same_logits(changed, before)
+
+
+@pytest.mark.parametrize("name", ["BertForSequenceClassification", "T5ForTokenClassification"])
+def test_a_changed_old_weight_fails_the_logit_check(name, one_thread):
+    """The check that passes a grown head catches one old weight moved by 0.1%."""
+    entry = next(e for e in zoo.entries() if e.name == name)
+    _, model = buildable(entry)
+    inputs = zoo.inputs_for(model)
+    before = _forward(model, inputs)
+    result = add_labels(model, NEW)
+    assert_same_logits(_forward(model, inputs)[..., : len(zoo.LABELS)], before)
+    weight = model.get_submodule(result.head.paths[0]).weight
+    with torch.no_grad():
+        weight[0, int(weight[0].abs().argmax())] *= 1.001
+    with pytest.raises(AssertionError):
+        assert_same_logits(_forward(model, inputs)[..., : len(zoo.LABELS)], before)
+
+
+#: config classes whose ``num_labels`` is a field of their own, not ``len(id2label)``
+COUNT_FIELD_CONFIGS = ["PvtConfig"]
+
+
+@pytest.mark.slow
+def test_every_config_with_its_own_num_labels_is_listed():
+    """Scan every config class: a new one with a ``num_labels`` field must join the list."""
+    assert zoo.count_field_configs() == COUNT_FIELD_CONFIGS
+
+
+@pytest.mark.parametrize("entry", zoo.entries_of_configs(COUNT_FIELD_CONFIGS), ids=str)
+def test_label_count_without_id2label(entry, tmp_path, one_thread):
+    """``XConfig(num_labels=3)`` (no names): labels LABEL_i, grown in memory and on disk."""
+    from headsurgeon.checkpoint import add_labels_to_checkpoint
+
+    config = zoo.tiny_config(entry, by_count=True)
+    assert not config.id2label and config.num_labels == len(zoo.LABELS)
+    model = zoo.build(entry, config)
+    model.save_pretrained(tmp_path / "parent")
+    implicit = [f"LABEL_{i}" for i in range(len(zoo.LABELS))]
+    inputs = zoo.inputs_for(model)
+    before = _forward(model, inputs)
+    result = add_labels(model, NEW)
+    assert result.labels_before == implicit and result.labels_after == [*implicit, *NEW]
+    assert model.config.num_labels == len(implicit) + len(NEW)
+    assert_same_logits(_forward(model, inputs)[..., : len(implicit)], before)
+    assert inspect_checkpoint(tmp_path / "parent")["labels"] == implicit
+    add_labels_to_checkpoint(tmp_path / "parent", NEW, tmp_path / "grown")
+    for folder in (tmp_path / "grown", tmp_path / "saved"):
+        if folder.name == "saved":
+            model.save_pretrained(folder)
+        again, info = type(model).from_pretrained(folder, output_loading_info=True)
+        assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+        assert again.config.num_labels == len(implicit) + len(NEW), folder.name
+        assert [again.config.id2label[i] for i in range(5)] == [*implicit, *NEW], folder.name
+        assert_same_logits(_forward(again, inputs)[..., : len(implicit)], before)
+
+
+def test_label_count_keys_on_disk_follow_the_names():
+    """timm's wrapper saves ``num_classes`` + ``label_names``; a stale count is refused."""
+    from transformers import TimmWrapperConfig
+
+    from headsurgeon.errors import LabelError
+    from headsurgeon.labels import apply_to_config, labels_of
+
+    saved = {"model_type": "timm_wrapper", "architecture": "resnet18", "num_classes": 3}
+    assert labels_of(saved) == ["LABEL_0", "LABEL_1", "LABEL_2"]
+    saved["label_names"] = list(zoo.LABELS)
+    assert labels_of(saved) == list(zoo.LABELS)
+    apply_to_config(saved, GROWN)
+    assert saved["num_classes"] == len(GROWN) and saved["label_names"] == GROWN
+    loaded = TimmWrapperConfig.from_dict(saved)  # what from_pretrained builds from config.json
+    assert loaded.num_labels == len(GROWN) and list(loaded.id2label.values()) == GROWN
+    stale = {"id2label": {"0": "a", "1": "b"}, "num_labels": 1000}
+    with pytest.raises(LabelError, match="2 labels in id2label but num_labels 1000"):
+        labels_of(stale)
+    with pytest.raises(LabelError, match="no id2label and no label count"):
+        labels_of({"model_type": "bert"})
 
 
 def report() -> dict[str, list[str]]:
