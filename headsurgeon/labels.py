@@ -15,7 +15,6 @@ from typing import Any
 
 from .errors import LabelError
 
-
 #: keys some configs keep the label count in instead of ``len(id2label)``: PvtConfig has a real
 #: ``num_labels`` field; timm's wrapper saves ``num_classes`` (and ``label_names``) on disk
 COUNT_KEYS = ("num_labels", "num_classes")

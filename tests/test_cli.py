@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from headsurgeon.cli import main
-from tests.common import LABELS, SHARED_PARENT, tree_hashes
+from tests.common import LABELS, SHARED_PARENT, requires_real_parent, tree_hashes
 
 
 def run(*args):
@@ -89,7 +89,7 @@ def test_nonempty_output_is_refused(tiny_folder, tmp_path):
     assert res.exit_code == 1 and "not empty" in res.output
 
 
-@pytest.mark.skipif(not SHARED_PARENT.is_dir(), reason="shared parent not present")
+@requires_real_parent
 def test_real_parent_through_cli(tmp_path):
     from safetensors.torch import load_file
 
