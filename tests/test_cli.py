@@ -89,6 +89,7 @@ def test_nonempty_output_is_refused(tiny_folder, tmp_path):
     assert res.exit_code == 1 and "not empty" in res.output
 
 
+@pytest.mark.slow
 @requires_real_parent
 def test_real_parent_through_cli(tmp_path):
     from safetensors.torch import load_file

@@ -183,12 +183,31 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("entry", zoo.entries(), ids=str)
+#: classes checked in the quick loop (``pytest -m "not slow"``): every trap layout above, the
+#: refusals and a few plain ones; the other classes of the matrix are marked ``slow``
+QUICK = {
+    *EXPECTED_PATHS,
+    *REFUSED,
+    "BertForTokenClassification",
+    "ViTForImageClassification",
+    "Wav2Vec2ForSequenceClassification",
+    "T5ForTokenClassification",
+    "BertForMultipleChoice",
+    "XLMForMultipleChoice",
+}
+
+
+def _params(entries: list[zoo.Entry]) -> list:
+    slow = pytest.mark.slow
+    return [pytest.param(e, id=e.name, marks=() if e.name in QUICK else slow) for e in entries]
+
+
+@pytest.mark.parametrize("entry", _params(zoo.entries()))
 def test_add_labels_on_every_classifier(entry, tmp_path, one_thread):
     check(entry, tmp_path)
 
 
-@pytest.mark.parametrize("entry", zoo.entries(zoo.MULTIPLE_CHOICE), ids=str)
+@pytest.mark.parametrize("entry", _params(zoo.entries(zoo.MULTIPLE_CHOICE)))
 def test_multiple_choice_is_refused(entry):
     _, model = buildable(entry)
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -288,14 +307,14 @@ def test_label_count_keys_on_disk_follow_the_names():
         labels_of({"model_type": "bert"})
 
 
-def report() -> dict[str, list[str]]:
-    """Run :func:`check` on every class; return ``{"pass"|"fail"|"skip": [lines]}``."""
+def report(entries: list[zoo.Entry] | None = None) -> dict[str, list[str]]:
+    """Run :func:`check` on ``entries`` (default: every class); ``{"pass"|"fail"|"skip": [lines]}``."""
     import tempfile
     import time
 
     outcome: dict[str, list[str]] = {"pass": [], "fail": [], "skip": []}
     torch.set_num_threads(1)
-    for entry in zoo.entries():
+    for entry in zoo.entries() if entries is None else entries:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -312,6 +331,42 @@ def report() -> dict[str, list[str]]:
     return outcome
 
 
+def main(argv: list[str], entries: list[zoo.Entry] | None = None) -> int:
+    """Print the matrix's counts (``-v``: every class); return 1 when any class fails, else 0."""
+    result = report(entries)
+    total = sum(len(v) for v in result.values())
+    built = total - len(result["skip"])
+    for key in ("pass", "fail", "skip") if "-v" in argv else ("fail", "skip"):
+        for line in result[key]:
+            print(f"{key.upper()}: {line}")
+    refused = sum(line.split()[1] == "refused" for line in result["pass"])
+    print(
+        f"classes {total}, buildable {built}, pass {len(result['pass'])} "
+        f"({100 * len(result['pass']) / max(built, 1):.1f}% of buildable; "
+        f"{len(result['pass']) - refused} grown, {refused} refused as expected), "
+        f"fail {len(result['fail'])}, not buildable {len(result['skip'])}"
+    )
+    return 1 if result["fail"] else 0
+
+
+def test_matrix_script_exits_non_zero_on_a_failure(monkeypatch, capsys):
+    """``python -m tests.test_matrix`` is a CI gate: any failing class makes it exit 1."""
+    import sys
+
+    entries = [e for e in zoo.entries() if e.name in ("BertForSequenceClassification",)]
+    assert main([], entries) == 0
+    real = check
+
+    def broken(entry, tmp):
+        stats = real(entry, tmp)
+        raise AssertionError(f"old logits differ ({stats['max_diff']})")
+
+    monkeypatch.setattr(sys.modules[__name__], "check", broken)
+    assert main([], entries) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: BertForSequenceClassification: AssertionError" in out and "fail 1" in out
+
+
 if __name__ == "__main__":
     import logging
     import os
@@ -322,17 +377,4 @@ if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.disable(logging.WARNING)
     transformers.utils.logging.disable_progress_bar()
-    result = report()
-    total = sum(len(v) for v in result.values())
-    built = total - len(result["skip"])
-    verbose = "-v" in sys.argv
-    for key in ("pass", "fail", "skip") if verbose else ("fail", "skip"):
-        for line in result[key]:
-            print(f"{key.upper()}: {line}")
-    refused = sum(line.split()[1] == "refused" for line in result["pass"])
-    print(
-        f"classes {total}, buildable {built}, pass {len(result['pass'])} "
-        f"({100 * len(result['pass']) / max(built, 1):.1f}% of buildable; "
-        f"{len(result['pass']) - refused} grown, {refused} refused as expected), "
-        f"fail {len(result['fail'])}, not buildable {len(result['skip'])}"
-    )
+    sys.exit(main(sys.argv[1:]))
