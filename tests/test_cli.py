@@ -31,6 +31,64 @@ def test_inspect_json(tiny_folder):
     assert info["head"]["paths"] == ["classifier"] and info["labels"] == LABELS
 
 
+#: run ``inspect`` in a fresh interpreter and report which heavy libraries it imported
+_INSPECT_IMPORTS = """
+import contextlib, io, json, sys
+from headsurgeon.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    main(["inspect", sys.argv[1], "--json"], standalone_mode=False)
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "numpy"})
+print(json.dumps({"heavy": heavy, "info": json.loads(out.getvalue())}))
+"""
+
+
+def _inspect_fresh(folder) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", _INSPECT_IMPORTS, str(folder)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_inspect_reads_headers_without_torch_or_transformers(tiny_folder):
+    """config.json + safetensors headers only: the fields as before, dtype from the header."""
+    seen = _inspect_fresh(tiny_folder)
+    assert seen["heavy"] == []
+    assert seen["info"] == {
+        "path": str(tiny_folder),
+        "architecture": "BertForSequenceClassification",
+        "model_type": "bert",
+        "head": {
+            "paths": ["classifier"],
+            "in_features": 32,
+            "out_features": 3,
+            "bias": True,
+            "dtype": "float32",
+            "method": "header",
+        },
+        "num_labels": 3,
+        "labels": LABELS,
+    }
+
+
+def test_inspect_probes_on_meta_only_when_the_headers_are_ambiguous(tmp_path):
+    """Two label-sized matrices no name settles: the meta-device probe decides, and says so."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.common import tiny_bert
+
+    tiny_bert().to(torch.bfloat16).save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["bert.extra.weight"] = torch.zeros(3, 32, dtype=torch.bfloat16)  # a decoy
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    seen = _inspect_fresh(tmp_path)
+    assert "torch" in seen["heavy"]
+    head = seen["info"]["head"]
+    assert head["paths"] == ["classifier"] and head["method"] == "shape-probe"
+    assert head["dtype"] == "bfloat16" and head["out_features"] == 3
+
+
 def test_add_label_to_new_folder_keeps_input(tiny_folder, tmp_path):
     from transformers import AutoModelForSequenceClassification
 

@@ -153,6 +153,8 @@ def check(entry: zoo.Entry, tmp_path) -> dict:
     seen = inspect_checkpoint(tmp_path)  # what `headsurgeon inspect` reads, weights unloaded
     assert seen["head"]["paths"] == list(head.paths) and seen["labels"] == GROWN
     assert seen["head"]["out_features"] == grown_n
+    assert seen["head"]["in_features"] == head.in_features
+    assert seen["head"]["bias"] == result.head.bias
     reloaded = again.state_dict()
     for key, value in model.state_dict().items():  # head included: nothing re-initialised
         assert torch.equal(value, reloaded[key]), key
