@@ -76,6 +76,7 @@ def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
         head = locate_in_checkpoint(ckpt, None, len(labels)).to_dict()
     else:
         architecture, head = _inspect_on_meta(folder, raw)
+    logger.info("%s: head %s found by %s", folder, ", ".join(head["paths"]), head["method"])
     return {
         "path": str(folder),
         "architecture": architecture,

@@ -89,6 +89,35 @@ def test_inspect_probes_on_meta_only_when_the_headers_are_ambiguous(tmp_path):
     assert head["dtype"] == "bfloat16" and head["out_features"] == 3
 
 
+def _cli(*args) -> subprocess.CompletedProcess:
+    """The real command line in a fresh interpreter (logging set up as a user gets it)."""
+    argv = [sys.executable, "-m", "headsurgeon", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_and_verbose_work_before_and_after_the_command(where, tiny_folder, tmp_path):
+    """Errors say "rerun with --debug": it works wherever the user puts it, and so does -v."""
+
+    def flagged(flag, *command):
+        return (flag, *command) if where == "before" else (*command, flag)
+
+    missing = ("inspect", tmp_path / "missing")
+    plain = _cli(*missing)
+    assert (
+        plain.returncode == 1 and plain.stderr == f"error: model folder not found: {missing[1]}\n"
+    )
+    debug = _cli(*flagged("--debug", *missing))
+    assert debug.returncode == 1, debug.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.rstrip().endswith(f"CheckpointError: model folder not found: {missing[1]}")
+    quiet = _cli("inspect", tiny_folder)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    verbose = _cli(*flagged("-v", "inspect", tiny_folder))
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
+    assert verbose.stderr == f"{tiny_folder}: head classifier found by header\n"
+
+
 def test_add_label_to_new_folder_keeps_input(tiny_folder, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
