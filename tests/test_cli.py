@@ -200,3 +200,24 @@ def test_real_parent_through_cli(tmp_path):
     )
     assert (out / "tokenizer.json").exists()
     assert tree_hashes(SHARED_PARENT) == before
+
+
+def test_readme_install_is_what_ci_runs():
+    """README's Install commands and .ci/run's are the same, in the same order (torch first)."""
+    import re
+    from pathlib import Path
+
+    from tests.common import REAL_ARTEFACTS_INSTALL
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    documented = [
+        c.strip() for line in block.splitlines() if not line.startswith("#") for c in line.split("&&")
+    ]
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    ran = [line.split("||")[0].strip() for line in ci if line.startswith("pip install")]
+    assert documented == ran
+    assert ran[0].startswith("pip install torch==") and REAL_ARTEFACTS_INSTALL in ran[1:]
+
