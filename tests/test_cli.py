@@ -72,6 +72,7 @@ def test_inspect_reads_headers_without_torch_or_transformers(tiny_folder):
     }
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch and transformers
 def test_inspect_probes_on_meta_only_when_the_headers_are_ambiguous(tmp_path):
     """Two label-sized matrices no name settles: the meta-device probe decides, and says so."""
     from safetensors.torch import load_file, save_file
