@@ -3,15 +3,18 @@
 For each class of the sequence / token / image / audio classification mappings, built tiny from
 its own default config (``tests/zoo.py``) with 3 labels, grow 2 labels and check the promise:
 the head is found; each head's old rows (and bias) are bit-identical; the old logits are equal
-within 1e-6 (growing a GEMM may move the last ulp; the weights themselves are bit-identical) with
-the same argmax; the new logit columns exist (one row of logits per token for token
-classifiers); every cached ``num_labels`` follows and the training loss accepts the new ids; ``save_pretrained`` → ``from_pretrained``
-reloads with no missing, unexpected or mismatched key, the names kept and every tensor equal;
-``inspect_checkpoint`` (the ``inspect`` command) finds the same head in the saved folder.
+within float32 rounding (:func:`assert_same_logits`: growing a GEMM may move the last ulp; the
+weights themselves are bit-identical) with the same argmax; the new logit columns exist (one row
+of logits per token for token classifiers); every cached ``num_labels`` follows and the training
+loss accepts the new ids; ``save_pretrained`` → ``from_pretrained`` reloads with no missing,
+unexpected or mismatched key, the names kept and every tensor equal; ``inspect_checkpoint`` (the
+``inspect`` command, from the safetensors headers) finds the same head in the saved folder.
 Classes that cannot be built here (an optional dependency missing) are skipped with the reason;
-classes headsurgeon refuses must raise the refusal and stay unchanged.
+classes headsurgeon refuses must raise the refusal and stay unchanged. Classes outside
+:data:`QUICK` are marked ``slow``.
 
-``python -m tests.test_matrix`` prints the counts (classes, buildable, passing, failing, skipped).
+``python -m tests.test_matrix`` prints the counts (classes, buildable, passing, failing, skipped)
+and exits 1 when any class fails.
 """
 
 from __future__ import annotations
