@@ -215,10 +215,12 @@ def test_readme_install_is_what_ci_runs():
     section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     documented = [
-        c.strip() for line in block.splitlines() if not line.startswith("#") for c in line.split("&&")
+        c.strip()
+        for line in block.splitlines()
+        if not line.startswith("#")
+        for c in line.split("&&")
     ]
     ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     ran = [line.split("||")[0].strip() for line in ci if line.startswith("pip install")]
     assert documented == ran
     assert ran[0].startswith("pip install torch==") and REAL_ARTEFACTS_INSTALL in ran[1:]
-
