@@ -45,9 +45,11 @@ def _configure_output(obj: dict) -> None:
 def _flag_after_command(key: str):
     def callback(ctx: click.Context, _param, value: bool) -> None:
         if value:
-            obj = ctx.find_root().obj
-            obj[key] = True
-            _configure_output(obj)
+            root = ctx.find_root()
+            if root.obj is None:  # a command invoked on its own, without the group
+                root.obj = {"debug": False, "verbose": False}
+            root.obj[key] = True
+            _configure_output(root.obj)
 
     return callback
 
