@@ -224,3 +224,17 @@ def test_readme_install_is_what_ci_runs():
     ran = [line.split("||")[0].strip() for line in ci if line.startswith("pip install")]
     assert documented == ran
     assert ran[0].startswith("pip install torch==") and REAL_ARTEFACTS_INSTALL in ran[1:]
+
+
+def test_slow_list_names_tests_that_exist():
+    """conftest's ``SLOW`` marks by name: a renamed test would silently join the quick loop."""
+    import re
+    from pathlib import Path
+
+    from tests.conftest import SLOW
+
+    root = Path(__file__).resolve().parents[1]
+    for path, names in SLOW.items():
+        source = (root / path).read_text(encoding="utf-8")
+        missing = [n for n in sorted(names) if not re.search(rf"^def {n}\(", source, re.M)]
+        assert not missing, f"{path} has no {missing}: update SLOW in tests/conftest.py"
