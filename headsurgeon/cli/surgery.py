@@ -13,7 +13,9 @@ from .app import emit, head_path_option, json_option, main
 def inspect(model: str, as_json: bool) -> None:
     """Show MODEL's architecture, head path(s), head shape, dtype and labels.
 
-    Reads config.json and builds the architecture on the meta device: no weights are loaded.
+    Reads config.json and the safetensors headers only (no weights, no torch): fast on any
+    size. When the headers leave the head ambiguous, the architecture is built on the meta
+    device and the head line says [shape-probe].
     """
     from ..checkpoint import inspect_checkpoint
 
