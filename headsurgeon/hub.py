@@ -81,6 +81,7 @@ def push(
     message: str | None = None,
     token: str | None = None,
     force: bool = False,
+    base_model: str | None = None,
 ) -> PushResult:
     """Publish the classifier saved in ``folder`` to ``repo_id`` in one commit, with a model card.
 
@@ -97,6 +98,8 @@ def push(
         message: commit message. Default: a summary of the label changes.
         token: overrides the token ``huggingface_hub`` would find (``HF_TOKEN``, login cache).
         force: push even when the last old-label check recorded in ``headsurgeon.json`` failed.
+        base_model: the Hub id of the parent, for the card's ``base_model`` (default: the one
+            ``headsurgeon.json`` records, or its parent when that is a Hub id).
 
     Returns:
         :class:`PushResult` (commit URL, repository URL, whether anything changed).
@@ -104,7 +107,7 @@ def push(
     Raises:
         CheckpointError: ``folder`` is not a saved model (no config or no weights).
         GateFailedError: the last recorded old-label check failed and ``force`` is false.
-        OptionsError: ``repo_id`` is not a valid Hub repository id.
+        OptionsError: ``repo_id`` or ``base_model`` is not a valid Hub repository id.
         HubError: authentication failed, the endpoint is unreachable, or the Hub refused the push;
             nothing was committed.
 
@@ -114,10 +117,11 @@ def push(
     """
     folder = Path(folder)
     _check_repo_id(repo_id)
+    _record.set_base_model({}, base_model)  # validate before any work
     files = model_files(folder)
     record = _record.read_record(folder)
     _check_gate(folder, record, force)
-    card = build_card(folder, repo_id).encode("utf-8")
+    card = build_card(folder, repo_id, base_model=base_model).encode("utf-8")
     message = message or default_message(folder, record)
     api, endpoint = _api(token)
     with _hub_errors(endpoint, repo_id, revision, token):

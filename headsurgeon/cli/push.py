@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import emit, json_option, main
+from .app import base_model_option, emit, json_option, main
 
 
 @main.command("push")
@@ -42,8 +42,9 @@ from .app import emit, json_option, main
     is_flag=True,
     help="Push even though the last old-label check recorded in headsurgeon.json failed.",
 )
+@base_model_option
 @json_option
-def push(model, repo_id, private, revision, create_pr, message, force, as_json) -> None:
+def push(model, repo_id, private, revision, create_pr, message, force, base_model, as_json) -> None:
     """Publish MODEL to the Hugging Face Hub in one commit, with a model card (README.md).
 
     Uploads config.json (id2label/label2id), weights, tokenizer/processor files and
@@ -54,6 +55,7 @@ def push(model, repo_id, private, revision, create_pr, message, force, as_json) 
     Examples:
       headsurgeon push grown/ --repo me/grown
       headsurgeon push grown/ --repo org/model --revision grown-labels --pr
+      headsurgeon push grown/ --repo me/grown --base-model org/parent
     """
     from ..hub import push as push_model
 
@@ -65,6 +67,7 @@ def push(model, repo_id, private, revision, create_pr, message, force, as_json) 
         create_pr=create_pr,
         message=message,
         force=force,
+        base_model=base_model,
     )
     if not result.changed:
         text = f"no changes: {result.repo_id}@{result.revision} already has these files ({result.commit_url})"
