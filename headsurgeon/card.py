@@ -358,7 +358,7 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 #: text that reads the same as Markdown and as plain text (numbers, simple names)
 _SAFE_TEXT = re.compile(r"-?[A-Za-z0-9]+(?:[._:/+ -]+[A-Za-z0-9]+)*", re.ASCII)
 #: characters a backtick code span cannot hold inside a table cell or a list item
-_NOT_IN_SPAN = frozenset("`|\\")
+_NOT_IN_SPAN = frozenset("`|\\<>&")
 
 
 def _fmt(value: Any) -> str:

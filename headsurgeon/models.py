@@ -9,6 +9,7 @@ import copy
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,13 @@ def load_model(
         kwargs["trust_remote_code"] = True
     try:
         return cls.from_pretrained(str(folder), config=config, **kwargs)
+    except pickle.UnpicklingError as e:  # weights_only=True met something other than tensors
+        lines = [ln.strip() for ln in str(e).splitlines() if "WeightsUnpickler" in ln]
+        why = lines[0] if lines else type(e).__name__
+        raise CheckpointError(
+            f"refused to unpickle the weights in {folder} ({why}): the file holds more than "
+            "tensors and could run code; convert it to safetensors only where you trust it"
+        ) from e
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"could not load the model in {folder}: {first}") from e
