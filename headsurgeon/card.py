@@ -184,7 +184,9 @@ def _summary(architecture, record, base, changes: LabelChanges, check) -> str:
     if record:
         local = Path(str(record.get("parent") or "?")).name  # no local paths in a public card
         parent = (
-            f"[{base}](https://huggingface.co/{base})" if base else f"the local model {_code(local)}"
+            f"[{base}](https://huggingface.co/{base})"
+            if base
+            else f"the local model {_code(local)}"
         )
         text += (
             f" It was derived from {parent} with headsurgeon; label names are kept in "

@@ -139,7 +139,9 @@ def _remote_class(config: Any, arch: str, folder):
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
     auto_map = getattr(config, "auto_map", None) or {}
-    ref = next((r for r in auto_map.values() if isinstance(r, str) and r.endswith("." + arch)), None)
+    ref = next(
+        (r for r in auto_map.values() if isinstance(r, str) and r.endswith("." + arch)), None
+    )
     return get_class_from_dynamic_module(ref, str(folder)) if ref else None
 
 
@@ -158,7 +160,9 @@ def weights_kwargs(folder: str | os.PathLike, allow_pickle: bool = False) -> dic
 
     folder = Path(folder)
     explicit = read_config(folder).get("transformers_weights")  # transformers loads it first
-    if explicit is not None and not str(explicit).endswith((".safetensors", ".safetensors.index.json")):
+    if explicit is not None and not str(explicit).endswith(
+        (".safetensors", ".safetensors.index.json")
+    ):
         pickles = [str(explicit)]
     elif (folder / SAFE_SINGLE).is_file() or (folder / SAFE_INDEX).is_file():
         return {"use_safetensors": True, "weights_only": True}

@@ -32,7 +32,9 @@ from .errors import CheckpointError, OptionsError
 RECORD_NAME = "headsurgeon.json"
 FORMAT = 1
 #: a Hub model id ``namespace/name``: ASCII letters, digits, ``-_.``, no ``--``/``..``, <= 96 each
-_HUB_ID = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9]([\w.-]{0,94}[A-Za-z0-9])?/[\w.-]{1,96}(?<!\.git)", re.A)
+_HUB_ID = re.compile(
+    r"(?!.*(--|\.\.))[A-Za-z0-9]([\w.-]{0,94}[A-Za-z0-9])?/[\w.-]{1,96}(?<!\.git)", re.A
+)
 
 
 def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:

@@ -261,7 +261,9 @@ def _meta(ckpt: Checkpoint, count: int | None = None):
 
     trust = ckpt.trust_remote_code
     config = load_config(ckpt.folder, trust)
-    return meta_model(model_class(config, trust_remote_code=trust, folder=ckpt.folder), config, count)
+    return meta_model(
+        model_class(config, trust_remote_code=trust, folder=ckpt.folder), config, count
+    )
 
 
 def _from_meta(ckpt: Checkpoint, count_after: int) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -32,7 +31,7 @@ import pytest
 from click.testing import CliRunner
 
 from headsurgeon.cli import main
-from tests.common import LABELS, tree_hashes
+from tests.common import tree_hashes
 from tests.hubserver import HubServer
 
 TOKEN = "hf_SECRETsecurityTEST7c1e55a2b9d04f66"  # distinctive: grep for it everywhere
@@ -52,7 +51,7 @@ def one_line(res) -> str:
 
 # --- custom code (auto_map) ----------------------------------------------------------------
 
-EVIL = '''
+EVIL = """
 from pathlib import Path
 from transformers import BertConfig, BertForSequenceClassification
 
@@ -65,7 +64,7 @@ class EvilConfig(BertConfig):
 
 class EvilForSequenceClassification(BertForSequenceClassification):
     config_class = EvilConfig
-'''
+"""
 
 
 def remote_code_folder(src: Path, dst: Path, marker: Path, where: str = "config.json") -> Path:
@@ -123,7 +122,7 @@ def test_custom_code_is_refused_without_trust_remote_code(
 
 
 def test_custom_code_api_refuses_and_streaming_surgery_runs_no_code(tiny_text_folder, tmp_path):
-    from headsurgeon.checkpoint import add_labels_to_checkpoint, inspect_checkpoint
+    from headsurgeon.checkpoint import inspect_checkpoint
     from headsurgeon.checks import check_old_labels
     from headsurgeon.errors import UnsupportedModelError
     from headsurgeon.models import load_model
@@ -194,16 +193,23 @@ def pickle_folder(src: Path, dst: Path, payload=None, name="pytorch_model.bin") 
     return folder
 
 
-@pytest.fixture
-def evil_pickle(tiny_text_folder, tmp_path):
+@pytest.fixture(scope="module")
+def evil_pickle_template(tiny_text_folder, tmp_path_factory):
     """A pickle-only folder whose .bin writes MARKER when fully unpickled (checked for real)."""
-    marker = tmp_path / "MARKER"
-    folder = pickle_folder(tiny_text_folder, tmp_path / "m", _Payload(marker))
+    root = tmp_path_factory.mktemp("evil")
+    marker = root / "MARKER"
+    folder = pickle_folder(tiny_text_folder, root / "m", _Payload(marker))
     control = f"import torch; torch.load({str(folder / 'pytorch_model.bin')!r}, weights_only=False)"
     subprocess.run([sys.executable, "-c", control], check=True, capture_output=True)
     assert marker.read_text() == "pickle ran"  # the payload is live: a full unpickle runs it
     marker.unlink()
     return folder, marker
+
+
+@pytest.fixture
+def evil_pickle(evil_pickle_template, tmp_path):
+    folder, marker = evil_pickle_template
+    return Path(shutil.copytree(folder, tmp_path / "m")), marker
 
 
 PICKLE_COMMANDS = {
@@ -255,8 +261,12 @@ def test_config_naming_a_pickle_file_needs_allow_pickle(tiny_text_folder, tmp_pa
 
     model = Path(shutil.copytree(tiny_text_folder, tmp_path / "m"))
     config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "transformers_weights": "adapter_model.bin"}))
-    with pytest.raises(CheckpointError, match=r"pickle weights \(adapter_model.bin\).*--allow-pickle"):
+    (model / "config.json").write_text(
+        json.dumps({**config, "transformers_weights": "adapter_model.bin"})
+    )
+    with pytest.raises(
+        CheckpointError, match=r"pickle weights \(adapter_model.bin\).*--allow-pickle"
+    ):
         load_model(model)
 
 
@@ -343,13 +353,17 @@ PUSH_CASES = {  # case -> (repo, token in HF_TOKEN, endpoint: "hub" | "closed" |
 
 
 @pytest.mark.parametrize("case", list(PUSH_CASES))
-def test_token_never_leaks(case, hub, echo_endpoint, tiny_text_folder, tmp_path, caplog, monkeypatch):
+def test_token_never_leaks(
+    case, hub, echo_endpoint, tiny_text_folder, tmp_path, caplog, monkeypatch
+):
     repo, token, where, code = PUSH_CASES[case]
     model = tmp_path / "grown"
     assert run("add-label", tiny_text_folder, "--name", "delta", "-o", model).exit_code == 0
     monkeypatch.setenv("HF_TOKEN", token)
     if where != "hub":
-        point_client_at(monkeypatch, echo_endpoint if where == "echo" else f"http://127.0.0.1:{_closed_port()}")
+        point_client_at(
+            monkeypatch, echo_endpoint if where == "echo" else f"http://127.0.0.1:{_closed_port()}"
+        )
     before = tree_hashes(model)
     caplog.set_level(logging.DEBUG)
     debug = ["--debug"] if case.endswith("debug") else []
@@ -374,7 +388,9 @@ def test_token_never_leaks(case, hub, echo_endpoint, tiny_text_folder, tmp_path,
     assert tree_hashes(model) == before
 
 
-def test_token_passed_in_python_is_masked_in_the_exception(echo_endpoint, tiny_text_folder, tmp_path, monkeypatch):
+def test_token_passed_in_python_is_masked_in_the_exception(
+    echo_endpoint, tiny_text_folder, tmp_path, monkeypatch
+):
     from huggingface_hub import constants
 
     from headsurgeon.errors import HubError
@@ -429,7 +445,8 @@ def _card_for(folder: Path, names: list[str], base_model=None) -> str:
               "labels_beyond": names[:k], "new_label_metrics": {n: {"recall": 0.5} for n in names[k:]}}  # fmt: skip
     rec.add_event(record, "check", passed=False, max_drop=1.0, report=report, note=names[0])
     rec.write_record(folder, record)
-    return build_card(folder, "me/card", base_model=base_model)
+    extra = {"base_model": base_model} if base_model else {}
+    return build_card(folder, "me/card", **extra)
 
 
 def _cells(row: str) -> list[str]:
@@ -486,7 +503,13 @@ def assert_card_sound(card: str, names: list[str], base_model=None) -> None:
     assert card.startswith("---\n") and "\r" not in card
     front, body = card[4:].split("\n---\n", 1)
     meta = yaml.safe_load(front)
-    assert set(meta) <= {"library_name", "pipeline_tag", "tags", "base_model", "base_model_relation"}
+    assert set(meta) <= {
+        "library_name",
+        "pipeline_tag",
+        "tags",
+        "base_model",
+        "base_model_relation",
+    }
     assert meta.get("base_model") == base_model and meta["pipeline_tag"] == "text-classification"
     lines = body.split("\n")
     tables, current = [], []
@@ -525,6 +548,7 @@ def test_hostile_label_names_leave_the_card_sound(name, tmp_path):
     assert_card_sound(_card_for(tmp_path, names), names)
 
 
+@pytest.mark.slow
 def test_fuzzed_label_names_leave_the_card_sound(tmp_path_factory):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -604,3 +628,13 @@ def test_base_model_is_validated_before_anything(bad, tiny_text_folder, tmp_path
     with pytest.raises(OptionsError, match="is not a Hub model id"):
         push(tiny_text_folder, "me/x", base_model=bad)
     assert tree_hashes(tiny_text_folder) == before and not (tmp_path / "o").exists()
+
+
+def test_base_model_from_train_is_recorded(tiny_text_folder, tmp_path):
+    data = tmp_path / "new.csv"
+    data.write_text("text,label\ncard lost pin,delta\nlost card atm,delta\ncard stolen,delta\n")
+    res = run("train", tiny_text_folder, "--data", data, "--add", "-o", tmp_path / "out",
+              "--max-steps", 1, "--no-calibrate", "--base-model", "org/parent")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "out" / "headsurgeon.json").read_text())
+    assert record["base_model"] == "org/parent"
