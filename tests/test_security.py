@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from headsurgeon.cli import main
 from tests.common import tree_hashes
@@ -141,6 +143,10 @@ def test_custom_code_api_refuses_and_streaming_surgery_runs_no_code(tiny_text_fo
     for call in calls:
         with pytest.raises(UnsupportedModelError, match="--trust-remote-code"):
             call()
+    # with pickle weights add-label builds the model in memory: refused too
+    pickled = pickle_folder(model, tmp_path / "pickled")
+    err = one_line(run("add-label", pickled, "--name", "delta", "--allow-pickle"))
+    assert "asks to run Python code" in err and "--trust-remote-code" in err
     # on-disk surgery reads config.json as JSON and the tensors as bytes: no code to refuse
     res = run("add-label", model, "--name", "delta", "-o", tmp_path / "grown")
     assert res.exit_code == 0, res.output
@@ -344,6 +350,7 @@ def _all_text(folder: Path) -> bytes:
 PUSH_CASES = {  # case -> (repo, token in HF_TOKEN, endpoint: "hub" | "closed" | "echo", exit)
     "ok": ("me/ok", TOKEN, "hub", 0),
     "ok-debug": ("me/okdebug", TOKEN, "hub", 0),
+    "ok-json": ("me/okjson", TOKEN, "hub", 0),
     "401-wrong-token": ("me/w", WRONG, "hub", 1),
     "403-other-namespace": ("someone-else/x", TOKEN, "hub", 1),
     "unreachable": ("me/u", TOKEN, "closed", 1),
@@ -367,7 +374,8 @@ def test_token_never_leaks(
     before = tree_hashes(model)
     caplog.set_level(logging.DEBUG)
     debug = ["--debug"] if case.endswith("debug") else []
-    res = run(*debug, "push", model, "--repo", repo, "-m", "security test")
+    extra = ["--json"] if case.endswith("json") else []
+    res = run(*debug, "push", model, "--repo", repo, "-m", "security test", *extra)
     seen = [res.stdout, res.stderr, caplog.text, _all_text(model).decode("utf-8", "replace")]
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         seen.append("".join(traceback.format_exception(res.exception)))  # what --debug prints
@@ -548,28 +556,27 @@ def test_hostile_label_names_leave_the_card_sound(name, tmp_path):
     assert_card_sound(_card_for(tmp_path, names), names)
 
 
-@pytest.mark.slow
-def test_fuzzed_label_names_leave_the_card_sound(tmp_path_factory):
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-
-    folder = tmp_path_factory.mktemp("card")
-    pieces = st.sampled_from(["|", "`", "*", "_", "<script>", "\n", "---", ":", "#", "'", '"',
-                              "- ", "\\", "&", "[", "]", "\u2028", "é", "😀", " "])  # fmt: skip
-    name = st.lists(st.one_of(pieces, st.text(min_size=1, max_size=4)), min_size=1, max_size=6)
-    names = st.lists(name.map("".join), min_size=2, max_size=8, unique=True)
-    names = names.filter(lambda ns: all(n.strip() for n in ns))
-
-    @settings(max_examples=FUZZ_CASES, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])  # fmt: skip
-    @given(names=names, base=st.sampled_from([None, "org/parent", "a-b.c/d_e.1"]))
-    def fuzz(names, base):
-        assert_card_sound(_card_for(folder, names, base), names, base)
-
-    fuzz()
-
-
 FUZZ_CASES = 300
+_PIECES = st.sampled_from(["|", "`", "*", "_", "<script>", "\n", "---", ":", "#", "'", '"',
+                           "- ", "\\", "&", "[", "]", "\u2028", "é", "😀", " "])  # fmt: skip
+_NAME = st.lists(st.one_of(_PIECES, st.text(min_size=1, max_size=4)), min_size=1, max_size=6)
+_NAMES = st.lists(_NAME.map("".join), min_size=2, max_size=8, unique=True).filter(
+    lambda names: all(n.strip() for n in names)
+)
+
+
+@pytest.fixture(scope="module")
+def card_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("card")
+
+
+@pytest.mark.slow
+@settings(max_examples=FUZZ_CASES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])  # fmt: skip
+@given(names=_NAMES, base=st.sampled_from([None, "org/parent", "a-b.c/d_e.1"]))
+def test_fuzzed_label_names_leave_the_card_sound(card_folder, names, base):
+    """``FUZZ_CASES`` label sets (pytest --hypothesis-show-statistics prints the count)."""
+    assert_card_sound(_card_for(card_folder, names, base), names, base)
 
 
 # --- --base-model --------------------------------------------------------------------------
