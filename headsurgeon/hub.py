@@ -297,11 +297,15 @@ def _hub_errors(endpoint: str, repo_id: str, revision: str | None, token: str | 
     try:
         yield
     except Exception as e:
+        leaks = bool(secret) and any(secret in _text_of(x) for x in _chain(e))
         message = _hub_message(e, endpoint, repo_id, revision, bool(secret))
-        if message is None:
+        if message is None and not leaks:
             raise
+        if message is None:  # not a Hub error, but its text holds the token: never show it
+            message = f"the push to {repo_id} at {endpoint} failed ({type(e).__name__}): {e}"
+            message = message.strip().splitlines()[0]
         error = HubError(_redact(message, secret))
-        if secret and any(secret in _text_of(x) for x in _chain(e)):
+        if leaks:
             raise error from None
         raise error from e
 

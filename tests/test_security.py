@@ -645,3 +645,23 @@ def test_base_model_from_train_is_recorded(tiny_text_folder, tmp_path):
     assert res.exit_code == 0, res.output
     record = json.loads((tmp_path / "out" / "headsurgeon.json").read_text())
     assert record["base_model"] == "org/parent"
+
+
+def test_any_client_error_holding_the_token_is_masked(hub, tiny_text_folder, tmp_path, monkeypatch):
+    """Not only the Hub's HTTP errors: whatever the client raises with the token in its text."""
+    from huggingface_hub import HfApi
+
+    from headsurgeon.errors import HubError
+    from headsurgeon.hub import push
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError(f"client bug while sending Bearer {TOKEN}")
+
+    monkeypatch.setattr(HfApi, "create_repo", boom)
+    model = tmp_path / "grown"
+    assert run("add-label", tiny_text_folder, "--name", "delta", "-o", model).exit_code == 0
+    with pytest.raises(HubError, match=r"RuntimeError\): client bug while sending Bearer \*\*\*"):
+        push(model, "me/x")
+    res = run("--debug", "push", model, "--repo", "me/x")
+    assert TOKEN not in res.output
+    assert TOKEN not in "".join(traceback.format_exception(res.exception))
