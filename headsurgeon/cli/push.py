@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .app import base_model_option, emit, json_option, main
+from .app import emit, json_option, main
 
 
 @main.command("push")
@@ -42,7 +42,14 @@ from .app import base_model_option, emit, json_option, main
     is_flag=True,
     help="Push even though the last old-label check recorded in headsurgeon.json failed.",
 )
-@base_model_option
+@click.option(
+    "--base-model",
+    default=None,
+    metavar="ORG/NAME",
+    help="Hub id of the model MODEL comes from, written as base_model in the card. "
+    "Default: the one headsurgeon.json records (add-label/train --base-model), or its parent "
+    "when that is a Hub id.",
+)
 @json_option
 def push(model, repo_id, private, revision, create_pr, message, force, base_model, as_json) -> None:
     """Publish MODEL to the Hugging Face Hub in one commit, with a model card (README.md).
