@@ -222,7 +222,7 @@ def _events_section(record: dict[str, Any] | None) -> str:
         return ""
     out = ["## How it was made\n"]
     for i, event in enumerate(events, 1):
-        stamp = ", ".join(str(event[k]) for k in ("time", "version") if event.get(k))
+        stamp = ", ".join(_plain(event[k]) for k in ("time", "version") if event.get(k))
         out.append(f"{i}. {_event_text(event)}" + (f" ({stamp})" if stamp else ""))
     return "\n".join(out) + "\n"
 
@@ -258,7 +258,7 @@ def _event_text(event: dict[str, Any]) -> str:
         )
     if op == "check":
         return f"**check**: {_verdict(event)}{_fields(event, lead='; ')}"
-    text = f"**{op}**: {_fields(event) or 'no details recorded'}"
+    text = f"**{_plain(op)}**: {_fields(event) or 'no details recorded'}"
     if isinstance(event.get("check"), dict):
         text += f"; old-label check {_verdict(event['check'])}"
     return text

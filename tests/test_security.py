@@ -452,6 +452,7 @@ def _card_for(folder: Path, names: list[str], base_model=None) -> str:
     report = {"accuracy_before": 0.9, "drop_pts": 40.0, "per_label": per_label,
               "labels_beyond": names[:k], "new_label_metrics": {n: {"recall": 0.5} for n in names[k:]}}  # fmt: skip
     rec.add_event(record, "check", passed=False, max_drop=1.0, report=report, note=names[0])
+    rec.add_event(record, names[-1], note=names[0])  # an operation this version does not know
     rec.write_record(folder, record)
     extra = {"base_model": base_model} if base_model else {}
     return build_card(folder, "me/card", **extra)
@@ -535,6 +536,7 @@ def assert_card_sound(card: str, names: list[str], base_model=None) -> None:
     assert len(labels_table) - 2 == len(names)
     assert sum(line.startswith("- Added: ") for line in lines) == 1
     assert sum(line.startswith("- Removed: ") for line in lines) == 1
+    assert [line[:3] for line in lines if re.match(r"\d+\. ", line)] == ["1. ", "2. ", "3. "]
     # no name turns into HTML: only the card's own tags remain outside backtick code spans
     outside = re.sub(r"`[^`\n]*`", "", body)
     assert not re.sub(r"</?(code|details|summary)>", "", outside).count("<")
