@@ -667,3 +667,25 @@ def test_any_client_error_holding_the_token_is_masked(hub, tiny_text_folder, tmp
     res = run("--debug", "push", model, "--repo", "me/x")
     assert TOKEN not in res.output
     assert TOKEN not in "".join(traceback.format_exception(res.exception))
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["org", "Name", "/", "-", "--", ".", "..", "_", ".git", "1", "é", " ", "x" * 50]
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_accepted_base_model_ids_are_valid_hub_ids(text):
+    """``--base-model`` is never looser than huggingface_hub's own repo id check."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from headsurgeon.record import is_hub_id
+
+    if is_hub_id(text):
+        try:
+            validate_repo_id(text)
+        except HFValidationError as e:
+            pytest.fail(f"{text!r} accepted but the Hub refuses it: {e}")
