@@ -47,13 +47,20 @@ STREAM_INITS = ("mean", "zeros", "normal")
 _Changes = dict[str, tuple[tuple[int, ...], bytes]]
 
 
-def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
+def inspect_checkpoint(
+    folder: str | os.PathLike, *, trust_remote_code: bool = False
+) -> dict[str, Any]:
     """Describe a saved classifier without loading its weights.
 
     Reads ``config.json`` and the safetensors headers only (no torch, no transformers): the head
     is found by names and shapes, its dtype and features read from its header entry. Only when
     the headers leave the head ambiguous, or the weights are pickle files, is the architecture
     built on the ``meta`` device (the head's ``method`` is then ``"shape-probe"``).
+
+    Args:
+        folder: a saved model folder.
+        trust_remote_code: on the ``meta`` path, let a model whose config names custom code
+            (``auto_map``) run it.
 
     Returns:
         ``{"path", "architecture", "model_type", "head": HeadRef dict, "num_labels", "labels"}``.
@@ -75,7 +82,7 @@ def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     if ckpt is not None and architecture is not None:
         head = locate_in_checkpoint(ckpt, None, len(labels)).to_dict()
     else:
-        architecture, head = _inspect_on_meta(folder, raw)
+        architecture, head = _inspect_on_meta(folder, raw, trust_remote_code)
     logger.info("%s: head %s found by %s", folder, ", ".join(head["paths"]), head["method"])
     return {
         "path": str(folder),
@@ -87,15 +94,16 @@ def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     }
 
 
-def _inspect_on_meta(folder: Path, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _inspect_on_meta(
+    folder: Path, raw: dict[str, Any], trust_remote_code: bool
+) -> tuple[str, dict[str, Any]]:
     """Architecture and head found on the ``meta`` device (imports torch and transformers)."""
-    from transformers import AutoConfig
-
     from .locate import locate_head
-    from .models import meta_model, model_class
+    from .models import load_config, meta_model, model_class
 
-    config = AutoConfig.from_pretrained(str(folder))
-    model = meta_model(model_class(config), config)
+    config = load_config(folder, trust_remote_code)
+    cls = model_class(config, trust_remote_code=trust_remote_code, folder=folder)
+    model = meta_model(cls, config)
     head = locate_head(model).to_dict()
     head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
     return type(model).__name__, head
@@ -112,6 +120,8 @@ def add_labels_to_checkpoint(
     seed: int | None = None,
     link: bool = DEFAULT_LINK,
     allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    base_model: str | None = None,
 ) -> SurgeryResult:
     """Grow the head of the model saved in ``src``; write to ``output`` (or in place).
 
@@ -127,16 +137,22 @@ def add_labels_to_checkpoint(
         head_path: explicit head path(s) or unique dotted suffix; found automatically if ``None``.
         seed: seed of ``init="normal"`` (torch's generator: same rows as in memory).
         link: with ``output``, hard-link the unchanged files instead of copying them.
-        allow_pickle: accept a ``pytorch_model*.bin`` checkpoint (loaded in memory; unpickling
-            can run code from the file) and write it back as safetensors.
+        allow_pickle: accept a ``pytorch_model*.bin`` checkpoint (loaded in memory with
+            ``weights_only=True``) and write it back as safetensors.
+        trust_remote_code: let a model whose config names custom code (``auto_map``) run it
+            when the architecture must be built (ambiguous head, pickle weights). Streaming
+            surgery reads bytes only and runs no code either way.
+        base_model: the Hub id of the model ``src`` came from, kept in ``headsurgeon.json`` for
+            the model card's ``base_model`` (when ``src`` is a local folder).
 
     Returns:
         the :class:`~headsurgeon.surgery.SurgeryResult`.
 
     Raises:
         CheckpointError: missing/corrupt/inconsistent files, non-empty output, pickle refused.
-        LabelError, OptionsError, HeadNotFoundError, AmbiguousHeadError, UnsupportedModelError.
-        On any error nothing is written.
+        LabelError, OptionsError (also: ``base_model`` not a Hub id), HeadNotFoundError,
+        AmbiguousHeadError, UnsupportedModelError (also: custom code without
+        ``trust_remote_code``). On any error nothing is written.
 
     Example:
         >>> add_labels_to_checkpoint("parent/", ["lost_or_stolen_card"], "grown/")
@@ -144,18 +160,20 @@ def add_labels_to_checkpoint(
     init, bias = init or DEFAULT_INIT, bias or DEFAULT_BIAS
     _check_choice("init", init, STREAM_INITS)
     _check_choice("bias", bias, BIAS_POLICIES)
+    _record.set_base_model({}, base_model)  # validate before any work
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
     after = _labels.grown(before, names)
-    ckpt = open_checkpoint(src, config, allow_pickle)
+    ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
         return _in_memory(src, target, "add-label", "add_labels", names, init=init, bias=bias,
-                          head_path=head_path, seed=seed)  # fmt: skip
+                          head_path=head_path, seed=seed, base_model=base_model,
+                          trust_remote_code=trust_remote_code)  # fmt: skip
     head = locate_in_checkpoint(ckpt, head_path, len(after))
     std = float(config.get("initializer_range") or 0.02)  # as surgery's normal policy
     changes = _grown(ckpt, head.paths, len(after) - len(before), init, bias, seed, std)
     result = SurgeryResult(head, before, after, added=after[len(before) :], init=init, bias=bias)
-    _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link)
+    _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link, base_model)
     return result
 
 
@@ -195,6 +213,7 @@ def remove_labels_from_checkpoint(
     head_path: str | Sequence[str] | None = None,
     link: bool = DEFAULT_LINK,
     allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> SurgeryResult:
     """Drop the head rows of ``names`` and re-index the remaining labels densely (order kept).
 
@@ -213,9 +232,10 @@ def remove_labels_from_checkpoint(
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
     after, kept = _labels.without(before, names)
-    ckpt = open_checkpoint(src, config, allow_pickle)
+    ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
-        return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path)
+        return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path,
+                          trust_remote_code=trust_remote_code)  # fmt: skip
     head = locate_in_checkpoint(ckpt, head_path, len(after))
     changes = _kept(ckpt, head.paths, kept)
     removed = [n for n in before if n not in set(after)]
@@ -273,7 +293,7 @@ def _prepare(src, output) -> tuple[Path, Path | None, dict[str, Any]]:
     return src, atomic.check_output(src, output), config
 
 
-def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool) -> None:
+def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool, base=None) -> None:
     """Write the changed shard(s), index, config and record; carry the rest over."""
     writers: dict[str, atomic.Writer] = {}
     for fname in sorted({ckpt.file_of(name) for name in changes}):
@@ -294,7 +314,7 @@ def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool) -> 
     config = json.loads(json.dumps(ckpt.config))
     _labels.apply_to_config(config, after)
     writers["config.json"] = _json_writer(config)
-    record = _record.record_for(ckpt.folder, ckpt.labels)
+    record = _record.set_base_model(_record.record_for(ckpt.folder, ckpt.labels), base)
     _record.add_event(record, op, **event)
     stale = frozenset(p.name for pat in PICKLE_PATTERNS for p in ckpt.folder.glob(pat))
     atomic.commit(ckpt.folder, target, writers, record, link=link, drop=stale, carry=_carry)
@@ -321,16 +341,25 @@ def _carry(src: Path, dst: Path) -> None:
 
 
 def _in_memory(
-    src: Path, target: Path | None, op: str, func: str, names, **kwargs
+    src: Path,
+    target: Path | None,
+    op: str,
+    func: str,
+    names,
+    *,
+    trust_remote_code: bool,
+    base_model: str | None = None,
+    **kwargs,
 ) -> SurgeryResult:
     """The pickle fallback: load the whole model, operate in memory, save as safetensors."""
     from . import surgery
     from .models import load_model
 
-    model = load_model(src)
+    # open_checkpoint refused pickle weights unless allowed; they load with weights_only=True
+    model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=True)
     before = _labels.labels_of(model.config)
     result = getattr(surgery, func)(model, names, **kwargs)
-    record = _record.record_for(src, before)
+    record = _record.set_base_model(_record.record_for(src, before), base_model)
     _record.add_event(record, op, **result.to_dict())
     write_model(model, record, src, target)
     return result

@@ -357,6 +357,8 @@ def check_old_labels(
     max_length: int | None = None,
     device=None,
     progress: bool = False,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> CheckReport:
     """Evaluate parent and child on the holdout and compare them on the parent's labels.
 
@@ -374,13 +376,17 @@ def check_old_labels(
         text_column, label_column: columns of the holdout file.
         device: where to evaluate; default: CUDA when available, else where the models are
             (models are moved back afterwards).
+        trust_remote_code: let folders whose config names custom code (``auto_map``) run it.
+        allow_pickle: accept ``pytorch_model*.bin`` folders (unpickled with ``weights_only=True``).
 
     Returns:
         a :class:`CheckReport` (call :func:`enforce` to refuse a failed one).
 
     Raises:
         DataError: unreadable holdout, a holdout label neither model has, no old-label example.
-        CheckpointError: a folder without a model or without tokenizer files.
+        CheckpointError: a folder without a model or without tokenizer files, or pickle weights
+            without ``allow_pickle``.
+        UnsupportedModelError: custom code without ``trust_remote_code``.
         OptionsError: a bad ``max_drop``, ``max_label_drop`` or ``batch_size``.
 
     Example:
@@ -403,7 +409,8 @@ def check_old_labels(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else None
-    parent, child = (_model_and_tokenizer(s) for s in (parent, child))
+    trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
+    parent, child = (_model_and_tokenizer(s, **trust) for s in (parent, child))
     logger.info("evaluating parent and child on %d holdout examples", len(examples))
     logits = predict_pair(
         parent,
@@ -424,11 +431,11 @@ def check_old_labels(
     )
 
 
-def _model_and_tokenizer(source):
+def _model_and_tokenizer(source, **trust: bool):
     if isinstance(source, (str, os.PathLike)):
         from .predict import load_for_prediction
 
-        return load_for_prediction(source)
+        return load_for_prediction(source, **trust)
     model, tokenizer = source
     return model, tokenizer
 

@@ -282,10 +282,13 @@ def _predict_shared(parent, child, paths, texts, *, device, **kwargs):
     return logits[:, :n_parent].contiguous(), logits[:, n_parent:].contiguous()
 
 
-def load_for_prediction(folder: str | os.PathLike):
+def load_for_prediction(
+    folder: str | os.PathLike, *, trust_remote_code: bool = False, allow_pickle: bool = False
+):
     """Load the classifier and tokenizer saved in ``folder`` (on CPU) ready for batching.
 
     A tokenizer without a pad token (decoder models) pads with its EOS token.
+    ``trust_remote_code`` and ``allow_pickle``: see :func:`headsurgeon.models.load_model`.
 
     Returns:
         ``(model, tokenizer)``.
@@ -293,9 +296,7 @@ def load_for_prediction(folder: str | os.PathLike):
     Raises:
         CheckpointError: the folder has no model, no tokenizer files, or they do not load.
     """
-    from transformers import AutoTokenizer
-
-    from .models import load_model, read_config
+    from .models import load_model, load_tokenizer, read_config
 
     folder = Path(folder)
     read_config(folder)
@@ -305,11 +306,13 @@ def load_for_prediction(folder: str | os.PathLike):
             "copy the parent's tokenizer files into it (tokenizer.save_pretrained)"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = load_tokenizer(folder, trust_remote_code)
+    except HeadSurgeonError:
+        raise
     except (OSError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"could not load the tokenizer in {folder}: {first}") from e
-    model = load_model(folder)
+    model = load_model(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
         if getattr(model.config, "pad_token_id", None) is None:

@@ -8,6 +8,7 @@ Pure JSON, no torch. Shape::
       "format": 1,
       "parent": "path/or/hub-id of the model before headsurgeon's first change",
       "parent_labels": ["..."],            # labels of that parent
+      "base_model": "org/name",            # optional: the parent's Hub id (--base-model)
       "events": [
         {"op": "add-label", "time": "...", "version": "0.1.0", "labels": ["new"], "init": "mean", ...},
         {"op": "train", ...},
@@ -21,14 +22,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OptionsError
 
 RECORD_NAME = "headsurgeon.json"
 FORMAT = 1
+#: a Hub model id ``namespace/name``: ASCII letters, digits, ``-_.``, no ``--``/``..``, <= 96 each
+_HUB_ID = re.compile(
+    r"(?!.*(--|\.\.))[A-Za-z0-9]([\w.-]{0,94}[A-Za-z0-9])?/[\w.-]{1,96}(?<!\.git)", re.A
+)
 
 
 def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -69,6 +75,28 @@ def last_check(record: dict[str, Any] | None) -> dict[str, Any] | None:
         if event.get("op") == "check" or "check" in event:
             return event if event.get("op") == "check" else event["check"]
     return None
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` is a plausible Hub model id (``namespace/name``)."""
+    return isinstance(text, str) and _HUB_ID.fullmatch(text) is not None and text[-1] not in ".-"
+
+
+def set_base_model(record: dict[str, Any], base_model: str | None) -> dict[str, Any]:
+    """Record the Hub id of the model ``record``'s parent came from (``None``: leave as is).
+
+    Raises:
+        OptionsError: ``base_model`` is not a plausible Hub model id.
+    """
+    if base_model is None:
+        return record
+    if not is_hub_id(base_model):
+        raise OptionsError(
+            f"--base-model {base_model!r} is not a Hub model id: expected ORG/NAME "
+            "(ASCII letters, digits, '-', '_', '.'), e.g. sentence-transformers/all-MiniLM-L6-v2"
+        )
+    record["base_model"] = base_model
+    return record
 
 
 def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:

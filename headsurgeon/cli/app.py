@@ -130,6 +130,27 @@ head_path_option = click.option(
     help="Dotted path of the head (e.g. classifier.out_proj); repeat for parallel heads. "
     "Default: found automatically.",
 )
+trust_remote_code_option = click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    default=False,
+    help="Let a model whose config names its own Python code (auto_map) run that code. Off by "
+    "default: such a model is refused. Only for code you have read and trust.",
+)
+allow_pickle_option = click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=False,
+    help="Accept pytorch_model*.bin (pickle) weights, unpickled with weights_only=True "
+    "(tensors only). Only for files you trust; safetensors weights never need it.",
+)
+base_model_option = click.option(
+    "--base-model",
+    default=None,
+    metavar="ORG/NAME",
+    help="Hub id of the model this one comes from (when MODEL is a local folder): kept in "
+    "headsurgeon.json and written as base_model in the model card.",
+)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

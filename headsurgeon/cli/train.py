@@ -9,7 +9,16 @@ import click
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..train import options as _topt  # no torch: options only
-from .app import emit, head_path_option, json_option, main, max_label_drop_option
+from .app import (
+    allow_pickle_option,
+    base_model_option,
+    emit,
+    head_path_option,
+    json_option,
+    main,
+    max_label_drop_option,
+    trust_remote_code_option,
+)
 
 
 @main.command()
@@ -233,6 +242,9 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
     help="Label column of the data files.",
 )
 @head_path_option
+@trust_remote_code_option
+@allow_pickle_option
+@base_model_option
 @json_option
 def train(
     model,
@@ -247,6 +259,9 @@ def train(
     text_column,
     label_column,
     head_path,
+    trust_remote_code,
+    allow_pickle,
+    base_model,
     as_json,
     **opts,
 ) -> None:
@@ -288,6 +303,9 @@ def train(
             text_column=text_column,
             label_column=label_column,
             head_path=list(head_path) or None,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            base_model=base_model,
         )
     except GateFailedError as e:  # print the report, then let _Group map the error (exit 3)
         if e.report is not None:

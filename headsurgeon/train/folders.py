@@ -53,6 +53,9 @@ def train(
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
     head_path: str | Sequence[str] | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    base_model: str | None = None,
 ) -> TrainResult:
     """Train the model saved in ``model_dir`` on ``data`` and write it to ``output``, gated.
 
@@ -74,13 +77,20 @@ def train(
         max_label_drop: per-label check tolerance in points (default: not checked).
         text_column, label_column: column names of the data files.
         head_path: explicit head path(s).
+        trust_remote_code: let a model whose config names custom code (``auto_map``) run it.
+        allow_pickle: accept ``pytorch_model*.bin`` weights (unpickled with ``weights_only=True``).
+        base_model: the parent's Hub id, kept in ``headsurgeon.json`` for the model card
+            (when the parent was a local folder).
 
     Returns:
         a :class:`TrainResult`.
 
     Raises:
         DataError: unreadable files or labels the model does not have (without ``add``).
-        CheckpointError: ``output`` exists and is not empty, or is ``model_dir``.
+        CheckpointError: ``output`` exists and is not empty, or is ``model_dir``; pickle weights
+            without ``allow_pickle``.
+        UnsupportedModelError: custom code without ``trust_remote_code``.
+        OptionsError: ``base_model`` is not a Hub repository id.
         GateFailedError: the old-label check failed (``.report`` holds the report).
 
     Example:
@@ -88,10 +98,8 @@ def train(
         >>> result.report.drop_pts
         0.1
     """
-    from transformers import AutoTokenizer
-
     from ..checkpoint import write_model
-    from ..models import load_model, read_config
+    from ..models import load_model, load_tokenizer, read_config
     from ..surgery import add_labels
 
     options = options or TrainOptions()
@@ -103,11 +111,12 @@ def train(
     held = read_examples(holdout, **read) if holdout else None
     labels = _labels.labels_of(read_config(src))
     record = _record.record_for(src, labels)
+    _record.set_base_model(record, base_model)
     added = [n for n in dict.fromkeys(e.label for e in examples) if n not in labels] if add else []
     check_labels(examples, labels + added, source=str(data))
 
-    model = load_model(src)
-    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
     labels = _labels.labels_of(model.config)
