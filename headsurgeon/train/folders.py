@@ -165,9 +165,10 @@ def train(
                 report=outcome.report,
             )
         logger.warning(
-            "%s: writing %s anyway (--force); headsurgeon.json records the failed check",
-            outcome.report.failure(),
+            "--force: writing %s although the old-label check failed (%s); "
+            "headsurgeon.json records the failure",
             output,
+            outcome.report.failure(),
         )
     model.to("cpu")
     result.output = write_model(model, record, src, output)
