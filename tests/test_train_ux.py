@@ -172,3 +172,24 @@ def test_progress_bars_say_what_they_measure_and_no_metrics_dict(
         assert "train_runtime" not in stream and "{'" not in stream
     assert res.stdout.splitlines()[0].startswith("old-label check PASSED")
     assert res.stdout.splitlines()[-1].startswith(f"trained {NEW} on 8 examples")
+
+
+def test_a_new_label_without_examples_beside_others_is_named(grown_dir, files, caplog):
+    """Two new labels, examples of one: trained, with a warning naming the other."""
+    from headsurgeon.surgery import add_labels
+
+    model, tok = load(grown_dir)
+    add_labels(model, ["epsilon"], init="mean")
+    with caplog.at_level("WARNING", logger="headsurgeon"):
+        outcome = train_model(
+            model,
+            tok,
+            files["new"],
+            options=TrainOptions(device="cpu", max_steps=1, calibrate=None),
+            old_labels=LABELS,
+        )
+    assert outcome.stats["new_labels"] == [NEW, "epsilon"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "the data has no example of epsilon: its row trains only as a wrong answer "
+        "(add its examples to keep it)"
+    ]

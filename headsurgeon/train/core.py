@@ -80,6 +80,17 @@ def require_examples(data: Sequence[Example], new_labels: Sequence[str], source:
     )
 
 
+def _warn_unseen(data: Sequence[Example], new_labels: Sequence[str]) -> None:
+    """A new label without examples beside others trains as a wrong answer only: say so."""
+    have = {e.label for e in data}
+    if missing := [n for n in new_labels if n not in have]:
+        logger.warning(
+            "the data has no example of %s: its row trains only as a wrong answer "
+            "(add its examples to keep it)",
+            ", ".join(missing),
+        )
+
+
 def _calibration_skipped(options, replayed, new_labels, replay_predict) -> str | None:
     """Why the default calibration does not run (warned once), or ``None``."""
     if options.calibrate is None or not new_labels:
@@ -163,11 +174,17 @@ def train_model(
             blocks' output when only the neck trains); read and filled likewise. Only the top
             blocks (or the neck) then run during training and evaluation.
 
+    Under ``torchrun``/``accelerate launch`` every process calls this: the caches are computed
+    in shards and gathered, ``Trainer`` splits the batches (``options.batch_size`` is the global
+    batch), the main process calibrates (its head is copied to the others) and alone scores the
+    check: the other processes get ``report=None``. See :mod:`.processes`.
+
     Returns:
         a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced).
 
     Raises:
-        DataError: a label in data/replay/holdout that the model does not have.
+        DataError: a label in data/replay/holdout that the model does not have, or data with no
+            example of any new label.
         OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
     """
 
@@ -189,6 +206,7 @@ def train_model(
     old_labels = [n for n in labels if n in set(old_labels)]
     new_labels = [n for n in labels if n not in set(old_labels)]
     require_examples(data, new_labels, "the data")
+    _warn_unseen(data, new_labels)
     old_ids = [labels.index(n) for n in old_labels]
     head = locate_head(model, head_path)
     tokenizer = right_padded(tokenizer)

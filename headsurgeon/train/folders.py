@@ -66,7 +66,9 @@ def train(
     one, else every label of the model; the others are new. With ``holdout``, the parent (the
     model in ``model_dir``, restricted to the old labels) and the trained child are compared
     on it; a drop beyond ``max_drop`` raises :class:`GateFailedError` and writes nothing,
-    unless ``force``, which writes the model and records the failed check.
+    unless ``force``, which writes the model and records the failed check (with a warning).
+    Under ``torchrun``/``accelerate launch`` only the main process checks, records and writes;
+    the others return a result with ``main_process=False``.
 
     Args:
         model_dir: a folder saved with ``save_pretrained`` (with its tokenizer).
@@ -85,7 +87,8 @@ def train(
         a :class:`TrainResult`.
 
     Raises:
-        DataError: unreadable files or labels the model does not have (without ``add``).
+        DataError: unreadable files, labels the model does not have (without ``add``), or
+            ``data`` with no example of any new label.
         CheckpointError: ``output`` exists and is not empty, or is ``model_dir``.
         GateFailedError: the old-label check failed (``.report`` holds the report).
 
