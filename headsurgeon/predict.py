@@ -41,6 +41,7 @@ def predict_logits(
     max_length: int | None = None,
     device=None,
     progress: bool = False,
+    desc: str = "evaluating",
 ):
     """Return the model's logits for ``texts`` in one batched evaluation pass.
 
@@ -57,6 +58,7 @@ def predict_logits(
             when it is a real limit, else the model's ``max_position_embeddings``.
         device: where to run; default: where the model is.
         progress: show a tqdm progress bar over batches.
+        desc: the bar's label (what is measured, e.g. ``scoring holdout``).
 
     Returns:
         a float32 CPU tensor ``[len(texts), num_labels]``.
@@ -83,7 +85,7 @@ def predict_logits(
     out = torch.empty(len(texts), width or 0, dtype=torch.float32)
     for idx, enc in eval_batches(
         model, tokenizer, texts, batch_size=batch_size, max_length=max_length, device=device,
-        progress=progress,
+        progress=progress, desc=desc,
     ):  # fmt: skip
         output = model(**enc)
         logits = (output.logits if hasattr(output, "logits") else output[0]).float().cpu()
@@ -110,7 +112,8 @@ def eval_batches(
     Texts are sorted longest first (little padding: much faster on CPU; the first batch shows
     the memory peak). While the caller consumes the batches the model is in eval mode under
     ``torch.inference_mode()`` on ``device``; its mode and device are restored afterwards. Every
-    batched pass over texts (prediction, feature caching) goes through here.
+    batched pass over texts (prediction, feature caching) goes through here; with ``progress``
+    its bar on stderr is labelled ``desc``, which says what the pass computes.
     """
     import torch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -282,12 +283,14 @@ def train(
       torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
     """
     from ..errors import GateFailedError
-    from ..train import TrainOptions
+    from ..train import TrainOptions, processes
     from ..train.folders import train as run
 
+    if not processes.is_main():  # under torchrun: one report, one set of warnings (the main's)
+        logging.getLogger("headsurgeon").setLevel(logging.ERROR)
     if opts.pop("no_calibrate"):
         opts["calibrate"] = None
-    options = TrainOptions(**opts, progress=sys.stderr.isatty() and not as_json)
+    options = TrainOptions(**opts, progress=_progress(as_json))
     try:
         result = run(
             model,
@@ -311,6 +314,8 @@ def train(
         if e.report is not None:
             emit(as_json, {"output": None, "check": e.report.to_dict()}, e.report.render())
         raise
+    if not result.main_process:
+        return
     stats = result.stats
     text = (
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
@@ -319,3 +324,8 @@ def train(
     if result.report is not None:
         text = result.report.render() + "\n" + text
     emit(as_json, result.to_dict(), text)
+
+
+def _progress(as_json: bool) -> bool:
+    """Progress bars on a terminal, never with --json."""
+    return sys.stderr.isatty() and not as_json
