@@ -75,12 +75,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def isolated() -> list[str]:
+    """A prefix that runs a command in a network namespace of its own with only loopback up:
+    torchrun's rendezvous store listens on every interface (torch offers no bind address), and
+    no port of this machine's may be open beyond 127.0.0.1."""
+    prefix = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "isolated"]
+    try:
+        probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"cannot make a network namespace here ({e}): needs unshare and ip, as root")
+    if probe.returncode:
+        pytest.skip(f"cannot make a network namespace here: {probe.stderr.decode().strip()}")
+    return prefix
+
+
 def torchrun(*cli_args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    if sys.platform.startswith("linux"):
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only
+    env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        *isolated(), sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
         "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
         "-m", "headsurgeon", *cli_args,
     ]  # fmt: skip
