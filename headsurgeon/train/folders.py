@@ -12,7 +12,7 @@ from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
-from ..errors import CheckpointError, GateFailedError
+from ..errors import GateFailedError
 from .core import train_model
 from .options import TrainOptions
 
@@ -80,7 +80,7 @@ def train(
 
     Raises:
         DataError: unreadable files or labels the model does not have (without ``add``).
-        CheckpointError: ``output`` exists and is not empty, or is ``model_dir``.
+        CheckpointError: ``output`` exists and is not empty, is ``model_dir`` or inside it.
         GateFailedError: the old-label check failed (``.report`` holds the report).
 
     Example:
@@ -96,7 +96,7 @@ def train(
 
     options = options or TrainOptions()
     src, output = Path(model_dir), Path(output)
-    _check_output(src, output)
+    check_output(src, output)  # the check every writing command shares
     read = {"text_column": text_column, "label_column": label_column}
     examples = read_examples(data, **read)
     replayed = read_examples(replay, **read) if replay else []
@@ -156,8 +156,3 @@ def train(
     result.output = write_model(model, record, src, output)
     return result
 
-
-def _check_output(src: Path, output: Path) -> None:
-    if output.resolve() == src.resolve():
-        raise CheckpointError(f"-o {output} is the input model; choose a new folder")
-    check_output(src, output)
