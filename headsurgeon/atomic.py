@@ -44,8 +44,8 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import record as _record
@@ -86,9 +86,7 @@ def check_output(src: str | os.PathLike, output: str | os.PathLike | None) -> Pa
             "to change MODEL in place)"
         )
     if where is not None:
-        raise CheckpointError(
-            f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL"
-        )
+        raise CheckpointError(f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL")
     remove_stale(real)
     if real.exists() and (not real.is_dir() or any(real.iterdir())):
         raise CheckpointError(f"output {target} already exists and is not empty; choose another -o")

@@ -155,4 +155,3 @@ def train(
     model.to("cpu")
     result.output = write_model(model, record, src, output)
     return result
-
