@@ -116,13 +116,15 @@ def remove_stale(target: Path) -> None:
     except OSError:  # no parent yet, or not readable: nothing of ours there
         return
     for name in names:
-        pid = _owner_pid(name[len(target.name) + 1 :])
-        if pid is not None and not pid_alive(pid):
-            logger.info("deleting %s, left by a killed headsurgeon run", target.parent / name)
+        pid, path = _owner_pid(name), target.parent / name
+        if pid is None or path.is_symlink() or not path.is_dir():  # not one of our folders
+            continue
+        if not pid_alive(pid):
+            logger.info("deleting %s, left by a killed headsurgeon run", path)
             try:
-                remove_tree(target.parent / name)
+                remove_tree(path)
             except OSError as e:
-                logger.warning("could not delete %s (%s)", target.parent / name, e)
+                logger.warning("could not delete %s (%s)", path, e)
 
 
 def _owner_pid(name: str) -> int | None:
@@ -348,7 +350,13 @@ def _swap_in(tmp: Path, target: Path, changed: list[str], drop: frozenset[str]) 
     try:  # the old version, now under the temp name: make it deletable before deleting
         _unlock(tmp)
     except OSError as e:
-        exchange(tmp, target)  # nothing deleted yet: put the old model back
+        try:
+            exchange(tmp, target)  # nothing deleted yet: put the old model back
+        except OSError:
+            raise CheckpointError(
+                f"{target} was changed, but its old copy {tmp} could not be deleted "
+                f"({e.strerror or e}); delete it"
+            ) from e
         raise CheckpointError(
             f"could not delete the old copy of {target} ({e.strerror or e}) after writing the "
             "new one, so it was put back: nothing was changed; make the folder and its "

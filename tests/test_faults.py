@@ -72,6 +72,12 @@ for line in sys.stdin:
         os.dup2(null, 1)
         os.dup2(null, 2)
         os._exit(run(job["argv"]))
+    if job.get("after"):  # first wait until the child creates an entry with this prefix
+        folder, prefix = os.path.split(job["after"])
+        while not os.waitpid(pid, os.WNOHANG)[0] and not any(
+            n.startswith(prefix) for n in os.listdir(folder)
+        ):
+            time.sleep(0.001)
     if job["delay"] is not None:
         time.sleep(job["delay"])
         os.kill(pid, signal.SIGKILL)  # a no-op on a child that already exited (not yet reaped)
@@ -81,9 +87,10 @@ for line in sys.stdin:
 
 
 class Zygote:
-    def __init__(self, torch: bool):
+    def __init__(self, torch: bool, tmpdir: Path):
         env = {
             **os.environ,
+            "TMPDIR": str(tmpdir),  # a killed train's own temp folders land here, not in /tmp
             "PYTHONPATH": str(REPO),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -95,8 +102,10 @@ class Zygote:
         )
         assert self.proc.stdout.readline().strip() == "ready"
 
-    def run(self, argv, delay=None, warm=False) -> dict:
-        job = {"argv": [str(a) for a in argv], "delay": delay, "warm": warm}
+    def run(self, argv, delay=None, warm=False, after=None) -> dict:
+        """Run ``argv`` in a fork; kill it ``delay`` s after the start (or after an entry
+        starting with ``after`` appears), or let it finish (``delay=None``)."""
+        job = {"argv": [str(a) for a in argv], "delay": delay, "warm": warm, "after": after}
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())
@@ -150,7 +159,7 @@ def kill_loop(zygote, name, kills, seed, base, tmp_path, counts):
     assert timing["status"] == 0
     print(f"{name} takes {timing['seconds']:.3f} s unkilled")
     old, new = load(base), load(done)
-    rng, seen, runs = random.Random(seed), {"old": 0, "new": 0}, 0
+    rng, seen, runs = random.Random(seed), {"old": 0, "new": 0, "temp left": 0}, 0
     while counts[name] < kills:
         runs += 1
         assert runs <= 4 * kills, f"{name}: only {counts[name]} kills landed in {runs} runs"
@@ -161,7 +170,9 @@ def kill_loop(zygote, name, kills, seed, base, tmp_path, counts):
         counts[name] += out["status"] == -9
         seen[which(folder, old, new)] += 1
         prefix = f".model.headsurgeon-{out['pid']}-"  # only the killed run's temp folder
-        assert all(s.startswith(prefix) for s in strays(folder.parent, {"model"}))
+        left = strays(folder.parent, {"model"})
+        assert all(s.startswith(prefix) for s in left)
+        seen["temp left"] += bool(left)
         res = CliRunner().invoke(main, [name, str(folder), *args])  # the next command
         assert strays(folder.parent, {"model"}) == [], res.output
         assert which(folder, old, new) == "new"  # it did the edit, or found it done
@@ -179,13 +190,17 @@ def train_loop(zygote, kills, seed, model, data, tmp_path, counts):
     print(f"train -o takes {timing['seconds']:.2f} s unkilled")
     old, new = load(model), load(tmp_path / "done" / "out")
     before = tree_hashes(model)
-    rng, seen, runs = random.Random(seed), {"absent": 0, "new": 0}, 0
+    rng, seen, runs = random.Random(seed), {"absent": 0, "new": 0, "temp left": 0}, 0
     while counts["train"] < kills:
         runs += 1
         assert runs <= 4 * kills, f"train: only {counts['train']} kills landed in {runs} runs"
         out = tmp_path / str(runs) / "out"
         out.parent.mkdir(parents=True)
-        got = zygote.run([*argv, out], delay=rng.uniform(0, 1.2 * timing["seconds"]))
+        if runs % 2:  # at a random moment
+            got = zygote.run([*argv, out], delay=rng.uniform(0, 1.1) * timing["seconds"])
+        else:  # within 60 ms of the first temp folder beside OUT: while OUT is written
+            after = str(out.parent / ".out.headsurgeon-")
+            got = zygote.run([*argv, out], delay=rng.uniform(0, 0.06), after=after)
         assert got["status"] in (0, -9), got
         counts["train"] += got["status"] == -9
         existed = out.exists()
@@ -193,7 +208,9 @@ def train_loop(zygote, kills, seed, model, data, tmp_path, counts):
             assert which(out, old, new) == "new"
         seen["new" if existed else "absent"] += 1
         prefix = f".out.headsurgeon-{got['pid']}-"
-        assert all(s.startswith(prefix) for s in strays(out.parent, {"out"}))
+        left = strays(out.parent, {"out"})
+        assert all(s.startswith(prefix) for s in left)
+        seen["temp left"] += bool(left)
         if existed:  # the next command on OUT: train again, which finds OUT written
             assert zygote.run([*argv, out])["status"] == 1  # OUT is not empty
             assert which(out, old, new) == "new"
@@ -214,7 +231,8 @@ def train_data(tmp_path_factory) -> Path:
 
 def test_killed_in_place_edits_leave_old_or_new_model(tiny_text_folder, tmp_path):
     """A quick version: 3 kills per in-place command, no torch in the killed processes."""
-    zygote, counts = Zygote(torch=False), dict.fromkeys(IN_PLACE, 0)
+    (tmp_path / "tmp").mkdir()
+    zygote, counts = Zygote(torch=False, tmpdir=tmp_path / "tmp"), dict.fromkeys(IN_PLACE, 0)
     try:
         for i, name in enumerate(IN_PLACE):
             kill_loop(zygote, name, 3, i, tiny_text_folder, tmp_path, counts)
@@ -226,7 +244,9 @@ def test_killed_in_place_edits_leave_old_or_new_model(tiny_text_folder, tmp_path
 @pytest.mark.slow
 def test_killed_commands_survive_many_kills(tiny_text_folder, train_data, tmp_path):
     """>= 50 kills: 15 per in-place command, 15 of ``train -o``; prints the counts."""
-    zygote, counts = Zygote(torch=True), dict.fromkeys([*IN_PLACE, "train"], 0)
+    (tmp_path / "tmp").mkdir()
+    zygote = Zygote(torch=True, tmpdir=tmp_path / "tmp")
+    counts = dict.fromkeys([*IN_PLACE, "train"], 0)
     outcomes = {}
     try:
         for i, name in enumerate(IN_PLACE):
@@ -239,6 +259,8 @@ def test_killed_commands_survive_many_kills(tiny_text_folder, train_data, tmp_pa
     finally:
         zygote.close()
     print(f"\nkills survived: {counts} (total {sum(counts.values())}); states after: {outcomes}")
+    # train's own scratch (train/core.py, in the system temp folder) is not cleaned after a kill
+    print(f"left in TMPDIR by killed trains: {len(os.listdir(tmp_path / 'tmp'))}")
     assert sum(counts.values()) >= 50 and min(counts.values()) >= 15, counts
 
 

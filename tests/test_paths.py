@@ -277,9 +277,16 @@ def test_next_command_removes_temp_folders_of_dead_runs(model, data):
     live.mkdir()  # a run still going: kept
     other = model.parent / ".model.headsurgeon-old"  # not ours to judge: kept
     other.mkdir()
+    elsewhere = model.parent.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "f").write_text("keep")
+    link = model.parent / f".model.headsurgeon-{dead_pid()}-lnk"  # a symlink is not followed
+    link.symlink_to(elsewhere, target_is_directory=True)
     res = run("rename-label", model, "nope", "x")  # even a command that fails cleans up
     assert_refused(res, "nope")
-    assert listing(model.parent) == sorted(["model", live.name, other.name])
+    assert listing(model.parent) == sorted(["model", live.name, other.name, link.name])
+    assert listing(elsewhere) == ["f"]
+    link.unlink()
     out = model.parent / "out"
     stale_out = model.parent / f".out.headsurgeon-{dead_pid()}-save-q"
     stale_out.mkdir()
