@@ -82,8 +82,8 @@ def check_output(src: str | os.PathLike, output: str | os.PathLike | None) -> Pa
     where = _relation(Path(src), real)
     if where == 0:
         raise CheckpointError(
-            f"-o {output} is MODEL ({src}); -o must name a new or empty folder (leave -o out "
-            "to change MODEL in place)"
+            f"-o {output} is the input model (MODEL {src}); -o must name a new or empty "
+            "folder (leave -o out to change MODEL in place)"
         )
     if where is not None:
         raise CheckpointError(f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL")

@@ -93,7 +93,7 @@ def test_output_equal_to_model_is_refused_untouched(model, data, name):
     before, entries = tree_hashes(model), listing(model.parent)
     for way, out in ways.items():
         res = run(*command(name, model, data), "-o", out)
-        assert_refused(res, "is MODEL", "-o")
+        assert_refused(res, "is the input model", "-o")
         assert tree_hashes(model) == before, way
         assert listing(model.parent) == entries, way
 
@@ -128,7 +128,9 @@ def test_output_in_a_bind_mount_of_model_is_refused(model, tmp_path):
         pytest.skip("mount --bind failed here")
     try:
         before = tree_hashes(model)
-        assert_refused(run("add-label", model, "--name", "delta", "-o", mount), "is MODEL")
+        assert_refused(
+            run("add-label", model, "--name", "delta", "-o", mount), "is the input model"
+        )
         assert_refused(
             run("add-label", model, "--name", "delta", "-o", mount / "o"), "inside MODEL"
         )
