@@ -24,8 +24,9 @@ Leftovers of killed runs: temp folders are named ``.NAME.headsurgeon-PID-XXXXXXX
 writing process). A process killed before the swap leaves the model untouched and such a folder
 beside it; it cannot clean up after itself, so the next headsurgeon command that writes to the
 same target (``NAME``) deletes every such folder whose process is no longer running (POSIX; a
-folder of a live process, or one without a PID, is kept). Deleting them by hand is also safe
-once no headsurgeon process runs.
+folder of a live process, or one without a PID, is kept; a process on another machine sharing
+the folder would look dead, so do not write one model from two machines at once). Deleting
+them by hand is also safe once no headsurgeon process runs.
 
 Durability: in place, every new file (and the folder) is fsynced before the swap, because the
 old folder is deleted right after. ``-o`` does not force its files to disk, like ``cp``: the
