@@ -297,6 +297,16 @@ def test_next_command_removes_temp_folders_of_dead_runs(model, data):
     assert listing(model.parent) == sorted(["model", "out", live.name, other.name])
 
 
+def test_record_temp_file_of_a_killed_run_is_removed(model):
+    """A ``check`` killed while writing headsurgeon.json leaves a temp file inside MODEL."""
+    from headsurgeon import record
+
+    stale = model / f".headsurgeon.json.{dead_pid()}.tmp"
+    stale.write_text("{")
+    record.write_record(model, record.new_record("p", ["a"]))
+    assert ".headsurgeon.json" not in " ".join(listing(model))
+
+
 # --- file modes -----------------------------------------------------------------------------
 
 
