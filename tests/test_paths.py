@@ -139,6 +139,19 @@ def test_output_in_a_bind_mount_of_model_is_refused(model, tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
 
 
+def test_output_through_a_symlink_to_an_empty_folder(model):
+    """``-o link`` where link points to an empty folder: the folder is written, the link kept."""
+    real = model.parent / "real"
+    real.mkdir()
+    link = model.parent / "link"
+    link.symlink_to(real, target_is_directory=True)
+    entries = listing(model.parent)
+    res = run("add-label", model, "--name", "delta", "-o", link)
+    assert res.exit_code == 0, res.output
+    assert link.is_symlink() and (real / "config.json").is_file()
+    assert listing(model.parent) == entries
+
+
 # --- nothing stray beside the model ---------------------------------------------------------
 
 
