@@ -24,7 +24,7 @@ from typing import Any
 from . import atomic
 from . import labels as _labels
 from . import record as _record
-from .errors import OptionsError
+from .errors import CheckpointError, HeadSurgeonError, OptionsError
 from .models import read_config
 from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
 from .shards import (
@@ -378,21 +378,20 @@ def write_model(model, record: dict[str, Any], src: str | os.PathLike, output=No
     Raises:
         CheckpointError: ``output`` exists and is not empty, or writing failed (nothing is left).
     """
-    import shutil
-    import tempfile
-
     src = Path(src)
     target = atomic.check_output(src, output)
-    parent = (target or src.resolve()).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".headsurgeon-save-", dir=parent))
-    try:
-        model.save_pretrained(str(scratch))
+    with atomic.temp_folder(target or src.resolve(), "save-") as scratch:
+        try:
+            model.save_pretrained(str(scratch))
+        except Exception as e:  # disk full surfaces as OSError or safetensors' own error type
+            if isinstance(e, HeadSurgeonError):
+                raise
+            raise CheckpointError(
+                f"writing {target or src} failed ({type(e).__name__}: {e}); nothing was changed"
+            ) from e
         writers = {p.name: _mover(p) for p in scratch.iterdir() if p.is_file()}
         stale = frozenset(p.name for pat in WEIGHT_PATTERNS for p in src.glob(pat))
         return atomic.commit(src, target, writers, record, drop=stale, carry=_carry)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _mover(saved: Path) -> atomic.Writer:

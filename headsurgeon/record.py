@@ -23,7 +23,7 @@ import datetime as _dt
 import json
 import os
 import re
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +100,37 @@ def set_base_model(record: dict[str, Any], base_model: str | None) -> dict[str, 
 
 
 def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``record`` into ``folder`` atomically (temp file beside it, then ``os.replace``)."""
-    path = Path(folder) / RECORD_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".headsurgeon-", suffix=".tmp", dir=path.parent)
+    """Write ``record`` into ``folder`` atomically (temp file beside it, then ``os.replace``).
+
+    The file gets the mode of the folder's ``config.json`` (else the umask's default, like any
+    new file). Temp files that killed runs left in ``folder`` are deleted.
+    """
+    folder = Path(folder)
+    path = folder / RECORD_NAME
+    _remove_stale_temps(folder)
+    tmp = folder / f".{RECORD_NAME}.{os.getpid()}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=2, sort_keys=False)
             fh.write("\n")
+        if (folder / "config.json").is_file():
+            shutil.copymode(folder / "config.json", tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete ``.headsurgeon.json.PID.tmp`` files whose writer is dead (a killed ``check``)."""
+    from .atomic import pid_alive
+
+    for tmp in folder.glob(f".{RECORD_NAME}.*.tmp"):
+        pid = tmp.name[len(RECORD_NAME) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def record_for(source: str | os.PathLike, parent_labels: list[str]) -> dict[str, Any]:

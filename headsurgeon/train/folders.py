@@ -13,7 +13,7 @@ from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
-from ..errors import CheckpointError, GateFailedError
+from ..errors import GateFailedError
 from . import processes
 from .core import require_examples, train_model
 from .options import TrainOptions
@@ -96,8 +96,8 @@ def train(
     Raises:
         DataError: unreadable files, labels the model does not have (without ``add``), or
             ``data`` with no example of any new label.
-        CheckpointError: ``output`` exists and is not empty, or is ``model_dir``; pickle weights
-            without ``allow_pickle``.
+        CheckpointError: ``output`` exists and is not empty, is ``model_dir`` or inside it;
+            pickle weights without ``allow_pickle``.
         UnsupportedModelError: custom code without ``trust_remote_code``.
         OptionsError: ``base_model`` is not a Hub repository id.
         GateFailedError: the old-label check failed (``.report`` holds the report).
@@ -113,7 +113,7 @@ def train(
 
     options = options or TrainOptions()
     src, output = Path(model_dir), Path(output)
-    _check_output(src, output)
+    check_output(src, output)  # the check every writing command shares
     read = {"text_column": text_column, "label_column": label_column}
     examples = read_examples(data, **read)
     replayed = read_examples(replay, **read) if replay else []
@@ -208,8 +208,3 @@ def gate_advice(options: TrainOptions, replayed: bool) -> str:
     steps.append(f"lower the learning rate (--lr below {options.lr:g})")
     return ", ".join(steps[:3])
 
-
-def _check_output(src: Path, output: Path) -> None:
-    if output.resolve() == src.resolve():
-        raise CheckpointError(f"-o {output} is the input model; choose a new folder")
-    check_output(src, output)
