@@ -310,7 +310,7 @@ def _verdict(check: dict[str, Any]) -> str:
     noise = report.get("drop_uncertainty")  # the drop's 95 % interval: noise or regression
     noise = describe_drop(noise) if isinstance(noise, dict) else None
     if noise:
-        facts.append(_plain(noise))
+        facts.append(noise)  # our own words and numbers: nothing to escape
     return verdict + (f" ({', '.join(facts)})" if facts else "")
 
 
