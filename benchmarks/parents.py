@@ -69,7 +69,9 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # ../shared/parents/minilm-banking77-old50/MAKING.md: 5,917 train examples, 922 s, 0.881
     "banking": Recipe("banking", 50, None, epochs=2, lr=1e-4, batch=32, max_length=64),
-    # 20 topics x 600 titles; 99 % of titles are <= 29 tokens (99.9 %: 39-44)
+    # 20 topics x 600 titles; 99 % of titles are <= 29 tokens (99.9 %: 39-44). Built: 3,000 train
+    # examples, 0.906 on the 4,495 old-label test titles; 1,752 s of training on a machine loaded
+    # ~5x (about 10 CPU-minutes). Free to add: ajax, matlab, scala, spring, visual-studio.
     "stackoverflow": Recipe("stackoverflow", 15, 200, epochs=2, lr=1e-4, batch=32, max_length=32),
 }
 #: recipes whose parent is already built in ../shared (returned instead of building)
