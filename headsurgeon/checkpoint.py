@@ -32,6 +32,7 @@ from .shards import (
     SAFE_INDEX,
     WEIGHT_PATTERNS,
     Checkpoint,
+    check_weights,
     locate_in_checkpoint,
     open_checkpoint,
 )
@@ -60,6 +61,7 @@ def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
 
     raw = read_config(folder)
     labels = _labels.labels_of(raw)
+    check_weights(folder)  # a truncated or corrupt safetensors file is reported, not described
     config = AutoConfig.from_pretrained(str(folder))
     model = meta_model(model_class(config), config)
     head = locate_head(model).to_dict()

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, LabelError
+from .labels import check_name
 
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
@@ -119,7 +120,15 @@ def _example(path: Path, line: int, row: dict, text_column: str, label_column: s
         raise DataError(f"{path}:{line}: empty or non-text {text_column!r}")
     if label is None or not str(label).strip():
         raise DataError(f"{path}:{line}: empty {label_column!r}")
-    return Example(text, str(label))
+    if isinstance(label, bool) or not isinstance(label, (str, int, float)):
+        raise DataError(
+            f"{path}:{line}: {label_column!r} is a {type(label).__name__}, expected a label name"
+        )
+    try:
+        name = check_name(str(label))
+    except LabelError as e:
+        raise DataError(f"{path}:{line}: {e}") from e
+    return Example(text, name)
 
 
 def check_labels(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, UnsupportedModelError
+from .shards import check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +32,34 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{folder} has no config.json: is it a saved transformers model?")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path} is not valid JSON: {first}") from e
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
+        raise CheckpointError(
+            f"{path} holds a JSON {type(config).__name__}, expected an object: "
+            "is it a saved transformers config?"
+        )
+    for key, types, expected in _CONFIG_TYPES:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise CheckpointError(
+                f"{path}: {key!r} is a {type(value).__name__}, expected {expected}; fix config.json"
+            )
+    archs = config.get("architectures") or []
+    if not all(isinstance(a, str) for a in archs):
+        raise CheckpointError(f"{path}: 'architectures' must list class names; fix config.json")
     return config
+
+
+#: keys of config.json that headsurgeon and transformers read before anything else checks them
+_CONFIG_TYPES = (
+    ("architectures", list, "a list of class names"),
+    ("model_type", str, "a string"),
+    ("id2label", dict, 'an object {"0": "name", ...}'),
+    ("label2id", dict, 'an object {"name": 0, ...}'),
+    ("num_labels", int, "an integer"),
+)
 
 
 def model_class(config: Any):
@@ -73,6 +97,7 @@ def load_model(folder: str | os.PathLike, **kwargs: Any):
     from transformers import AutoConfig
 
     read_config(folder)  # clear error for a missing folder/config before transformers speaks
+    check_weights(folder)  # a corrupt safetensors file named, not "SafetensorError: ..."
     config = AutoConfig.from_pretrained(str(folder))
     cls = model_class(config)
     try:
