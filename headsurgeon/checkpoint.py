@@ -34,6 +34,7 @@ from .shards import (
     Checkpoint,
     check_weights,
     locate_in_checkpoint,
+    meta_skeleton,
     open_checkpoint,
 )
 from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
@@ -54,16 +55,12 @@ def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     Returns:
         ``{"architecture", "model_type", "head": HeadRef dict, "labels": [...], "num_labels"}``.
     """
-    from transformers import AutoConfig
-
     from .locate import locate_head
-    from .models import meta_model, model_class
 
     raw = read_config(folder)
     labels = _labels.labels_of(raw)
     check_weights(folder)  # a truncated or corrupt safetensors file is reported, not described
-    config = AutoConfig.from_pretrained(str(folder))
-    model = meta_model(model_class(config), config)
+    model = meta_skeleton(folder)
     head = locate_head(model).to_dict()
     head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
     return {

@@ -67,6 +67,8 @@ def read_examples(
         )
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from e
     examples = [_example(path, line, row, text_column, label_column) for line, row in rows]
     if not examples:
         raise DataError(f"{path} holds no examples")
@@ -99,7 +101,7 @@ def _jsonl_rows(path: Path):
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
                 raise DataError(f"{path}:{line_num}: not a JSON object: {e}") from e
             if not isinstance(row, dict):
                 raise DataError(

@@ -62,6 +62,29 @@ _CONFIG_TYPES = (
 )
 
 
+def transformers_config(folder: str | os.PathLike, **kwargs: Any):
+    """``AutoConfig.from_pretrained(folder)``, its errors turned into one line naming the file.
+
+    Raises:
+        CheckpointError: transformers cannot build a config from ``config.json`` (no or unknown
+            ``model_type``, values of the wrong type, ...).
+    """
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(folder), **kwargs)
+    except Exception as e:  # transformers' (and huggingface_hub's) errors on a user's file
+        raise CheckpointError(
+            f"transformers cannot read {Path(folder) / 'config.json'}: {one_line(e)}"
+        ) from e
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace runs collapsed), shortened to ``limit``."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def model_class(config: Any):
     """Return the transformers model class named by ``config.architectures[0]``.
 

@@ -156,6 +156,13 @@ def read_weights(
                 f"{SAFE_INDEX} says {_short(tensor)} is in {shard}, but {shard} has no such "
                 "tensor: the index and the shards disagree; re-download or re-save the model"
             )
+    for shard, header in headers.items():
+        unlisted = next((t for t in header.tensors if index["weight_map"].get(t) != shard), None)
+        if unlisted is not None:  # a loader would skip it, or take it from another shard
+            raise CheckpointError(
+                f"{shard} holds {_short(unlisted)}, which {SAFE_INDEX} does not place there: "
+                "the index and the shards disagree; re-download or re-save the model"
+            )
     _check_not_empty(headers)
     return headers, index
 
@@ -323,13 +330,32 @@ def _stray_vectors(ckpt: Checkpoint, n: int, heads: list[str]) -> list[str]:
     ]
 
 
+def meta_skeleton(folder: str | os.PathLike, count: int | None = None):
+    """The architecture of the model in ``folder`` on the ``meta`` device (imports torch).
+
+    Args:
+        folder: a model folder (its ``config.json`` is read by transformers).
+        count: build it with this many labels instead of the config's.
+
+    Raises:
+        CheckpointError: transformers cannot read ``config.json``.
+        UnsupportedModelError: no known architecture, or it cannot be built from the config.
+    """
+    from .models import meta_model, model_class, one_line, transformers_config
+
+    config = transformers_config(folder)
+    cls = model_class(config)
+    try:
+        return meta_model(cls, config, count)
+    except Exception as e:  # the architecture's own code on values from config.json
+        raise UnsupportedModelError(
+            f"{cls.__name__} cannot be built from {Path(folder) / 'config.json'} "
+            f"({type(e).__name__}: {one_line(e)}): fix config.json"
+        ) from e
+
+
 def _meta(ckpt: Checkpoint, count: int | None = None):
-    from transformers import AutoConfig
-
-    from .models import meta_model, model_class
-
-    config = AutoConfig.from_pretrained(str(ckpt.folder))
-    return meta_model(model_class(config), config, count)
+    return meta_skeleton(ckpt.folder, count)
 
 
 def _from_meta(ckpt: Checkpoint, count_after: int) -> list[str]:
