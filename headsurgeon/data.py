@@ -84,7 +84,7 @@ def _table_rows(path: Path, delimiter: str):
                 if None in row or any(v is None for v in row.values()):
                     raise DataError(
                         f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} columns "
-                        f"({', '.join(reader.fieldnames)}), found {len([v for v in row.values() if v is not None]) + len(row.get(None) or [])}"
+                        f"({_columns(reader.fieldnames)}), found {len([v for v in row.values() if v is not None]) + len(row.get(None) or [])}"
                     )
                 if any(v.strip() for v in row.values()):
                     yield reader.line_num, row
@@ -114,7 +114,7 @@ def _example(path: Path, line: int, row: dict, text_column: str, label_column: s
     for column in (text_column, label_column):
         if column not in row:
             raise DataError(
-                f"{path}:{line}: no column {column!r} (found: {', '.join(map(str, row))}); "
+                f"{path}:{line}: no column {column!r} (found: {_columns(row) or 'none'}); "
                 "choose columns with --text-column/--label-column"
             )
     text, label = row[text_column], row[label_column]
@@ -131,6 +131,13 @@ def _example(path: Path, line: int, row: dict, text_column: str, label_column: s
     except LabelError as e:
         raise DataError(f"{path}:{line}: {e}") from e
     return Example(text, name)
+
+
+def _columns(names, limit: int = 10) -> str:
+    """Column names for a message: quoted (they can hold line breaks), the first ``limit``."""
+    names = list(names)
+    shown = ", ".join(repr(n)[:60] for n in names[:limit])
+    return shown + (f", ... ({len(names)} columns)" if len(names) > limit else "")
 
 
 def check_labels(

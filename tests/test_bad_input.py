@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -23,7 +24,7 @@ def one_line_error(res, *words):
     lines = [x for x in err.splitlines() if x.strip()]
     assert res.exit_code == 1, res.output
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "unexpected" not in lines[0], err
+    assert not lines[0].startswith("error: unexpected "), err
     for w in words:
         assert w in lines[0], err
 
@@ -134,3 +135,65 @@ def test_truncated_shard_of_an_index(tiny_text_folder, tmp_path):
     shards[1].write_bytes(shards[1].read_bytes()[:-3])
     with pytest.raises(CheckpointError, match=shards[1].name + ".*truncated"):
         load_model(folder)
+
+
+# --- found by tests/test_fuzz.py --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("d.jsonl", '{"\\r": null}\n'),
+        ("d.jsonl", "[" * 100_000 + "\n"),
+        ("d.jsonl", '{"text": "hi", "label": {"a": 1}}\n'),
+        ("d.csv", 'text,"la\nbel"\nhi,alpha,extra\n'),
+    ],
+)
+def test_data_errors_stay_on_one_line(tmp_path, name, content):
+    from headsurgeon.data import read_examples
+
+    (tmp_path / name).write_text(content)
+    with pytest.raises(DataError) as e:
+        read_examples(tmp_path / name)
+    assert "\n" not in str(e.value) and "\r" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"id2label": ["a", "b"]}, "expected an object"),
+        ({"id2label": {"0": "a", "00": "b"}}, "id 0 twice"),
+        ({"id2label": {"0": {"name": "a"}}}, "expected a name"),
+        ({"architectures": {"a": 1}, "id2label": {"0": "a"}}, "'architectures' is a dict"),
+        ("[" * 100_000, "not valid JSON"),
+    ],
+)
+def test_bad_configs_are_refused_in_one_line(tmp_path, config, message):
+    from headsurgeon.labels import labels_of
+    from headsurgeon.models import read_config
+
+    (tmp_path / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    with pytest.raises((CheckpointError, LabelError), match=message) as e:
+        labels_of(read_config(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_config_transformers_cannot_read_is_one_line(tiny_folder, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_type"]
+    (folder / "config.json").write_text(json.dumps(config))
+    one_line_error(run("inspect", folder), "config.json")
+
+
+def test_index_that_omits_a_shards_tensor_is_refused(tmp_path):
+    from headsurgeon.shards import check_weights
+    from tests.common import tiny_bert
+
+    tiny_bert().save_pretrained(tmp_path, max_shard_size="20KB")
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    index["weight_map"].pop(sorted(index["weight_map"])[0])
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="does not place there"):
+        check_weights(tmp_path)

@@ -87,7 +87,7 @@ def cli_clean(*args) -> int:
         res.output,
         res.exc_info,
     )
-    assert len(errors) == 1 and "unexpected" not in errors[0], (args, res.stderr)
+    assert len(errors) == 1 and not errors[0].startswith("error: unexpected "), (args, res.stderr)
     assert "Traceback" not in res.output and res.stderr.rstrip().endswith(errors[0]), res.stderr
     return 1
 
