@@ -41,6 +41,8 @@ def labels_of(config: Any) -> list[str]:
     by_id: dict[int, str] = {}
     for k, v in id2label.items():
         try:
+            if isinstance(k, bool) or not isinstance(k, (int, str)):
+                raise TypeError(type(k).__name__)
             i = int(k)
         except (TypeError, ValueError) as e:
             raise LabelError(f"id2label has a non-integer id {_shown(k)}: fix config.json") from e

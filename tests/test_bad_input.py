@@ -197,3 +197,9 @@ def test_index_that_omits_a_shards_tensor_is_refused(tmp_path):
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="does not place there"):
         check_weights(tmp_path)
+
+
+@pytest.mark.parametrize("key", [float("inf"), 1.5, True, None, (0,)])
+def test_in_memory_id2label_with_odd_keys(key):
+    with pytest.raises(LabelError, match="non-integer id"):
+        labels.labels_of({"id2label": {key: "a"}})

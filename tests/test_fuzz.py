@@ -96,6 +96,10 @@ def fuzz(strategy, examples: int, reader: str):
     """Decorate ``check(case)``: run it on ``examples`` deterministic cases, count them."""
 
     def decorate(check):
+        COUNTS[reader] = 0  # counts of this run only (the default and the slow run share names)
+        for key in [k for k in OUTCOMES if k[0] == reader]:
+            del OUTCOMES[key]
+
         @settings(
             max_examples=examples,
             deadline=None,
@@ -431,6 +435,31 @@ def test_fuzz_config_json(scale, scratch, model_dir):
 
     check()
     report("config.json (read_config, CLI)")
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_fuzz_id2label_in_memory(scale):
+    """``labels_of`` on in-memory configs: ids as ints or strings, mixed, any names."""
+    from headsurgeon.labels import labels_of
+
+    keys = st.integers(-2, 6) | ids | st.booleans() | st.floats(allow_nan=False)
+    maps = st.dictionaries(keys, json_values | label_names, max_size=6)
+    contiguous = st.lists(label_names, min_size=1, max_size=5).flatmap(
+        lambda names: st.lists(st.booleans(), min_size=len(names), max_size=len(names)).map(
+            lambda as_int: {
+                i if b else str(i): n for i, (n, b) in enumerate(zip(names, as_int, strict=True))
+            }
+        )
+    )
+
+    @fuzz(contiguous | maps | json_values, 300 * scale, "id2label (labels_of, in memory)")
+    def check(id2label):
+        if api_clean(labels_of, {"id2label": id2label}) is None:
+            names = labels_of({"id2label": id2label})
+            assert len(names) == len(id2label) and all(isinstance(n, str) for n in names)
+
+    check()
+    report("id2label (labels_of, in memory)")
 
 
 # --- model.safetensors.index.json -----------------------------------------------------------
