@@ -85,9 +85,11 @@ def check_name(name: Any) -> str:
         LabelError: naming the label (``repr``) and what is wrong with it.
     """
     if not isinstance(name, str):
-        raise LabelError(f"label names must be strings, got {type(name).__name__} {name!r}")
+        raise LabelError(f"label names must be strings, got {type(name).__name__} {_shown(name)}")
     if not name.strip():
-        raise LabelError(f"a label name is empty ({name!r}): give each label a non-blank name")
+        raise LabelError(
+            f"a label name is empty ({_shown(name)}): give each label a non-blank name"
+        )
     bad = next((c for c in name if unicodedata.category(c) in _BAD_CATEGORIES), None)
     if bad is not None:
         raise LabelError(
@@ -97,7 +99,7 @@ def check_name(name: Any) -> str:
     if name != name.strip():
         raise LabelError(
             f"label name {_shown(name)} has whitespace around it: remove it "
-            f"({name.strip()!r}), or it would be a label of its own"
+            f"({name.strip()[:80]!r}), or it would be a label of its own"
         )
     return name
 
@@ -105,7 +107,8 @@ def check_name(name: Any) -> str:
 def _shown(name: Any, limit: int = 80) -> str:
     """A name as a message shows it: as is when plain, else ``repr`` (shortened when long)."""
     if not isinstance(name, str):
-        return repr(name)
+        text = repr(name)
+        return text if len(text) <= limit else text[:limit] + "..."
     plain = name == name.strip() and name.isprintable()
     if len(name) > limit:
         return repr(name[:limit]) + f"... ({len(name)} characters)"
@@ -145,7 +148,7 @@ def check_known(existing: Sequence[str], names: Iterable[str]) -> list[str]:
     names = list(names)
     for n in names:
         if not isinstance(n, str):
-            raise LabelError(f"label names must be strings, got {type(n).__name__} {n!r}")
+            raise LabelError(f"label names must be strings, got {type(n).__name__} {_shown(n)}")
     known = set(existing)
     unknown = [n for n in names if n not in known]
     if unknown:
