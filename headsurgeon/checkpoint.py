@@ -33,6 +33,7 @@ from .shards import (
     WEIGHT_PATTERNS,
     Checkpoint,
     locate_in_checkpoint,
+    meta_skeleton,
     open_checkpoint,
 )
 from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
@@ -99,11 +100,8 @@ def _inspect_on_meta(
 ) -> tuple[str, dict[str, Any]]:
     """Architecture and head found on the ``meta`` device (imports torch and transformers)."""
     from .locate import locate_head
-    from .models import load_config, meta_model, model_class
 
-    config = load_config(folder, trust_remote_code)
-    cls = model_class(config, trust_remote_code=trust_remote_code, folder=folder)
-    model = meta_model(cls, config)
+    model = meta_skeleton(folder, trust_remote_code=trust_remote_code)
     head = locate_head(model).to_dict()
     head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
     return type(model).__name__, head

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, LabelError
+from .labels import check_name
 
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
@@ -66,6 +67,8 @@ def read_examples(
         )
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from e
     examples = [_example(path, line, row, text_column, label_column) for line, row in rows]
     if not examples:
         raise DataError(f"{path} holds no examples")
@@ -81,7 +84,7 @@ def _table_rows(path: Path, delimiter: str):
                 if None in row or any(v is None for v in row.values()):
                     raise DataError(
                         f"{path}:{reader.line_num}: expected {len(reader.fieldnames)} columns "
-                        f"({', '.join(reader.fieldnames)}), found {len([v for v in row.values() if v is not None]) + len(row.get(None) or [])}"
+                        f"({_columns(reader.fieldnames)}), found {len([v for v in row.values() if v is not None]) + len(row.get(None) or [])}"
                     )
                 if any(v.strip() for v in row.values()):
                     yield reader.line_num, row
@@ -98,7 +101,7 @@ def _jsonl_rows(path: Path):
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
                 raise DataError(f"{path}:{line_num}: not a JSON object: {e}") from e
             if not isinstance(row, dict):
                 raise DataError(
@@ -111,7 +114,7 @@ def _example(path: Path, line: int, row: dict, text_column: str, label_column: s
     for column in (text_column, label_column):
         if column not in row:
             raise DataError(
-                f"{path}:{line}: no column {column!r} (found: {', '.join(map(str, row))}); "
+                f"{path}:{line}: no column {column!r} (found: {_columns(row) or 'none'}); "
                 "choose columns with --text-column/--label-column"
             )
     text, label = row[text_column], row[label_column]
@@ -119,7 +122,22 @@ def _example(path: Path, line: int, row: dict, text_column: str, label_column: s
         raise DataError(f"{path}:{line}: empty or non-text {text_column!r}")
     if label is None or not str(label).strip():
         raise DataError(f"{path}:{line}: empty {label_column!r}")
-    return Example(text, str(label))
+    if isinstance(label, bool) or not isinstance(label, (str, int, float)):
+        raise DataError(
+            f"{path}:{line}: {label_column!r} is a {type(label).__name__}, expected a label name"
+        )
+    try:
+        name = check_name(str(label))
+    except LabelError as e:
+        raise DataError(f"{path}:{line}: {e}") from e
+    return Example(text, name)
+
+
+def _columns(names, limit: int = 10) -> str:
+    """Column names for a message: quoted (they can hold line breaks), the first ``limit``."""
+    names = list(names)
+    shown = ", ".join(repr(n)[:60] for n in names[:limit])
+    return shown + (f", ... ({len(names)} columns)" if len(names) > limit else "")
 
 
 def check_labels(

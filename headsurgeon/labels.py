@@ -10,6 +10,7 @@ Never assign ``config.num_labels`` to grow a label set: transformers rebuilds ``
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -52,12 +53,33 @@ def labels_of(config: Any) -> list[str]:
     id2label = _field(config, "id2label")
     if not id2label:
         return _unnamed_labels(config)
-    try:
-        by_id = {int(k): str(v) for k, v in id2label.items()}
-    except (AttributeError, TypeError, ValueError) as e:
-        raise LabelError(f"id2label has a non-integer id: {sorted(id2label)!r}") from e
+    if not isinstance(id2label, Mapping):
+        raise LabelError(
+            f"the model config's id2label is a {type(id2label).__name__}, expected an object "
+            'mapping ids to names ({"0": "name", ...}): fix config.json'
+        )
+    by_id: dict[int, str] = {}
+    for k, v in id2label.items():
+        try:
+            if isinstance(k, bool) or not isinstance(k, (int, str)):
+                raise TypeError(type(k).__name__)
+            i = int(k)
+        except (TypeError, ValueError) as e:
+            raise LabelError(f"id2label has a non-integer id {_shown(k)}: fix config.json") from e
+        if not isinstance(v, str):
+            raise LabelError(
+                f"id2label maps id {i} to a {type(v).__name__} ({_shown(v)}), expected a name: "
+                "fix config.json"
+            )
+        if i in by_id:
+            raise LabelError(f"id2label has id {i} twice ({_shown(k)}): fix config.json")
+        by_id[i] = v
     if sorted(by_id) != list(range(len(by_id))):
-        raise LabelError(f"id2label ids must be 0..{len(by_id) - 1}, found {sorted(by_id)}")
+        found = sorted(by_id)
+        shown = ", ".join(map(str, found[:10])) + (", ..." if len(found) > 10 else "")
+        raise LabelError(
+            f"id2label ids must be 0..{len(by_id) - 1}, found {shown}: fix config.json"
+        )
     stored = _stored_count(config)
     if stored is not None and stored[1] != len(by_id):
         raise LabelError(
@@ -87,12 +109,51 @@ def label_maps(names: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
     return dict(enumerate(names)), {n: i for i, n in enumerate(names)}
 
 
-def _clean(name: Any) -> str:
+#: Unicode categories refused anywhere in a label name: control characters (newline, tab, NUL,
+#: ...), line/paragraph separators and lone surrogates. They break config.json consumers, the
+#: model card and terminal output, and are never what a user meant to type.
+_BAD_CATEGORIES = ("Cc", "Zl", "Zp", "Cs")
+
+
+def check_name(name: Any) -> str:
+    """Return ``name`` if it is usable as a new label name; raise otherwise.
+
+    A label name is a non-blank string with no whitespace around it (``" card_arrival "`` would
+    sit beside ``card_arrival`` as a second label) and no control characters or line breaks.
+    Names are compared exactly, so the rule refuses rather than silently strips.
+
+    Raises:
+        LabelError: naming the label (``repr``) and what is wrong with it.
+    """
     if not isinstance(name, str):
-        raise LabelError(f"label names must be strings, got {name!r}")
+        raise LabelError(f"label names must be strings, got {type(name).__name__} {_shown(name)}")
     if not name.strip():
-        raise LabelError("a label name is empty: give each new label a non-blank --name")
+        raise LabelError(
+            f"a label name is empty ({_shown(name)}): give each label a non-blank name"
+        )
+    bad = next((c for c in name if unicodedata.category(c) in _BAD_CATEGORIES), None)
+    if bad is not None:
+        raise LabelError(
+            f"label name {_shown(name)} contains the control character {bad!r}: "
+            "label names must be printable on one line"
+        )
+    if name != name.strip():
+        raise LabelError(
+            f"label name {_shown(name)} has whitespace around it: remove it "
+            f"({name.strip()[:80]!r}), or it would be a label of its own"
+        )
     return name
+
+
+def _shown(name: Any, limit: int = 80) -> str:
+    """A name as a message shows it: as is when plain, else ``repr`` (shortened when long)."""
+    if not isinstance(name, str):
+        text = repr(name)
+        return text if len(text) <= limit else text[:limit] + "..."
+    plain = name == name.strip() and name.isprintable()
+    if len(name) > limit:
+        return repr(name[:limit]) + f"... ({len(name)} characters)"
+    return name if plain and name else repr(name)
 
 
 def check_new_names(existing: Sequence[str], names: Iterable[str]) -> list[str]:
@@ -104,16 +165,16 @@ def check_new_names(existing: Sequence[str], names: Iterable[str]) -> list[str]:
     Raises:
         LabelError: naming the offending label(s).
     """
-    new = [_clean(n) for n in names]
+    new = [check_name(n) for n in names]
     if not new:
         raise LabelError("no label names given: pass at least one --name")
     dupes = sorted({n for n in new if new.count(n) > 1})
     if dupes:
-        raise LabelError(f"label name(s) given more than once: {', '.join(dupes)}")
+        raise LabelError(f"label name(s) given more than once: {', '.join(map(_shown, dupes))}")
     clash = [n for n in new if n in set(existing)]
     if clash:
         raise LabelError(
-            f"label(s) already in the model: {', '.join(clash)} "
+            f"label(s) already in the model: {', '.join(map(_shown, clash))} "
             f"(the model has {len(existing)} labels; use rename-label to change a name)"
         )
     return new
@@ -125,11 +186,19 @@ def check_known(existing: Sequence[str], names: Iterable[str]) -> list[str]:
     Raises:
         LabelError: listing the unknown names and a few of the known ones.
     """
-    names = [_clean(n) for n in names]
-    unknown = [n for n in names if n not in set(existing)]
+    names = list(names)
+    for n in names:
+        if not isinstance(n, str):
+            raise LabelError(f"label names must be strings, got {type(n).__name__} {_shown(n)}")
+    known = set(existing)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        shown = ", ".join(existing[:10]) + (", ..." if len(existing) > 10 else "")
-        raise LabelError(f"unknown label(s): {', '.join(unknown)} (the model's labels: {shown})")
+        shown = ", ".join(map(_shown, existing[:10])) + (", ..." if len(existing) > 10 else "")
+        near = next((n.strip() for n in unknown if n.strip() in known), None)
+        hint = f"; did you mean {near!r} (no whitespace around it)?" if near else ""
+        raise LabelError(
+            f"unknown label(s): {', '.join(map(_shown, unknown))}{hint} (the model's labels: {shown})"
+        )
     return names
 
 

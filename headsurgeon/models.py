@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, UnsupportedModelError
+from .shards import check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,57 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{folder} has no config.json: is it a saved transformers model?")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path} is not valid JSON: {first}") from e
     if not isinstance(config, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object")
+        raise CheckpointError(
+            f"{path} holds a JSON {type(config).__name__}, expected an object: "
+            "is it a saved transformers config?"
+        )
+    for key, types, expected in _CONFIG_TYPES:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise CheckpointError(
+                f"{path}: {key!r} is a {type(value).__name__}, expected {expected}; fix config.json"
+            )
+    archs = config.get("architectures") or []
+    if not all(isinstance(a, str) for a in archs):
+        raise CheckpointError(f"{path}: 'architectures' must list class names; fix config.json")
     return config
+
+
+#: keys of config.json that headsurgeon and transformers read before anything else checks them
+_CONFIG_TYPES = (
+    ("architectures", list, "a list of class names"),
+    ("model_type", str, "a string"),
+    ("id2label", dict, 'an object {"0": "name", ...}'),
+    ("label2id", dict, 'an object {"name": 0, ...}'),
+    ("num_labels", int, "an integer"),
+)
+
+
+def transformers_config(folder: str | os.PathLike, **kwargs: Any):
+    """``AutoConfig.from_pretrained(folder)``, its errors turned into one line naming the file.
+
+    Raises:
+        CheckpointError: transformers cannot build a config from ``config.json`` (no or unknown
+            ``model_type``, values of the wrong type, ...).
+    """
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(folder), **kwargs)
+    except Exception as e:  # transformers' (and huggingface_hub's) errors on a user's file
+        raise CheckpointError(
+            f"transformers cannot read {Path(folder) / 'config.json'}: {one_line(e)}"
+        ) from e
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (whitespace runs collapsed), shortened to ``limit``."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def refuse_remote_code(folder: str | os.PathLike, trust_remote_code: bool = False) -> None:
@@ -83,12 +130,10 @@ def load_config(folder: str | os.PathLike, trust_remote_code: bool = False):
     Raises:
         CheckpointError: missing folder or config. UnsupportedModelError: custom code refused.
     """
-    from transformers import AutoConfig
-
     read_config(folder)  # clear error for a missing folder/config before transformers speaks
     refuse_remote_code(folder, trust_remote_code)
     # an explicit False: transformers would otherwise ask on a terminal whether to run the code
-    return AutoConfig.from_pretrained(str(folder), trust_remote_code=bool(trust_remote_code))
+    return transformers_config(folder, trust_remote_code=bool(trust_remote_code))
 
 
 def load_tokenizer(folder: str | os.PathLike, trust_remote_code: bool = False):
@@ -196,6 +241,7 @@ def load_model(
         UnsupportedModelError: custom code without ``trust_remote_code``; unknown architecture.
     """
     config = load_config(folder, trust_remote_code)
+    check_weights(folder)  # a corrupt safetensors file named, not "SafetensorError: ..."
     cls = model_class(config, trust_remote_code=trust_remote_code, folder=folder)
     kwargs = {**weights_kwargs(folder, allow_pickle), **kwargs}
     if trust_remote_code:

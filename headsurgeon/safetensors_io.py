@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import struct
@@ -31,6 +30,9 @@ DTYPE_SIZES = {
     "I8": 1,
     "F8_E4M3": 1,
     "F8_E5M2": 1,
+    "F8_E4M3FNUZ": 1,
+    "F8_E5M2FNUZ": 1,
+    "F8_E8M0": 1,
     "I16": 2,
     "U16": 2,
     "F16": 2,
@@ -41,7 +43,10 @@ DTYPE_SIZES = {
     "I64": 8,
     "U64": 8,
     "F64": 8,
+    "C64": 8,
 }
+#: dtype → bits per element, including the sub-byte ones (their tensors fill whole bytes)
+DTYPE_BITS = {**{k: 8 * v for k, v in DTYPE_SIZES.items()}, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 #: a header larger than this is corrupt (safetensors itself refuses headers over 100 MB)
 MAX_HEADER_BYTES = 100_000_000
 _COPY_CHUNK = 1 << 30
@@ -113,39 +118,35 @@ def read_header(path: str | os.PathLike) -> SafetensorsHeader:
     try:
         raw = json.loads(text.decode("utf-8"))
         if not isinstance(raw, dict):
-            raise ValueError("not a JSON object")
-    except (UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"a {type(raw).__name__}, expected an object")
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CheckpointError(
-            f"{path} has a corrupt header (not JSON: {e}); re-download or re-save this file"
+            f"{path} has a corrupt header (not JSON: {_first_line(e)}); "
+            "re-download or re-save this file"
         ) from e
     return _validated(path, raw, 8 + length, size)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _validated(path: Path, raw: dict, data_start: int, size: int) -> SafetensorsHeader:
     metadata = raw.pop("__metadata__", None)
-    tensors = []
-    for name, entry in raw.items():
-        try:
-            dtype, shape, (begin, end) = (
-                entry["dtype"],
-                tuple(entry["shape"]),
-                entry["data_offsets"],
-            )
-            count = math.prod(int(d) for d in shape)
-            ok = dtype in DTYPE_SIZES and end - begin == count * DTYPE_SIZES[dtype] and begin >= 0
-        except (TypeError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise CheckpointError(
-                f"{path} has a corrupt header entry for {name!r}: {entry!r}; re-save this file"
-            )
-        tensors.append(TensorInfo(name, dtype, shape, data_start + begin, data_start + end))
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise CheckpointError(
+            f"{path} has a corrupt header: __metadata__ must map names to strings; re-save this file"
+        )
+    tensors = [_tensor(path, name, entry, data_start) for name, entry in raw.items()]
     tensors.sort(key=lambda t: (t.begin, t.end))
     cursor = data_start
     for t in tensors:
         if t.begin != cursor:
             raise CheckpointError(
-                f"{path} has a corrupt header: tensor {t.name!r} starts at byte {t.begin}, "
+                f"{path} has a corrupt header: tensor {_short(t.name)} starts at byte {t.begin}, "
                 f"expected {cursor} (gap or overlap); re-save this file"
             )
         cursor = t.end
@@ -155,6 +156,62 @@ def _validated(path: Path, raw: dict, data_start: int, size: int) -> Safetensors
             f"{cursor} bytes, the file has {size}; re-download or re-save this file"
         )
     return SafetensorsHeader(path, {t.name: t for t in tensors}, metadata, data_start)
+
+
+def _tensor(path: Path, name: str, entry: Any, data_start: int) -> TensorInfo:
+    """One header entry, checked: a known dtype, a shape of naturals, offsets of its byte size."""
+    problem = _entry_problem(entry)
+    if problem:
+        raise CheckpointError(
+            f"{path} has a corrupt header entry for tensor {_short(name)}: {problem}; "
+            "re-download or re-save this file"
+        )
+    begin, end = entry["data_offsets"]
+    return TensorInfo(
+        name, entry["dtype"], tuple(entry["shape"]), data_start + begin, data_start + end
+    )
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with a header entry, or ``None``."""
+    if not isinstance(entry, dict):
+        return f"a JSON {type(entry).__name__}, expected an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        return f"unknown dtype {_short(dtype)} (expected one of {', '.join(DTYPE_BITS)})"
+    if not isinstance(shape, list) or not all(_natural(d) for d in shape):
+        return f"shape {_short(shape)} is not a list of non-negative integers"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_natural, offsets))):
+        return f"data_offsets {_short(offsets)} is not a pair of non-negative integers"
+    span = offsets[1] - offsets[0]
+    bits = _bits(shape, DTYPE_BITS[dtype], limit=8 * max(span, 0))
+    if bits != 8 * span:
+        takes = "more" if bits is None else f"{bits // 8}" if bits % 8 == 0 else f"{bits / 8:g}"
+        return (
+            f"data_offsets {_short(offsets)} span {span} bytes, but a {dtype} tensor of shape "
+            f"{_short(shape)} takes {takes}"
+        )
+    return None
+
+
+def _bits(shape: list[int], bits: int, limit: int) -> int | None:
+    """Size of a tensor in bits, or ``None`` once it exceeds ``limit`` (a hostile shape)."""
+    if 0 in shape:
+        return 0
+    for d in shape:
+        bits *= d
+        if bits > limit:
+            return None
+    return bits
+
+
+def _natural(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,21 +108,9 @@ def open_checkpoint(
         its shards, or pickle weights without ``allow_pickle``.
     """
     labels = _labels.labels_of(config)
-    if (folder / SAFE_SINGLE).is_file():
-        headers = {SAFE_SINGLE: read_header(folder / SAFE_SINGLE)}
-        return Checkpoint(folder, config, labels, headers, None, trust_remote_code)
-    if (folder / SAFE_INDEX).is_file():
-        index = _read_index(folder / SAFE_INDEX)
-        headers = {
-            name: read_header(folder / name) for name in sorted(set(index["weight_map"].values()))
-        }
-        for tensor, shard in index["weight_map"].items():
-            if tensor not in headers[shard].tensors:
-                raise CheckpointError(
-                    f"{SAFE_INDEX} says {tensor!r} is in {shard}, but {shard} has no such tensor: "
-                    "the index and the shards disagree; re-download or re-save the model"
-                )
-        return Checkpoint(folder, config, labels, headers, index, trust_remote_code)
+    weights = read_weights(folder)
+    if weights is not None:
+        return Checkpoint(folder, config, labels, *weights, trust_remote_code)
     pickles = sorted(p.name for pat in PICKLE_PATTERNS for p in folder.glob(pat))
     if not pickles:
         raise CheckpointError(
@@ -137,24 +126,112 @@ def open_checkpoint(
     return None
 
 
+def read_weights(
+    folder: str | os.PathLike,
+) -> tuple[dict[str, SafetensorsHeader], dict[str, Any] | None] | None:
+    """Read and validate the safetensors headers of a model folder (no tensor data).
+
+    ``model.safetensors`` if present (as transformers prefers it), else the shards named by
+    ``model.safetensors.index.json``; every header is checked (:func:`read_header`) and the index
+    must agree with its shards.
+
+    Returns:
+        ``(headers by file name, parsed index or None)``, or ``None`` when the folder has no
+        safetensors weights (pickle or nothing: the caller decides).
+
+    Raises:
+        CheckpointError: a corrupt, truncated or missing file, naming it and what is wrong.
+    """
+    folder = Path(folder)
+    if (folder / SAFE_SINGLE).is_file():
+        headers = {SAFE_SINGLE: read_header(folder / SAFE_SINGLE)}
+        _check_not_empty(headers)
+        return headers, None
+    if not (folder / SAFE_INDEX).is_file():
+        return None
+    index = _read_index(folder / SAFE_INDEX)
+    headers = {
+        name: read_header(folder / name) for name in sorted(set(index["weight_map"].values()))
+    }
+    for tensor, shard in index["weight_map"].items():
+        if tensor not in headers[shard].tensors:
+            raise CheckpointError(
+                f"{SAFE_INDEX} says {_short(tensor)} is in {shard}, but {shard} has no such "
+                "tensor: the index and the shards disagree; re-download or re-save the model"
+            )
+    for shard, header in headers.items():
+        unlisted = next((t for t in header.tensors if index["weight_map"].get(t) != shard), None)
+        if unlisted is not None:  # a loader would skip it, or take it from another shard
+            raise CheckpointError(
+                f"{shard} holds {_short(unlisted)}, which {SAFE_INDEX} does not place there: "
+                "the index and the shards disagree; re-download or re-save the model"
+            )
+    _check_not_empty(headers)
+    return headers, index
+
+
+def check_weights(folder: str | os.PathLike) -> None:
+    """Refuse a folder whose safetensors weights are corrupt, before a loader reads them.
+
+    A one-line :class:`CheckpointError` naming the file beats the loaders' own errors
+    (``SafetensorError: ... incomplete metadata``). Pickle-only folders are left to the loader.
+
+    Raises:
+        CheckpointError: see :func:`read_weights`.
+    """
+    read_weights(folder)
+
+
+def _check_not_empty(headers: dict[str, SafetensorsHeader]) -> None:
+    if not any(h.tensors for h in headers.values()):
+        path = next(iter(headers.values())).path
+        raise CheckpointError(f"{path} holds no tensors: re-download or re-save the model")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _read_index(path: Path) -> dict[str, Any]:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(
-            f"{path} is not valid JSON ({e}); re-download or re-save the model"
+            f"{path} is not valid JSON ({first}); re-download or re-save the model"
         ) from e
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        raise CheckpointError(f"{path} has no 'weight_map': it is not a safetensors index")
-    for shard in set(index["weight_map"].values()):
-        if not isinstance(shard, str) or "/" in shard or shard in ("", ".", ".."):
-            raise CheckpointError(f"{path} names an invalid shard {shard!r}")
+        raise CheckpointError(f"{path} has no 'weight_map' object: it is not a safetensors index")
+    meta = index.get("metadata", {})
+    total = meta.get("total_size", 0) if isinstance(meta, dict) else None
+    if isinstance(total, bool) or not isinstance(total, int):
+        raise CheckpointError(
+            f"{path} has a 'metadata' that is not an object with an integer 'total_size' "
+            f"({_short(meta)}): re-download or re-save the model"
+        )
+    if not index["weight_map"]:
+        raise CheckpointError(f"{path} has an empty 'weight_map': re-download or re-save the model")
+    for shard in index["weight_map"].values():
+        if not isinstance(shard, str) or not _plain_file_name(shard):
+            raise CheckpointError(
+                f"{path} names an invalid shard {_short(shard)}: expected a file name in "
+                f"{path.parent}"
+            )
+    for shard in sorted(set(index["weight_map"].values())):
         if not (path.parent / shard).is_file():
             raise CheckpointError(
                 f"{path.name} names the shard {shard}, which is missing from {path.parent}: "
                 "the checkpoint is incomplete; download it again"
             )
     return index
+
+
+def _plain_file_name(name: str) -> bool:
+    """A file name in the folder itself: no separators, no ``..``, no NUL, printable."""
+    return (
+        name not in ("", ".", "..") and not any(c in name for c in "/\\\x00") and name.isprintable()
+    )
 
 
 def locate_in_checkpoint(ckpt: Checkpoint, head_path, count_after: int) -> HeadRef:
@@ -256,14 +333,36 @@ def _stray_vectors(ckpt: Checkpoint, n: int, heads: list[str]) -> list[str]:
     ]
 
 
-def _meta(ckpt: Checkpoint, count: int | None = None):
-    from .models import load_config, meta_model, model_class
+def meta_skeleton(
+    folder: str | os.PathLike, count: int | None = None, *, trust_remote_code: bool = False
+):
+    """The architecture of the model in ``folder`` on the ``meta`` device (imports torch).
 
-    trust = ckpt.trust_remote_code
-    config = load_config(ckpt.folder, trust)
-    return meta_model(
-        model_class(config, trust_remote_code=trust, folder=ckpt.folder), config, count
-    )
+    Args:
+        folder: a model folder (its ``config.json`` is read by transformers).
+        count: build it with this many labels instead of the config's.
+        trust_remote_code: let a model whose config names custom code (``auto_map``) run it.
+
+    Raises:
+        CheckpointError: transformers cannot read ``config.json``.
+        UnsupportedModelError: no known architecture, custom code refused, or it cannot be built
+            from the config.
+    """
+    from .models import load_config, meta_model, model_class, one_line
+
+    config = load_config(folder, trust_remote_code)
+    cls = model_class(config, trust_remote_code=trust_remote_code, folder=folder)
+    try:
+        return meta_model(cls, config, count)
+    except Exception as e:  # the architecture's own code on values from config.json
+        raise UnsupportedModelError(
+            f"{cls.__name__} cannot be built from {Path(folder) / 'config.json'} "
+            f"({type(e).__name__}: {one_line(e)}): fix config.json"
+        ) from e
+
+
+def _meta(ckpt: Checkpoint, count: int | None = None):
+    return meta_skeleton(ckpt.folder, count, trust_remote_code=ckpt.trust_remote_code)
 
 
 def _from_meta(ckpt: Checkpoint, count_after: int) -> list[str]:

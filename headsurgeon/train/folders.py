@@ -207,4 +207,3 @@ def gate_advice(options: TrainOptions, replayed: bool) -> str:
         steps.append("start the new rows from their examples (--init imprint)")
     steps.append(f"lower the learning rate (--lr below {options.lr:g})")
     return ", ".join(steps[:3])
-
