@@ -526,6 +526,11 @@ def test_top_blocks_on_cached_inputs_match_the_full_model(arch, files):
         assert all(type(b) is kind for b in blocks)  # real blocks back
 
 
+#: calibrate on the training replay (no held-out slice, no precision bound): the budget tests
+#: then count flips on the same examples they feed
+ON_REPLAY = {"calibrate_per_label": 0, "calibrate_precision": None}
+
+
 def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, parent_dir):
     parent, tok = load(parent_dir)
     batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
@@ -534,7 +539,7 @@ def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, pare
         right = parent(**batch).logits.argmax(-1) == gold
     flips = {}
     for cap in (None, 10.0, 0.0):
-        _, _, out = run(grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap)
+        _, _, out = run(grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap, **ON_REPLAY)
         with torch.no_grad():
             child = out.model.eval()(**batch).logits.argmax(-1)
         flips[cap] = [int(((child == 3) & right & (gold == c)).sum()) for c in range(3)]
@@ -547,7 +552,7 @@ def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, pare
 
 
 def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, parent_dir):
-    _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0)
+    _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0, **ON_REPLAY)
     assert set(outcome.stats["calibrated_bias_shifts"]) == {NEW}
     parent, tok = load(parent_dir)
     batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
@@ -556,14 +561,15 @@ def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, pa
         right = parent(**batch).logits.argmax(-1) == gold
         child = outcome.model(**batch).logits.argmax(-1)
     assert right.sum() > 0 and not (child[right] == 3).any()  # budget 0: none flips to delta
-    _, _, top = run(grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2)
+    _, _, top = run(grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2, **ON_REPLAY)
     assert set(top.stats["calibrated_bias_shifts"]) == {NEW}  # top blocks on cached inputs too
     with torch.no_grad():
         child = top.model(**batch).logits.argmax(-1)
     assert not (child[right] == 3).any()
     for opts in ({}, {"train_layers": 1, "max_steps": 2}, {"train_neck": True}):
         _, _, loose = run(
-            grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=None, **opts
+            grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=None, **opts,
+            **ON_REPLAY,
         )
         loose.model.eval()
         with torch.no_grad():
@@ -594,7 +600,7 @@ def test_calibrate_moves_new_labels_by_one_shift_to_the_budget(parent_dir, files
         add_labels(model, new, init="mean")
         options = TrainOptions(
             device="cpu", batch_size=8, train_layers=0, train_neck=False, max_steps=6, lr=1e-2,
-            calibrate=30.0, calibrate_label_cap=cap,
+            calibrate=30.0, calibrate_label_cap=cap, **ON_REPLAY,
         )  # fmt: skip
         out = train_model(model, tok, data, replay=files["old"], options=options, old_labels=LABELS)
         shifts = out.stats["calibrated_bias_shifts"]

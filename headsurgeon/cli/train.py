@@ -12,6 +12,20 @@ from ..train import options as _topt  # no torch: options only
 from .app import emit, head_path_option, json_option, main, max_label_drop_option
 
 
+class _Calibrate(click.ParamType):
+    """``gate`` or a number of points."""
+
+    name = "gate|PTS"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "gate" or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"expected 'gate' or a number of points, got {value!r}", param, ctx)
+
+
 @main.command()
 @click.argument("model", type=click.Path(file_okay=False))
 @click.option(
@@ -182,22 +196,45 @@ from .app import emit, head_path_option, json_option, main, max_label_drop_optio
 )
 @click.option(
     "--calibrate",
-    type=float,
+    type=_Calibrate(),
     default=_topt.DEFAULT_CALIBRATE,
-    metavar="PTS",
     show_default=True,
-    help="After training (frozen backbone or --train-layers, with --replay): raise the new labels' "
-    "biases by one common shift so that PTS percent of the replayed old examples the parent got "
-    "right flip to a new label.",
+    help="After training (frozen backbone or --train-layers, with --replay), shift the new labels' "
+    "biases by one common amount. gate: the largest shift whose old-label drop on replay "
+    "examples held out of training stays within --calibrate-safety of --max-drop; PTS: the "
+    "shift that flips PTS percent of the held-out old examples the parent got right.",
 )
 @click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
+@click.option(
+    "--calibrate-per-label",
+    type=int,
+    default=_topt.DEFAULT_CALIBRATE_PER_LABEL,
+    show_default=True,
+    help="Old examples per old label held out of --replay to calibrate on (at most a third of a "
+    "label's; 0: calibrate on the training replay).",
+)
+@click.option(
+    "--calibrate-safety",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_SAFETY,
+    show_default=True,
+    help="Fraction of --max-drop (and --max-label-drop) the held-out estimate may spend.",
+)
+@click.option(
+    "--calibrate-precision",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_PRECISION,
+    show_default=True,
+    help="Then lower each new label until its false positives on the held-out examples allow "
+    "this precision, were the label as frequent as an average old label (0: no bound).",
+)
 @click.option(
     "--calibrate-label-cap",
     type=float,
     default=_topt.DEFAULT_CALIBRATE_LABEL_CAP,
     metavar="PCT",
     help="With --calibrate: lower a new label's bias until it takes at most PCT percent of any "
-    "one old label's replayed examples (the budget then cannot fall on one near-synonym label).",
+    "one old label's held-out examples (the budget then cannot fall on one near-synonym label).",
     show_default=True,
 )
 @click.option(
@@ -272,6 +309,8 @@ def train(
 
     if opts.pop("no_calibrate"):
         opts["calibrate"] = None
+    if not opts["calibrate_precision"]:
+        opts["calibrate_precision"] = None
     options = TrainOptions(**opts, progress=sys.stderr.isatty() and not as_json)
     try:
         result = run(

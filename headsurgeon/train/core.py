@@ -14,10 +14,10 @@ from .. import labels as _labels
 from ..data import Example, by_label, check_labels
 from ..errors import OptionsError
 from .options import SEED_TRIAL, SWA_START, TrainOptions
+from .calibration import Calibration, CalibrationSet, Tolerance, split_slice
 from .steps import (
     FeatureStore,
     cache_inputs,
-    calibrate,
     holdout_scorer,
     imprint_wanted,
     init_new_rows,
@@ -149,21 +149,22 @@ def train_model(
             "a model with parallel heads cannot train on cached features: use --freeze none"
         )
 
-    replayed = sample_replay(replay, old_labels, options.replay_per_label, options.seed)
+    calibrating = options.calibrate is not None and bool(new_labels) and frozen
+    held, rest = split_slice(
+        replay, old_labels, options.calibrate_per_label if calibrating else 0, options.seed
+    )
+    replayed = sample_replay(rest, old_labels, options.replay_per_label, options.seed)
     train_rows = list(data) + replayed
     parent = parent_head(model, head.paths[0], old_ids)
     need_train_feats = (
-        features_only
-        or options.distill > 0
-        or imprint_wanted(options)
-        or (options.calibrate is not None and bool(replay) and frozen)
+        features_only or options.distill > 0 or imprint_wanted(options) or calibrating
     )
     feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
     hidden_cache = {} if hidden_cache is None else hidden_cache
     cut = top_cut(model, tokenizer, head, options, neck)
     if cut is not None and (need_train_feats or holdout):
         # the top-blocks path caches block inputs anyway: take the features from the same pass
-        texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
+        texts = [e.text for e in [*train_rows, *(holdout or []), *held]]
         cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feats.cache)
     train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
     hold_x = feats.of([e.text for e in holdout]) if holdout else None
@@ -179,7 +180,7 @@ def train_model(
         M.protect_heads(model, head.paths, old_ids)
     depths = M.layer_depths(model, head.paths, probe)
     top, train_h, hold_h = top_blocks(
-        model, tokenizer, options, train_rows, holdout, hidden_cache, cut, probe
+        model, tokenizer, options, train_rows, holdout, hidden_cache, cut, probe, extra=held
     )
 
     new_set = set(new_labels)
@@ -211,24 +212,28 @@ def train_model(
         model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options
     )
     scorer = holdout_scorer(model, predict, holdout, labels) if holdout else None
-    n = len(replayed)
-    replay_x = train_x[len(train_x) - n :] if train_x is not None and n else None
-    replay_predict = None
-    if replay_x is not None and (features_only or top is not None):
-        replay_h = train_h[len(train_h) - n :] if top is not None else None
-        replay_predict = predictor(
-            model, tokenizer, head, replayed, replay_x, replay_h, top, features_only, options
+    calibration = None
+    if calibrating and (held or replayed) and (features_only or top is not None):
+        examples = held or replayed
+        x = feats.of([e.text for e in examples])
+        h = [hidden_cache[e.text] for e in examples] if top is not None else None
+        calibration = CalibrationSet(
+            examples,
+            parent(x),
+            predictor(model, tokenizer, head, examples, x, h, top, features_only, options),
+            held_out=bool(held),
         )
-    elif options.calibrate is not None and replayed and new_labels:
+    elif options.calibrate is not None and new_labels:
         logger.warning(
-            "--calibrate needs the backbone frozen (cached inputs): the new biases stay as trained"
+            "not calibrated: --calibrate needs %s; the new biases stay as trained",
+            "--replay (old examples)" if not replay else "the backbone frozen (cached inputs)",
         )
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)
         M.fuse_heads(model, head.paths)
         model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
-        shifts = calibrate(
-            head, labels, new_labels, replayed, replay_x, parent, options, model, replay_predict
+        calibrated = _calibrate(
+            model, head, labels, new_labels, calibration, options, max_drop, max_label_drop
         )
         child_logits = predict() if holdout else None
     finally:
@@ -261,12 +266,27 @@ def train_model(
         "neck_parameters": neck,
         "features_cached": features_only,
         "block_inputs_cached": top is not None,
-        "calibrated_bias_shifts": shifts,
+        "calibrated_bias_shifts": calibrated.get("shifts", {}),
+        "calibration": calibrated,
         "device": device,
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     return TrainOutcome(model, report, stats)
+
+
+def _calibrate(model, head, labels, new_labels, calibration, options, max_drop, max_label_drop):
+    """Run the calibration (``{}`` when there is none, or the head has no bias)."""
+    from ..checks import DEFAULT_MAX_DROP
+
+    if calibration is None:
+        return {}
+    linear = model.get_submodule(head.paths[0])
+    if linear.bias is None:
+        logger.warning("the head %s has no bias: --calibrate has nothing to shift", head.paths[0])
+        return {}
+    tolerance = Tolerance(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
+    return Calibration(labels, new_labels, options, tolerance).run(calibration, linear)
 
 
 def _training_args(options: TrainOptions, seed: int, output_dir: str):
