@@ -776,15 +776,22 @@ def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, cap
     for _name, (_, spec_) in bench.METHODS.items():
         if "recipe" not in spec_:
             TrainOptions(**spec_)  # a typo in a method raises here
-    top1 = {**bench.METHODS["top1-neck-cal3"][1], "calibrate_label_cap": 40.0}
-    assert TrainOptions(**top1) == TrainOptions()  # the defaults but for the cap
+    assert bench.METHODS["defaults"][1] == {}  # the defaults row is TrainOptions() itself
+    previous = TrainOptions(**bench.METHODS["previous"][1])
+    assert (previous.calibrate, previous.calibrate_per_label, previous.replay_per_label) == (3.0, 0, 0)
     assert set(bench.DEFAULT_METHODS) <= set(bench.METHODS)
     bench.main(["--list"])
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == list(bench.METHODS)
+    run = {"before": 0.881, "after": 0.88, "drop": 0.1, "recall": 0.9, "precision": 0.8,
+           "passed": True, "oracle": 0.95, "time": 1.0}  # fmt: skip
+    row = bench.aggregate([run, dict(run, drop=0.7, passed=False, recall=0.8)])
+    assert row["drop"] == pytest.approx(0.4)
+    assert (row["worst_drop"], row["worst_recall"], row["passed"]) == (0.7, 0.8, 1)
+    rows = [(d, s, m, dict(row, drop=x)) for d in ("banking", "stackoverflow")
+            for s in ("S1", "S2") for m, x in (("defaults", -1), ("b", 40))]  # fmt: skip
+    assert "1/2" in bench.table(rows) and "stackoverflow" in bench.table(rows)
     pytest.importorskip("matplotlib")
-    row = {"before": 0.881, "after": 0.88, "drop": 0.1, "recall": 0.9, "time": 1.0}
-    rows = [(s, m, dict(row, drop=d)) for s in ("S1", "S2") for m, d in (("a", -1), ("b", 40))]
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| S2       | b " in bench.table(rows)
+

@@ -39,11 +39,15 @@ class TrainOutcome:
         model: the trained model (heads fused back into plain ``nn.Linear``), on its device.
         report: the old-label :class:`~headsurgeon.checks.CheckReport` (``None`` without holdout).
         stats: JSON-able facts: data sizes, labels, steps, seeds tried, scores, wall time.
+        holdout_logits: ``(parent, child)`` logits of the holdout the report was computed from
+            (the parent's over its old labels, the child's over every label; CPU float32),
+            ``None`` without holdout.
     """
 
     model: Any
     report: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
+    holdout_logits: tuple[Any, Any] | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -239,13 +243,13 @@ def train_model(
     finally:
         if top is not None:
             top.restore()
-    report = None
+    report = logits = None
     if holdout:
         from ..checks import DEFAULT_MAX_DROP, compare
 
+        logits = (parent(hold_x), child_logits)
         report = compare(
-            parent(hold_x),
-            child_logits,
+            *logits,
             holdout,
             old_labels,
             labels,
@@ -272,7 +276,7 @@ def train_model(
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
-    return TrainOutcome(model, report, stats)
+    return TrainOutcome(model, report, stats, logits)
 
 
 def _calibrate(model, head, labels, new_labels, calibration, options, max_drop, max_label_drop):
