@@ -35,9 +35,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import importlib.util
 import logging
 import os
 import random
@@ -501,7 +499,7 @@ def oracle(logits, holdout, report, intents) -> float:
     gold = [e.label for e in holdout]
     is_old = torch.tensor([g in set(old) for g in gold])
     gold_id = torch.tensor([labels.index(g) for g in gold])
-    before = (parent.argmax(-1) == torch.tensor([old.index(g) if g in old else -1 for g in gold]))
+    before = parent.argmax(-1) == torch.tensor([old.index(g) if g in old else -1 for g in gold])
     before = before[is_old].double().mean()
     margin = child[:, new_ids].max(1).values - child[:, old_ids].max(1).values
     best_new = new_ids[child[:, new_ids].argmax(1)]
@@ -548,7 +546,9 @@ def table(rows: list[tuple[str, str, str, dict]]) -> str:
         cells = (name, scenario, method, f"{r['drop']:.2f}", f"{r['worst_drop']:.2f}",
                  f"{r['recall']:.3f}", f"{r['worst_recall']:.3f}", f"{r['precision']:.3f}",
                  f"{r['passed']}/{r['draws']}", f"{r['oracle']:.3f}", f"{r['time']:.1f}")  # fmt: skip
-        lines.append("| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, cols)) + " |")
+        lines.append(
+            "| " + " | ".join(c.rjust(len(h)) for c, h in zip(cells, cols, strict=True)) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -556,7 +556,9 @@ def speed(bench: Bench, methods: list[str]) -> list[tuple[str, str, str, float, 
     """Cold wall time (no shared cache) of draw 0's S1 and S2 per method, against one
     evaluation pass over the replay measured in the same run."""
     unit = bench.eval_pass()
-    log(f"{bench.name}: one evaluation pass over the replay ({len(bench.replay)} texts): {unit:.1f} s")
+    log(
+        f"{bench.name}: one evaluation pass over the replay ({len(bench.replay)} texts): {unit:.1f} s"
+    )
     rows = []
     for scenario in ("S1", "S2"):
         intents = bench.draws[0][0][scenario]
@@ -617,7 +619,7 @@ def main(argv=None) -> None:
                     task = tasks[scenario]
                     results.append(stored(
                         args, [name, scenario, d, task], method,
-                        lambda m=method, d=d, t=task: bench.run_task(m, d, t),
+                        lambda m=method, d=d, t=task, b=bench: b.run_task(m, d, t),
                     ))  # fmt: skip
                     r = results[-1]
                     log(f"{name} {scenario} {method} draw {d}: drop {r['drop']:.2f} recall "

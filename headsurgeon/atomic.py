@@ -8,14 +8,25 @@ links for ``-o``). Then:
 - in place: the temp folder and the model folder are swapped in one system call
   (``renameat2(RENAME_EXCHANGE)``, Linux), so a reader — or a process killed at any moment —
   sees the old folder or the new one, never a mix of new weights and an old ``config.json``
-  (which would not load: size mismatch). The old folder, now under the temp name, is deleted.
-  Its unchanged files were hard links shared with the new folder only until that deletion, and
-  nothing writes into them. Where the swap is unavailable (other OSes, some filesystems) the
-  changed files are moved in one by one with ``os.replace``, weights first, ``config.json``
-  last, and a warning says so.
+  (which would not load: size mismatch). The old folder, now under the temp name, is deleted
+  (its folders made writable first: a read-only model folder works). If it cannot be deleted,
+  the two are swapped back, the new one is deleted and the command fails: nothing changed,
+  nothing left. Its unchanged files were hard links shared with the new folder only until that
+  deletion, and nothing writes into them. Where the swap is unavailable (other OSes, some
+  filesystems) the changed files are moved in one by one with ``os.replace``, weights first,
+  ``config.json`` last, and a warning says so.
 
-A process killed before the swap leaves the model untouched and a hidden
-``.NAME.headsurgeon-*`` folder beside it, which can be deleted.
+Paths (:func:`check_output`, the one check of every command that writes): ``-o`` is compared
+with MODEL after resolving symlinks, ``..`` and trailing slashes, and by inode
+(``os.path.samefile``, which also sees bind mounts); ``-o`` equal to MODEL or inside it is refused.
+
+Leftovers of killed runs: temp folders are named ``.NAME.headsurgeon-PID-XXXXXXXX`` (PID: the
+writing process). A process killed before the swap leaves the model untouched and such a folder
+beside it; it cannot clean up after itself, so the next headsurgeon command that writes to the
+same target (``NAME``) deletes every such folder whose process is no longer running (POSIX; a
+folder of a live process, or one without a PID, is kept; a process on another machine sharing
+the folder would look dead, so do not write one model from two machines at once). Deleting
+them by hand is also safe once no headsurgeon process runs.
 
 Durability: in place, every new file (and the folder) is fsynced before the swap, because the
 old folder is deleted right after. ``-o`` does not force its files to disk, like ``cp``: the
@@ -28,12 +39,14 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import record as _record
@@ -47,22 +60,164 @@ Writer = Callable[[Path], None]
 COPY_THREADS = 4
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
+#: ``.NAME.headsurgeon-PID-...``: the temp folders of the process PID writing NAME
+_TEMP = re.compile(r"\.headsurgeon-(\d+)-")
 
 
-def check_output(src: Path, output: str | os.PathLike | None) -> Path | None:
-    """Return the resolved ``-o`` folder, or ``None`` for an in-place edit.
+def check_output(src: str | os.PathLike, output: str | os.PathLike | None) -> Path | None:
+    """Return the ``-o`` folder to write, or ``None`` for an in-place edit of ``src``.
+
+    The one check every command that writes runs first. ``output`` and ``src`` are compared
+    after resolving (symlinks, ``..``, trailing slashes) and by inode. Temp folders that killed
+    runs left beside the target are deleted (see the module docstring).
 
     Raises:
-        CheckpointError: the output exists and is not an empty folder.
+        CheckpointError: ``output`` is ``src``, is inside ``src``, or exists and is not an
+        empty folder.
     """
     if output is None:
+        remove_stale(Path(os.path.realpath(src)))
         return None
     target = Path(output)
-    if target.resolve() == src.resolve():
-        return None
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    real = Path(os.path.realpath(target))
+    where = _relation(Path(src), real)
+    if where == 0:
+        raise CheckpointError(
+            f"-o {output} is the input model (MODEL {src}); -o must name a new or empty "
+            "folder (leave -o out to change MODEL in place)"
+        )
+    if where is not None:
+        raise CheckpointError(f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL")
+    remove_stale(real)
+    if real.exists() and (not real.is_dir() or any(real.iterdir())):
         raise CheckpointError(f"output {target} already exists and is not empty; choose another -o")
-    return target
+    # a symlink or a `.`/`..` name is written where it points (a rename would replace the link)
+    return real if target.is_symlink() or target.name in ("", ".", "..") else target
+
+
+def _relation(src: Path, out: Path) -> int | None:
+    """How many levels ``out`` lies below ``src`` (0: the same folder), or ``None``."""
+    model = Path(os.path.realpath(src))
+    for depth, folder in enumerate([out, *out.parents]):
+        if folder == model:
+            return depth
+        try:
+            if os.path.samefile(folder, model):  # another path to it (bind mount, ...)
+                return depth
+        except OSError:  # does not exist (yet)
+            continue
+    return None
+
+
+def remove_stale(target: Path) -> None:
+    """Delete the temp folders beside ``target`` left by headsurgeon runs that are dead."""
+    prefix = f".{target.name}.headsurgeon-"
+    try:
+        names = [n for n in os.listdir(target.parent) if n.startswith(prefix)]
+    except OSError:  # no parent yet, or not readable: nothing of ours there
+        return
+    for name in names:
+        pid, path = _owner_pid(name), target.parent / name
+        if pid is None or path.is_symlink() or not path.is_dir():  # not one of our folders
+            continue
+        if not pid_alive(pid):
+            logger.info("deleting %s, left by a killed headsurgeon run", path)
+            try:
+                remove_tree(path)
+            except OSError as e:
+                logger.warning("could not delete %s (%s)", path, e)
+
+
+def _owner_pid(name: str) -> int | None:
+    match = _TEMP.search(name)
+    return int(match.group(1)) if match else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (always ``True`` where that cannot be told safely)."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def remove_tree(path: Path) -> None:
+    """Delete the folder ``path``, making its folders writable first (files are not touched).
+
+    Raises:
+        OSError: a folder is not ours to make writable, or deleting failed.
+    """
+    _unlock(path)
+    shutil.rmtree(path)
+
+
+def _unlock(folder) -> None:
+    """Give us rwx on ``folder`` and every folder below it, or raise before deleting anything."""
+    mode = stat.S_IMODE(os.lstat(folder).st_mode)
+    if mode & stat.S_IRWXU != stat.S_IRWXU:
+        os.chmod(folder, mode | stat.S_IRWXU)  # only folders: files may be shared hard links
+    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _unlock(entry.path)
+
+
+def _discard(path: Path) -> None:
+    """Delete our own temp folder on the way out of an error; say so if it cannot go."""
+    try:
+        remove_tree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        logger.warning("could not delete %s (%s): delete it", path, e)
+
+
+@contextmanager
+def temp_folder(target: Path, kind: str = "") -> Iterator[Path]:
+    """A new hidden folder ``.NAME.headsurgeon-PID-KIND...`` beside ``target``, deleted on exit.
+
+    Missing parent folders of ``target`` are created, and deleted again if ``target`` was not
+    written.
+
+    Raises:
+        CheckpointError: the folder beside ``target`` cannot be created.
+    """
+    made = []
+    try:
+        for parent in reversed([target.parent, *target.parent.parents]):
+            if not parent.exists():
+                parent.mkdir()
+                made.append(parent)
+        prefix = f".{target.name}.headsurgeon-{os.getpid()}-{kind}"
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    except OSError as e:
+        _remove_empty(made)
+        raise CheckpointError(
+            f"cannot create a folder beside {target} ({e.strerror or e}): headsurgeon writes "
+            "there first and renames; give a writable -o"
+        ) from e
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            _discard(tmp)
+        if not target.exists():
+            _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def commit(
@@ -95,24 +250,13 @@ def commit(
         full, ...); nothing is left behind.
     """
     target = src.resolve() if output is None else output
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.headsurgeon-", dir=target.parent))
-    except OSError as e:
-        raise CheckpointError(
-            f"cannot create a folder beside {target} ({e.strerror or e}): headsurgeon writes "
-            "there first and renames; give a writable -o"
-        ) from e
-    try:
-        _fill(src, output, tmp, target, writers, record, link, drop, carry)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, CheckpointError):
+    with temp_folder(target) as tmp:
+        try:
+            _fill(src, output, tmp, target, writers, record, link, drop, carry)
+        except CheckpointError:
             raise
-        raise CheckpointError(f"writing {target} failed ({e}); nothing was changed") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        except OSError as e:
+            raise CheckpointError(f"writing {target} failed ({e}); nothing was changed") from e
     return target
 
 
@@ -132,10 +276,10 @@ def _fill(src, output, tmp, target, writers, record, link, drop, carry) -> None:
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-    _record.write_record(tmp, record)
-    for name in [*writers, _record.RECORD_NAME]:  # a replaced file keeps its permissions
+    for name in writers:  # a replaced file keeps its permissions
         if (src / name).is_file():
             shutil.copymode(src / name, tmp / name)
+    _record.write_record(tmp, record)  # with the mode of config.json
     if output is None:  # the old folder is about to go: the new one must be on disk first
         _fsync_small(tmp, [*writers, _record.RECORD_NAME])
     os.chmod(tmp, stat.S_IMODE(os.stat(src).st_mode))
@@ -202,7 +346,36 @@ def _swap_in(tmp: Path, target: Path, changed: list[str], drop: frozenset[str]) 
             os.replace(tmp / name, target / name)
         for name in drop:
             (target / name).unlink(missing_ok=True)
-    shutil.rmtree(tmp, ignore_errors=True)  # the old version: the edit is done either way
+        _delete_old(tmp, target)  # the rest: links to files the model keeps
+        return
+    try:  # the old version, now under the temp name: make it deletable before deleting
+        _unlock(tmp)
+    except OSError as e:
+        try:
+            exchange(tmp, target)  # nothing deleted yet: put the old model back
+        except OSError:
+            raise CheckpointError(
+                f"{target} was changed, but its old copy {tmp} could not be deleted "
+                f"({e.strerror or e}); delete it"
+            ) from e
+        raise CheckpointError(
+            f"could not delete the old copy of {target} ({e.strerror or e}) after writing the "
+            "new one, so it was put back: nothing was changed; make the folder and its "
+            "subfolders yours and writable, or write a new folder with -o"
+        ) from e
+    _delete_old(tmp, target)
+
+
+def _delete_old(old: Path, target: Path) -> None:
+    try:
+        remove_tree(old)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise CheckpointError(
+            f"{target} was changed, but its old copy {old} could not be deleted ({e}); "
+            "delete it (the next headsurgeon command on this model retries)"
+        ) from e
 
 
 def exchange(a: Path, b: Path) -> None:

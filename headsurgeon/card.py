@@ -3,6 +3,11 @@
 Built only from the model folder (``config.json`` and the ``headsurgeon.json`` record), so the
 same folder always gives the same card: pushing it twice changes nothing. No torch, no
 transformers. Events this version does not know are listed generically, never dropped.
+
+Label names and other recorded text are escaped: only fixed keys and a validated Hub id reach
+the YAML header; in the Markdown a name is a code span when that is safe, else ``<code>`` with
+every special character as an HTML entity, so no name can end a table cell or row, start a
+block, open emphasis or HTML. Control and invisible characters are shown as ``\\uXXXX``.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,7 @@ from typing import Any
 from . import labels as _labels
 from . import record as _record
 from .models import read_config
+from .uncertainty import describe_drop
 
 #: architecture class suffix → Hub pipeline tag
 PIPELINE_TAGS = (
@@ -118,13 +125,17 @@ def _renames(event: dict[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
-def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
+def build_card(
+    folder: str | os.PathLike, repo_id: str | None = None, *, base_model: str | None = None
+) -> str:
     """Return the ``README.md`` model card for the model saved in ``folder``.
 
     Args:
         folder: a saved classifier (``config.json`` with ``id2label``), ideally with the
             ``headsurgeon.json`` record that ``add-label``/``train``/``check`` write.
         repo_id: the Hub repository it goes to (used in the title and usage example).
+        base_model: the parent's Hub id; default: ``base_model`` in ``headsurgeon.json``, else
+            the recorded parent when it is a Hub id.
 
     Returns:
         Markdown with a YAML header: ``library_name``, ``pipeline_tag``, ``base_model`` (the
@@ -140,13 +151,15 @@ def build_card(folder: str | os.PathLike, repo_id: str | None = None) -> str:
     record = _record.read_record(folder)
     architecture = (config.get("architectures") or [None])[0]
     tag = pipeline_tag(architecture)
-    base = hub_id_of((record or {}).get("parent"))
+    recorded = (record or {}).get("base_model")
+    base = base_model or (recorded if _record.is_hub_id(recorded) else None)
+    base = base or hub_id_of((record or {}).get("parent"))
     changes = label_changes(record, labels_after)
     check = _record.last_check(record)
     title = repo_id.split("/")[-1] if repo_id else Path(folder).resolve().name
     parts = [
         _front_matter(tag, base),
-        f"# {title}\n",
+        f"# {_plain(title)}\n",
         _summary(architecture, record, base, changes, check),
         _labels_section(changes),
         _events_section(record),
@@ -168,11 +181,13 @@ def _front_matter(tag: str | None, base: str | None) -> str:
 
 
 def _summary(architecture, record, base, changes: LabelChanges, check) -> str:
-    text = f"A `{architecture or 'transformers'}` classifier with {len(changes.after)} labels."
+    text = f"A {_code(str(architecture or 'transformers'))} classifier with {len(changes.after)} labels."
     if record:
         local = Path(str(record.get("parent") or "?")).name  # no local paths in a public card
         parent = (
-            f"[{base}](https://huggingface.co/{base})" if base else f"the local model `{local}`"
+            f"[{base}](https://huggingface.co/{base})"
+            if base
+            else f"the local model {_code(local)}"
         )
         text += (
             f" It was derived from {parent} with headsurgeon; label names are kept in "
@@ -208,7 +223,7 @@ def _events_section(record: dict[str, Any] | None) -> str:
         return ""
     out = ["## How it was made\n"]
     for i, event in enumerate(events, 1):
-        stamp = ", ".join(str(event[k]) for k in ("time", "version") if event.get(k))
+        stamp = ", ".join(_plain(event[k]) for k in ("time", "version") if event.get(k))
         out.append(f"{i}. {_event_text(event)}" + (f" ({stamp})" if stamp else ""))
     return "\n".join(out) + "\n"
 
@@ -244,7 +259,7 @@ def _event_text(event: dict[str, Any]) -> str:
         )
     if op == "check":
         return f"**check**: {_verdict(event)}{_fields(event, lead='; ')}"
-    text = f"**{op}**: {_fields(event) or 'no details recorded'}"
+    text = f"**{_plain(op)}**: {_fields(event) or 'no details recorded'}"
     if isinstance(event.get("check"), dict):
         text += f"; old-label check {_verdict(event['check'])}"
     return text
@@ -258,13 +273,13 @@ def _fields(event: dict[str, Any], lead: str = "") -> str:
         if key in _SKIP_FIELDS or value is None:
             continue
         if isinstance(value, dict):
-            items += [f"{k} `{_plain(v)}`" for k, v in value.items() if _scalar(v)]
+            items += [f"{_plain(k)} {_code(_fmt(v))}" for k, v in value.items() if _scalar(v)]
         elif isinstance(value, list):
             if value and len(value) <= FOLD_LABELS_OVER and all(_scalar(v) for v in value):
-                items.append(f"{key} {_names([str(v) for v in value])}")
+                items.append(f"{_plain(key)} {_names([str(v) for v in value])}")
         else:
             shown = Path(value).name if key in _PATH_FIELDS and isinstance(value, str) else value
-            items.append(f"{key} `{_plain(shown)}`")
+            items.append(f"{_plain(key)} {_code(_fmt(shown))}")
     return lead + ", ".join(items) if items else ""
 
 
@@ -291,7 +306,11 @@ def _verdict(check: dict[str, Any]) -> str:
     if max_label_drop is not None:
         facts.append(f"allowed per label {_plain(max_label_drop)}")
     if report.get("labels_beyond"):
-        facts.append(f"labels beyond: {', '.join(map(str, report['labels_beyond']))}")
+        facts.append(f"labels beyond: {_names([str(n) for n in report['labels_beyond']])}")
+    noise = report.get("drop_uncertainty")  # the drop's 95 % interval: noise or regression
+    noise = describe_drop(noise) if isinstance(noise, dict) else None
+    if noise:
+        facts.append(noise)  # our own words and numbers: nothing to escape
     return verdict + (f" ({', '.join(facts)})" if facts else "")
 
 
@@ -302,7 +321,8 @@ def _check_section(check: dict[str, Any] | None) -> str:
     out = ["## Old-label check\n", f"Result: {_verdict(check)}.\n"]
     rows = [(k, v) for k, v in report.items() if _scalar(v) and v is not None]
     if rows:
-        out += ["| measure | value |", "|---|---|", *[f"| {k} | {_plain(v)} |" for k, v in rows]]
+        out += ["| measure | value |", "|---|---|"]
+        out += [f"| {_plain(k)} | {_plain(v)} |" for k, v in rows]
         out.append("")
     per_label = report.get("per_label")
     if isinstance(per_label, list) and per_label and all(isinstance(r, dict) for r in per_label):
@@ -336,22 +356,60 @@ def _usage_section(tag: str | None, repo_id: str | None) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines = ["| " + " | ".join(map(_plain, keys)) + " |", "|" + "---|" * len(keys)]
     for r in rows:
         lines.append("| " + " | ".join(_plain(r.get(k, "")) for k in keys) + " |")
     return lines
 
 
+#: text that reads the same as Markdown and as plain text (numbers, simple names)
+_SAFE_TEXT = re.compile(r"-?[A-Za-z0-9]+(?:[._:/+ -]+[A-Za-z0-9]+)*", re.ASCII)
+#: characters a backtick code span cannot hold inside a table cell or a list item
+_NOT_IN_SPAN = frozenset("`|\\<>&")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        value = f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """``value`` as inline Markdown text (a table cell or prose), every special char escaped."""
+    text = _fmt(value)
+    return text if _SAFE_TEXT.fullmatch(text) else _escape(text)
 
 
 def _code(name: str) -> str:
-    fence = "``" if "`" in name else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{name.replace('|', chr(92) + '|')}{pad}{fence}"
+    """``name`` as inline code: a backtick span when safe, else ``<code>`` with entities."""
+    if name and name == name.strip(" ") and all(_spannable(c) for c in name):
+        return f"`{name}`"
+    return f"<code>{_escape(name)}</code>"
+
+
+def _spannable(char: str) -> bool:
+    return char == " " or (char not in _NOT_IN_SPAN and _visible(char) and not char.isspace())
+
+
+def _visible(char: str) -> bool:
+    """Not a control, format, surrogate, private or unassigned character, nor a line break."""
+    category = unicodedata.category(char)
+    return category[0] != "C" and category not in ("Zl", "Zp")
+
+
+def _escape(text: str) -> str:
+    """Letters, digits and spaces as they are; ASCII punctuation as HTML entities; invisible
+    characters as a visible ``\\uXXXX`` (no character can end a cell or a line)."""
+    out = []
+    for char in text:
+        if not _visible(char):
+            code = ord(char)
+            out.append(f"&#92;u{code:04x}" if code <= 0xFFFF else f"&#92;U{code:08x}")
+        elif char == " " or char.isalnum():
+            out.append(char)
+        elif char.isascii() or char.isspace():
+            out.append(f"&#{ord(char)};")
+        else:
+            out.append(char)  # other printable non-ASCII symbols have no Markdown meaning
+    return "".join(out)
 
 
 def _names(names: list[str]) -> str:

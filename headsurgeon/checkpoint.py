@@ -24,7 +24,7 @@ from typing import Any
 from . import atomic
 from . import labels as _labels
 from . import record as _record
-from .errors import OptionsError
+from .errors import CheckpointError, HeadSurgeonError, OptionsError
 from .models import read_config
 from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
 from .shards import (
@@ -47,31 +47,66 @@ STREAM_INITS = ("mean", "zeros", "normal")
 _Changes = dict[str, tuple[tuple[int, ...], bytes]]
 
 
-def inspect_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
+def inspect_checkpoint(
+    folder: str | os.PathLike, *, trust_remote_code: bool = False
+) -> dict[str, Any]:
     """Describe a saved classifier without loading its weights.
 
+    Reads ``config.json`` and the safetensors headers only (no torch, no transformers): the head
+    is found by names and shapes, its dtype and features read from its header entry. Only when
+    the headers leave the head ambiguous, or the weights are pickle files, is the architecture
+    built on the ``meta`` device (the head's ``method`` is then ``"shape-probe"``).
+
+    Args:
+        folder: a saved model folder.
+        trust_remote_code: on the ``meta`` path, let a model whose config names custom code
+            (``auto_map``) run it.
+
     Returns:
-        ``{"architecture", "model_type", "head": HeadRef dict, "labels": [...], "num_labels"}``.
+        ``{"path", "architecture", "model_type", "head": HeadRef dict, "num_labels", "labels"}``.
+
+    Raises:
+        CheckpointError: missing or corrupt config or weights; LabelError: no usable labels;
+        HeadNotFoundError, AmbiguousHeadError, UnsupportedModelError: from the head locators.
+
+    Example:
+        >>> inspect_checkpoint("model/")["head"]["paths"]
+        ['classifier']
     """
-    from transformers import AutoConfig
-
-    from .locate import locate_head
-    from .models import meta_model, model_class
-
+    folder = Path(folder)
     raw = read_config(folder)
     labels = _labels.labels_of(raw)
-    config = AutoConfig.from_pretrained(str(folder))
-    model = meta_model(model_class(config), config)
-    head = locate_head(model).to_dict()
-    head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
+    architecture = (raw.get("architectures") or [None])[0]
+    # pickle weights are never unpickled here: their shapes come from the meta-device probe
+    ckpt = open_checkpoint(folder, raw, allow_pickle=True)
+    if ckpt is not None and architecture is not None:
+        head = locate_in_checkpoint(ckpt, None, len(labels)).to_dict()
+    else:
+        architecture, head = _inspect_on_meta(folder, raw, trust_remote_code)
+    logger.info("%s: head %s found by %s", folder, ", ".join(head["paths"]), head["method"])
     return {
         "path": str(folder),
-        "architecture": type(model).__name__,
+        "architecture": architecture,
         "model_type": raw.get("model_type"),
         "head": head,
         "num_labels": len(labels),
         "labels": labels,
     }
+
+
+def _inspect_on_meta(
+    folder: Path, raw: dict[str, Any], trust_remote_code: bool
+) -> tuple[str, dict[str, Any]]:
+    """Architecture and head found on the ``meta`` device (imports torch and transformers)."""
+    from .locate import locate_head
+    from .models import load_config, meta_model, model_class
+
+    config = load_config(folder, trust_remote_code)
+    cls = model_class(config, trust_remote_code=trust_remote_code, folder=folder)
+    model = meta_model(cls, config)
+    head = locate_head(model).to_dict()
+    head["dtype"] = str(raw.get("dtype") or raw.get("torch_dtype") or head["dtype"])
+    return type(model).__name__, head
 
 
 def add_labels_to_checkpoint(
@@ -85,6 +120,8 @@ def add_labels_to_checkpoint(
     seed: int | None = None,
     link: bool = DEFAULT_LINK,
     allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    base_model: str | None = None,
 ) -> SurgeryResult:
     """Grow the head of the model saved in ``src``; write to ``output`` (or in place).
 
@@ -100,16 +137,22 @@ def add_labels_to_checkpoint(
         head_path: explicit head path(s) or unique dotted suffix; found automatically if ``None``.
         seed: seed of ``init="normal"`` (torch's generator: same rows as in memory).
         link: with ``output``, hard-link the unchanged files instead of copying them.
-        allow_pickle: accept a ``pytorch_model*.bin`` checkpoint (loaded in memory; unpickling
-            can run code from the file) and write it back as safetensors.
+        allow_pickle: accept a ``pytorch_model*.bin`` checkpoint (loaded in memory with
+            ``weights_only=True``) and write it back as safetensors.
+        trust_remote_code: let a model whose config names custom code (``auto_map``) run it
+            when the architecture must be built (ambiguous head, pickle weights). Streaming
+            surgery reads bytes only and runs no code either way.
+        base_model: the Hub id of the model ``src`` came from, kept in ``headsurgeon.json`` for
+            the model card's ``base_model`` (when ``src`` is a local folder).
 
     Returns:
         the :class:`~headsurgeon.surgery.SurgeryResult`.
 
     Raises:
         CheckpointError: missing/corrupt/inconsistent files, non-empty output, pickle refused.
-        LabelError, OptionsError, HeadNotFoundError, AmbiguousHeadError, UnsupportedModelError.
-        On any error nothing is written.
+        LabelError, OptionsError (also: ``base_model`` not a Hub id), HeadNotFoundError,
+        AmbiguousHeadError, UnsupportedModelError (also: custom code without
+        ``trust_remote_code``). On any error nothing is written.
 
     Example:
         >>> add_labels_to_checkpoint("parent/", ["lost_or_stolen_card"], "grown/")
@@ -117,18 +160,20 @@ def add_labels_to_checkpoint(
     init, bias = init or DEFAULT_INIT, bias or DEFAULT_BIAS
     _check_choice("init", init, STREAM_INITS)
     _check_choice("bias", bias, BIAS_POLICIES)
+    _record.set_base_model({}, base_model)  # validate before any work
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
     after = _labels.grown(before, names)
-    ckpt = open_checkpoint(src, config, allow_pickle)
+    ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
         return _in_memory(src, target, "add-label", "add_labels", names, init=init, bias=bias,
-                          head_path=head_path, seed=seed)  # fmt: skip
+                          head_path=head_path, seed=seed, base_model=base_model,
+                          trust_remote_code=trust_remote_code)  # fmt: skip
     head = locate_in_checkpoint(ckpt, head_path, len(after))
     std = float(config.get("initializer_range") or 0.02)  # as surgery's normal policy
     changes = _grown(ckpt, head.paths, len(after) - len(before), init, bias, seed, std)
     result = SurgeryResult(head, before, after, added=after[len(before) :], init=init, bias=bias)
-    _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link)
+    _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link, base_model)
     return result
 
 
@@ -168,6 +213,7 @@ def remove_labels_from_checkpoint(
     head_path: str | Sequence[str] | None = None,
     link: bool = DEFAULT_LINK,
     allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> SurgeryResult:
     """Drop the head rows of ``names`` and re-index the remaining labels densely (order kept).
 
@@ -186,9 +232,10 @@ def remove_labels_from_checkpoint(
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
     after, kept = _labels.without(before, names)
-    ckpt = open_checkpoint(src, config, allow_pickle)
+    ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
-        return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path)
+        return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path,
+                          trust_remote_code=trust_remote_code)  # fmt: skip
     head = locate_in_checkpoint(ckpt, head_path, len(after))
     changes = _kept(ckpt, head.paths, kept)
     removed = [n for n in before if n not in set(after)]
@@ -246,7 +293,7 @@ def _prepare(src, output) -> tuple[Path, Path | None, dict[str, Any]]:
     return src, atomic.check_output(src, output), config
 
 
-def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool) -> None:
+def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool, base=None) -> None:
     """Write the changed shard(s), index, config and record; carry the rest over."""
     writers: dict[str, atomic.Writer] = {}
     for fname in sorted({ckpt.file_of(name) for name in changes}):
@@ -267,7 +314,7 @@ def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool) -> 
     config = json.loads(json.dumps(ckpt.config))
     _labels.apply_to_config(config, after)
     writers["config.json"] = _json_writer(config)
-    record = _record.record_for(ckpt.folder, ckpt.labels)
+    record = _record.set_base_model(_record.record_for(ckpt.folder, ckpt.labels), base)
     _record.add_event(record, op, **event)
     stale = frozenset(p.name for pat in PICKLE_PATTERNS for p in ckpt.folder.glob(pat))
     atomic.commit(ckpt.folder, target, writers, record, link=link, drop=stale, carry=_carry)
@@ -294,16 +341,25 @@ def _carry(src: Path, dst: Path) -> None:
 
 
 def _in_memory(
-    src: Path, target: Path | None, op: str, func: str, names, **kwargs
+    src: Path,
+    target: Path | None,
+    op: str,
+    func: str,
+    names,
+    *,
+    trust_remote_code: bool,
+    base_model: str | None = None,
+    **kwargs,
 ) -> SurgeryResult:
     """The pickle fallback: load the whole model, operate in memory, save as safetensors."""
     from . import surgery
     from .models import load_model
 
-    model = load_model(src)
+    # open_checkpoint refused pickle weights unless allowed; they load with weights_only=True
+    model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=True)
     before = _labels.labels_of(model.config)
     result = getattr(surgery, func)(model, names, **kwargs)
-    record = _record.record_for(src, before)
+    record = _record.set_base_model(_record.record_for(src, before), base_model)
     _record.add_event(record, op, **result.to_dict())
     write_model(model, record, src, target)
     return result
@@ -322,21 +378,20 @@ def write_model(model, record: dict[str, Any], src: str | os.PathLike, output=No
     Raises:
         CheckpointError: ``output`` exists and is not empty, or writing failed (nothing is left).
     """
-    import shutil
-    import tempfile
-
     src = Path(src)
     target = atomic.check_output(src, output)
-    parent = (target or src.resolve()).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".headsurgeon-save-", dir=parent))
-    try:
-        model.save_pretrained(str(scratch))
+    with atomic.temp_folder(target or src.resolve(), "save-") as scratch:
+        try:
+            model.save_pretrained(str(scratch))
+        except Exception as e:  # disk full surfaces as OSError or safetensors' own error type
+            if isinstance(e, HeadSurgeonError):
+                raise
+            raise CheckpointError(
+                f"writing {target or src} failed ({type(e).__name__}: {e}); nothing was changed"
+            ) from e
         writers = {p.name: _mover(p) for p in scratch.iterdir() if p.is_file()}
         stale = frozenset(p.name for pat in WEIGHT_PATTERNS for p in src.glob(pat))
         return atomic.commit(src, target, writers, record, drop=stale, carry=_carry)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _mover(saved: Path) -> atomic.Writer:

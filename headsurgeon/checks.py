@@ -4,7 +4,9 @@ A child model (the parent with labels added, trained, ...) must still know what 
 :func:`check_old_labels` runs ONE batched evaluation pass per model over the holdout examples
 (a single pass for both when they differ only in their heads, see :mod:`headsurgeon.predict`), then :func:`compare` turns the two logit matrices into a :class:`CheckReport`: old-label accuracy
 before/after, the drop in percentage points, per-label changes, how many old examples flipped
-(and how many of those to a new label), and the new labels' precision/recall/F1.
+(and how many of those to a new label), the drop's 95 % interval and exact McNemar p-value from
+the paired predictions (:mod:`headsurgeon.uncertainty`: noise or regression), and the new
+labels' precision/recall/F1.
 :func:`enforce` raises :class:`GateFailedError` (exit code 3 in the CLI) when the drop is beyond
 the tolerance.
 
@@ -29,6 +31,7 @@ from . import record as _record
 from .data import LABEL_COLUMN, TEXT_COLUMN, Example, check_labels, read_examples
 from .errors import DataError, GateFailedError, OptionsError
 from .predict import DEFAULT_BATCH_SIZE, predict_logits, predict_pair
+from .uncertainty import PairedDrop, paired_drop
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -78,6 +81,11 @@ class CheckReport:
         max_label_drop: the per-label tolerance in points (``None``: not checked).
         labels_beyond: old labels whose ``change_pts`` is below ``-max_label_drop``.
         passed: ``drop_pts <= max_drop`` and no label beyond ``max_label_drop``.
+        drop_uncertainty: the drop's 95 % interval (seeded paired bootstrap over the old
+            examples), the exact McNemar p-value on ``flipped_wrong`` against ``flipped_fixed``
+            and whether the drop is ``within noise``, ``beyond noise`` or ``borderline`` (see
+            :mod:`headsurgeon.uncertainty`). It informs; ``passed`` is still the tolerance.
+            ``None`` only in a report built without :func:`compare`.
     """
 
     parent_labels: list[str]
@@ -100,6 +108,7 @@ class CheckReport:
     max_label_drop: float | None
     labels_beyond: list[str]
     passed: bool
+    drop_uncertainty: PairedDrop | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able data."""
@@ -140,6 +149,10 @@ class CheckReport:
             f"{len(self.old_labels)} old labels {self.accuracy_before:.2%} -> "
             f"{self.accuracy_after:.2%} (drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt"
             f"{per_label})",
+        ]
+        if self.drop_uncertainty is not None:
+            lines.append(self.drop_uncertainty.describe())
+        lines += [
             f"flipped predictions: {self.flipped} of {self.n_old_examples} "
             f"({self.flipped_to_new} to a new label, {self.flipped_wrong} right -> wrong, "
             f"{self.flipped_fixed} wrong -> right)",
@@ -202,7 +215,8 @@ def compare(
             holdout examples), in points; ``None``: only the aggregate is checked.
 
     Returns:
-        a :class:`CheckReport`.
+        a :class:`CheckReport`, with the drop's paired interval and exact test
+        (:func:`headsurgeon.uncertainty.paired_drop`; about a millisecond).
 
     Raises:
         OptionsError: logits whose shapes do not match the examples or the labels, or a
@@ -238,6 +252,8 @@ def compare(
     flips = [i for i in olds if before[i] != after[i]]
     drop_pts = 100.0 * (right_before - right_after) / len(olds)
     per_label = _per_label(gold, before, after, olds, parent_labels)
+    flipped_wrong = sum(before[i] == gold[i] != after[i] for i in flips)
+    flipped_fixed = sum(before[i] != gold[i] == after[i] for i in flips)
     beyond = (
         []
         if max_label_drop is None
@@ -257,13 +273,14 @@ def compare(
         per_label=per_label,
         flipped=len(flips),
         flipped_to_new=sum(after[i] in set(new) for i in flips),
-        flipped_wrong=sum(before[i] == gold[i] != after[i] for i in flips),
-        flipped_fixed=sum(before[i] != gold[i] == after[i] for i in flips),
+        flipped_wrong=flipped_wrong,
+        flipped_fixed=flipped_fixed,
         new_label_metrics={n: _prf(gold, after, n) for n in new},
         max_drop=float(max_drop),
         max_label_drop=None if max_label_drop is None else float(max_label_drop),
         labels_beyond=beyond,
         passed=drop_pts <= max_drop and not beyond,
+        drop_uncertainty=paired_drop(len(olds), flipped_wrong, flipped_fixed),
     )
 
 
@@ -340,6 +357,8 @@ def check_old_labels(
     max_length: int | None = None,
     device=None,
     progress: bool = False,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> CheckReport:
     """Evaluate parent and child on the holdout and compare them on the parent's labels.
 
@@ -357,13 +376,17 @@ def check_old_labels(
         text_column, label_column: columns of the holdout file.
         device: where to evaluate; default: CUDA when available, else where the models are
             (models are moved back afterwards).
+        trust_remote_code: let folders whose config names custom code (``auto_map``) run it.
+        allow_pickle: accept ``pytorch_model*.bin`` folders (unpickled with ``weights_only=True``).
 
     Returns:
         a :class:`CheckReport` (call :func:`enforce` to refuse a failed one).
 
     Raises:
         DataError: unreadable holdout, a holdout label neither model has, no old-label example.
-        CheckpointError: a folder without a model or without tokenizer files.
+        CheckpointError: a folder without a model or without tokenizer files, or pickle weights
+            without ``allow_pickle``.
+        UnsupportedModelError: custom code without ``trust_remote_code``.
         OptionsError: a bad ``max_drop``, ``max_label_drop`` or ``batch_size``.
 
     Example:
@@ -386,7 +409,8 @@ def check_old_labels(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else None
-    parent, child = (_model_and_tokenizer(s) for s in (parent, child))
+    trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
+    parent, child = (_model_and_tokenizer(s, **trust) for s in (parent, child))
     logger.info("evaluating parent and child on %d holdout examples", len(examples))
     logits = predict_pair(
         parent,
@@ -407,11 +431,11 @@ def check_old_labels(
     )
 
 
-def _model_and_tokenizer(source):
+def _model_and_tokenizer(source, **trust: bool):
     if isinstance(source, (str, os.PathLike)):
         from .predict import load_for_prediction
 
-        return load_for_prediction(source)
+        return load_for_prediction(source, **trust)
     model, tokenizer = source
     return model, tokenizer
 

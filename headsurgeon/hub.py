@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ def push(
     message: str | None = None,
     token: str | None = None,
     force: bool = False,
+    base_model: str | None = None,
 ) -> PushResult:
     """Publish the classifier saved in ``folder`` to ``repo_id`` in one commit, with a model card.
 
@@ -97,6 +99,8 @@ def push(
         message: commit message. Default: a summary of the label changes.
         token: overrides the token ``huggingface_hub`` would find (``HF_TOKEN``, login cache).
         force: push even when the last old-label check recorded in ``headsurgeon.json`` failed.
+        base_model: the Hub id of the parent, for the card's ``base_model`` (default: the one
+            ``headsurgeon.json`` records, or its parent when that is a Hub id).
 
     Returns:
         :class:`PushResult` (commit URL, repository URL, whether anything changed).
@@ -104,7 +108,7 @@ def push(
     Raises:
         CheckpointError: ``folder`` is not a saved model (no config or no weights).
         GateFailedError: the last recorded old-label check failed and ``force`` is false.
-        OptionsError: ``repo_id`` is not a valid Hub repository id.
+        OptionsError: ``repo_id`` or ``base_model`` is not a valid Hub repository id.
         HubError: authentication failed, the endpoint is unreachable, or the Hub refused the push;
             nothing was committed.
 
@@ -114,10 +118,11 @@ def push(
     """
     folder = Path(folder)
     _check_repo_id(repo_id)
+    _record.set_base_model({}, base_model)  # validate before any work
     files = model_files(folder)
     record = _record.read_record(folder)
     _check_gate(folder, record, force)
-    card = build_card(folder, repo_id).encode("utf-8")
+    card = build_card(folder, repo_id, base_model=base_model).encode("utf-8")
     message = message or default_message(folder, record)
     api, endpoint = _api(token)
     with _hub_errors(endpoint, repo_id, revision, token):
@@ -281,8 +286,32 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def _hub_errors(endpoint: str, repo_id: str, revision: str | None, token: str | None):
-    """Turn the client's errors into one-line :class:`HubError`; never mention the token value."""
+    """Turn the client's errors into one-line :class:`HubError`; never mention the token value.
+
+    The token is masked in the message; a client error whose text holds it (a server echoing
+    the Authorization header) is not chained as the cause, so no traceback shows it either.
+    """
     from huggingface_hub import get_token
+
+    secret = token or get_token()
+    try:
+        yield
+    except Exception as e:
+        leaks = bool(secret) and any(secret in _text_of(x) for x in _chain(e))
+        message = _hub_message(e, endpoint, repo_id, revision, bool(secret))
+        if message is None and not leaks:
+            raise
+        if message is None:  # not a Hub error, but its text holds the token: never show it
+            message = f"the push to {repo_id} at {endpoint} failed ({type(e).__name__}): {e}"
+            message = message.strip().splitlines()[0]
+        error = HubError(_redact(message, secret))
+        if leaks:
+            raise error from None
+        raise error from e
+
+
+def _hub_message(error, endpoint: str, repo_id: str, revision: str | None, has_token: bool):
+    """The one-line message for a client error, or ``None`` for an error that is not the Hub's."""
     from huggingface_hub.errors import (
         HfHubHTTPError,
         LocalTokenNotFoundError,
@@ -290,31 +319,45 @@ def _hub_errors(endpoint: str, repo_id: str, revision: str | None, token: str | 
         RevisionNotFoundError,
     )
 
-    try:
-        yield
-    except OfflineModeIsEnabled as e:
-        raise HubError(
-            "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push"
-        ) from e
-    except LocalTokenNotFoundError as e:
-        raise HubError(f"no Hugging Face token found for {endpoint}: {_LOGIN_HINT}") from e
-    except RevisionNotFoundError as e:
-        raise HubError(f"revision {revision!r} not found in {repo_id} at {endpoint}") from e
-    except HfHubHTTPError as e:
-        raise HubError(_http_message(e, endpoint, repo_id, bool(token or get_token()))) from e
-    except _network_errors() as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(error, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it to push"
+    if isinstance(error, LocalTokenNotFoundError):
+        return f"no Hugging Face token found for {endpoint}: {_LOGIN_HINT}"
+    if isinstance(error, RevisionNotFoundError):
+        return f"revision {revision!r} not found in {repo_id} at {endpoint}"
+    if isinstance(error, HfHubHTTPError):
+        return _http_message(error, endpoint, repo_id, has_token)
+    if isinstance(error, _network_errors()):
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "xet" in reason.lower():  # hf_xet reports its own HTTP failures as ConnectionError
-            raise HubError(
+            return (
                 f"the Xet upload to {endpoint} failed ({reason}): "
                 "if this endpoint has no Xet storage, set HF_HUB_DISABLE_XET=1"
-            ) from e
-        raise HubError(
-            f"cannot reach the Hub at {endpoint} ({reason}): check HF_ENDPOINT and the network"
-        ) from e
-    except ValueError as e:  # the client's own checks, e.g. card metadata the Hub rejects
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HubError(f"the push to {repo_id} at {endpoint} was refused: {first}") from e
+            )
+        return f"cannot reach the Hub at {endpoint} ({reason}): check HF_ENDPOINT and the network"
+    if isinstance(error, ValueError):  # the client's own checks, e.g. card metadata the Hub rejects
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the push to {repo_id} at {endpoint} was refused: {first}"
+    return None
+
+
+def _redact(text: str, secret: str | None) -> str:
+    """``text`` with the token, and any credentials in a URL, masked."""
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", text)
+
+
+def _chain(error: BaseException):
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _text_of(error: BaseException) -> str:
+    return " ".join([str(error), *map(str, getattr(error, "args", ()))])
 
 
 _LOGIN_HINT = "set HF_TOKEN to a token with write access, or run `hf auth login`"

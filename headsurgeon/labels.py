@@ -15,30 +15,71 @@ from typing import Any
 
 from .errors import LabelError
 
+#: keys some configs keep the label count in instead of ``len(id2label)``: PvtConfig has a real
+#: ``num_labels`` field; timm's wrapper saves ``num_classes`` (and ``label_names``) on disk
+COUNT_KEYS = ("num_labels", "num_classes")
+#: the names timm's wrapper saves on disk in place of ``id2label``
+NAMES_KEY = "label_names"
+
+
+def _field(config: Any, key: str) -> Any:
+    return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+
+
+def _stored_count(config: Any) -> tuple[str, int] | None:
+    """``(key, count)`` of a label count stored apart from ``id2label``, or ``None``."""
+    for key in COUNT_KEYS:
+        value = _field(config, key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return key, value
+    return None
+
 
 def labels_of(config: Any) -> list[str]:
     """Return the label names of ``config`` ordered by class id.
+
+    The names come from ``id2label``; a config without one but with a label count of its own
+    (``num_labels``, as ``PvtConfig(num_labels=3)`` keeps it, or timm's ``num_classes``) has
+    transformers' default names ``LABEL_0..n-1`` (timm's ``label_names`` when saved).
 
     Args:
         config: a ``config.json`` dict or an object with an ``id2label`` attribute.
 
     Raises:
-        LabelError: when ``id2label`` is missing or its ids are not ``0..n-1``.
+        LabelError: no labels at all, ids that are not ``0..n-1``, or a stored label count
+        that disagrees with ``id2label``.
     """
-    id2label = (
-        config.get("id2label") if isinstance(config, Mapping) else getattr(config, "id2label", None)
-    )
+    id2label = _field(config, "id2label")
     if not id2label:
-        raise LabelError(
-            "the model config has no id2label: it is not a classifier with named labels"
-        )
+        return _unnamed_labels(config)
     try:
         by_id = {int(k): str(v) for k, v in id2label.items()}
-    except (TypeError, ValueError) as e:
+    except (AttributeError, TypeError, ValueError) as e:
         raise LabelError(f"id2label has a non-integer id: {sorted(id2label)!r}") from e
     if sorted(by_id) != list(range(len(by_id))):
         raise LabelError(f"id2label ids must be 0..{len(by_id) - 1}, found {sorted(by_id)}")
+    stored = _stored_count(config)
+    if stored is not None and stored[1] != len(by_id):
+        raise LabelError(
+            f"the config has {len(by_id)} labels in id2label but {stored[0]} {stored[1]}: the "
+            f"model is built with {stored[0]}; make them agree (set {stored[0]} to {len(by_id)} "
+            "or name every label in id2label)"
+        )
     return [by_id[i] for i in range(len(by_id))]
+
+
+def _unnamed_labels(config: Any) -> list[str]:
+    """Labels of a config with no ``id2label``: timm's ``label_names``, else ``LABEL_i``."""
+    names = _field(config, NAMES_KEY)
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    stored = _stored_count(config)
+    if stored is None or stored[1] < 1:
+        raise LabelError(
+            "the model config has no id2label and no label count (num_labels): "
+            "it is not a classifier with labels"
+        )
+    return [f"LABEL_{i}" for i in range(stored[1])]
 
 
 def label_maps(names: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
@@ -133,8 +174,11 @@ def apply_to_config(config: Any, names: Sequence[str]) -> None:
     if isinstance(config, dict):
         config["id2label"] = {str(i): n for i, n in id2label.items()}
         config["label2id"] = label2id
-        if "num_labels" in config:  # a few configs (e.g. PVT) store it as a real field
-            config["num_labels"] = len(names)
+        for key in COUNT_KEYS:  # a count stored apart from id2label (PVT, timm) follows
+            if key in config:
+                config[key] = len(names)
+        if NAMES_KEY in config:  # timm's wrapper reads its names from here, not id2label
+            config[NAMES_KEY] = list(names)
         return
     config.id2label = id2label
     config.label2id = label2id

@@ -55,7 +55,8 @@ def plot_report(report: CheckReport, path: str | os.PathLike) -> Path:
         f"{report.accuracy_before:.1%} -> {report.accuracy_after:.1%} "
         f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g}"
         + ("" if report.max_label_drop is None else f", {report.max_label_drop:g} per label")
-        + ")",
+        + ")"
+        + ("" if report.drop_uncertainty is None else "\n" + report.drop_uncertainty.describe()),
         fontsize=9,
     )
     ax.legend(loc="best", fontsize=8)

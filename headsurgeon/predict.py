@@ -41,6 +41,7 @@ def predict_logits(
     max_length: int | None = None,
     device=None,
     progress: bool = False,
+    desc: str = "evaluating",
 ):
     """Return the model's logits for ``texts`` in one batched evaluation pass.
 
@@ -57,6 +58,7 @@ def predict_logits(
             when it is a real limit, else the model's ``max_position_embeddings``.
         device: where to run; default: where the model is.
         progress: show a tqdm progress bar over batches.
+        desc: the bar's label (what is measured, e.g. ``scoring holdout``).
 
     Returns:
         a float32 CPU tensor ``[len(texts), num_labels]``.
@@ -83,7 +85,7 @@ def predict_logits(
     out = torch.empty(len(texts), width or 0, dtype=torch.float32)
     for idx, enc in eval_batches(
         model, tokenizer, texts, batch_size=batch_size, max_length=max_length, device=device,
-        progress=progress,
+        progress=progress, desc=desc,
     ):  # fmt: skip
         output = model(**enc)
         logits = (output.logits if hasattr(output, "logits") else output[0]).float().cpu()
@@ -110,7 +112,8 @@ def eval_batches(
     Texts are sorted longest first (little padding: much faster on CPU; the first batch shows
     the memory peak). While the caller consumes the batches the model is in eval mode under
     ``torch.inference_mode()`` on ``device``; its mode and device are restored afterwards. Every
-    batched pass over texts (prediction, feature caching) goes through here.
+    batched pass over texts (prediction, feature caching) goes through here; with ``progress``
+    its bar on stderr is labelled ``desc``, which says what the pass computes.
     """
     import torch
 
@@ -282,10 +285,13 @@ def _predict_shared(parent, child, paths, texts, *, device, **kwargs):
     return logits[:, :n_parent].contiguous(), logits[:, n_parent:].contiguous()
 
 
-def load_for_prediction(folder: str | os.PathLike):
+def load_for_prediction(
+    folder: str | os.PathLike, *, trust_remote_code: bool = False, allow_pickle: bool = False
+):
     """Load the classifier and tokenizer saved in ``folder`` (on CPU) ready for batching.
 
     A tokenizer without a pad token (decoder models) pads with its EOS token.
+    ``trust_remote_code`` and ``allow_pickle``: see :func:`headsurgeon.models.load_model`.
 
     Returns:
         ``(model, tokenizer)``.
@@ -293,9 +299,7 @@ def load_for_prediction(folder: str | os.PathLike):
     Raises:
         CheckpointError: the folder has no model, no tokenizer files, or they do not load.
     """
-    from transformers import AutoTokenizer
-
-    from .models import load_model, read_config
+    from .models import load_model, load_tokenizer, read_config
 
     folder = Path(folder)
     read_config(folder)
@@ -305,11 +309,13 @@ def load_for_prediction(folder: str | os.PathLike):
             "copy the parent's tokenizer files into it (tokenizer.save_pretrained)"
         )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = load_tokenizer(folder, trust_remote_code)
+    except HeadSurgeonError:
+        raise
     except (OSError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"could not load the tokenizer in {folder}: {first}") from e
-    model = load_model(folder)
+    model = load_model(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
         if getattr(model.config, "pad_token_id", None) is None:

@@ -8,6 +8,7 @@ Pure JSON, no torch. Shape::
       "format": 1,
       "parent": "path/or/hub-id of the model before headsurgeon's first change",
       "parent_labels": ["..."],            # labels of that parent
+      "base_model": "org/name",            # optional: the parent's Hub id (--base-model)
       "events": [
         {"op": "add-label", "time": "...", "version": "0.1.0", "labels": ["new"], "init": "mean", ...},
         {"op": "train", ...},
@@ -21,14 +22,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import tempfile
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OptionsError
 
 RECORD_NAME = "headsurgeon.json"
 FORMAT = 1
+#: a Hub model id ``namespace/name``: ASCII letters, digits, ``-_.``, no ``--``/``..``, <= 96 each
+_HUB_ID = re.compile(
+    r"(?!.*(--|\.\.))[A-Za-z0-9]([\w.-]{0,94}[A-Za-z0-9])?/[\w.-]{1,96}(?<!\.git)", re.A
+)
 
 
 def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -71,19 +77,60 @@ def last_check(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` is a plausible Hub model id (``namespace/name``)."""
+    return isinstance(text, str) and _HUB_ID.fullmatch(text) is not None and text[-1] not in ".-"
+
+
+def set_base_model(record: dict[str, Any], base_model: str | None) -> dict[str, Any]:
+    """Record the Hub id of the model ``record``'s parent came from (``None``: leave as is).
+
+    Raises:
+        OptionsError: ``base_model`` is not a plausible Hub model id.
+    """
+    if base_model is None:
+        return record
+    if not is_hub_id(base_model):
+        raise OptionsError(
+            f"--base-model {base_model!r} is not a Hub model id: expected ORG/NAME "
+            "(ASCII letters, digits, '-', '_', '.'), e.g. sentence-transformers/all-MiniLM-L6-v2"
+        )
+    record["base_model"] = base_model
+    return record
+
+
 def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``record`` into ``folder`` atomically (temp file beside it, then ``os.replace``)."""
-    path = Path(folder) / RECORD_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".headsurgeon-", suffix=".tmp", dir=path.parent)
+    """Write ``record`` into ``folder`` atomically (temp file beside it, then ``os.replace``).
+
+    The file gets the mode of the folder's ``config.json`` (else the umask's default, like any
+    new file). Temp files that killed runs left in ``folder`` are deleted.
+    """
+    folder = Path(folder)
+    path = folder / RECORD_NAME
+    _remove_stale_temps(folder)
+    tmp = folder / f".{RECORD_NAME}.{os.getpid()}.tmp"
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, indent=2, sort_keys=False)
             fh.write("\n")
+        if (folder / "config.json").is_file():
+            shutil.copymode(folder / "config.json", tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete ``.headsurgeon.json.PID.tmp`` files whose writer is dead (a killed ``check``)."""
+    from .atomic import pid_alive
+
+    for tmp in folder.glob(f".{RECORD_NAME}.*.tmp"):
+        pid = tmp.name[len(RECORD_NAME) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def record_for(source: str | os.PathLike, parent_labels: list[str]) -> dict[str, Any]:

@@ -72,6 +72,7 @@ class Checkpoint:
     labels: list[str]
     headers: dict[str, SafetensorsHeader]  # file name -> header
     index: dict[str, Any] | None  # the parsed index of a sharded checkpoint
+    trust_remote_code: bool = False  # the meta-device probe may run the model's own code
 
     def info(self, name: str) -> TensorInfo | None:
         """The header entry of tensor ``name``, or ``None``."""
@@ -96,7 +97,9 @@ class Checkpoint:
         ]
 
 
-def open_checkpoint(folder: Path, config: dict[str, Any], allow_pickle: bool) -> Checkpoint | None:
+def open_checkpoint(
+    folder: Path, config: dict[str, Any], allow_pickle: bool, *, trust_remote_code: bool = False
+) -> Checkpoint | None:
     """Read the safetensors headers of ``folder`` (``None``: a pickle checkpoint, allowed).
 
     Raises:
@@ -105,9 +108,8 @@ def open_checkpoint(folder: Path, config: dict[str, Any], allow_pickle: bool) ->
     """
     labels = _labels.labels_of(config)
     if (folder / SAFE_SINGLE).is_file():
-        return Checkpoint(
-            folder, config, labels, {SAFE_SINGLE: read_header(folder / SAFE_SINGLE)}, None
-        )
+        headers = {SAFE_SINGLE: read_header(folder / SAFE_SINGLE)}
+        return Checkpoint(folder, config, labels, headers, None, trust_remote_code)
     if (folder / SAFE_INDEX).is_file():
         index = _read_index(folder / SAFE_INDEX)
         headers = {
@@ -119,7 +121,7 @@ def open_checkpoint(folder: Path, config: dict[str, Any], allow_pickle: bool) ->
                     f"{SAFE_INDEX} says {tensor!r} is in {shard}, but {shard} has no such tensor: "
                     "the index and the shards disagree; re-download or re-save the model"
                 )
-        return Checkpoint(folder, config, labels, headers, index)
+        return Checkpoint(folder, config, labels, headers, index, trust_remote_code)
     pickles = sorted(p.name for pat in PICKLE_PATTERNS for p in folder.glob(pat))
     if not pickles:
         raise CheckpointError(
@@ -255,12 +257,13 @@ def _stray_vectors(ckpt: Checkpoint, n: int, heads: list[str]) -> list[str]:
 
 
 def _meta(ckpt: Checkpoint, count: int | None = None):
-    from transformers import AutoConfig
+    from .models import load_config, meta_model, model_class
 
-    from .models import meta_model, model_class
-
-    config = AutoConfig.from_pretrained(str(ckpt.folder))
-    return meta_model(model_class(config), config, count)
+    trust = ckpt.trust_remote_code
+    config = load_config(ckpt.folder, trust)
+    return meta_model(
+        model_class(config, trust_remote_code=trust, folder=ckpt.folder), config, count
+    )
 
 
 def _from_meta(ckpt: Checkpoint, count_after: int) -> list[str]:

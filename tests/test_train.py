@@ -376,6 +376,9 @@ def test_cli_trains_writes_atomically_and_records(grown_dir, files, tmp_path):
     assert event["op"] == "train" and event["check"]["passed"] is True
     assert event["trained_labels"] == [NEW] and event["options"]["lr"] == 2e-3
     assert event["new_labels"] == [NEW] and event["data_examples"] == 8
+    noise = event["check"]["drop_uncertainty"]  # the drop's paired interval, as in --json
+    assert noise == doc["check"]["drop_uncertainty"]
+    assert noise["n"] == doc["check"]["n_old_examples"]
 
 
 BAD = (
@@ -539,7 +542,9 @@ def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, pare
         right = parent(**batch).logits.argmax(-1) == gold
     flips = {}
     for cap in (None, 10.0, 0.0):
-        _, _, out = run(grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap, **ON_REPLAY)
+        _, _, out = run(
+            grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap, **ON_REPLAY
+        )
         with torch.no_grad():
             child = out.model.eval()(**batch).logits.argmax(-1)
         flips[cap] = [int(((child == 3) & right & (gold == c)).sum()) for c in range(3)]
@@ -561,14 +566,21 @@ def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, pa
         right = parent(**batch).logits.argmax(-1) == gold
         child = outcome.model(**batch).logits.argmax(-1)
     assert right.sum() > 0 and not (child[right] == 3).any()  # budget 0: none flips to delta
-    _, _, top = run(grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2, **ON_REPLAY)
+    _, _, top = run(
+        grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2, **ON_REPLAY
+    )
     assert set(top.stats["calibrated_bias_shifts"]) == {NEW}  # top blocks on cached inputs too
     with torch.no_grad():
         child = top.model(**batch).logits.argmax(-1)
     assert not (child[right] == 3).any()
     for opts in ({}, {"train_layers": 1, "max_steps": 2}, {"train_neck": True}):
         _, _, loose = run(
-            grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=None, **opts,
+            grown_dir,
+            files,
+            lr=1e-2,
+            calibrate=50.0,
+            calibrate_label_cap=None,
+            **opts,
             **ON_REPLAY,
         )
         loose.model.eval()
@@ -778,7 +790,11 @@ def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, cap
             TrainOptions(**spec_)  # a typo in a method raises here
     assert bench.METHODS["defaults"][1] == {}  # the defaults row is TrainOptions() itself
     previous = TrainOptions(**bench.METHODS["previous"][1])
-    assert (previous.calibrate, previous.calibrate_per_label, previous.replay_per_label) == (3.0, 0, 0)
+    assert (previous.calibrate, previous.calibrate_per_label, previous.replay_per_label) == (
+        3.0,
+        0,
+        0,
+    )
     assert set(bench.DEFAULT_METHODS) <= set(bench.METHODS)
     bench.main(["--list"])
     listed = capsys.readouterr().out.splitlines()
@@ -794,4 +810,3 @@ def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, cap
     pytest.importorskip("matplotlib")
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-

@@ -260,8 +260,12 @@ def _token_ids(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def tiny_config(entry: Entry, names=LABELS):
-    """The class's default config shrunk to a tiny size, with ``names`` as labels."""
+def tiny_config(entry: Entry, names=LABELS, *, by_count: bool = False):
+    """The class's default config shrunk to a tiny size, with ``names`` as labels.
+
+    With ``by_count``, the config is built with ``num_labels=len(names)`` and no label names,
+    as a user writing ``XConfig(num_labels=3)`` would.
+    """
     from headsurgeon.labels import apply_to_config
 
     cls = model_class(entry)
@@ -269,11 +273,38 @@ def tiny_config(entry: Entry, names=LABELS):
     values = config_cls().to_dict()
     # deep copy: configs keep the lists they are given, and SPECIAL's must stay as written
     overrides = copy.deepcopy({**_shrunk(values), **_token_ids(values)})
+    if by_count:
+        overrides["num_labels"] = len(names)
     config = config_cls(**overrides)
     if config.is_encoder_decoder and getattr(config, "decoder_start_token_id", None) is None:
         config.decoder_start_token_id = 0  # T5's sequence classifier shifts inputs right with it
-    apply_to_config(config, list(names))
+    if not by_count:
+        apply_to_config(config, list(names))
     return config
+
+
+def count_field_configs() -> list[str]:
+    """Every config class transformers exports whose ``num_labels`` is a field of its own.
+
+    ``PretrainedConfig.num_labels`` is a property derived from ``id2label``; a class that
+    defines ``num_labels`` itself keeps the count apart from the names (imports every config).
+    """
+    import transformers
+
+    found = []
+    for name in dir(transformers):
+        cls = getattr(transformers, name) if name.endswith("Config") else None
+        if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedConfig):
+            if not isinstance(inspect.getattr_static(cls, "num_labels", None), property):
+                found.append(name)
+    return sorted(found)
+
+
+def entries_of_configs(config_names) -> list[Entry]:
+    """The classification entries whose model type maps to one of ``config_names``."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return [e for e in entries() if CONFIG_MAPPING_NAMES.get(e.model_type) in set(config_names)]
 
 
 def build(entry: Entry, config=None):

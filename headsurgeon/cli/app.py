@@ -21,8 +21,68 @@ from ..errors import HeadSurgeonError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
 
 
+#: environment that keeps transformers' loading bars and warnings out of one-line results
+_QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def _configure_output(obj: dict) -> None:
+    """Apply ``--debug`` / ``-v`` (from before or after the subcommand): logs, bars, warnings."""
+    if obj["debug"] or obj["verbose"]:
+        for key in obj.pop("quieted", []):  # undo what a bare group set before the flag came
+            os.environ.pop(key, None)
+        level = logging.DEBUG if obj["debug"] else logging.INFO
+        logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+        logging.getLogger().setLevel(level)
+        return
+    # transformers' "Loading weights"/"Writing model shards" bars and warnings are noise
+    # around one-line results; training progress bars are the Trainer's own and stay.
+    for key, value in _QUIET_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            obj.setdefault("quieted", []).append(key)
+
+
+def _flag_after_command(key: str):
+    def callback(ctx: click.Context, _param, value: bool) -> None:
+        if value:
+            root = ctx.find_root()
+            if root.obj is None:  # a command invoked on its own, without the group
+                root.obj = {"debug": False, "verbose": False}
+            root.obj[key] = True
+            _configure_output(root.obj)
+
+    return callback
+
+
+def _output_flags() -> list[click.Option]:
+    """``--debug`` and ``-v`` for a subcommand: the same flags as the group's, in either place."""
+    return [
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_flag_after_command("debug"),
+            help="Show tracebacks and debug logs (also accepted before the command).",
+        ),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=_flag_after_command("verbose"),
+            help="Log progress to stderr (also accepted before the command).",
+        ),
+    ]
+
+
 class _Group(click.Group):
-    """Turns every error into one line on stderr and an exit code (traceback with --debug)."""
+    """Turns every error into one line on stderr and an exit code (traceback with --debug).
+
+    Every command gets ``--debug`` and ``-v`` too, so they work after the subcommand as well.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_output_flags())
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -70,6 +130,27 @@ head_path_option = click.option(
     help="Dotted path of the head (e.g. classifier.out_proj); repeat for parallel heads. "
     "Default: found automatically.",
 )
+trust_remote_code_option = click.option(
+    "--trust-remote-code",
+    is_flag=True,
+    default=False,
+    help="Let a model whose config names its own Python code (auto_map) run that code. Off by "
+    "default: such a model is refused. Only for code you have read and trust.",
+)
+allow_pickle_option = click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=False,
+    help="Accept pytorch_model*.bin (pickle) weights, unpickled with weights_only=True "
+    "(tensors only). Only for files you trust; safetensors weights never need it.",
+)
+base_model_option = click.option(
+    "--base-model",
+    default=None,
+    metavar="ORG/NAME",
+    help="Hub id of the model this one comes from (when MODEL is a local folder): kept in "
+    "headsurgeon.json and written as base_model in the model card.",
+)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,13 +170,5 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
 
     Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 the old-label check failed.
     """
-    ctx.obj = {"debug": debug}
-    if not (debug or verbose):
-        # transformers' "Loading weights"/"Writing model shards" bars and warnings are noise
-        # around one-line results; training progress bars are the Trainer's own and stay.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    else:
-        logging.basicConfig(
-            level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr
-        )
+    ctx.obj = {"debug": debug, "verbose": verbose}
+    _configure_output(ctx.obj)

@@ -8,7 +8,14 @@ import click
 
 from ..checks import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DROP
 from ..data import LABEL_COLUMN, TEXT_COLUMN
-from .app import emit, json_option, main, max_label_drop_option
+from .app import (
+    allow_pickle_option,
+    emit,
+    json_option,
+    main,
+    max_label_drop_option,
+    trust_remote_code_option,
+)
 
 
 @main.command()
@@ -43,6 +50,8 @@ from .app import emit, json_option, main, max_label_drop_option
 @click.option(
     "--no-record", is_flag=True, help="Do not append a check event to CHILD's headsurgeon.json."
 )
+@trust_remote_code_option
+@allow_pickle_option
 @json_option
 def check(
     parent,
@@ -55,6 +64,8 @@ def check(
     batch_size,
     plot,
     no_record,
+    trust_remote_code,
+    allow_pickle,
     as_json,
 ):
     """Check that CHILD still knows PARENT's labels: old-label accuracy on a holdout.
@@ -78,6 +89,7 @@ def check(
         batch_size=batch_size,
         text_column=text_column, label_column=label_column,
         progress=sys.stderr.isatty(),
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     )  # fmt: skip
     emit(
         as_json,

@@ -42,8 +42,16 @@ from .app import emit, json_option, main
     is_flag=True,
     help="Push even though the last old-label check recorded in headsurgeon.json failed.",
 )
+@click.option(
+    "--base-model",
+    default=None,
+    metavar="ORG/NAME",
+    help="Hub id of the model MODEL comes from, written as base_model in the card. "
+    "Default: the one headsurgeon.json records (add-label/train --base-model), or its parent "
+    "when that is a Hub id.",
+)
 @json_option
-def push(model, repo_id, private, revision, create_pr, message, force, as_json) -> None:
+def push(model, repo_id, private, revision, create_pr, message, force, base_model, as_json) -> None:
     """Publish MODEL to the Hugging Face Hub in one commit, with a model card (README.md).
 
     Uploads config.json (id2label/label2id), weights, tokenizer/processor files and
@@ -54,6 +62,7 @@ def push(model, repo_id, private, revision, create_pr, message, force, as_json) 
     Examples:
       headsurgeon push grown/ --repo me/grown
       headsurgeon push grown/ --repo org/model --revision grown-labels --pr
+      headsurgeon push grown/ --repo me/grown --base-model org/parent
     """
     from ..hub import push as push_model
 
@@ -65,6 +74,7 @@ def push(model, repo_id, private, revision, create_pr, message, force, as_json) 
         create_pr=create_pr,
         message=message,
         force=force,
+        base_model=base_model,
     )
     if not result.changed:
         text = f"no changes: {result.repo_id}@{result.revision} already has these files ({result.commit_url})"

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import click
 
-from .app import emit, head_path_option, json_option, main
+from .app import (
+    allow_pickle_option,
+    base_model_option,
+    emit,
+    head_path_option,
+    json_option,
+    main,
+    trust_remote_code_option,
+)
 
 
 @main.command()
 @click.argument("model", type=click.Path(file_okay=False))
+@trust_remote_code_option
 @json_option
-def inspect(model: str, as_json: bool) -> None:
+def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
     """Show MODEL's architecture, head path(s), head shape, dtype and labels.
 
-    Reads config.json and builds the architecture on the meta device: no weights are loaded.
+    Reads config.json and the safetensors headers only (no weights, no torch): fast on any
+    size. When the headers leave the head ambiguous, the architecture is built on the meta
+    device and the head line says [shape-probe].
     """
     from ..checkpoint import inspect_checkpoint
 
-    info = inspect_checkpoint(model)
+    info = inspect_checkpoint(model, trust_remote_code=trust_remote_code)
     head = info["head"]
     labels = ", ".join(f"{i}:{n}" for i, n in enumerate(info["labels"]))
     emit(
@@ -42,13 +53,6 @@ link_option = click.option(
     "renames it), but a tool that edits a file in place would change both. Default: copy at "
     "kernel speed (a reflink where the filesystem supports it). In place, unchanged files are "
     "always kept as they are.",
-)
-allow_pickle_option = click.option(
-    "--allow-pickle",
-    is_flag=True,
-    default=False,
-    help="Accept a pytorch_model.bin (pickle) checkpoint: unpickling can run code from the file, "
-    "so only for files you trust. The model is loaded in memory and written back as safetensors.",
 )
 
 
@@ -80,9 +84,22 @@ allow_pickle_option = click.option(
 @head_path_option
 @link_option
 @allow_pickle_option
+@trust_remote_code_option
+@base_model_option
 @json_option
 def add_label(
-    model, names, output, init, bias, seed, head_path, link, allow_pickle, as_json
+    model,
+    names,
+    output,
+    init,
+    bias,
+    seed,
+    head_path,
+    link,
+    allow_pickle,
+    trust_remote_code,
+    base_model,
+    as_json,
 ) -> None:
     """Append new labels to MODEL's classifier head, keeping every old weight bit-identical.
 
@@ -106,6 +123,8 @@ def add_label(
         seed=seed,
         link=link,
         allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        base_model=base_model,
     )
     where = output or model
     emit(
@@ -130,8 +149,11 @@ def add_label(
 @head_path_option
 @link_option
 @allow_pickle_option
+@trust_remote_code_option
 @json_option
-def remove_label(model, names, output, head_path, link, allow_pickle, as_json) -> None:
+def remove_label(
+    model, names, output, head_path, link, allow_pickle, trust_remote_code, as_json
+) -> None:
     """Drop the labels NAMES from MODEL's head; the others are re-numbered densely, order kept.
 
     \b
@@ -147,6 +169,7 @@ def remove_label(model, names, output, head_path, link, allow_pickle, as_json) -
         head_path=list(head_path) or None,
         link=link,
         allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
     )
     where = output or model
     emit(

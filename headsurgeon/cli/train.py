@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -9,7 +10,16 @@ import click
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..train import options as _topt  # no torch: options only
-from .app import emit, head_path_option, json_option, main, max_label_drop_option
+from .app import (
+    allow_pickle_option,
+    base_model_option,
+    emit,
+    head_path_option,
+    json_option,
+    main,
+    max_label_drop_option,
+    trust_remote_code_option,
+)
 
 
 class _Calibrate(click.ParamType):
@@ -270,6 +280,9 @@ class _Calibrate(click.ParamType):
     help="Label column of the data files.",
 )
 @head_path_option
+@trust_remote_code_option
+@allow_pickle_option
+@base_model_option
 @json_option
 def train(
     model,
@@ -284,6 +297,9 @@ def train(
     text_column,
     label_column,
     head_path,
+    trust_remote_code,
+    allow_pickle,
+    base_model,
     as_json,
     **opts,
 ) -> None:
@@ -304,14 +320,16 @@ def train(
       torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
     """
     from ..errors import GateFailedError
-    from ..train import TrainOptions
+    from ..train import TrainOptions, processes
     from ..train.folders import train as run
 
+    if not processes.is_main():  # under torchrun: one report, one set of warnings (the main's)
+        logging.getLogger("headsurgeon").setLevel(logging.ERROR)
     if opts.pop("no_calibrate"):
         opts["calibrate"] = None
     if not opts["calibrate_precision"]:
         opts["calibrate_precision"] = None
-    options = TrainOptions(**opts, progress=sys.stderr.isatty() and not as_json)
+    options = TrainOptions(**opts, progress=_progress(as_json))
     try:
         result = run(
             model,
@@ -327,11 +345,16 @@ def train(
             text_column=text_column,
             label_column=label_column,
             head_path=list(head_path) or None,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            base_model=base_model,
         )
     except GateFailedError as e:  # print the report, then let _Group map the error (exit 3)
         if e.report is not None:
             emit(as_json, {"output": None, "check": e.report.to_dict()}, e.report.render())
         raise
+    if not result.main_process:
+        return
     stats = result.stats
     text = (
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
@@ -340,3 +363,8 @@ def train(
     if result.report is not None:
         text = result.report.render() + "\n" + text
     emit(as_json, result.to_dict(), text)
+
+
+def _progress(as_json: bool) -> bool:
+    """Progress bars on a terminal, never with --json."""
+    return sys.stderr.isatty() and not as_json

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import tempfile
@@ -12,9 +13,10 @@ from typing import Any
 
 from .. import labels as _labels
 from ..data import Example, by_label, check_labels
-from ..errors import OptionsError
-from .options import SEED_TRIAL, SWA_START, TrainOptions
+from ..errors import DataError, OptionsError
+from . import processes
 from .calibration import Calibration, CalibrationSet, Tolerance, split_slice
+from .options import SEED_TRIAL, SWA_START, TrainOptions
 from .steps import (
     FeatureStore,
     cache_inputs,
@@ -51,16 +53,83 @@ class TrainOutcome:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``mps`` when available, else ``cpu``."""
+    """``auto`` → ``cuda`` when available, else ``mps`` when available, else ``cpu``; under a
+    launcher ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``)."""
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    return processes.local_device(device)
+
+
+def require_examples(data: Sequence[Example], new_labels: Sequence[str], source: str) -> None:
+    """Refuse data with no example of any new label: it cannot teach one (their rows would only
+    be pushed down, then calibration would raise them blind).
+
+    Raises:
+        DataError: naming the new labels and the labels the data has.
+    """
+    if not new_labels or any(e.label in set(new_labels) for e in data):
+        return
+    counts = by_label(data)
+    have = ", ".join(f"{n} ({len(v)})" for n, v in counts.items()) or "no example"
+    raise DataError(
+        f"{source} has no example of the new label(s) {', '.join(new_labels)} (it has: {have}); "
+        "add examples of them to the data"
+    )
+
+
+def _warn_unseen(data: Sequence[Example], new_labels: Sequence[str]) -> None:
+    """A new label without examples beside others trains as a wrong answer only: say so."""
+    have = {e.label for e in data}
+    if missing := [n for n in new_labels if n not in have]:
+        logger.warning(
+            "the data has no example of %s: its row trains only as a wrong answer "
+            "(add its examples to keep it)",
+            ", ".join(missing),
+        )
+
+
+def _calibration_skipped(options, replayed, new_labels, calibration) -> str | None:
+    """Why the default calibration does not run (warned once), or ``None``."""
+    if options.calibrate is None or not new_labels:
+        return None
+    if not replayed:
+        logger.warning(
+            "not calibrated: --calibrate counts false positives on replayed old examples and "
+            "there are none; pass --replay (or --no-calibrate)"
+        )
+        return "no replay"
+    if calibration is None:
+        logger.warning(
+            "not calibrated: --calibrate needs the backbone frozen (cached inputs); the new "
+            "biases stay as trained"
+        )
+        return "backbone not frozen"
+    return None
+
+
+def _share_caches(
+    model, tokenizer, head, options, cut, feats, hidden_cache, train_rows, holdout, with_feats
+) -> None:
+    """Under several processes: compute the caches in shards and gather them, so each text is
+    computed once (no-op with one process: the caller's passes compute them)."""
+    held = [e.text for e in holdout or []]
+    if cut is not None:  # the block inputs of every text, with the features from the same pass
+        caches = [hidden_cache, feats.cache] if with_feats or holdout else [hidden_cache]
+
+        def compute(part):
+            return cache_inputs(model, tokenizer, head, options, part, cut, *caches)
+
+        processes.fill([e.text for e in train_rows] + held, caches, compute)
+    else:
+        wanted = [e.text for e in train_rows] if with_feats else []
+        processes.fill(wanted + held, [feats.cache], feats.of)
 
 
 def sample_replay(replay: Sequence[Example], labels: Sequence[str], per_label: int, seed: int):
@@ -113,11 +182,17 @@ def train_model(
             blocks' output when only the neck trains); read and filled likewise. Only the top
             blocks (or the neck) then run during training and evaluation.
 
+    Under ``torchrun``/``accelerate launch`` every process calls this: the caches are computed
+    in shards and gathered, ``Trainer`` splits the batches (``options.batch_size`` is the global
+    batch), the main process calibrates (its head is copied to the others) and alone scores the
+    check: the other processes get ``report=None``. See :mod:`.processes`.
+
     Returns:
         a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced).
 
     Raises:
-        DataError: a label in data/replay/holdout that the model does not have.
+        DataError: a label in data/replay/holdout that the model does not have, or data with no
+            example of any new label.
         OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
     """
 
@@ -138,10 +213,15 @@ def train_model(
         old_labels = [n for n in labels if n not in seen]
     old_labels = [n for n in labels if n in set(old_labels)]
     new_labels = [n for n in labels if n not in set(old_labels)]
+    require_examples(data, new_labels, "the data")
+    _warn_unseen(data, new_labels)
     old_ids = [labels.index(n) for n in old_labels]
     head = locate_head(model, head_path)
     tokenizer = right_padded(tokenizer)
     device = resolve_device(options.device)
+    processes.start(device)
+    if not processes.is_main():  # one set of bars: the main process's
+        options = dataclasses.replace(options, progress=False)
     model.to(device).eval()
     frozen = options.freeze == "backbone"
     wants_probe = (frozen and (options.train_neck or options.train_layers)) or options.llrd != 1
@@ -166,6 +246,10 @@ def train_model(
     feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
     hidden_cache = {} if hidden_cache is None else hidden_cache
     cut = top_cut(model, tokenizer, head, options, neck)
+    _share_caches(
+        model, tokenizer, head, options, cut, feats, hidden_cache, train_rows,
+        [*(holdout or []), *held], need_train_feats,
+    )  # fmt: skip
     if cut is not None and (need_train_feats or holdout):
         # the top-blocks path caches block inputs anyway: take the features from the same pass
         texts = [e.text for e in [*train_rows, *(holdout or []), *held]]
@@ -227,24 +311,27 @@ def train_model(
             predictor(model, tokenizer, head, examples, x, h, top, features_only, options),
             held_out=bool(held),
         )
-    elif options.calibrate is not None and new_labels:
-        logger.warning(
-            "not calibrated: --calibrate needs %s; the new biases stay as trained",
-            "--replay (old examples)" if not replay else "the backbone frozen (cached inputs)",
-        )
+    uncalibrated = _calibration_skipped(options, held or replayed, new_labels, calibration)
+    main = processes.is_main()  # the others train with it, then leave the rest to it
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)
         M.fuse_heads(model, head.paths)
         model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
-        calibrated = _calibrate(
-            model, head, labels, new_labels, calibration, options, max_drop, max_label_drop
+        calibrated = (
+            _calibrate(
+                model, head, labels, new_labels, calibration, options, max_drop, max_label_drop
+            )
+            if main
+            else None
         )
-        child_logits = predict() if holdout else None
+        heads = [p for path in head.paths for p in model.get_submodule(path).parameters()]
+        calibrated = processes.share_from_main(heads, calibrated)
+        child_logits = predict() if holdout and main else None
     finally:
         if top is not None:
             top.restore()
     report = logits = None
-    if holdout:
+    if holdout and main:
         from ..checks import DEFAULT_MAX_DROP, compare
 
         logits = (parent(hold_x), child_logits)
@@ -272,7 +359,9 @@ def train_model(
         "block_inputs_cached": top is not None,
         "calibrated_bias_shifts": calibrated.get("shifts", {}),
         "calibration": calibrated,
+        "calibration_skipped": uncalibrated,
         "device": device,
+        "processes": processes.count(),
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
@@ -299,7 +388,7 @@ def _training_args(options: TrainOptions, seed: int, output_dir: str):
     device = resolve_device(options.device)
     return TrainingArguments(
         output_dir=output_dir,
-        per_device_train_batch_size=options.batch_size,
+        per_device_train_batch_size=processes.per_process_batch(options.batch_size),
         num_train_epochs=options.epochs,
         max_steps=options.max_steps,
         learning_rate=options.lr,
@@ -316,6 +405,8 @@ def _training_args(options: TrainOptions, seed: int, output_dir: str):
         remove_unused_columns=False,
         use_cpu=device == "cpu",
         dataloader_num_workers=0,
+        # several processes: every trainable parameter is used unless the whole model trains
+        ddp_find_unused_parameters=options.freeze == "none",
     )
 
 
@@ -323,8 +414,6 @@ def _run_seeds(
     trained, rows, tokenizer, options, old_ids, depths, scorer, features_only
 ) -> list[dict]:
     """Train once per seed through :class:`HeadsurgeonTrainer`; keep the best seed's weights."""
-    from transformers import PrinterCallback
-
     from .trainer import (
         SWA,
         HeadsurgeonTrainer,
@@ -332,6 +421,7 @@ def _run_seeds(
         Rows,
         load_trainable,
         make_collator,
+        quiet_bars,
         trainable_state,
     )
 
@@ -371,13 +461,12 @@ def _run_seeds(
                 depths=depths if trained is not None and not features_only else {},
                 llrd=options.llrd,
             )
-            if not options.progress:  # no metrics dict printed on stdout
-                trainer.remove_callback(PrinterCallback)
+            quiet_bars(trainer, options.progress)  # a labelled bar, no metrics dict on stdout
             output = trainer.train()
             run = {
                 "seed": seed,
                 "steps": output.global_step,
-                "loss": round(output.training_loss, 6),
+                "loss": round(processes.mean(output.training_loss), 6),
             }
             if swa is not None:
                 run["swa_updates"] = swa.updates

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,21 +13,26 @@ from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
-from ..errors import CheckpointError, GateFailedError
-from .core import train_model
+from ..errors import GateFailedError
+from . import processes
+from .core import require_examples, train_model
 from .options import TrainOptions
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainResult:
     """What :func:`train` did: the output folder (``None`` when the gate refused), the check
-    report, the options and the stats of :class:`TrainOutcome`."""
+    report, the options and the stats of :class:`TrainOutcome`. Under several processes only the
+    main one checks and writes: the others get ``main_process=False``, no report, no output."""
 
     output: Path | None
     report: Any
     options: TrainOptions
     stats: dict[str, Any]
     added: list[str] = field(default_factory=list)
+    main_process: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +59,9 @@ def train(
     text_column: str = TEXT_COLUMN,
     label_column: str = LABEL_COLUMN,
     head_path: str | Sequence[str] | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    base_model: str | None = None,
 ) -> TrainResult:
     """Train the model saved in ``model_dir`` on ``data`` and write it to ``output``, gated.
 
@@ -60,7 +69,9 @@ def train(
     one, else every label of the model; the others are new. With ``holdout``, the parent (the
     model in ``model_dir``, restricted to the old labels) and the trained child are compared
     on it; a drop beyond ``max_drop`` raises :class:`GateFailedError` and writes nothing,
-    unless ``force``, which writes the model and records the failed check.
+    unless ``force``, which writes the model and records the failed check (with a warning).
+    Under ``torchrun``/``accelerate launch`` only the main process checks, records and writes;
+    the others return a result with ``main_process=False``.
 
     Args:
         model_dir: a folder saved with ``save_pretrained`` (with its tokenizer).
@@ -74,13 +85,21 @@ def train(
         max_label_drop: per-label check tolerance in points (default: not checked).
         text_column, label_column: column names of the data files.
         head_path: explicit head path(s).
+        trust_remote_code: let a model whose config names custom code (``auto_map``) run it.
+        allow_pickle: accept ``pytorch_model*.bin`` weights (unpickled with ``weights_only=True``).
+        base_model: the parent's Hub id, kept in ``headsurgeon.json`` for the model card
+            (when the parent was a local folder).
 
     Returns:
         a :class:`TrainResult`.
 
     Raises:
-        DataError: unreadable files or labels the model does not have (without ``add``).
-        CheckpointError: ``output`` exists and is not empty, or is ``model_dir``.
+        DataError: unreadable files, labels the model does not have (without ``add``), or
+            ``data`` with no example of any new label.
+        CheckpointError: ``output`` exists and is not empty, is ``model_dir`` or inside it;
+            pickle weights without ``allow_pickle``.
+        UnsupportedModelError: custom code without ``trust_remote_code``.
+        OptionsError: ``base_model`` is not a Hub repository id.
         GateFailedError: the old-label check failed (``.report`` holds the report).
 
     Example:
@@ -88,30 +107,30 @@ def train(
         >>> result.report.drop_pts
         0.1
     """
-    from transformers import AutoTokenizer
-
     from ..checkpoint import write_model
-    from ..models import load_model, read_config
+    from ..models import load_model, load_tokenizer, read_config
     from ..surgery import add_labels
 
     options = options or TrainOptions()
     src, output = Path(model_dir), Path(output)
-    _check_output(src, output)
+    check_output(src, output)  # the check every writing command shares
     read = {"text_column": text_column, "label_column": label_column}
     examples = read_examples(data, **read)
     replayed = read_examples(replay, **read) if replay else []
     held = read_examples(holdout, **read) if holdout else None
     labels = _labels.labels_of(read_config(src))
     record = _record.record_for(src, labels)
+    _record.set_base_model(record, base_model)
     added = [n for n in dict.fromkeys(e.label for e in examples) if n not in labels] if add else []
     check_labels(examples, labels + added, source=str(data))
+    old = [n for n in record["parent_labels"] if n in labels] or labels
+    require_examples(examples, [n for n in labels + added if n not in old], str(data))
 
-    model = load_model(src)
-    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
     labels = _labels.labels_of(model.config)
-    old = [n for n in record["parent_labels"] if n in labels] or labels
     trained_before = [
         n
         for event in record["events"]
@@ -132,6 +151,9 @@ def train(
         head_path=head_path,
     )
     result = TrainResult(None, outcome.report, options, outcome.stats, added)
+    if not processes.is_main():  # the main process checks, records and writes
+        result.main_process = False
+        return result
     if added:
         _record.add_event(record, "add-label", labels=added, init="imprint", by="train --add")
     event = {
@@ -146,18 +168,42 @@ def train(
     if outcome.report is not None:
         event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
     _record.add_event(record, "train", **event)
-    if outcome.report is not None and not outcome.report.passed and not force:
-        raise GateFailedError(
-            f"{outcome.report.failure()}: {output} not written; "
-            "add replay (--replay), keep the backbone frozen, or --force to write it anyway",
-            report=outcome.report,
+    if outcome.report is not None and not outcome.report.passed:
+        if not force:
+            advice = gate_advice(options, replayed=outcome.stats["replay_examples"] > 0)
+            raise GateFailedError(
+                f"{outcome.report.failure()}: {output} not written; try {advice}, "
+                "or --force to write it anyway",
+                report=outcome.report,
+            )
+        logger.warning(
+            "--force: writing %s although the old-label check failed (%s); "
+            "headsurgeon.json records the failure",
+            output,
+            outcome.report.failure(),
         )
     model.to("cpu")
     result.output = write_model(model, record, src, output)
     return result
 
 
-def _check_output(src: Path, output: Path) -> None:
-    if output.resolve() == src.resolve():
-        raise CheckpointError(f"-o {output} is the input model; choose a new folder")
-    check_output(src, output)
+def gate_advice(options: TrainOptions, replayed: bool) -> str:
+    """What to try after a failed check, from what this run did: remedies it did not use, most
+    effective first (at most three; lowering the learning rate always applies)."""
+    steps = []
+    if not replayed:
+        steps.append("add replay (--replay)")
+    if options.freeze != "backbone":
+        steps.append("keep the backbone frozen (--freeze backbone)")
+    elif options.train_layers:
+        steps.append("train fewer blocks (--train-layers 0)")
+    if not options.protect_old_rows:
+        steps.append("protect the old rows (--protect-old-rows)")
+    if replayed and not options.distill:
+        steps.append("distil to the parent (--distill 1)")
+    if replayed and options.calibrate:
+        steps.append(f"calibrate less (--calibrate below {options.calibrate:g})")
+    if options.init == "normal":
+        steps.append("start the new rows from their examples (--init imprint)")
+    steps.append(f"lower the learning rate (--lr below {options.lr:g})")
+    return ", ".join(steps[:3])

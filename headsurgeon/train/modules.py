@@ -250,7 +250,7 @@ def head_inputs(
     try:
         for idx, batch in eval_batches(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
-            device=device, progress=progress, desc="features",
+            device=device, progress=progress, desc="caching features",
         ):  # fmt: skip
             captured.clear()
             output = model(**batch)
@@ -438,7 +438,7 @@ def block_inputs(
     try:
         for idx, batch in eval_batches(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
-            progress=progress, desc="hidden",
+            progress=progress, desc="caching block inputs",
         ):  # fmt: skip
             captured.clear()
             at_head.clear()

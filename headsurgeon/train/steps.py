@@ -231,6 +231,7 @@ def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, features_onl
                 batch_size=max(options.batch_size, 64),
                 max_length=options.max_length,
                 progress=options.progress,
+                desc="scoring holdout",
             )
             .float()
             .cpu()

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +106,29 @@ class HeadsurgeonTrainer(Trainer):
         outputs = model(**inputs)
         logits = outputs.logits.float()
         ce = F.cross_entropy(logits, labels, reduction="none")
-        loss = (ce * weight).sum() / weight.sum()
+        loss = (ce * weight).sum() / self._per_process_mean(weight.sum())
         if self.distill and parent is not None:
             t = self.temperature
             child_old = logits[:, self.old_ids.to(logits.device)] / t
             kl = F.kl_div(
                 F.log_softmax(child_old, -1),
                 F.log_softmax(parent.float() / t, -1),
-                reduction="batchmean",
+                reduction="sum",
                 log_target=True,
-            )
+            ) / self._per_process_mean(torch.tensor(float(len(labels)), device=logits.device))
             loss = loss + self.distill * kl * t * t
         return (loss, outputs) if return_outputs else loss
+
+    def _per_process_mean(self, local: torch.Tensor) -> torch.Tensor:
+        """``local`` averaged over the processes (itself with one).
+
+        Under several processes each sees a slice of the global batch and DDP averages their
+        gradients: dividing each slice's sum by the mean of the slices' totals makes that
+        average the single-process gradient of the whole batch (weighted mean, batch mean).
+        """
+        if self.accelerator.num_processes == 1:
+            return local
+        return self.accelerator.reduce(local.detach().clone(), reduction="mean")
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -144,6 +156,32 @@ class HeadsurgeonTrainer(Trainer):
             ordered = [groups[k] for k in sorted(groups)]
             self.optimizer = cls(ordered, lr=self.args.learning_rate, **kwargs)
         return self.optimizer
+
+
+class TrainingBar(ProgressCallback):
+    """Trainer's progress bar, labelled, without the metrics dict it prints at the end."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc="training", dynamic_ncols=True)
+        self.current_step = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return control  # the metrics go to headsurgeon.json, not to the terminal
+
+
+def quiet_bars(trainer: Trainer, progress: bool) -> None:
+    """Replace Trainer's printers: a labelled :class:`TrainingBar` with ``progress``, else none.
+
+    Trainer prints its metrics dict on stdout (``PrinterCallback`` without bars, the bar's
+    ``write`` with them); headsurgeon's stdout carries its report only.
+    """
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(TrainingBar)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
