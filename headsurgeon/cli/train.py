@@ -307,9 +307,11 @@ def train(
 
     By default the top encoder block, the neck (e.g. BERT's pooler) and the new rows train (the
     block's inputs are computed once, so only it runs), the old rows are kept bit-identical,
-    never-trained new rows are imprinted from their examples, every example of --replay is
-    replayed (new examples weigh 10x) with distillation to MODEL, and the new labels' biases are
-    calibrated on the replay (one shift for all). With --holdout, the old-label check compares MODEL and the result:
+    never-trained new rows are imprinted from their examples, --replay is replayed (new examples
+    weigh 10x) with distillation to MODEL, and the new labels' biases are calibrated against the
+    gate on replay examples held out of training (one shift for all, within half of --max-drop,
+    each new label then kept to the false positives an 80%% precision allows). With --holdout,
+    the old-label check compares MODEL and the result:
     a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
     (unless --force).
 
@@ -356,13 +358,29 @@ def train(
     if not result.main_process:
         return
     stats = result.stats
-    text = (
+    cal = stats.get("calibration") or {}
+    held = f"; {cal['examples']} held out to calibrate" if cal.get("held_out") else ""
+    lines = [
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
-        f"(+{stats['replay_examples']} replayed) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
-    )
+        f"(+{stats['replay_examples']} replayed{held}) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
+    ]
+    if cal:
+        lines.insert(0, _calibration_line(cal))
     if result.report is not None:
-        text = result.report.render() + "\n" + text
-    emit(as_json, result.to_dict(), text)
+        lines.insert(0, result.report.render())
+    emit(as_json, result.to_dict(), "\n".join(lines))
+
+
+def _calibration_line(cal: dict) -> str:
+    """One line on what calibration did (the shifts, its estimate and what the gate allows)."""
+    shifts = sorted(set(cal["shifts"].values()))
+    shift = f"{shifts[0]:+.3f}" if len(shifts) == 1 else f"{shifts[0]:+.3f} to {shifts[-1]:+.3f}"
+    where = "held-out" if cal["held_out"] else "replayed (trained-on)"
+    return (
+        f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
+        f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
+        f"(allowed {cal['allowed_drop_pts']:.2f} pt)"
+    )
 
 
 def _progress(as_json: bool) -> bool:
