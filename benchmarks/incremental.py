@@ -92,6 +92,14 @@ METHODS: dict[str, tuple[str, dict]] = {
     ),
     "gate-r20": ("the defaults with 20 replayed examples per old label", {"replay_per_label": 20}),
     "gate-r40": ("the defaults with 40 replayed examples per old label", {"replay_per_label": 40}),
+    "gate-r20-c3": (
+        "20 replayed per old label, the 3 the parent confuses each new label with all",
+        {"replay_per_label": 20, "replay_confusable": 3},
+    ),
+    "gate-r40-c3": (
+        "40 replayed per old label, the 3 the parent confuses each new label with all",
+        {"replay_per_label": 40, "replay_confusable": 3},
+    ),
     "gate-rall": ("the defaults with every replay example", {"replay_per_label": 0}),
     "frozen-r20": ("frozen backbone, 20 replay/label", {**OFF, "replay_per_label": 20}),
     "frozen-rall": ("frozen backbone, all replay", {**OFF}),

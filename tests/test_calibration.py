@@ -9,7 +9,8 @@ import torch
 from headsurgeon.data import Example
 from headsurgeon.errors import OptionsError
 from headsurgeon.train import TrainOptions
-from headsurgeon.train.calibration import Calibration, CalibrationSet, Tolerance, split_slice
+from headsurgeon.train.calibration import Calibration, CalibrationSet, Tolerance
+from headsurgeon.train.replay import split_slice
 
 OLD = ["a", "b", "c"]
 LABELS = [*OLD, "new"]

@@ -120,7 +120,9 @@ def test_torchrun_two_processes_train_once_and_match_one_process(setup, tmp_path
     # one report on stdout, OUT written once (no leftover), loading cleanly
     assert run.stdout.count("old-label check PASSED") == 1, run.stdout
     (summary,) = [line for line in run.stdout.splitlines() if line.startswith("trained ")]
-    assert summary.startswith(f"trained {NEW} on 8 examples (+24 replayed; 12 held out to calibrate)")
+    assert summary.startswith(
+        f"trained {NEW} on 8 examples (+24 replayed; 12 held out to calibrate)"
+    )
     assert summary.endswith(f"wrote {out}")
     assert not [line for line in run.stderr.splitlines() if line.startswith("error")], run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -99,6 +99,14 @@ class _Calibrate(click.ParamType):
     help="Old examples replayed per old label (0: all of --replay).",
 )
 @click.option(
+    "--replay-confusable",
+    type=int,
+    default=_topt.DEFAULT_REPLAY_CONFUSABLE,
+    show_default=True,
+    help="With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
+    "new label's examples as (its near-synonyms, where its false positives and misses are).",
+)
+@click.option(
     "--distill",
     type=float,
     default=_topt.DEFAULT_DISTILL,

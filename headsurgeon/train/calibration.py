@@ -22,41 +22,16 @@ record says so: its examples were trained on, so the estimate is optimistic.
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import Example, by_label
+from ..data import Example
 
 logger = logging.getLogger(__name__)
 
 #: an example flips to a new label this far past the boundary (logit units)
 _EPS = 1e-4
-
-
-def split_slice(
-    replay: Sequence[Example], old_labels: Sequence[str], per_label: int, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """Hold ``per_label`` examples of each old label out of ``replay`` (seeded).
-
-    At most a third of a label's examples are held out, so training keeps the rest.
-
-    Returns:
-        ``(held_out, rest)``; both in the replay's label order.
-    """
-    if per_label <= 0:
-        return [], [e for e in replay if e.label in set(old_labels)]
-    groups = by_label(e for e in replay if e.label in set(old_labels))
-    rng = random.Random(f"calibration-{seed}")
-    held, rest = [], []
-    for name in old_labels:
-        group = groups.get(name, [])
-        k = min(per_label, len(group) // 3)
-        chosen = set(rng.sample(range(len(group)), k))
-        held.extend(e for i, e in enumerate(group) if i in chosen)
-        rest.extend(e for i, e in enumerate(group) if i not in chosen)
-    return held, rest
 
 
 @dataclass

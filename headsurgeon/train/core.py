@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import tempfile
 import time
 from collections.abc import MutableMapping, Sequence
@@ -15,8 +14,9 @@ from .. import labels as _labels
 from ..data import Example, by_label, check_labels
 from ..errors import DataError, OptionsError
 from . import processes
-from .calibration import Calibration, CalibrationSet, Tolerance, split_slice
+from .calibration import Calibration, CalibrationSet, Tolerance
 from .options import SEED_TRIAL, SWA_START, TrainOptions
+from .replay import confusable_labels, sample_replay, split_slice
 from .steps import (
     FeatureStore,
     cache_inputs,
@@ -132,19 +132,6 @@ def _share_caches(
         processes.fill(wanted + held, [feats.cache], feats.of)
 
 
-def sample_replay(replay: Sequence[Example], labels: Sequence[str], per_label: int, seed: int):
-    """``per_label`` examples of each label in ``labels`` (all when 0), seeded, in a stable order."""
-    groups = by_label(e for e in replay if e.label in set(labels))
-    rng = random.Random(seed)
-    out = []
-    for name in labels:
-        group = groups.get(name, [])
-        out.extend(
-            group if not per_label or len(group) <= per_label else rng.sample(group, per_label)
-        )
-    return out
-
-
 def train_model(
     model,
     tokenizer,
@@ -237,13 +224,19 @@ def train_model(
     held, rest = split_slice(
         replay, old_labels, options.calibrate_per_label if calibrating else 0, options.seed
     )
-    replayed = sample_replay(rest, old_labels, options.replay_per_label, options.seed)
-    train_rows = list(data) + replayed
     parent = parent_head(model, head.paths[0], old_ids)
+    feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
+    confusable = []
+    if options.replay_per_label and options.replay_confusable and replay:
+        data_x = feats.of([e.text for e in data])  # a few texts: the new examples
+        confusable = confusable_labels(parent(data_x), data, old_labels, options.replay_confusable)
+    replayed = sample_replay(
+        rest, old_labels, options.replay_per_label, options.seed, whole=confusable
+    )
+    train_rows = list(data) + replayed
     need_train_feats = (
         features_only or options.distill > 0 or imprint_wanted(options) or calibrating
     )
-    feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
     hidden_cache = {} if hidden_cache is None else hidden_cache
     cut = top_cut(model, tokenizer, head, options, neck)
     _share_caches(
@@ -346,6 +339,7 @@ def train_model(
     stats = {
         "data_examples": len(data),
         "replay_examples": len(replayed),
+        "replayed_whole": confusable,
         "holdout_examples": len(holdout) if holdout else 0,
         "old_labels": len(old_labels),
         "new_labels": new_labels,

@@ -21,6 +21,8 @@ DEFAULT_TRAIN_LAYERS = 1
 DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
 DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
+#: old labels per new label replayed whole (the parent's reading of the new examples)
+DEFAULT_REPLAY_CONFUSABLE = 0
 DEFAULT_DISTILL = 1.0
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_INIT = None  # None: imprint new rows that were never trained, keep trained ones
@@ -73,6 +75,8 @@ class TrainOptions:
         protect_old_rows: keep the old labels' rows and biases bit-identical (they are frozen
             buffers during training, fused back into a plain ``nn.Linear`` before saving).
         replay_per_label: old examples replayed per old label (0: all of them), sampled by ``seed``.
+        replay_confusable: with ``replay_per_label``, the old labels the parent reads each new
+            label's examples as (the top K by mean probability) are replayed whole.
         distill: weight of the KL divergence between the parent's and the child's old-label
             distributions (Learning without Forgetting); 0 turns it off.
         temperature: distillation temperature.
@@ -115,6 +119,7 @@ class TrainOptions:
     train_neck: bool = DEFAULT_TRAIN_NECK
     protect_old_rows: bool = DEFAULT_PROTECT_OLD_ROWS
     replay_per_label: int = DEFAULT_REPLAY_PER_LABEL
+    replay_confusable: int = DEFAULT_REPLAY_CONFUSABLE
     distill: float = DEFAULT_DISTILL
     temperature: float = DEFAULT_TEMPERATURE
     init: str | None = DEFAULT_INIT
@@ -146,7 +151,8 @@ class TrainOptions:
         _choice("device", self.device, DEVICE_CHOICES)
         if self.init is not None:
             _choice("init", self.init, INIT_CHOICES)
-        for name in ("train_layers", "replay_per_label", "reinit_top", "eval_every"):
+        for name in ("train_layers", "replay_per_label", "replay_confusable", "reinit_top",
+                     "eval_every"):  # fmt: skip
             _at_least(name, getattr(self, name), 0)
         for name in ("early_stopping", "seed"):
             _at_least(name, getattr(self, name), 0)
