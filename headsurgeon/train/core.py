@@ -8,8 +8,10 @@ import tempfile
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from .. import labels as _labels
 from ..data import Example, by_label, check_labels
 from ..errors import DataError, OptionsError
@@ -421,11 +423,15 @@ def _run_seeds(
 
     initial = trainable_state(trained)
     best_score, best_state, runs, trial_bar = None, None, [], None
-    with tempfile.TemporaryDirectory(prefix="headsurgeon-train-") as tmp:
+    # Trainer makes its output_dir even when it saves nothing: a scratch folder that a killed
+    # run's successor deletes (named with the pid, like every temp folder headsurgeon makes)
+    scratch = Path(tempfile.gettempdir()) / "train"
+    atomic.remove_stale(scratch)
+    with atomic.temp_folder(scratch, "trainer") as tmp:
         for k in range(options.seeds):
             seed = options.seed + k
             load_trainable(trained, initial)
-            args = _training_args(options, seed, tmp)
+            args = _training_args(options, seed, str(tmp))
             steps = _total_steps(len(rows), options)
             callbacks = []
             swa = None
