@@ -6,10 +6,13 @@ protected, parameter groups (LLRD, SWA), warmup schedule, early stopping, seeds,
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import itertools
 import json
 import random
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -226,8 +229,15 @@ def test_freeze_none_with_llrd_distill_and_swa_runs(grown_dir, files):
 # --- optimizer, schedule, callbacks ------------------------------------------------------------
 
 
+def _scratch() -> str:
+    path = tempfile.mkdtemp(prefix="headsurgeon-test-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def make_trainer(model, options, callbacks=(), rows=None):
-    """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head)."""
+    """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head).
+    Trainer makes its output folder: a fresh temp folder, deleted at exit."""
     from headsurgeon.locate import locate_head
     from headsurgeon.train.core import _training_args
     from headsurgeon.train.modules import layer_depths
@@ -236,7 +246,7 @@ def make_trainer(model, options, callbacks=(), rows=None):
     depths = layer_depths(model, locate_head(model).paths) if hasattr(model, "config") else {}
     return HeadsurgeonTrainer(
         model=model,
-        args=_training_args(options, 0, "/tmp/headsurgeon-test-unused"),
+        args=_training_args(options, 0, _scratch()),
         train_dataset=Rows(rows or []),
         data_collator=make_collator(None, 8),
         callbacks=list(callbacks),
