@@ -20,7 +20,7 @@ DEFAULT_FREEZE = "backbone"
 DEFAULT_TRAIN_LAYERS = 1
 DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
-DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
+DEFAULT_REPLAY_PER_LABEL = 20  # 0: every replay example
 #: old labels per new label replayed whole (the parent's reading of the new examples)
 DEFAULT_REPLAY_CONFUSABLE = 0
 DEFAULT_DISTILL = 1.0
