@@ -100,6 +100,18 @@ METHODS: dict[str, tuple[str, dict]] = {
         "40 replayed per old label, the 3 the parent confuses each new label with all",
         {"replay_per_label": 40, "replay_confusable": 3},
     ),
+    "gate-losses": (
+        "the defaults, the held-out estimate counting losses only (not fixes)",
+        {"calibrate_fixes": 0.0},
+    ),
+    "gate-losses-s1": (
+        "gate-losses with the whole tolerance (safety 1)",
+        {"calibrate_fixes": 0.0, "calibrate_safety": 1.0},
+    ),
+    "gate-fixes0.5": (
+        "the defaults, fixes on the held-out replay counting half against losses",
+        {"calibrate_fixes": 0.5},
+    ),
     "gate-rall": ("the defaults with every replay example", {"replay_per_label": 0}),
     "frozen-r20": ("frozen backbone, 20 replay/label", {**OFF, "replay_per_label": 20}),
     "frozen-rall": ("frozen backbone, all replay", {**OFF}),

@@ -138,9 +138,16 @@ class Calibration:
         right_unless_flipped = (old_pred == gold)[order].double()
         n = len(gold)
         # after the k examples of largest margin flip: right = those not flipped and right
-        lost = torch.cat([torch.zeros(1, dtype=torch.double), right_unless_flipped.cumsum(0)])
-        right = right_unless_flipped.sum() - lost  # k = 0..n
-        drop = 100 * (parent_right.double().mean() - right / n)
+        # losses (parent right, child wrong) minus the fixes (parent wrong, child right) weighed
+        # by calibrate_fixes: 1 is the gate's own net measure; below 1, fixes on replay the parent
+        # was trained on count for less than losses, as they transfer to new data only in part
+        parent_right_sorted = parent_right[order].double()
+        kept = parent_right_sorted * right_unless_flipped
+        fixed = (1 - parent_right_sorted) * right_unless_flipped
+        zero = torch.zeros(1, dtype=torch.double)
+        losses = parent_right.double().sum() - kept.sum() + torch.cat([zero, kept.cumsum(0)])
+        fixes = fixed.sum() - torch.cat([zero, fixed.cumsum(0)])
+        drop = 100 * (losses - self.options.calibrate_fixes * fixes) / n
         ok = drop <= self._allowed() + 1e-6
         if self.tolerance.max_label_drop is not None:
             ok &= self._label_ok(order, gold, parent_right, right_unless_flipped)

@@ -48,6 +48,8 @@ DEFAULT_CALIBRATE: float | str | None = "gate"
 DEFAULT_CALIBRATE_PER_LABEL = 20
 #: fraction of the gate's tolerance (--max-drop, --max-label-drop) calibration may spend
 DEFAULT_CALIBRATE_SAFETY = 0.5
+#: weight of the old examples training fixed against those it broke, in the held-out estimate
+DEFAULT_CALIBRATE_FIXES = 1.0
 #: least precision of each new label calibration aims at (the new label as frequent as an
 #: average old label); None: no such bound
 DEFAULT_CALIBRATE_PRECISION: float | None = 0.8
@@ -141,6 +143,7 @@ class TrainOptions:
     calibrate: float | str | None = DEFAULT_CALIBRATE
     calibrate_per_label: int = DEFAULT_CALIBRATE_PER_LABEL
     calibrate_safety: float = DEFAULT_CALIBRATE_SAFETY
+    calibrate_fixes: float = DEFAULT_CALIBRATE_FIXES
     calibrate_precision: float | None = DEFAULT_CALIBRATE_PRECISION
     calibrate_label_cap: float | None = DEFAULT_CALIBRATE_LABEL_CAP
     device: str = DEFAULT_DEVICE
@@ -173,6 +176,8 @@ class TrainOptions:
                     ) from None
             _at_least("calibrate", self.calibrate, 0)
         _at_least("calibrate_per_label", self.calibrate_per_label, 0)
+        if not 0 <= self.calibrate_fixes <= 1:
+            raise OptionsError(f"calibrate_fixes must be in [0, 1], got {self.calibrate_fixes!r}")
         if not 0 < self.calibrate_safety <= 1:
             raise OptionsError(f"calibrate_safety must be in (0, 1], got {self.calibrate_safety!r}")
         if self.calibrate_precision is not None and not 0 < self.calibrate_precision < 1:
