@@ -239,6 +239,15 @@ class _Calibrate(click.ParamType):
     help="Fraction of --max-drop (and --max-label-drop) the held-out estimate may spend.",
 )
 @click.option(
+    "--calibrate-fixes",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_FIXES,
+    show_default=True,
+    help="In the held-out estimate, how much an old example training fixed offsets one it broke "
+    "(1: the gate's own net measure; below 1: fixes on replay the parent was trained on are "
+    "trusted less, as they transfer to new data only in part).",
+)
+@click.option(
     "--calibrate-precision",
     type=float,
     default=_topt.DEFAULT_CALIBRATE_PRECISION,

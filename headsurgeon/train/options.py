@@ -49,7 +49,7 @@ DEFAULT_CALIBRATE_PER_LABEL = 20
 #: fraction of the gate's tolerance (--max-drop, --max-label-drop) calibration may spend
 DEFAULT_CALIBRATE_SAFETY = 0.5
 #: weight of the old examples training fixed against those it broke, in the held-out estimate
-DEFAULT_CALIBRATE_FIXES = 1.0
+DEFAULT_CALIBRATE_FIXES = 0.5
 #: least precision of each new label calibration aims at (the new label as frequent as an
 #: average old label); None: no such bound
 DEFAULT_CALIBRATE_PRECISION: float | None = 0.8
@@ -106,6 +106,9 @@ class TrainOptions:
             calibration (at most a third of a label's; 0: calibrate on the training replay).
         calibrate_safety: the fraction of ``max_drop`` (and ``max_label_drop``) the held-out
             estimate may spend.
+        calibrate_fixes: in that estimate, the weight of an old example training fixed against
+            one it broke (1: the gate's net measure; the replay is usually the parent's own
+            training data, where fixes transfer to new data only in part).
         calibrate_precision: then lower each new label until its false positives on the
             held-out examples allow this precision, were it as frequent as an average old
             label; ``None``: no such bound.
