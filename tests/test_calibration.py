@@ -141,3 +141,17 @@ def test_train_model_calibrates_on_held_out_replay(tmp_path):
     with torch.no_grad():
         pred = model(**batch).logits.argmax(-1)
     assert int((pred == 3).sum()) == info["false_positives"][NEW]
+
+
+def test_fixes_weigh_against_losses_by_calibrate_fixes():
+    """Examples training fixed make room for flips in the gate's net measure; at
+    ``calibrate_fixes=0`` only losses count."""
+    examples, parent, child = constructed()
+    parent[:12] = torch.tensor([0.0, 2.0, 0.0])  # the parent got 12 'a' examples wrong...
+    child[:12, 3] = -5.0  # ...the child gets them right, and they are far from the new label
+    n = len(examples)  # 120; allowed 5 pt = 6 examples
+    flips = {}
+    for weight in (1.0, 0.5, 0.0):
+        _, pred = calibrate(child, examples, parent, 10.0, calibrate_fixes=weight)
+        flips[weight] = int((pred == 3).sum())
+    assert flips == {1.0: 6 + 12, 0.5: 6 + 6, 0.0: 6}, (flips, n)
