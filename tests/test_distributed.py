@@ -44,8 +44,8 @@ def rows(label: str, n: int, seed: int) -> str:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A tiny BERT without dropout grown by ``delta``, 8 new examples, 24 replayed (32 rows: 4
-    batches of 8), a holdout."""
+    """A tiny BERT without dropout grown by ``delta``, 8 new examples, 36 old ones (12 held out to
+    calibrate, 24 replayed: 32 rows, 4 batches of 8), a holdout."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
 
     d = tmp_path_factory.mktemp("dist")
@@ -56,7 +56,7 @@ def setup(tmp_path_factory):
     (parent / "config.json").write_text(json.dumps(config))
     add_labels_to_checkpoint(parent, [NEW], d / "grown")
     (d / "new.csv").write_text("text,label\n" + rows(NEW, 8, 3))
-    (d / "old.csv").write_text("text,label\n" + "".join(rows(n, 8, 1) for n in LABELS))
+    (d / "old.csv").write_text("text,label\n" + "".join(rows(n, 12, 1) for n in LABELS))
     (d / "hold.csv").write_text("text,label\n" + "".join(rows(n, 6, 2) for n in [*LABELS, NEW]))
     return d
 
@@ -120,7 +120,9 @@ def test_torchrun_two_processes_train_once_and_match_one_process(setup, tmp_path
     # one report on stdout, OUT written once (no leftover), loading cleanly
     assert run.stdout.count("old-label check PASSED") == 1, run.stdout
     (summary,) = [line for line in run.stdout.splitlines() if line.startswith("trained ")]
-    assert summary.startswith(f"trained {NEW} on 8 examples (+24 replayed)")
+    assert summary.startswith(
+        f"trained {NEW} on 8 examples (+24 replayed; 12 held out to calibrate)"
+    )
     assert summary.endswith(f"wrote {out}")
     assert not [line for line in run.stderr.splitlines() if line.startswith("error")], run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -129,9 +131,9 @@ def test_torchrun_two_processes_train_once_and_match_one_process(setup, tmp_path
     _, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
 
-    # the caches: each of the 56 distinct texts computed once, half in each process
-    assert "cached 56 texts in 2 shards" in run.stderr
-    assert "computing block-1 inputs and features of 28 texts" in run.stderr
+    # the caches: each of the 68 distinct texts (held-out ones too) computed once, half in each
+    assert "cached 68 texts in 2 shards" in run.stderr
+    assert "computing block-1 inputs and features of 34 texts" in run.stderr
 
     # one process, same options: the same model and check
     single = tmp_path.parent / f"{tmp_path.name}-single"

@@ -6,10 +6,13 @@ protected, parameter groups (LLRD, SWA), warmup schedule, early stopping, seeds,
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import itertools
 import json
 import random
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -226,8 +229,15 @@ def test_freeze_none_with_llrd_distill_and_swa_runs(grown_dir, files):
 # --- optimizer, schedule, callbacks ------------------------------------------------------------
 
 
+def _scratch() -> str:
+    path = tempfile.mkdtemp(prefix="headsurgeon-test-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def make_trainer(model, options, callbacks=(), rows=None):
-    """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head)."""
+    """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head).
+    Trainer makes its output folder: a fresh temp folder, deleted at exit."""
     from headsurgeon.locate import locate_head
     from headsurgeon.train.core import _training_args
     from headsurgeon.train.modules import layer_depths
@@ -236,7 +246,7 @@ def make_trainer(model, options, callbacks=(), rows=None):
     depths = layer_depths(model, locate_head(model).paths) if hasattr(model, "config") else {}
     return HeadsurgeonTrainer(
         model=model,
-        args=_training_args(options, 0, "/tmp/headsurgeon-test-unused"),
+        args=_training_args(options, 0, _scratch()),
         train_dataset=Rows(rows or []),
         data_collator=make_collator(None, 8),
         callbacks=list(callbacks),
@@ -529,6 +539,11 @@ def test_top_blocks_on_cached_inputs_match_the_full_model(arch, files):
         assert all(type(b) is kind for b in blocks)  # real blocks back
 
 
+#: calibrate on the training replay (no held-out slice, no precision bound): the budget tests
+#: then count flips on the same examples they feed
+ON_REPLAY = {"calibrate_per_label": 0, "calibrate_precision": None}
+
+
 def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, parent_dir):
     parent, tok = load(parent_dir)
     batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
@@ -537,7 +552,9 @@ def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, pare
         right = parent(**batch).logits.argmax(-1) == gold
     flips = {}
     for cap in (None, 10.0, 0.0):
-        _, _, out = run(grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap)
+        _, _, out = run(
+            grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=cap, **ON_REPLAY
+        )
         with torch.no_grad():
             child = out.model.eval()(**batch).logits.argmax(-1)
         flips[cap] = [int(((child == 3) & right & (gold == c)).sum()) for c in range(3)]
@@ -550,7 +567,7 @@ def test_calibrate_label_cap_bounds_each_old_labels_flips(grown_dir, files, pare
 
 
 def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, parent_dir):
-    _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0)
+    _, _, outcome = run(grown_dir, files, lr=1e-2, calibrate=0.0, **ON_REPLAY)
     assert set(outcome.stats["calibrated_bias_shifts"]) == {NEW}
     parent, tok = load(parent_dir)
     batch = tok([e.text for e in files["old"]], padding=True, return_tensors="pt")
@@ -559,14 +576,22 @@ def test_calibrate_shifts_the_new_bias_to_the_replay_budget(grown_dir, files, pa
         right = parent(**batch).logits.argmax(-1) == gold
         child = outcome.model(**batch).logits.argmax(-1)
     assert right.sum() > 0 and not (child[right] == 3).any()  # budget 0: none flips to delta
-    _, _, top = run(grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2)
+    _, _, top = run(
+        grown_dir, files, lr=1e-2, calibrate=0.0, train_layers=1, max_steps=2, **ON_REPLAY
+    )
     assert set(top.stats["calibrated_bias_shifts"]) == {NEW}  # top blocks on cached inputs too
     with torch.no_grad():
         child = top.model(**batch).logits.argmax(-1)
     assert not (child[right] == 3).any()
     for opts in ({}, {"train_layers": 1, "max_steps": 2}, {"train_neck": True}):
         _, _, loose = run(
-            grown_dir, files, lr=1e-2, calibrate=50.0, calibrate_label_cap=None, **opts
+            grown_dir,
+            files,
+            lr=1e-2,
+            calibrate=50.0,
+            calibrate_label_cap=None,
+            **opts,
+            **ON_REPLAY,
         )
         loose.model.eval()
         with torch.no_grad():
@@ -597,7 +622,7 @@ def test_calibrate_moves_new_labels_by_one_shift_to_the_budget(parent_dir, files
         add_labels(model, new, init="mean")
         options = TrainOptions(
             device="cpu", batch_size=8, train_layers=0, train_neck=False, max_steps=6, lr=1e-2,
-            calibrate=30.0, calibrate_label_cap=cap,
+            calibrate=30.0, calibrate_label_cap=cap, **ON_REPLAY,
         )  # fmt: skip
         out = train_model(model, tok, data, replay=files["old"], options=options, old_labels=LABELS)
         shifts = out.stats["calibrated_bias_shifts"]
@@ -773,15 +798,25 @@ def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, cap
     for _name, (_, spec_) in bench.METHODS.items():
         if "recipe" not in spec_:
             TrainOptions(**spec_)  # a typo in a method raises here
-    top1 = {**bench.METHODS["top1-neck-cal3"][1], "calibrate_label_cap": 40.0}
-    assert TrainOptions(**top1) == TrainOptions()  # the defaults but for the cap
+    assert bench.METHODS["defaults"][1] == {}  # the defaults row is TrainOptions() itself
+    previous = TrainOptions(**bench.METHODS["previous"][1])
+    assert (previous.calibrate, previous.calibrate_per_label, previous.replay_per_label) == (
+        3.0,
+        0,
+        0,
+    )
     assert set(bench.DEFAULT_METHODS) <= set(bench.METHODS)
     bench.main(["--list"])
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == list(bench.METHODS)
+    run = {"before": 0.881, "after": 0.88, "drop": 0.1, "recall": 0.9, "precision": 0.8,
+           "passed": True, "oracle": 0.95, "time": 1.0}  # fmt: skip
+    row = bench.aggregate([run, dict(run, drop=0.7, passed=False, recall=0.8)])
+    assert row["drop"] == pytest.approx(0.4)
+    assert (row["worst_drop"], row["worst_recall"], row["passed"]) == (0.7, 0.8, 1)
+    rows = [(d, s, m, dict(row, drop=x)) for d in ("banking", "stackoverflow")
+            for s in ("S1", "S2") for m, x in (("defaults", -1), ("b", 40))]  # fmt: skip
+    assert "1/2" in bench.table(rows) and "stackoverflow" in bench.table(rows)
     pytest.importorskip("matplotlib")
-    row = {"before": 0.881, "after": 0.88, "drop": 0.1, "recall": 0.9, "time": 1.0}
-    rows = [(s, m, dict(row, drop=d)) for s in ("S1", "S2") for m, d in (("a", -1), ("b", 40))]
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| S2       | b " in bench.table(rows)

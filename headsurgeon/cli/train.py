@@ -22,6 +22,20 @@ from .app import (
 )
 
 
+class _Calibrate(click.ParamType):
+    """``gate`` or a number of points."""
+
+    name = "gate|PTS"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "gate" or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"expected 'gate' or a number of points, got {value!r}", param, ctx)
+
+
 @main.command()
 @click.argument("model", type=click.Path(file_okay=False))
 @click.option(
@@ -83,6 +97,14 @@ from .app import (
     default=_topt.DEFAULT_REPLAY_PER_LABEL,
     show_default=True,
     help="Old examples replayed per old label (0: all of --replay).",
+)
+@click.option(
+    "--replay-confusable",
+    type=int,
+    default=_topt.DEFAULT_REPLAY_CONFUSABLE,
+    show_default=True,
+    help="With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
+    "new label's examples as (its near-synonyms, where its false positives and misses are).",
 )
 @click.option(
     "--distill",
@@ -192,22 +214,54 @@ from .app import (
 )
 @click.option(
     "--calibrate",
-    type=float,
+    type=_Calibrate(),
     default=_topt.DEFAULT_CALIBRATE,
-    metavar="PTS",
     show_default=True,
-    help="After training (frozen backbone or --train-layers, with --replay): raise the new labels' "
-    "biases by one common shift so that PTS percent of the replayed old examples the parent got "
-    "right flip to a new label.",
+    help="After training (frozen backbone or --train-layers, with --replay), shift the new labels' "
+    "biases by one common amount. gate: the largest shift whose old-label drop on replay "
+    "examples held out of training stays within --calibrate-safety of --max-drop; PTS: the "
+    "shift that flips PTS percent of the held-out old examples the parent got right.",
 )
 @click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
+@click.option(
+    "--calibrate-per-label",
+    type=int,
+    default=_topt.DEFAULT_CALIBRATE_PER_LABEL,
+    show_default=True,
+    help="Old examples per old label held out of --replay to calibrate on (at most a third of a "
+    "label's; 0: calibrate on the training replay).",
+)
+@click.option(
+    "--calibrate-safety",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_SAFETY,
+    show_default=True,
+    help="Fraction of --max-drop (and --max-label-drop) the held-out estimate may spend.",
+)
+@click.option(
+    "--calibrate-fixes",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_FIXES,
+    show_default=True,
+    help="In the held-out estimate, how much an old example training fixed offsets one it broke "
+    "(1: the gate's own net measure; below 1: fixes on replay the parent was trained on are "
+    "trusted less, as they transfer to new data only in part).",
+)
+@click.option(
+    "--calibrate-precision",
+    type=float,
+    default=_topt.DEFAULT_CALIBRATE_PRECISION,
+    show_default=True,
+    help="Then lower each new label until its false positives on the held-out examples allow "
+    "this precision, were the label as frequent as an average old label (0: no bound).",
+)
 @click.option(
     "--calibrate-label-cap",
     type=float,
     default=_topt.DEFAULT_CALIBRATE_LABEL_CAP,
     metavar="PCT",
     help="With --calibrate: lower a new label's bias until it takes at most PCT percent of any "
-    "one old label's replayed examples (the budget then cannot fall on one near-synonym label).",
+    "one old label's held-out examples (the budget then cannot fall on one near-synonym label).",
     show_default=True,
 )
 @click.option(
@@ -270,9 +324,11 @@ def train(
 
     By default the top encoder block, the neck (e.g. BERT's pooler) and the new rows train (the
     block's inputs are computed once, so only it runs), the old rows are kept bit-identical,
-    never-trained new rows are imprinted from their examples, every example of --replay is
-    replayed (new examples weigh 10x) with distillation to MODEL, and the new labels' biases are
-    calibrated on the replay (one shift for all). With --holdout, the old-label check compares MODEL and the result:
+    never-trained new rows are imprinted from their examples, --replay is replayed (new examples
+    weigh 10x) with distillation to MODEL, and the new labels' biases are calibrated against the
+    gate on replay examples held out of training (one shift for all, within half of --max-drop,
+    each new label then kept to the false positives an 80%% precision allows). With --holdout,
+    the old-label check compares MODEL and the result:
     a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
     (unless --force).
 
@@ -290,6 +346,8 @@ def train(
         logging.getLogger("headsurgeon").setLevel(logging.ERROR)
     if opts.pop("no_calibrate"):
         opts["calibrate"] = None
+    if not opts["calibrate_precision"]:
+        opts["calibrate_precision"] = None
     options = TrainOptions(**opts, progress=_progress(as_json))
     try:
         result = run(
@@ -317,13 +375,29 @@ def train(
     if not result.main_process:
         return
     stats = result.stats
-    text = (
+    cal = stats.get("calibration") or {}
+    held = f"; {cal['examples']} held out to calibrate" if cal.get("held_out") else ""
+    lines = [
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
-        f"(+{stats['replay_examples']} replayed) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
-    )
+        f"(+{stats['replay_examples']} replayed{held}) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
+    ]
+    if cal:
+        lines.insert(0, _calibration_line(cal))
     if result.report is not None:
-        text = result.report.render() + "\n" + text
-    emit(as_json, result.to_dict(), text)
+        lines.insert(0, result.report.render())
+    emit(as_json, result.to_dict(), "\n".join(lines))
+
+
+def _calibration_line(cal: dict) -> str:
+    """One line on what calibration did (the shifts, its estimate and what the gate allows)."""
+    shifts = sorted(set(cal["shifts"].values()))
+    shift = f"{shifts[0]:+.3f}" if len(shifts) == 1 else f"{shifts[0]:+.3f} to {shifts[-1]:+.3f}"
+    where = "held-out" if cal["held_out"] else "replayed (trained-on)"
+    return (
+        f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
+        f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
+        f"(allowed {cal['allowed_drop_pts']:.2f} pt)"
+    )
 
 
 def _progress(as_json: bool) -> bool:

@@ -20,7 +20,7 @@ _LAZY = {
     "train_model": "core",
     "TrainOutcome": "core",
     "TrainResult": "folders",
-    "sample_replay": "core",
+    "sample_replay": "replay",
 }
 
 __all__ = ["TrainOptions", *_LAZY]

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import tempfile
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from .. import labels as _labels
 from ..data import Example, by_label, check_labels
 from ..errors import DataError, OptionsError
 from . import processes
+from .calibration import Calibration, CalibrationSet, Tolerance
 from .options import SEED_TRIAL, SWA_START, TrainOptions
+from .replay import confusable_labels, sample_replay, split_slice
 from .steps import (
     FeatureStore,
     cache_inputs,
-    calibrate,
     holdout_scorer,
     imprint_wanted,
     init_new_rows,
@@ -41,11 +43,15 @@ class TrainOutcome:
         model: the trained model (heads fused back into plain ``nn.Linear``), on its device.
         report: the old-label :class:`~headsurgeon.checks.CheckReport` (``None`` without holdout).
         stats: JSON-able facts: data sizes, labels, steps, seeds tried, scores, wall time.
+        holdout_logits: ``(parent, child)`` logits of the holdout the report was computed from
+            (the parent's over its old labels, the child's over every label; CPU float32),
+            ``None`` without holdout.
     """
 
     model: Any
     report: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
+    holdout_logits: tuple[Any, Any] | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -91,7 +97,7 @@ def _warn_unseen(data: Sequence[Example], new_labels: Sequence[str]) -> None:
         )
 
 
-def _calibration_skipped(options, replayed, new_labels, replay_predict) -> str | None:
+def _calibration_skipped(options, replayed, new_labels, calibration) -> str | None:
     """Why the default calibration does not run (warned once), or ``None``."""
     if options.calibrate is None or not new_labels:
         return None
@@ -101,8 +107,12 @@ def _calibration_skipped(options, replayed, new_labels, replay_predict) -> str |
             "there are none; pass --replay (or --no-calibrate)"
         )
         return "no replay"
-    if replay_predict is None:
-        return "backbone not frozen"  # warned above
+    if calibration is None:
+        logger.warning(
+            "not calibrated: --calibrate needs the backbone frozen (cached inputs); the new "
+            "biases stay as trained"
+        )
+        return "backbone not frozen"
     return None
 
 
@@ -122,19 +132,6 @@ def _share_caches(
     else:
         wanted = [e.text for e in train_rows] if with_feats else []
         processes.fill(wanted + held, [feats.cache], feats.of)
-
-
-def sample_replay(replay: Sequence[Example], labels: Sequence[str], per_label: int, seed: int):
-    """``per_label`` examples of each label in ``labels`` (all when 0), seeded, in a stable order."""
-    groups = by_label(e for e in replay if e.label in set(labels))
-    rng = random.Random(seed)
-    out = []
-    for name in labels:
-        group = groups.get(name, [])
-        out.extend(
-            group if not per_label or len(group) <= per_label else rng.sample(group, per_label)
-        )
-    return out
 
 
 def train_model(
@@ -225,25 +222,32 @@ def train_model(
             "a model with parallel heads cannot train on cached features: use --freeze none"
         )
 
-    replayed = sample_replay(replay, old_labels, options.replay_per_label, options.seed)
-    train_rows = list(data) + replayed
-    parent = parent_head(model, head.paths[0], old_ids)
-    need_train_feats = (
-        features_only
-        or options.distill > 0
-        or imprint_wanted(options)
-        or (options.calibrate is not None and bool(replay) and frozen)
+    calibrating = options.calibrate is not None and bool(new_labels) and frozen
+    held, rest = split_slice(
+        replay, old_labels, options.calibrate_per_label if calibrating else 0, options.seed
     )
+    parent = parent_head(model, head.paths[0], old_ids)
     feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
+    confusable = []
+    if options.replay_per_label and options.replay_confusable and replay:
+        data_x = feats.of([e.text for e in data])  # a few texts: the new examples
+        confusable = confusable_labels(parent(data_x), data, old_labels, options.replay_confusable)
+    replayed = sample_replay(
+        rest, old_labels, options.replay_per_label, options.seed, whole=confusable
+    )
+    train_rows = list(data) + replayed
+    need_train_feats = (
+        features_only or options.distill > 0 or imprint_wanted(options) or calibrating
+    )
     hidden_cache = {} if hidden_cache is None else hidden_cache
     cut = top_cut(model, tokenizer, head, options, neck)
     _share_caches(
-        model, tokenizer, head, options, cut, feats, hidden_cache, train_rows, holdout,
-        need_train_feats,
+        model, tokenizer, head, options, cut, feats, hidden_cache, train_rows,
+        [*(holdout or []), *held], need_train_feats,
     )  # fmt: skip
     if cut is not None and (need_train_feats or holdout):
         # the top-blocks path caches block inputs anyway: take the features from the same pass
-        texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
+        texts = [e.text for e in [*train_rows, *(holdout or []), *held]]
         cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feats.cache)
     train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
     hold_x = feats.of([e.text for e in holdout]) if holdout else None
@@ -259,7 +263,7 @@ def train_model(
         M.protect_heads(model, head.paths, old_ids)
     depths = M.layer_depths(model, head.paths, probe)
     top, train_h, hold_h = top_blocks(
-        model, tokenizer, options, train_rows, holdout, hidden_cache, cut, probe
+        model, tokenizer, options, train_rows, holdout, hidden_cache, cut, probe, extra=held
     )
 
     new_set = set(new_labels)
@@ -291,44 +295,43 @@ def train_model(
         model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options
     )
     scorer = holdout_scorer(model, predict, holdout, labels) if holdout else None
-    n = len(replayed)
-    replay_x = train_x[len(train_x) - n :] if train_x is not None and n else None
-    replay_predict = None
-    if replay_x is not None and (features_only or top is not None):
-        replay_h = train_h[len(train_h) - n :] if top is not None else None
-        replay_predict = predictor(
-            model, tokenizer, head, replayed, replay_x, replay_h, top, features_only, options
+    calibration = None
+    if calibrating and (held or replayed) and (features_only or top is not None):
+        examples = held or replayed
+        x = feats.of([e.text for e in examples])
+        h = [hidden_cache[e.text] for e in examples] if top is not None else None
+        calibration = CalibrationSet(
+            examples,
+            parent(x),
+            predictor(model, tokenizer, head, examples, x, h, top, features_only, options),
+            held_out=bool(held),
         )
-    elif options.calibrate is not None and replayed and new_labels:
-        logger.warning(
-            "--calibrate needs the backbone frozen (cached inputs): the new biases stay as trained"
-        )
-    uncalibrated = _calibration_skipped(options, replayed, new_labels, replay_predict)
+    uncalibrated = _calibration_skipped(options, held or replayed, new_labels, calibration)
     main = processes.is_main()  # the others train with it, then leave the rest to it
     try:
         runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)
         M.fuse_heads(model, head.paths)
         model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
-        shifts = (
-            calibrate(
-                head, labels, new_labels, replayed, replay_x, parent, options, model, replay_predict
+        calibrated = (
+            _calibrate(
+                model, head, labels, new_labels, calibration, options, max_drop, max_label_drop
             )
             if main
             else None
         )
         heads = [p for path in head.paths for p in model.get_submodule(path).parameters()]
-        shifts = processes.share_from_main(heads, shifts)
+        calibrated = processes.share_from_main(heads, calibrated)
         child_logits = predict() if holdout and main else None
     finally:
         if top is not None:
             top.restore()
-    report = None
+    report = logits = None
     if holdout and main:
         from ..checks import DEFAULT_MAX_DROP, compare
 
+        logits = (parent(hold_x), child_logits)
         report = compare(
-            parent(hold_x),
-            child_logits,
+            *logits,
             holdout,
             old_labels,
             labels,
@@ -338,6 +341,7 @@ def train_model(
     stats = {
         "data_examples": len(data),
         "replay_examples": len(replayed),
+        "replayed_whole": confusable,
         "holdout_examples": len(holdout) if holdout else 0,
         "old_labels": len(old_labels),
         "new_labels": new_labels,
@@ -349,14 +353,29 @@ def train_model(
         "neck_parameters": neck,
         "features_cached": features_only,
         "block_inputs_cached": top is not None,
-        "calibrated_bias_shifts": shifts,
+        "calibrated_bias_shifts": calibrated.get("shifts", {}),
+        "calibration": calibrated,
         "calibration_skipped": uncalibrated,
         "device": device,
         "processes": processes.count(),
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
-    return TrainOutcome(model, report, stats)
+    return TrainOutcome(model, report, stats, logits)
+
+
+def _calibrate(model, head, labels, new_labels, calibration, options, max_drop, max_label_drop):
+    """Run the calibration (``{}`` when there is none, or the head has no bias)."""
+    from ..checks import DEFAULT_MAX_DROP
+
+    if calibration is None:
+        return {}
+    linear = model.get_submodule(head.paths[0])
+    if linear.bias is None:
+        logger.warning("the head %s has no bias: --calibrate has nothing to shift", head.paths[0])
+        return {}
+    tolerance = Tolerance(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
+    return Calibration(labels, new_labels, options, tolerance).run(calibration, linear)
 
 
 def _training_args(options: TrainOptions, seed: int, output_dir: str):
@@ -404,11 +423,15 @@ def _run_seeds(
 
     initial = trainable_state(trained)
     best_score, best_state, runs, trial_bar = None, None, [], None
-    with tempfile.TemporaryDirectory(prefix="headsurgeon-train-") as tmp:
+    # Trainer makes its output_dir even when it saves nothing: a scratch folder that a killed
+    # run's successor deletes (named with the pid, like every temp folder headsurgeon makes)
+    scratch = Path(tempfile.gettempdir()) / "train"
+    atomic.remove_stale(scratch)
+    with atomic.temp_folder(scratch, "trainer") as tmp:
         for k in range(options.seeds):
             seed = options.seed + k
             load_trainable(trained, initial)
-            args = _training_args(options, seed, tmp)
+            args = _training_args(options, seed, str(tmp))
             steps = _total_steps(len(rows), options)
             callbacks = []
             swa = None

@@ -20,7 +20,9 @@ DEFAULT_FREEZE = "backbone"
 DEFAULT_TRAIN_LAYERS = 1
 DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
-DEFAULT_REPLAY_PER_LABEL = 0  # 0: every replay example
+DEFAULT_REPLAY_PER_LABEL = 20  # 0: every replay example
+#: old labels per new label replayed whole (the parent's reading of the new examples)
+DEFAULT_REPLAY_CONFUSABLE = 0
 DEFAULT_DISTILL = 1.0
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_INIT = None  # None: imprint new rows that were never trained, keep trained ones
@@ -40,7 +42,17 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_NEW_WEIGHT = 10.0
-DEFAULT_CALIBRATE: float | None = 3.0  # points of replay; None: off
+#: "gate": against the gate's tolerance on held-out replay; a number: points of the replay; None: off
+DEFAULT_CALIBRATE: float | str | None = "gate"
+#: old examples per old label held out of the replay to calibrate on
+DEFAULT_CALIBRATE_PER_LABEL = 20
+#: fraction of the gate's tolerance (--max-drop, --max-label-drop) calibration may spend
+DEFAULT_CALIBRATE_SAFETY = 0.5
+#: weight of the old examples training fixed against those it broke, in the held-out estimate
+DEFAULT_CALIBRATE_FIXES = 0.5
+#: least precision of each new label calibration aims at (the new label as frequent as an
+#: average old label); None: no such bound
+DEFAULT_CALIBRATE_PRECISION: float | None = 0.8
 DEFAULT_CALIBRATE_LABEL_CAP: float | None = 40.0  # percent of one old label's replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
@@ -65,6 +77,8 @@ class TrainOptions:
         protect_old_rows: keep the old labels' rows and biases bit-identical (they are frozen
             buffers during training, fused back into a plain ``nn.Linear`` before saving).
         replay_per_label: old examples replayed per old label (0: all of them), sampled by ``seed``.
+        replay_confusable: with ``replay_per_label``, the old labels the parent reads each new
+            label's examples as (the top K by mean probability) are replayed whole.
         distill: weight of the KL divergence between the parent's and the child's old-label
             distributions (Learning without Forgetting); 0 turns it off.
         temperature: distillation temperature.
@@ -83,12 +97,23 @@ class TrainOptions:
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
         max_length: tokenizer truncation length.
         new_weight: loss weight of the new labels' examples relative to replayed ones.
-        calibrate: after training (frozen backbone or train_layers, with replay), raise the
-            new labels' biases by one common shift so that this many percentage points of the
-            replayed old examples the parent got right are predicted as a new label (the new
-            labels as a group); ``None``: off.
+        calibrate: after training (frozen backbone or train_layers, with replay), shift the
+            new labels' biases by one common amount (see :mod:`.calibration`): ``"gate"``, the
+            largest shift whose old-label drop on examples held out of the replay stays within
+            ``calibrate_safety`` of the gate's tolerance; a number PTS, the shift that flips
+            PTS percent of the held-out old examples the parent got right; ``None``: off.
+        calibrate_per_label: old examples per old label held out of the replay for
+            calibration (at most a third of a label's; 0: calibrate on the training replay).
+        calibrate_safety: the fraction of ``max_drop`` (and ``max_label_drop``) the held-out
+            estimate may spend.
+        calibrate_fixes: in that estimate, the weight of an old example training fixed against
+            one it broke (1: the gate's net measure; the replay is usually the parent's own
+            training data, where fixes transfer to new data only in part).
+        calibrate_precision: then lower each new label until its false positives on the
+            held-out examples allow this precision, were it as frequent as an average old
+            label; ``None``: no such bound.
         calibrate_label_cap: with ``calibrate``, a new label that would take more than this
-            percent of any one old label's replayed examples (the parent got right) has its
+            percent of any one old label's held-out examples (the parent got right) has its
             shift lowered until it does not; ``None``: no cap.
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
         progress: show transformers' progress bars.
@@ -99,6 +124,7 @@ class TrainOptions:
     train_neck: bool = DEFAULT_TRAIN_NECK
     protect_old_rows: bool = DEFAULT_PROTECT_OLD_ROWS
     replay_per_label: int = DEFAULT_REPLAY_PER_LABEL
+    replay_confusable: int = DEFAULT_REPLAY_CONFUSABLE
     distill: float = DEFAULT_DISTILL
     temperature: float = DEFAULT_TEMPERATURE
     init: str | None = DEFAULT_INIT
@@ -117,7 +143,11 @@ class TrainOptions:
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     max_steps: int = DEFAULT_MAX_STEPS
     new_weight: float = DEFAULT_NEW_WEIGHT
-    calibrate: float | None = DEFAULT_CALIBRATE
+    calibrate: float | str | None = DEFAULT_CALIBRATE
+    calibrate_per_label: int = DEFAULT_CALIBRATE_PER_LABEL
+    calibrate_safety: float = DEFAULT_CALIBRATE_SAFETY
+    calibrate_fixes: float = DEFAULT_CALIBRATE_FIXES
+    calibrate_precision: float | None = DEFAULT_CALIBRATE_PRECISION
     calibrate_label_cap: float | None = DEFAULT_CALIBRATE_LABEL_CAP
     device: str = DEFAULT_DEVICE
     progress: bool = False
@@ -127,7 +157,8 @@ class TrainOptions:
         _choice("device", self.device, DEVICE_CHOICES)
         if self.init is not None:
             _choice("init", self.init, INIT_CHOICES)
-        for name in ("train_layers", "replay_per_label", "reinit_top", "eval_every"):
+        for name in ("train_layers", "replay_per_label", "replay_confusable", "reinit_top",
+                     "eval_every"):  # fmt: skip
             _at_least(name, getattr(self, name), 0)
         for name in ("early_stopping", "seed"):
             _at_least(name, getattr(self, name), 0)
@@ -138,8 +169,24 @@ class TrainOptions:
         for name in ("temperature", "epochs", "lr", "new_weight"):
             if not getattr(self, name) > 0:
                 raise OptionsError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if self.calibrate is not None:
+        if self.calibrate is not None and self.calibrate != "gate":
+            if isinstance(self.calibrate, str):
+                try:
+                    self.calibrate = float(self.calibrate)
+                except ValueError:
+                    raise OptionsError(
+                        f"calibrate must be 'gate' or a number of points, got {self.calibrate!r}"
+                    ) from None
             _at_least("calibrate", self.calibrate, 0)
+        _at_least("calibrate_per_label", self.calibrate_per_label, 0)
+        if not 0 <= self.calibrate_fixes <= 1:
+            raise OptionsError(f"calibrate_fixes must be in [0, 1], got {self.calibrate_fixes!r}")
+        if not 0 < self.calibrate_safety <= 1:
+            raise OptionsError(f"calibrate_safety must be in (0, 1], got {self.calibrate_safety!r}")
+        if self.calibrate_precision is not None and not 0 < self.calibrate_precision < 1:
+            raise OptionsError(
+                f"calibrate_precision must be in (0, 1), got {self.calibrate_precision!r}"
+            )
         if self.calibrate_label_cap is not None:
             _at_least("calibrate_label_cap", self.calibrate_label_cap, 0)
         if not 0 < self.llrd <= 1:

@@ -1,4 +1,4 @@
-"""The steps of :func:`~headsurgeon.train.core.train_model`: features, init, calibration,
+"""The steps of :func:`~headsurgeon.train.core.train_model`: features, init,
 the top-blocks cache, holdout prediction and scoring."""
 
 from __future__ import annotations
@@ -103,73 +103,6 @@ def init_new_rows(
     return {n: init for n in targets}
 
 
-def calibrate(head, labels, new_labels, replayed, replay_x, parent, options, model, predict):
-    """Raise the new labels' biases by one common shift so that ``options.calibrate`` points of
-    the replayed old examples the parent got right are predicted as a new label, then lower
-    any new label that takes more than ``options.calibrate_label_cap`` percent of one old
-    label's.
-
-    Trained on 10 shots against hundreds of replayed examples, the new labels are
-    under-predicted as a group; one shift for the group (as BiC's bias correction, Wu et al.
-    2019) corrects that prior without favouring one new label over another. The budget is
-    counted in false positives on known data. Needs replay and a cached path (frozen backbone,
-    or top blocks on cached inputs): ``predict()`` gives the replayed examples' logits.
-    Returns ``{label: shift}``.
-    """
-    import torch
-
-    if options.calibrate is None or not replayed or not new_labels or predict is None:
-        return {}
-    linear = model.get_submodule(head.paths[0])
-    if linear.bias is None:
-        logger.warning("the head %s has no bias: --calibrate has nothing to shift", head.paths[0])
-        return {}
-    old_names = [n for n in labels if n not in set(new_labels)]
-    parent_pred = [old_names[i] for i in parent(replay_x).argmax(-1).tolist()]
-    right = torch.tensor([p == e.label for p, e in zip(parent_pred, replayed, strict=True)])
-    logits = predict()[right].float()
-    if not len(logits):
-        return {}
-    gold = [e.label for e, r in zip(replayed, right.tolist(), strict=True) if r]
-    groups = [torch.tensor([g == n for g in gold]) for n in dict.fromkeys(gold)]
-    new_ids = [labels.index(n) for n in new_labels]
-    old_ids = [i for i in range(logits.shape[1]) if i not in set(new_ids)]
-    # an example flips when its best new label beats its best old label: one shift moves all
-    margin = logits[:, new_ids].max(1).values - logits[:, old_ids].max(1).values
-    common = _below(margin, int(options.calibrate / 100 * len(logits)))
-    shifts = dict.fromkeys(new_ids, 0.0 if common is None else common)
-    for j, s in shifts.items():
-        logits[:, j] += s
-    if options.calibrate_label_cap is not None:
-        # lowering one label can pass its examples to another: repeat until none moves
-        for _ in range(len(new_ids) + 1):
-            moved = False
-            for j in new_ids:
-                m = logits[:, j] - torch.cat([logits[:, :j], logits[:, j + 1 :]], 1).max(1).values
-                bounds = [
-                    _below(m[g], int(options.calibrate_label_cap / 100 * int(g.sum())))
-                    for g in groups
-                ]
-                down = min([0.0] + [b for b in bounds if b is not None])
-                if down < 0:
-                    logits[:, j] += down
-                    shifts[j] += down
-                    moved = True
-            if not moved:
-                break
-    with torch.no_grad():
-        for j, s in shifts.items():
-            linear.bias[j] += s
-    return {labels[j]: round(s, 4) for j, s in shifts.items()}
-
-
-def _below(margin, k: int) -> float | None:
-    """The shift that leaves exactly ``k`` of ``margin`` above 0 (``None``: all may be)."""
-    if k >= len(margin):
-        return None
-    return -margin.sort(descending=True).values[k].item() - 1e-4
-
-
 def right_padded(tokenizer):
     """``tokenizer``, or a copy of it that pads on the right when it pads on the left.
 
@@ -242,16 +175,16 @@ def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feat
     return True
 
 
-def top_blocks(model, tokenizer, options, train_rows, holdout, cache, cut, probe):
+def top_blocks(model, tokenizer, options, train_rows, holdout, cache, cut, probe, extra=()):
     """With the top-blocks path (``cut``, see :func:`top_cut`; ``probe``: the model's
-    :func:`~.modules.probe_model`): cache the block inputs and wrap the model so only the top
-    blocks run (K=0 with a neck: only the neck and the head). ``(None, None, None)`` when not
-    applicable."""
+    :func:`~.modules.probe_model`): cache the block inputs (of ``extra`` examples too) and wrap
+    the model so only the top blocks run (K=0 with a neck: only the neck and the head).
+    ``(None, None, None)`` when not applicable."""
     from .modules import TopBlocks
 
     if cut is None:
         return None, None, None
-    texts = [e.text for e in train_rows] + [e.text for e in holdout or []]
+    texts = [e.text for e in [*train_rows, *(holdout or []), *extra]]
     if not cache_inputs(model, tokenizer, None, options, texts, cut, cache):
         return None, None, None
     train_h = [cache[e.text] for e in train_rows]

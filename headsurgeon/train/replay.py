@@ -1,0 +1,73 @@
+"""Which old examples training replays, and which it holds out for calibration.
+
+- :func:`split_slice`: a seeded slice of each old label's examples held out of training, for the
+  calibration against the gate (:mod:`.calibration`);
+- :func:`sample_replay`: up to ``per_label`` examples of each old label (class-balanced, seeded),
+  the whole of the *confusable* labels;
+- :func:`confusable_labels`: the old labels the parent reads each new label's examples as (its
+  near-synonyms): replaying all of their examples teaches the trained layers the boundary where
+  the new label's false positives and misses are.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+
+from ..data import Example, by_label
+
+
+def split_slice(
+    replay: Sequence[Example], old_labels: Sequence[str], per_label: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Hold ``per_label`` examples of each old label out of ``replay`` (seeded).
+
+    At most a third of a label's examples are held out, so training keeps the rest.
+
+    Returns:
+        ``(held_out, rest)``; both in the replay's label order.
+    """
+    if per_label <= 0:
+        return [], [e for e in replay if e.label in set(old_labels)]
+    groups = by_label(e for e in replay if e.label in set(old_labels))
+    rng = random.Random(f"calibration-{seed}")
+    held, rest = [], []
+    for name in old_labels:
+        group = groups.get(name, [])
+        chosen = set(rng.sample(range(len(group)), min(per_label, len(group) // 3)))
+        held.extend(e for i, e in enumerate(group) if i in chosen)
+        rest.extend(e for i, e in enumerate(group) if i not in chosen)
+    return held, rest
+
+
+def sample_replay(
+    replay: Sequence[Example],
+    labels: Sequence[str],
+    per_label: int,
+    seed: int,
+    whole: Collection[str] = (),
+) -> list[Example]:
+    """``per_label`` examples of each label in ``labels`` (all when 0, and all of the ``whole``
+    labels), seeded, in a stable order."""
+    groups = by_label(e for e in replay if e.label in set(labels))
+    rng = random.Random(seed)
+    out = []
+    for name in labels:
+        group = groups.get(name, [])
+        capped = per_label and len(group) > per_label and name not in set(whole)
+        out.extend(rng.sample(group, per_label) if capped else group)
+    return out
+
+
+def confusable_labels(parent_logits, data: Sequence[Example], old_labels: Sequence[str], k: int):
+    """The ``k`` old labels the parent gives most probability to, on average over each new
+    label's examples (``parent_logits``: the parent's old-label logits of ``data``)."""
+    if k <= 0 or not len(data):
+        return []
+    probs = parent_logits.float().softmax(-1)
+    chosen: dict[str, None] = {}
+    for name in dict.fromkeys(e.label for e in data if e.label not in set(old_labels)):
+        rows = [i for i, e in enumerate(data) if e.label == name]
+        top = probs[rows].mean(0).topk(min(k, probs.shape[1])).indices.tolist()
+        chosen.update(dict.fromkeys(old_labels[i] for i in top))
+    return list(chosen)

@@ -1,0 +1,157 @@
+"""Calibration against the gate (``headsurgeon.train.calibration``): exact on constructed logits,
+then through ``train_model`` on a tiny BERT."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from headsurgeon.data import Example
+from headsurgeon.errors import OptionsError
+from headsurgeon.train import TrainOptions
+from headsurgeon.train.calibration import Calibration, CalibrationSet, Tolerance
+from headsurgeon.train.replay import split_slice
+
+OLD = ["a", "b", "c"]
+LABELS = [*OLD, "new"]
+
+
+def constructed(n_per_label=40, seed=0):
+    """Old examples the parent gets right; the child's old logits right by margin 1, and its
+    new-label logit at a distinct distance from flipping per example."""
+    gen = torch.Generator().manual_seed(seed)
+    examples = [Example(f"{g}{i}", g) for g in OLD for i in range(n_per_label)]
+    gold = torch.tensor([OLD.index(e.label) for e in examples])
+    parent = torch.nn.functional.one_hot(gold, 3).float()
+    child = torch.zeros(len(examples), 4)
+    child[:, :3] = parent
+    child[:, 3] = 1 - torch.rand(len(examples), generator=gen) * 3  # margins in (-3, 0]
+    return examples, parent, child
+
+
+def calibrate(child, examples, parent, max_drop, max_label_drop=None, **opts):
+    opts = {"calibrate_precision": None, "calibrate_label_cap": None, **opts}
+    linear = torch.nn.Linear(2, 4)
+    torch.nn.init.zeros_(linear.bias)
+    data = CalibrationSet(examples, parent, lambda: child.clone(), held_out=True)
+    options = TrainOptions(**opts)
+    info = Calibration(LABELS, ["new"], options, Tolerance(max_drop, max_label_drop)).run(
+        data, linear
+    )
+    shifted = child.clone()
+    shifted[:, 3] += linear.bias[3].detach()
+    return info, shifted.argmax(-1)
+
+
+def test_gate_shift_spends_the_safety_fraction_of_the_tolerance():
+    examples, parent, child = constructed()
+    n = len(examples)  # 120: each flip costs 100/120 pt
+    for max_drop, safety in [(10.0, 0.5), (5.0, 1.0), (1.0, 0.5), (0.0, 0.5)]:
+        info, pred = calibrate(child, examples, parent, max_drop, calibrate_safety=safety)
+        flips = int((pred == 3).sum())
+        assert flips == int(safety * max_drop / 100 * n + 1e-9), (max_drop, safety)
+        # the flipped ones are those closest to flipping
+        margin = child[:, 3] - 1
+        if flips:
+            assert margin[pred == 3].min() > margin[pred != 3].max()
+        assert info["method"] == "gate" and info["held_out"]
+        assert info["estimated_drop_pts"] == pytest.approx(100 * flips / n, abs=1e-3)
+        assert info["estimated_drop_pts"] <= info["allowed_drop_pts"] + 1e-9
+        assert info["false_positives"] == {"new": flips}
+
+
+def test_gate_counts_what_training_already_lost():
+    """Old examples the child already gets wrong use up the allowance first."""
+    examples, parent, child = constructed()
+    child[:6, :3] = torch.tensor([0.0, 0.0, 2.0])  # 6 'a' examples now read as 'c' (5 pt)
+    info, pred = calibrate(child, examples, parent, 10.0)  # allowed 5 pt = 6 examples
+    assert int((pred == 3).sum()) - int((pred[:6] == 3).sum()) == 0
+    info, pred = calibrate(child, examples, parent, 4.0)  # training alone is beyond: none flips
+    assert int((pred == 3).sum()) == 0
+
+
+def test_gate_shift_respects_the_per_label_tolerance():
+    examples, parent, child = constructed()
+    child[:40, 3] += 1.5  # the 'a' examples are the closest to the new label
+    _, loose = calibrate(child, examples, parent, 20.0)
+    assert int((loose[:40] == 3).sum()) > 8
+    _, pred = calibrate(child, examples, parent, 20.0, max_label_drop=40.0)
+    assert int((pred[:40] == 3).sum()) == 8  # 0.5 * 40 pt of 40 examples
+    margin = child[:, 3] - 1  # one common shift: whatever flips is closer than what does not
+    assert margin[pred == 3].min() > margin[pred != 3].max()
+
+
+def test_precision_bound_lowers_each_new_label():
+    examples, parent, child = constructed()
+    info, pred = calibrate(child, examples, parent, 40.0, calibrate_precision=0.8)
+    # as frequent as an average old label (40 examples) at precision 0.8: at most 10 false positives
+    assert int((pred == 3).sum()) == 10 == info["false_positives"]["new"]
+
+
+def test_budget_mode_flips_points_of_the_parents_right_examples():
+    examples, parent, child = constructed()
+    info, pred = calibrate(child, examples, parent, 0.5, calibrate=10.0)
+    assert info["method"] == "budget" and int((pred == 3).sum()) == 12
+
+
+def test_split_slice_is_seeded_disjoint_and_leaves_two_thirds():
+    replay = [Example(f"{g}{i}", g) for g in OLD for i in range(9)] + [Example("z", "zz")]
+    held, rest = split_slice(replay, OLD, 5, seed=0)
+    assert len(held) == 9 and len(rest) == 18  # at most a third of each label
+    assert {id(e) for e in held}.isdisjoint(id(e) for e in rest)
+    assert held == split_slice(replay, OLD, 5, seed=0)[0]
+    assert held != split_slice(replay, OLD, 5, seed=1)[0]
+    assert split_slice(replay, OLD, 0, seed=0) == ([], replay[:-1])
+
+
+def test_options_validate_calibration():
+    assert TrainOptions(calibrate="2.5").calibrate == 2.5
+    for bad in ({"calibrate": "yes"}, {"calibrate_safety": 0}, {"calibrate_precision": 1.0},
+                {"calibrate_per_label": -1}):  # fmt: skip
+        with pytest.raises(OptionsError):
+            TrainOptions(**bad)
+
+
+def test_train_model_calibrates_on_held_out_replay(tmp_path):
+    """Default options: a slice of the replay is held out of training, the shift is chosen on it
+    and recorded; the estimate is the gate's measure on exactly those examples."""
+    from headsurgeon.surgery import add_labels
+    from headsurgeon.train import train_model
+    from tests.common import tiny_bert, tiny_tokenizer
+    from tests.test_train import LABELS as OLD_LABELS
+    from tests.test_train import NEW, examples
+
+    torch.manual_seed(0)
+    model, tok = tiny_bert(OLD_LABELS), tiny_tokenizer()
+    add_labels(model, [NEW], init="mean")
+    replay = [e for n in OLD_LABELS for e in examples(n, 21, 1)]
+    outcome = train_model(
+        model, tok, examples(NEW, 8, 3), replay=replay,
+        options=TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2),
+        old_labels=OLD_LABELS, max_drop=2.0,
+    )  # fmt: skip
+    info = outcome.stats["calibration"]
+    assert info["method"] == "gate" and info["held_out"] and info["examples"] == 3 * 7
+    assert outcome.stats["replay_examples"] == 3 * 14
+    assert info["allowed_drop_pts"] == 1.0  # half of max_drop
+    assert info["estimated_drop_pts"] <= 1.0
+    held, _ = split_slice(replay, OLD_LABELS, 20, 0)
+    model = outcome.model.eval()
+    batch = tok([e.text for e in held], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        pred = model(**batch).logits.argmax(-1)
+    assert int((pred == 3).sum()) == info["false_positives"][NEW]
+
+
+def test_fixes_weigh_against_losses_by_calibrate_fixes():
+    """Examples training fixed make room for flips in the gate's net measure; at
+    ``calibrate_fixes=0`` only losses count."""
+    examples, parent, child = constructed()
+    parent[:12] = torch.tensor([0.0, 2.0, 0.0])  # the parent got 12 'a' examples wrong...
+    child[:12, 3] = -5.0  # ...the child gets them right, and they are far from the new label
+    n = len(examples)  # 120; allowed 5 pt = 6 examples
+    flips = {}
+    for weight in (1.0, 0.5, 0.0):
+        _, pred = calibrate(child, examples, parent, 10.0, calibrate_fixes=weight)
+        flips[weight] = int((pred == 3).sum())
+    assert flips == {1.0: 6 + 12, 0.5: 6 + 6, 0.0: 6}, (flips, n)
