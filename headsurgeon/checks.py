@@ -41,6 +41,7 @@ __all__ = [
     "check_old_labels",
     "compare",
     "enforce",
+    "failure_of",
     "predict_logits",
     "record_check",
 ]
@@ -53,6 +54,43 @@ DEFAULT_MAX_DROP = 0.5
 DEFAULT_MAX_LABEL_DROP: float | None = None
 #: changed labels shown by :meth:`CheckReport.render`
 DEFAULT_SHOW = 10
+
+
+def failure_of(check: dict[str, Any]) -> str | None:
+    """Why a check failed, in one sentence, from its dict (:meth:`CheckReport.to_dict`, or the
+    ``check`` a ``headsurgeon.json`` event records); ``None`` when no reason is found.
+
+    Works on partial dicts (an older or hand-written record): what is missing is left out.
+    """
+    num = (int, float)
+    reasons = []
+    drop, max_drop = check.get("drop_pts"), check.get("max_drop")
+    if isinstance(drop, num) and (not isinstance(max_drop, num) or drop > max_drop):
+        text = f"old-label accuracy dropped {drop:.2f} pt"
+        keys = ("accuracy_before", "accuracy_after", "n_old_examples")
+        before, after, n = (check.get(k) for k in keys)
+        if isinstance(before, num) and isinstance(after, num) and isinstance(n, int):
+            text += f" ({before:.2%} -> {after:.2%} on {n} holdout examples)"
+        if isinstance(max_drop, num):
+            text += f", more than the {max_drop:g} pt allowed"
+        reasons.append(text)
+    beyond = [str(n) for n in check.get("labels_beyond") or []]
+    if beyond:
+        rows = {
+            str(r.get("label")): r.get("change_pts")
+            for r in check.get("per_label") or []
+            if isinstance(r, dict)
+        }
+        shown = ", ".join(
+            f"{n} ({rows[n]:+.1f} pt)" if isinstance(rows.get(n), num) else n for n in beyond[:3]
+        )
+        more = f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
+        limit = check.get("max_label_drop")
+        limit = f"the {limit:g} pt" if isinstance(limit, num) else "the tolerance"
+        reasons.append(
+            f"{len(beyond)} old label(s) dropped more than {limit} allowed per label: {shown}{more}"
+        )
+    return "; ".join(reasons) or None
 
 
 @dataclass
@@ -120,25 +158,7 @@ class CheckReport:
 
     def failure(self) -> str | None:
         """Why the check failed, in one sentence (``None`` when it passed)."""
-        if self.passed:
-            return None
-        reasons = []
-        if self.drop_pts > self.max_drop:
-            reasons.append(
-                f"old-label accuracy dropped {self.drop_pts:.2f} pt "
-                f"({self.accuracy_before:.2%} -> {self.accuracy_after:.2%} on "
-                f"{self.n_old_examples} holdout examples), more than the {self.max_drop:g} pt "
-                "allowed"
-            )
-        if self.labels_beyond:
-            rows = [r for r in self.per_label if r["label"] in set(self.labels_beyond)]
-            shown = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in rows[:3])
-            more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-            reasons.append(
-                f"{len(rows)} old label(s) dropped more than the {self.max_label_drop:g} pt "
-                f"allowed per label: {shown}{more}"
-            )
-        return "; ".join(reasons)
+        return None if self.passed else failure_of(self.to_dict())
 
     def render(self, show: int = DEFAULT_SHOW) -> str:
         """Return a readable report: summary, the ``show`` most changed old labels, new labels."""
