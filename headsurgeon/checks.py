@@ -250,7 +250,7 @@ def compare(
     """
     import torch
 
-    _check_max_drop(max_drop, max_label_drop)
+    check_max_drop(max_drop, max_label_drop)
     gold = [getattr(e, "label", e) for e in examples]
     parent_logits, child_logits = torch.as_tensor(parent_logits), torch.as_tensor(child_logits)
     for name, logits, labels in (
@@ -307,7 +307,10 @@ def compare(
 def _old_indices(gold: list[str], parent_labels, child_labels, source: str) -> list[int]:
     """Validate the gold labels; return the indices of the old-label examples."""
     check_labels(
-        [Example("", g) for g in gold], list(parent_labels) + list(child_labels), source=source
+        [Example("", g) for g in gold],
+        list(parent_labels) + list(child_labels),
+        source=source,
+        only_known="a holdout must hold only the parent's and the child's labels",
     )
     old = set(parent_labels)
     olds = [i for i, g in enumerate(gold) if g in old]
@@ -321,7 +324,12 @@ def _old_indices(gold: list[str], parent_labels, child_labels, source: str) -> l
     return olds
 
 
-def _check_max_drop(max_drop: float, max_label_drop: float | None = None) -> None:
+def check_max_drop(max_drop: float, max_label_drop: float | None = None) -> None:
+    """Refuse a negative or NaN tolerance (in points) before any work.
+
+    Raises:
+        OptionsError: naming the value found.
+    """
     if not max_drop >= 0:  # also refuses NaN
         raise OptionsError(f"max_drop must be >= 0 percentage points, got {max_drop}")
     if max_label_drop is not None and not max_label_drop >= 0:
@@ -414,7 +422,7 @@ def check_old_labels(
         >>> print(report.render())
         >>> enforce(report)
     """
-    _check_max_drop(max_drop, max_label_drop)
+    check_max_drop(max_drop, max_label_drop)
     examples = (
         read_examples(holdout, text_column=text_column, label_column=label_column)
         if isinstance(holdout, (str, os.PathLike))
@@ -469,8 +477,12 @@ def _labels_of(source) -> list[str]:
     return labels_of(source[0].config)
 
 
-def enforce(report: CheckReport) -> None:
+def enforce(report: CheckReport, record: dict[str, Any] | None = None) -> None:
     """Raise :class:`GateFailedError` when ``report`` did not pass; do nothing otherwise.
+
+    Args:
+        record: the child's ``headsurgeon.json`` record, if any: the advice names only the
+            remedies its last ``train`` did not use.
 
     Raises:
         GateFailedError: naming the drop, the tolerance and the worst labels (``.report`` holds
@@ -479,14 +491,34 @@ def enforce(report: CheckReport) -> None:
     if report.passed:
         return
     worst = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in report.worst(3))
+    untried = _untried_remedies(record)
     raise GateFailedError(
         report.failure()
         + (f"; worst labels: {worst}" if worst and not report.labels_beyond else "")
         + f"; {report.flipped_to_new} old example(s) now predict a new label. "
-        "Train with replay or distillation, or raise --max-drop/--max-label-drop if this is "
-        "intended",
+        + (f"Train with {untried}, or raise" if untried else "Raise")
+        + " --max-drop/--max-label-drop if this is intended",
         report=report,
     )
+
+
+def _untried_remedies(record: dict[str, Any] | None) -> str | None:
+    """"replay or distillation", or the one of them the record's last ``train`` did not use
+    (``None``: it used both, so the advice cannot apply)."""
+    trains = [e for e in (record or {}).get("events", []) if e.get("op") == "train"]
+    if not trains:
+        return "replay or distillation"
+    last = trains[-1]
+    options = last.get("options") if isinstance(last.get("options"), dict) else {}
+    untried = [
+        name
+        for name, used in (
+            ("replay (--replay)", last.get("replay_examples") or last.get("replay")),
+            ("distillation (--distill)", options.get("distill")),
+        )
+        if not used
+    ]
+    return " or ".join(untried) or None
 
 
 def record_check(
