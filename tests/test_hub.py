@@ -361,7 +361,8 @@ def test_passed_gate_pushes_and_train_checks_count(hub, grown, tmp_path):
     record = rec.read_record(folder)  # `train` keeps its check's measures flat beside "passed"
     rec.add_event(record, "train", check={"passed": False, "drop_pts": 12.5, "max_drop": 1.0})
     rec.write_record(folder, record)
-    with pytest.raises(GateFailedError, match=r"dropped 12.50 pt, more than the 1 pt allowed; fix") as err:
+    why = r"dropped 12.50 pt, more than the 1 pt allowed; fix"
+    with pytest.raises(GateFailedError, match=why) as err:
         push(folder, "me/passed")
     assert err.value.report["drop_pts"] == 12.5
 

@@ -146,7 +146,9 @@ def test_gate_advice_asks_for_replay_and_frozen_backbone_when_missing(grown_dir,
     )  # fmt: skip
     assert res.exit_code == 3, res.output
     error = res.output.strip().splitlines()[-1]
-    assert "try one of: add replay (--replay), keep the backbone frozen (--freeze backbone), " in error
+    assert (
+        "try one of: add replay (--replay), keep the backbone frozen (--freeze backbone), " in error
+    )
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -246,13 +248,19 @@ def test_check_holdout_advice_does_not_mention_add(grown_dir, files, tmp_path):
 
 
 @pytest.mark.parametrize("flag", ["--max-drop", "--max-label-drop"])
-def test_negative_tolerances_are_refused_before_any_work(parent_dir, files, tmp_path, no_loading, flag):
-    res = cli("train", parent_dir, "--data", files["new_csv"], "--add", flag, -5, "-o", tmp_path / "o")
+def test_negative_tolerances_are_refused_before_any_work(
+    parent_dir, files, tmp_path, no_loading, flag
+):
+    out = tmp_path / "o"
+    res = cli("train", parent_dir, "--data", files["new_csv"], "--add", flag, -5, "-o", out)
     assert "must be >= 0 percentage points, got -5" in one_error(res)
 
 
 def test_train_layers_beyond_the_blocks_is_refused(grown_dir, files, tmp_path):
-    res = cli("train", grown_dir, "--data", files["new_csv"], "--train-layers", 99, "-o", tmp_path / "o", *FAST)
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--train-layers", 99,
+        "-o", tmp_path / "o", *FAST,
+    )  # fmt: skip
     assert one_error(res) == (
         "error: --train-layers 99 is more than the 2 encoder blocks of "
         "BertForSequenceClassification (bert.encoder.layer): pass a number from 0 to 2"
@@ -262,7 +270,10 @@ def test_train_layers_beyond_the_blocks_is_refused(grown_dir, files, tmp_path):
 
 def test_no_holdout_warns_that_nothing_is_gated_and_records_it(grown_dir, files, tmp_path):
     out = tmp_path / "out"
-    res = cli("train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"], "-o", out, *FAST)
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"], "-o", out,
+        *FAST,
+    )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert warnings_in(res.stderr) == [
         f"no --holdout: the old-label check did not run; {out} is not gated"
