@@ -503,17 +503,19 @@ def enforce(report: CheckReport, record: dict[str, Any] | None = None) -> None:
 
 
 def _untried_remedies(record: dict[str, Any] | None) -> str | None:
-    """"replay or distillation", or the one of them the record's last ``train`` did not use
-    (``None``: it used both, so the advice cannot apply)."""
+    """Replay and/or distillation, those the record's last ``train`` did not use (both when it
+    records no ``train``; ``None`` when it used both: the advice cannot apply)."""
     trains = [e for e in (record or {}).get("events", []) if e.get("op") == "train"]
     if not trains:
         return "replay or distillation"
     last = trains[-1]
     options = last.get("options") if isinstance(last.get("options"), dict) else {}
+    replayed = last.get("replay_examples")
+    replayed = replayed > 0 if isinstance(replayed, int) else bool(last.get("replay"))
     untried = [
         name
         for name, used in (
-            ("replay (--replay)", last.get("replay_examples") or last.get("replay")),
+            ("replay (--replay)", replayed),
             ("distillation (--distill)", options.get("distill")),
         )
         if not used
