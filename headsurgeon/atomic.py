@@ -64,12 +64,15 @@ _RENAME_EXCHANGE = 2
 _TEMP = re.compile(r"\.headsurgeon-(\d+)-")
 
 
-def check_output(src: str | os.PathLike, output: str | os.PathLike | None) -> Path | None:
+def check_output(
+    src: str | os.PathLike, output: str | os.PathLike | None, *, in_place: bool = True
+) -> Path | None:
     """Return the ``-o`` folder to write, or ``None`` for an in-place edit of ``src``.
 
     The one check every command that writes runs first. ``output`` and ``src`` are compared
     after resolving (symlinks, ``..``, trailing slashes) and by inode. Temp folders that killed
-    runs left beside the target are deleted (see the module docstring).
+    runs left beside the target are deleted (see the module docstring). ``in_place``: whether
+    the command can change MODEL in place (leaving ``-o`` out); ``train`` cannot.
 
     Raises:
         CheckpointError: ``output`` is ``src``, is inside ``src``, or exists and is not an
@@ -82,9 +85,10 @@ def check_output(src: str | os.PathLike, output: str | os.PathLike | None) -> Pa
     real = Path(os.path.realpath(target))
     where = _relation(Path(src), real)
     if where == 0:
+        hint = " (leave -o out to change MODEL in place)" if in_place else ""
         raise CheckpointError(
             f"-o {output} is the input model (MODEL {src}); -o must name a new or empty "
-            "folder (leave -o out to change MODEL in place)"
+            f"folder{hint}"
         )
     if where is not None:
         raise CheckpointError(f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL")

@@ -22,6 +22,7 @@ from typing import Any
 
 from . import labels as _labels
 from . import record as _record
+from .checks import failure_of
 from .models import read_config
 from .uncertainty import describe_drop
 
@@ -194,9 +195,11 @@ def _summary(architecture, record, base, changes: LabelChanges, check) -> str:
             "`id2label`/`label2id` and every step is listed under *How it was made*."
         )
     if check is not None and check.get("passed") is False:
+        why = check_failure(check)
         text += (
-            "\n\n> **Warning:** the last old-label check recorded for this model **failed**; "
-            "it was published anyway (`--force`). See *Old-label check* below."
+            "\n\n> **Warning:** the last old-label check recorded for this model **failed**"
+            f"{f' ({_plain(why)})' if why else ''}; it was published anyway (`--force`). "
+            "See *Old-label check* below."
         )
     return text + "\n"
 
@@ -233,6 +236,12 @@ def report_of(check: dict[str, Any]) -> dict[str, Any]:
     events store the report's fields flat beside ``passed``)."""
     report = check.get("report")
     return report if isinstance(report, dict) else check
+
+
+def check_failure(check: dict[str, Any]) -> str | None:
+    """Why a recorded check failed, in :meth:`CheckReport.failure`'s words (``None``: no reason
+    recorded). A ``check`` event keeps its tolerances beside its ``report``."""
+    return failure_of({**check, **report_of(check)})
 
 
 def _added(event: dict[str, Any]) -> list[str]:

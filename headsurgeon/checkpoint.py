@@ -35,6 +35,7 @@ from .shards import (
     locate_in_checkpoint,
     meta_skeleton,
     open_checkpoint,
+    require_weights,
 )
 from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
 
@@ -252,15 +253,16 @@ def rename_label_in_checkpoint(
 ) -> list[str]:
     """Rename label ``old`` to ``new`` in the saved model's config; weights are not touched.
 
-    Works for any weight format (no weight is read). With ``output``, the other files are
-    carried over (copied, or hard-linked with ``link``).
+    Works for any weight format (only safetensors headers are read, to refuse a truncated or
+    missing checkpoint). With ``output``, the other files are carried over (copied, or
+    hard-linked with ``link``).
 
     Returns:
         the label names after the rename, by id.
 
     Raises:
-        LabelError: ``old`` unknown or ``new`` empty/already a label. CheckpointError: missing
-        folder or config, non-empty output.
+        LabelError: ``old`` unknown, ``new`` equal to it, empty or already a label.
+        CheckpointError: missing folder or config, corrupt or missing weights, non-empty output.
 
     Example:
         >>> rename_label_in_checkpoint("model/", "card_lost", "lost_or_stolen_card")
@@ -268,6 +270,7 @@ def rename_label_in_checkpoint(
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
     after = _labels.renamed(before, old, new)
+    require_weights(src)  # weights are carried over unread, but never broken ones
     new_config = dict(config)
     _labels.apply_to_config(new_config, after)
     record = _record.record_for(src, before)

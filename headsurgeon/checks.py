@@ -41,6 +41,7 @@ __all__ = [
     "check_old_labels",
     "compare",
     "enforce",
+    "failure_of",
     "predict_logits",
     "record_check",
 ]
@@ -53,6 +54,43 @@ DEFAULT_MAX_DROP = 0.5
 DEFAULT_MAX_LABEL_DROP: float | None = None
 #: changed labels shown by :meth:`CheckReport.render`
 DEFAULT_SHOW = 10
+
+
+def failure_of(check: dict[str, Any]) -> str | None:
+    """Why a check failed, in one sentence, from its dict (:meth:`CheckReport.to_dict`, or the
+    ``check`` a ``headsurgeon.json`` event records); ``None`` when no reason is found.
+
+    Works on partial dicts (an older or hand-written record): what is missing is left out.
+    """
+    num = (int, float)
+    reasons = []
+    drop, max_drop = check.get("drop_pts"), check.get("max_drop")
+    if isinstance(drop, num) and (not isinstance(max_drop, num) or drop > max_drop):
+        text = f"old-label accuracy dropped {drop:.2f} pt"
+        keys = ("accuracy_before", "accuracy_after", "n_old_examples")
+        before, after, n = (check.get(k) for k in keys)
+        if isinstance(before, num) and isinstance(after, num) and isinstance(n, int):
+            text += f" ({before:.2%} -> {after:.2%} on {n} holdout examples)"
+        if isinstance(max_drop, num):
+            text += f", more than the {max_drop:g} pt allowed"
+        reasons.append(text)
+    beyond = [str(n) for n in check.get("labels_beyond") or []]
+    if beyond:
+        rows = {
+            str(r.get("label")): r.get("change_pts")
+            for r in check.get("per_label") or []
+            if isinstance(r, dict)
+        }
+        shown = ", ".join(
+            f"{n} ({rows[n]:+.1f} pt)" if isinstance(rows.get(n), num) else n for n in beyond[:3]
+        )
+        more = f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
+        limit = check.get("max_label_drop")
+        limit = f"the {limit:g} pt" if isinstance(limit, num) else "the tolerance"
+        reasons.append(
+            f"{len(beyond)} old label(s) dropped more than {limit} allowed per label: {shown}{more}"
+        )
+    return "; ".join(reasons) or None
 
 
 @dataclass
@@ -120,25 +158,7 @@ class CheckReport:
 
     def failure(self) -> str | None:
         """Why the check failed, in one sentence (``None`` when it passed)."""
-        if self.passed:
-            return None
-        reasons = []
-        if self.drop_pts > self.max_drop:
-            reasons.append(
-                f"old-label accuracy dropped {self.drop_pts:.2f} pt "
-                f"({self.accuracy_before:.2%} -> {self.accuracy_after:.2%} on "
-                f"{self.n_old_examples} holdout examples), more than the {self.max_drop:g} pt "
-                "allowed"
-            )
-        if self.labels_beyond:
-            rows = [r for r in self.per_label if r["label"] in set(self.labels_beyond)]
-            shown = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in rows[:3])
-            more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-            reasons.append(
-                f"{len(rows)} old label(s) dropped more than the {self.max_label_drop:g} pt "
-                f"allowed per label: {shown}{more}"
-            )
-        return "; ".join(reasons)
+        return None if self.passed else failure_of(self.to_dict())
 
     def render(self, show: int = DEFAULT_SHOW) -> str:
         """Return a readable report: summary, the ``show`` most changed old labels, new labels."""
@@ -230,7 +250,7 @@ def compare(
     """
     import torch
 
-    _check_max_drop(max_drop, max_label_drop)
+    check_max_drop(max_drop, max_label_drop)
     gold = [getattr(e, "label", e) for e in examples]
     parent_logits, child_logits = torch.as_tensor(parent_logits), torch.as_tensor(child_logits)
     for name, logits, labels in (
@@ -287,7 +307,10 @@ def compare(
 def _old_indices(gold: list[str], parent_labels, child_labels, source: str) -> list[int]:
     """Validate the gold labels; return the indices of the old-label examples."""
     check_labels(
-        [Example("", g) for g in gold], list(parent_labels) + list(child_labels), source=source
+        [Example("", g) for g in gold],
+        list(parent_labels) + list(child_labels),
+        source=source,
+        only_known="a holdout must hold only the parent's and the child's labels",
     )
     old = set(parent_labels)
     olds = [i for i, g in enumerate(gold) if g in old]
@@ -301,7 +324,12 @@ def _old_indices(gold: list[str], parent_labels, child_labels, source: str) -> l
     return olds
 
 
-def _check_max_drop(max_drop: float, max_label_drop: float | None = None) -> None:
+def check_max_drop(max_drop: float, max_label_drop: float | None = None) -> None:
+    """Refuse a negative or NaN tolerance (in points) before any work.
+
+    Raises:
+        OptionsError: naming the value found.
+    """
     if not max_drop >= 0:  # also refuses NaN
         raise OptionsError(f"max_drop must be >= 0 percentage points, got {max_drop}")
     if max_label_drop is not None and not max_label_drop >= 0:
@@ -394,7 +422,7 @@ def check_old_labels(
         >>> print(report.render())
         >>> enforce(report)
     """
-    _check_max_drop(max_drop, max_label_drop)
+    check_max_drop(max_drop, max_label_drop)
     examples = (
         read_examples(holdout, text_column=text_column, label_column=label_column)
         if isinstance(holdout, (str, os.PathLike))
@@ -449,8 +477,12 @@ def _labels_of(source) -> list[str]:
     return labels_of(source[0].config)
 
 
-def enforce(report: CheckReport) -> None:
+def enforce(report: CheckReport, record: dict[str, Any] | None = None) -> None:
     """Raise :class:`GateFailedError` when ``report`` did not pass; do nothing otherwise.
+
+    Args:
+        record: the child's ``headsurgeon.json`` record, if any: the advice names only the
+            remedies its last ``train`` did not use.
 
     Raises:
         GateFailedError: naming the drop, the tolerance and the worst labels (``.report`` holds
@@ -459,14 +491,36 @@ def enforce(report: CheckReport) -> None:
     if report.passed:
         return
     worst = ", ".join(f"{r['label']} ({r['change_pts']:+.1f} pt)" for r in report.worst(3))
+    untried = _untried_remedies(record)
     raise GateFailedError(
         report.failure()
         + (f"; worst labels: {worst}" if worst and not report.labels_beyond else "")
         + f"; {report.flipped_to_new} old example(s) now predict a new label. "
-        "Train with replay or distillation, or raise --max-drop/--max-label-drop if this is "
-        "intended",
+        + (f"Train with {untried}, or raise" if untried else "Raise")
+        + " --max-drop/--max-label-drop if this is intended",
         report=report,
     )
+
+
+def _untried_remedies(record: dict[str, Any] | None) -> str | None:
+    """Replay and/or distillation, those the record's last ``train`` did not use (both when it
+    records no ``train``; ``None`` when it used both: the advice cannot apply)."""
+    trains = [e for e in (record or {}).get("events", []) if e.get("op") == "train"]
+    if not trains:
+        return "replay or distillation"
+    last = trains[-1]
+    options = last.get("options") if isinstance(last.get("options"), dict) else {}
+    replayed = last.get("replay_examples")
+    replayed = replayed > 0 if isinstance(replayed, int) else bool(last.get("replay"))
+    untried = [
+        name
+        for name, used in (
+            ("replay (--replay)", replayed),
+            ("distillation (--distill)", options.get("distill")),
+        )
+        if not used
+    ]
+    return " or ".join(untried) or None
 
 
 def record_check(

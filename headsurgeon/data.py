@@ -63,7 +63,7 @@ def read_examples(
         rows = list(
             _jsonl_rows(path)
             if suffix == ".jsonl"
-            else _table_rows(path, "\t" if suffix == ".tsv" else ",")
+            else _table_rows(path, "\t" if suffix == ".tsv" else ",", (text_column, label_column))
         )
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
@@ -75,11 +75,15 @@ def read_examples(
     return examples
 
 
-def _table_rows(path: Path, delimiter: str):
+def _table_rows(path: Path, delimiter: str, columns: Sequence[str]):
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         try:
+            header = reader.fieldnames  # a missing column is the header's fault: name its line
+            for column in columns if header is not None else ():
+                if column not in header:
+                    raise _no_column(path, reader.line_num, column, header)
             for row in reader:
                 if None in row or any(v is None for v in row.values()):
                     raise DataError(
@@ -113,10 +117,7 @@ def _jsonl_rows(path: Path):
 def _example(path: Path, line: int, row: dict, text_column: str, label_column: str) -> Example:
     for column in (text_column, label_column):
         if column not in row:
-            raise DataError(
-                f"{path}:{line}: no column {column!r} (found: {_columns(row) or 'none'}); "
-                "choose columns with --text-column/--label-column"
-            )
+            raise _no_column(path, line, column, row)
     text, label = row[text_column], row[label_column]
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{path}:{line}: empty or non-text {text_column!r}")
@@ -133,6 +134,13 @@ def _example(path: Path, line: int, row: dict, text_column: str, label_column: s
     return Example(text, name)
 
 
+def _no_column(path: Path, line: int, column: str, found) -> DataError:
+    return DataError(
+        f"{path}:{line}: no column {column!r} (found: {_columns(found) or 'none'}); "
+        "choose columns with --text-column/--label-column"
+    )
+
+
 def _columns(names, limit: int = 10) -> str:
     """Column names for a message: quoted (they can hold line breaks), the first ``limit``."""
     names = list(names)
@@ -141,18 +149,34 @@ def _columns(names, limit: int = 10) -> str:
 
 
 def check_labels(
-    examples: Iterable[Example], known: Sequence[str], *, source: str = "data"
+    examples: Iterable[Example],
+    known: Sequence[str],
+    *,
+    source: str = "data",
+    only_known: str | None = None,
 ) -> None:
-    """Raise :class:`DataError` naming every label in ``examples`` that is not in ``known``."""
+    """Raise :class:`DataError` naming every label in ``examples`` that is not in ``known``.
+
+    Args:
+        only_known: for a file that may hold only known labels (a replay or holdout file), what
+            it must hold (e.g. ``"--holdout must hold only the model's labels"``): the advice is
+            then to filter the file, not to add the labels to the model.
+    """
     counts = Counter(e.label for e in examples)
     unknown = sorted(set(counts) - set(known))
     if unknown:
         listed = ", ".join(
             f"{u!r} ({counts[u]} example{'s' * (counts[u] != 1)})" for u in unknown[:10]
         )
+        more = " ..." if len(unknown) > 10 else ""
+        total = sum(counts[u] for u in unknown)
+        advice = (
+            f"{only_known}: remove those {total} example(s) from it"
+            if only_known
+            else "add them first (add-label or --add) or fix the data"
+        )
         raise DataError(
-            f"{source} has label(s) the model does not have: {listed}"
-            f"{' ...' if len(unknown) > 10 else ''}; add them first (add-label or --add) or fix the data"
+            f"{source} has label(s) the model does not have: {listed}{more}; {advice}"
         )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import record as _record
-from .card import build_card, label_changes, report_of
+from .card import build_card, check_failure, label_changes, report_of
 from .checkpoint import WEIGHT_PATTERNS
 from .errors import CheckpointError, GateFailedError, HubError, OptionsError
 from .labels import labels_of
@@ -239,11 +239,8 @@ def _check_gate(folder: Path, record: dict[str, Any] | None, force: bool) -> Non
     if check is None or check.get("passed") is not False:
         return
     report = report_of(check)
-    why = ""
-    if isinstance(report.get("drop_pts"), (int, float)):
-        why = f": old-label accuracy dropped {report['drop_pts']:.4g} pts"
-        if isinstance(check.get("max_drop"), (int, float)):
-            why += f" (allowed {check['max_drop']:.4g})"
+    why = check_failure(check)
+    why = f": {why}" if why else ""
     if force:
         logger.warning("pushing although the last old-label check failed%s (--force)", why)
         return

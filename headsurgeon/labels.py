@@ -226,11 +226,20 @@ def renamed(existing: Sequence[str], old: str, new: str) -> list[str]:
     """Return the label list with ``old`` renamed to ``new`` (ids unchanged).
 
     Raises:
-        LabelError: ``old`` unknown, or ``new`` empty or already a label.
+        LabelError: ``old`` unknown, ``new`` the same as ``old``, not a usable name, or already
+        a label.
     """
     check_known(existing, [old])
-    if new != old:
-        check_new_names(existing, [new])
+    check_name(new)
+    if new == old:
+        raise LabelError(
+            f"OLD and NEW are the same ({_shown(old)}): nothing to do; give NEW a different name"
+        )
+    if new in set(existing):
+        raise LabelError(
+            f"{_shown(new)} is already a label (the model has {len(existing)} labels): choose "
+            f"another NEW name, or remove-label {_shown(new)} first"
+        )
     return [new if n == old else n for n in existing]
 
 

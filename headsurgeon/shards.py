@@ -111,12 +111,7 @@ def open_checkpoint(
     weights = read_weights(folder)
     if weights is not None:
         return Checkpoint(folder, config, labels, *weights, trust_remote_code)
-    pickles = sorted(p.name for pat in PICKLE_PATTERNS for p in folder.glob(pat))
-    if not pickles:
-        raise CheckpointError(
-            f"{folder} has no model.safetensors, model.safetensors.index.json or "
-            "pytorch_model.bin: no weights to edit"
-        )
+    pickles = require_weights(folder)
     if not allow_pickle:
         raise CheckpointError(
             f"{folder} holds pickle weights only ({pickles[0]}): headsurgeon streams safetensors, "
@@ -180,6 +175,27 @@ def check_weights(folder: str | os.PathLike) -> None:
         CheckpointError: see :func:`read_weights`.
     """
     read_weights(folder)
+
+
+def require_weights(folder: str | os.PathLike) -> list[str]:
+    """Refuse a folder with corrupt safetensors weights or no weights at all, before any edit.
+
+    Returns:
+        the pickle weight files when the folder has no safetensors (``[]`` otherwise).
+
+    Raises:
+        CheckpointError: see :func:`read_weights`; or no weight file at all.
+    """
+    folder = Path(folder)
+    if read_weights(folder) is not None:
+        return []
+    pickles = sorted(p.name for pat in PICKLE_PATTERNS for p in folder.glob(pat))
+    if not pickles:
+        raise CheckpointError(
+            f"{folder} has no model.safetensors, model.safetensors.index.json or "
+            "pytorch_model.bin: no weights to edit; point MODEL at a saved model folder"
+        )
+    return pickles
 
 
 def _check_not_empty(headers: dict[str, SafetensorsHeader]) -> None:

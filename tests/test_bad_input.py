@@ -122,6 +122,33 @@ def test_check_and_train_and_inspect_report_the_truncated_file(truncated, tmp_pa
     assert tree_hashes(truncated) == before and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("size", [1000, "none"])
+def test_rename_label_refuses_broken_or_missing_weights(tiny_text_folder, tmp_path, size):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_text_folder, folder)
+    weights = folder / "model.safetensors"
+    if size == "none":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:size])
+    before = tree_hashes(folder)
+    found = "no weights" if size == "none" else "truncated"
+    one_line_error(run("rename-label", folder, "alpha", "ALPHA"), "model.safetensors", found)
+    one_line_error(run("rename-label", folder, "alpha", "ALPHA", "-o", tmp_path / "o"))
+    assert tree_hashes(folder) == before and not (tmp_path / "o").exists()
+
+
+def test_rename_label_to_itself_or_to_another_label_is_refused(tiny_folder, tmp_path):
+    before = tree_hashes(tiny_folder)
+    one_line_error(run("rename-label", tiny_folder, "alpha", "alpha"), "same", "nothing to do")
+    res = run("rename-label", tiny_folder, "alpha", "beta")
+    one_line_error(res, "beta is already a label", "remove-label beta")
+    assert "use rename-label" not in res.output
+    assert tree_hashes(tiny_folder) == before
+    with pytest.raises(LabelError, match="same"):
+        labels.renamed(LABELS, "alpha", "alpha")
+
+
 def test_truncated_shard_of_an_index(tiny_text_folder, tmp_path):
     from headsurgeon.models import load_model
     from tests.common import tiny_bert

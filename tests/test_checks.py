@@ -387,7 +387,8 @@ def test_cli_unknown_holdout_label_is_a_one_line_error(tiny_text_folder, tmp_pat
     assert res.exit_code == 1
     assert res.stderr == (
         f"error: {holdout} has label(s) the model does not have: 'zeta' (1 example); "
-        "add them first (add-label or --add) or fix the data\n"
+        "a holdout must hold only the parent's and the child's labels: remove those 1 "
+        "example(s) from it\n"
     )
 
 

@@ -238,3 +238,12 @@ def test_slow_list_names_tests_that_exist():
         source = (root / path).read_text(encoding="utf-8")
         missing = [n for n in sorted(names) if not re.search(rf"^def {n}\(", source, re.M)]
         assert not missing, f"{path} has no {missing}: update SLOW in tests/conftest.py"
+
+
+def test_every_command_help_has_examples_and_no_doubled_percent():
+    """README: every command's --help shows examples; click prints help text as written."""
+    assert main.commands
+    for name in main.commands:
+        text = run(name, "--help").output
+        assert "\n  Example:\n" in text or "\n  Examples:\n" in text, name
+        assert "%%" not in text, name

@@ -44,6 +44,13 @@ def test_bad_files(tmp_path, name, body, message):
         read_examples(tmp_path / name)
 
 
+@pytest.mark.parametrize("name, sep", [("d.csv", ","), ("d.tsv", "\t")])
+def test_missing_column_is_reported_at_the_header_line(tmp_path, name, sep):
+    (tmp_path / name).write_text(f"words{sep}label\nhi{sep}a\n")
+    with pytest.raises(DataError, match=rf"{name}:1: no column 'text' \(found: 'words', 'label'\)"):
+        read_examples(tmp_path / name)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_examples(tmp_path / "none.csv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -307,8 +308,8 @@ def test_failed_gate_is_refused_unless_forced(hub, grown, tmp_path):
     assert res.exit_code == 3
     assert res.output == (
         f"error: refusing to push {folder}: the last old-label check recorded in headsurgeon.json "
-        "failed: old-label accuracy dropped 40 pts (allowed 1); fix the model or pass "
-        "--force to push anyway\n"
+        "failed: old-label accuracy dropped 40.00 pt, more than the 1 pt allowed; fix the model "
+        "or pass --force to push anyway\n"
     )
     assert hub.repo("me/gated") is None
     res = run("push", folder, "--repo", "me/gated", "--force")
@@ -316,6 +317,37 @@ def test_failed_gate_is_refused_unless_forced(hub, grown, tmp_path):
     card = open(hf_hub_download("me/gated", "README.md", cache_dir=tmp_path / "c")).read()
     assert "the last old-label check recorded for this model **failed**" in card
     assert "| drop_pts | 40 |" in card
+
+
+def test_push_refusal_names_the_per_label_failure(grown, tmp_path):
+    """The aggregate passed, one label lost 40 pt beyond --max-label-drop: that is the reason."""
+    from headsurgeon import GateFailedError, push
+    from headsurgeon import record as rec
+    from headsurgeon.card import _plain, build_card
+
+    folder = _copy(grown, tmp_path)
+    record = rec.read_record(folder)
+    rows = [
+        {"label": "beta", "support": 5, "before": 0.8, "after": 0.4, "change_pts": -40.0},
+        {"label": "alpha", "support": 5, "before": 0.6, "after": 1.0, "change_pts": 40.0},
+    ]
+    report = {"accuracy_before": 0.7, "accuracy_after": 0.702, "drop_pts": -0.2,
+              "n_old_examples": 10, "max_drop": 0.5, "max_label_drop": 10.0,
+              "labels_beyond": ["beta"], "per_label": rows}  # fmt: skip
+    rec.add_event(record, "check", passed=False, max_drop=0.5, max_label_drop=10.0, report=report)
+    rec.write_record(folder, record)
+    why = "1 old label(s) dropped more than the 10 pt allowed per label: beta (-40.0 pt)"
+    with pytest.raises(GateFailedError) as err:
+        push(folder, "me/labels")
+    assert f"failed: {why}; fix the model" in str(err.value)
+    assert "dropped -0.2" not in str(err.value) and "accuracy dropped" not in str(err.value)
+    record = rec.read_record(folder)  # `train` records the same measures flat beside "passed"
+    rec.add_event(record, "train", check={"passed": False, **report})
+    rec.write_record(folder, record)
+    with pytest.raises(GateFailedError, match=re.escape(why)):
+        push(folder, "me/labels")
+    card = build_card(folder)  # the card's warning says why (escaped as all card prose)
+    assert f"recorded for this model **failed** ({_plain(why)}); it was published" in card
 
 
 def test_passed_gate_pushes_and_train_checks_count(hub, grown, tmp_path):
@@ -329,7 +361,8 @@ def test_passed_gate_pushes_and_train_checks_count(hub, grown, tmp_path):
     record = rec.read_record(folder)  # `train` keeps its check's measures flat beside "passed"
     rec.add_event(record, "train", check={"passed": False, "drop_pts": 12.5, "max_drop": 1.0})
     rec.write_record(folder, record)
-    with pytest.raises(GateFailedError, match=r"dropped 12.5 pts \(allowed 1\); fix") as err:
+    why = r"dropped 12.50 pt, more than the 1 pt allowed; fix"
+    with pytest.raises(GateFailedError, match=why) as err:
         push(folder, "me/passed")
     assert err.value.report["drop_pts"] == 12.5
 

@@ -82,7 +82,8 @@ def test_no_replay_warns_that_calibration_is_skipped_and_records_it(grown_dir, f
     assert res.exit_code == 0, res.output
     assert warnings_in(res.stderr) == [
         "not calibrated: --calibrate counts false positives on replayed old examples and there "
-        "are none; pass --replay (or --no-calibrate)"
+        "are none; pass --replay (or --no-calibrate)",
+        f"no --holdout: the old-label check did not run; {out} is not gated",
     ]
     event = json.loads((out / "headsurgeon.json").read_text())["events"][-1]
     assert event["calibration_skipped"] == "no replay"
@@ -93,7 +94,9 @@ def test_no_calibrate_without_replay_is_quiet(grown_dir, files, tmp_path):
     out = tmp_path / "out"
     res = cli("train", grown_dir, "--data", files["new_csv"], "-o", out, "--no-calibrate", *FAST)
     assert res.exit_code == 0, res.output
-    assert warnings_in(res.stderr) == []
+    assert warnings_in(res.stderr) == [  # no calibration warning; the check's absence is said
+        f"no --holdout: the old-label check did not run; {out} is not gated"
+    ]
     event = json.loads((out / "headsurgeon.json").read_text())["events"][-1]
     assert event["calibration_skipped"] is None
 
@@ -132,7 +135,7 @@ def test_gate_advice_names_only_what_the_user_did_not_do(grown_dir, files, tmp_p
     assert error.startswith("error: old-label accuracy dropped") and f"{out} not written" in error
     assert "--replay" not in error and "--freeze backbone" not in error
     assert "calibrate less (--calibrate below 60)" in error
-    assert error.endswith("or --force to write it anyway")
+    assert error.endswith("; or pass --force to write it anyway")
 
 
 def test_gate_advice_asks_for_replay_and_frozen_backbone_when_missing(grown_dir, files, tmp_path):
@@ -143,7 +146,9 @@ def test_gate_advice_asks_for_replay_and_frozen_backbone_when_missing(grown_dir,
     )  # fmt: skip
     assert res.exit_code == 3, res.output
     error = res.output.strip().splitlines()[-1]
-    assert "try add replay (--replay), keep the backbone frozen (--freeze backbone), " in error
+    assert (
+        "try one of: add replay (--replay), keep the backbone frozen (--freeze backbone), " in error
+    )
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -193,3 +198,117 @@ def test_a_new_label_without_examples_beside_others_is_named(grown_dir, files, c
         "the data has no example of epsilon: its row trains only as a wrong answer "
         "(add its examples to keep it)"
     ]
+
+
+# --- refused before any work (issue 10's newcomer) ---------------------------------------------
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Loading the model fails the test: what these refusals check must come before it."""
+    import headsurgeon.models
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the model was loaded before the refusal")
+
+    monkeypatch.setattr(headsurgeon.models, "load_model", refuse)
+
+
+def one_error(res, exit_code=1) -> str:
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == exit_code and len(lines) == 1, res.output
+    assert lines[0].startswith("error: ") and "unexpected" not in lines[0], res.output
+    return lines[0]
+
+
+def test_train_output_equal_to_model_gives_no_in_place_hint(grown_dir, files, no_loading):
+    error = one_error(cli("train", grown_dir, "--data", files["new_csv"], "-o", f"{grown_dir}/"))
+    assert "is the input model" in error and "leave -o out" not in error
+
+
+@pytest.mark.parametrize("role", ["--replay", "--holdout"])
+def test_replay_or_holdout_with_labels_the_model_lacks_named_before_loading(
+    grown_dir, files, tmp_path, no_loading, role
+):
+    bad = write(tmp_path / "other.csv", files["old"][:3] + [Example("crypto", "zeta")] * 3)
+    res = cli("train", grown_dir, "--data", files["new_csv"], role, bad, "-o", tmp_path / "o")
+    assert one_error(res) == (
+        f"error: {bad} has label(s) the model does not have: 'zeta' (3 examples); {role} must "
+        "hold only the model's labels: remove those 3 example(s) from it"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_check_holdout_advice_does_not_mention_add(grown_dir, files, tmp_path):
+    bad = write(tmp_path / "h.csv", files["old"][:3] + [Example("crypto", "zeta")])
+    error = one_error(cli("check", grown_dir, grown_dir, "--holdout", bad))
+    assert "--add" not in error and "add-label" not in error
+    assert error.endswith("a holdout must hold only the parent's and the child's labels: "
+                          "remove those 1 example(s) from it")  # fmt: skip
+
+
+@pytest.mark.parametrize("flag", ["--max-drop", "--max-label-drop"])
+def test_negative_tolerances_are_refused_before_any_work(
+    parent_dir, files, tmp_path, no_loading, flag
+):
+    out = tmp_path / "o"
+    res = cli("train", parent_dir, "--data", files["new_csv"], "--add", flag, -5, "-o", out)
+    assert "must be >= 0 percentage points, got -5" in one_error(res)
+
+
+def test_train_layers_beyond_the_blocks_is_refused(grown_dir, files, tmp_path):
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--train-layers", 99,
+        "-o", tmp_path / "o", *FAST,
+    )  # fmt: skip
+    assert one_error(res) == (
+        "error: --train-layers 99 is more than the 2 encoder blocks of "
+        "BertForSequenceClassification (bert.encoder.layer): pass a number from 0 to 2"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_holdout_warns_that_nothing_is_gated_and_records_it(grown_dir, files, tmp_path):
+    out = tmp_path / "out"
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"], "-o", out,
+        *FAST,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert warnings_in(res.stderr) == [
+        f"no --holdout: the old-label check did not run; {out} is not gated"
+    ]
+    event = json.loads((out / "headsurgeon.json").read_text())["events"][-1]
+    assert event["check_skipped"] == "no holdout" and "check" not in event
+
+
+def test_gate_advice_after_a_per_label_failure_names_the_calibration_cap():
+    from headsurgeon.train.folders import gate_advice
+
+    options = TrainOptions(calibrate=5, distill=1.0, train_layers=0)
+    advice = gate_advice(options, replayed=True, per_label=True)
+    assert "lower the per-label calibration cap (--calibrate-label-cap below " in advice
+    assert "--calibrate-label-cap" not in gate_advice(options, replayed=True)
+
+
+def test_check_advice_follows_the_childs_training_record(grown_dir, files, tmp_path):
+    """A child trained with replay and distillation is not told to use them."""
+    from headsurgeon import record as rec
+    from headsurgeon.checks import check_old_labels, enforce
+    from headsurgeon.errors import GateFailedError
+
+    report = check_old_labels(grown_dir, grown_dir, files["hold_csv"], max_drop=0,
+                              max_label_drop=0)  # fmt: skip
+    report.passed, report.labels_beyond = False, []
+    report.drop_pts = 1.0
+    record = rec.new_record("p", LABELS)
+    with pytest.raises(GateFailedError, match="Train with replay or distillation"):
+        enforce(report, record)
+    rec.add_event(record, "train", replay="old.csv", replay_examples=60, options={"distill": 1.0})
+    with pytest.raises(GateFailedError) as err:
+        enforce(report, record)
+    assert "replay" not in str(err.value) and "distil" not in str(err.value)
+    assert str(err.value).endswith("Raise --max-drop/--max-label-drop if this is intended")
+    rec.add_event(record, "train", replay="old.csv", replay_examples=60, options={"distill": 0.0})
+    with pytest.raises(GateFailedError, match=r"Train with distillation \(--distill\), or raise"):
+        enforce(report, record)

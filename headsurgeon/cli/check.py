@@ -81,6 +81,7 @@ def check(
     """
     from ..checks import check_old_labels, enforce, record_check
     from ..plot import plot_report, require_matplotlib
+    from ..record import read_record
 
     if plot:
         require_matplotlib()  # fail before the evaluation, not after it
@@ -100,4 +101,4 @@ def check(
         record_check(child, report, parent=parent, holdout=holdout)
     if plot:
         plot_report(report, plot)
-    enforce(report)
+    enforce(report, read_record(child))

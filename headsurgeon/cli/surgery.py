@@ -25,6 +25,11 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
     Reads config.json and the safetensors headers only (no weights, no torch): fast on any
     size. When the headers leave the head ambiguous, the architecture is built on the meta
     device and the head line says [shape-probe].
+
+    \b
+    Examples:
+      headsurgeon inspect model/
+      headsurgeon inspect model/ --json      # labels, head path and shape as JSON
     """
     from ..checkpoint import inspect_checkpoint
 

@@ -172,7 +172,7 @@ class _Calibrate(click.ParamType):
     type=int,
     default=_topt.DEFAULT_SEEDS,
     show_default=True,
-    help="Train N seeds, stop weak ones at 30%% of the steps, keep the best on --holdout.",
+    help="Train N seeds, stop weak ones at 30% of the steps, keep the best on --holdout.",
 )
 @click.option(
     "--seed",

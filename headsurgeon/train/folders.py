@@ -12,6 +12,7 @@ from typing import Any
 from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
+from ..checks import DEFAULT_MAX_DROP, check_max_drop
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
 from ..errors import GateFailedError
 from . import processes
@@ -108,12 +109,15 @@ def train(
         0.1
     """
     from ..checkpoint import write_model
+    from ..locate import locate_head
     from ..models import load_model, load_tokenizer, read_config
     from ..surgery import add_labels
+    from .modules import top_blocks
 
     options = options or TrainOptions()
     src, output = Path(model_dir), Path(output)
-    check_output(src, output)  # the check every writing command shares
+    check_output(src, output, in_place=False)  # the check every writing command shares
+    check_max_drop(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
     read = {"text_column": text_column, "label_column": label_column}
     examples = read_examples(data, **read)
     replayed = read_examples(replay, **read) if replay else []
@@ -123,6 +127,9 @@ def train(
     _record.set_base_model(record, base_model)
     added = [n for n in dict.fromkeys(e.label for e in examples) if n not in labels] if add else []
     check_labels(examples, labels + added, source=str(data))
+    for role, path, rows in (("--replay", replay, replayed), ("--holdout", holdout, held or [])):
+        only = f"{role} must hold only the model's labels"
+        check_labels(rows, labels + added, source=str(path), only_known=only)
     old = [n for n in record["parent_labels"] if n in labels] or labels
     require_examples(examples, [n for n in labels + added if n not in old], str(data))
 
@@ -130,6 +137,8 @@ def train(
     tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
+    if options.freeze == "backbone" and options.train_layers:
+        top_blocks(model, locate_head(model, head_path).paths, options.train_layers)
     labels = _labels.labels_of(model.config)
     trained_before = [
         n
@@ -167,13 +176,20 @@ def train(
     }
     if outcome.report is not None:
         event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
+    else:
+        event["check_skipped"] = "no holdout"
+        logger.warning("no --holdout: the old-label check did not run; %s is not gated", output)
     _record.add_event(record, "train", **event)
     if outcome.report is not None and not outcome.report.passed:
         if not force:
-            advice = gate_advice(options, replayed=outcome.stats["replay_examples"] > 0)
+            advice = gate_advice(
+                options,
+                replayed=outcome.stats["replay_examples"] > 0,
+                per_label=bool(outcome.report.labels_beyond),
+            )
             raise GateFailedError(
-                f"{outcome.report.failure()}: {output} not written; try {advice}, "
-                "or --force to write it anyway",
+                f"{outcome.report.failure()}: {output} not written; try one of: {advice}; "
+                "or pass --force to write it anyway",
                 report=outcome.report,
             )
         logger.warning(
@@ -187,9 +203,10 @@ def train(
     return result
 
 
-def gate_advice(options: TrainOptions, replayed: bool) -> str:
+def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) -> str:
     """What to try after a failed check, from what this run did: remedies it did not use, most
-    effective first (at most three; lowering the learning rate always applies)."""
+    effective first (at most three; lowering the learning rate always applies). ``per_label``:
+    the check failed by ``--max-label-drop`` (one old label lost too much)."""
     steps = []
     if not replayed:
         steps.append("add replay (--replay)")
@@ -199,6 +216,13 @@ def gate_advice(options: TrainOptions, replayed: bool) -> str:
         steps.append("train fewer blocks (--train-layers 0)")
     if not options.protect_old_rows:
         steps.append("protect the old rows (--protect-old-rows)")
+    if replayed and options.calibrate and per_label:
+        cap = options.calibrate_label_cap
+        steps.append(
+            "cap calibration per old label (--calibrate-label-cap PCT)"
+            if cap is None
+            else f"lower the per-label calibration cap (--calibrate-label-cap below {cap:g})"
+        )
     if replayed and not options.distill:
         steps.append("distil to the parent (--distill 1)")
     if replayed and options.calibrate:

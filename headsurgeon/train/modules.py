@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UnsupportedModelError
+from ..errors import OptionsError, UnsupportedModelError
 from ..surgery import _swap
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,22 @@ def encoder_blocks(model, head_paths: Sequence[str] = ()) -> tuple[str, nn.Modul
     return best
 
 
+def top_blocks(model, head_paths: Sequence[str], k: int) -> list[nn.Module]:
+    """The top ``k`` encoder blocks (``--train-layers K``).
+
+    Raises:
+        OptionsError: ``k`` is more than the model has blocks (it would silently train them all).
+        UnsupportedModelError: the model has no list of blocks (see :func:`encoder_blocks`).
+    """
+    path, blocks = encoder_blocks(model, head_paths)
+    if k > len(blocks):
+        raise OptionsError(
+            f"--train-layers {k} is more than the {len(blocks)} encoder blocks of "
+            f"{type(model).__name__} ({path}): pass a number from 0 to {len(blocks)}"
+        )
+    return list(blocks)[len(blocks) - k :]
+
+
 def set_trainable(
     model, head_paths: Sequence[str], freeze: str, train_layers: int, neck: Sequence[str] = ()
 ) -> list[str]:
@@ -123,8 +139,7 @@ def set_trainable(
     else:
         model.requires_grad_(False)
         if train_layers:
-            _, blocks = encoder_blocks(model, head_paths)
-            for block in list(blocks)[-train_layers:]:
+            for block in top_blocks(model, head_paths, train_layers):
                 block.requires_grad_(True)
         for name in neck:
             model.get_parameter(name).requires_grad_(True)
