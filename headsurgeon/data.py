@@ -175,9 +175,7 @@ def check_labels(
             if only_known
             else "add them first (add-label or --add) or fix the data"
         )
-        raise DataError(
-            f"{source} has label(s) the model does not have: {listed}{more}; {advice}"
-        )
+        raise DataError(f"{source} has label(s) the model does not have: {listed}{more}; {advice}")
 
 
 def by_label(examples: Iterable[Example]) -> dict[str, list[Example]]:

@@ -192,9 +192,16 @@ def train_model(
     start = time.perf_counter()
     labels = _labels.labels_of(model.config)
     check_labels(data, labels, source="data")
-    check_labels(replay, labels, source="replay data")
+    check_labels(
+        replay, labels, source="replay", only_known="replay must hold only the model's labels"
+    )
     if holdout is not None:
-        check_labels(holdout, labels, source="holdout")
+        check_labels(
+            holdout,
+            labels,
+            source="holdout",
+            only_known="holdout must hold only the model's labels",
+        )
     if (options.seeds > 1 or options.eval_every) and not holdout:
         raise OptionsError("seeds > 1 and eval_every need a holdout to score on (--holdout)")
     if old_labels is None:
