@@ -327,7 +327,7 @@ def train(
     never-trained new rows are imprinted from their examples, --replay is replayed (new examples
     weigh 10x) with distillation to MODEL, and the new labels' biases are calibrated against the
     gate on replay examples held out of training (one shift for all, within half of --max-drop,
-    each new label then kept to the false positives an 80%% precision allows). With --holdout,
+    each new label then kept to the false positives an 80% precision allows). With --holdout,
     the old-label check compares MODEL and the result:
     a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
     (unless --force).
