@@ -108,6 +108,10 @@ METHODS: dict[str, tuple[str, dict]] = {
         "gate-losses with the whole tolerance (safety 1)",
         {"calibrate_fixes": 0.0, "calibrate_safety": 1.0},
     ),
+    "gate-net": (
+        "the defaults, the held-out estimate the gate's net measure (fixes count fully)",
+        {"calibrate_fixes": 1.0},
+    ),
     "gate-fixes0.5": (
         "the defaults, fixes on the held-out replay counting half against losses",
         {"calibrate_fixes": 0.5},
