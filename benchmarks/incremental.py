@@ -590,6 +590,8 @@ def table(rows: list[tuple[str, str, str, dict]]) -> str:
 def speed(bench: Bench, methods: list[str]) -> list[tuple[str, str, str, float, float]]:
     """Cold wall time (no shared cache) of draw 0's S1 and S2 per method, against one
     evaluation pass over the replay measured in the same run."""
+    import headsurgeon.train.trainer  # noqa: F401  (imports transformers' Trainer: once per session)
+
     unit = bench.eval_pass()
     log(
         f"{bench.name}: one evaluation pass over the replay ({len(bench.replay)} texts): {unit:.1f} s"
