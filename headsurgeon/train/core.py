@@ -156,14 +156,17 @@ def train_model(
         model: a classification model whose head already has every label of ``data``.
         tokenizer: its tokenizer.
         data: training examples (usually of the new labels, may include old ones).
-        replay: old examples to sample ``options.replay_per_label`` per old label from.
+        replay: old examples: ``options.calibrate_per_label`` per old label are held out to
+            calibrate the new biases against the gate (:mod:`.calibration`), and
+            ``options.replay_per_label`` per old label of the rest are replayed (:mod:`.replay`).
         holdout: examples to evaluate on (keep-best, seeds, and the old-label check).
         options: :class:`TrainOptions`.
         old_labels: labels whose rows are protected and checked (default: every label that
             has no example in ``data``); the others are "new".
         trained_labels: new labels whose rows were trained before (not re-initialised unless
             ``options.init`` is given).
-        max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``).
+        max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``); the
+            calibration spends ``options.calibrate_safety`` of it.
         max_label_drop: the check's per-label tolerance in points (default: not checked).
         head_path: explicit head path(s).
         feature_cache: text → backbone feature; read and filled, so callers can persist it.
