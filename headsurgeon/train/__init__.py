@@ -5,6 +5,9 @@
   freezing, backbone-feature capture;
 - :mod:`.trainer`: the ``Trainer`` subclass (distillation loss, depth-wise parameter groups)
   and callbacks (keep-best/early stopping/seed trials, SWA);
+- :mod:`.replay`: which old examples are replayed and which are held out to calibrate;
+- :mod:`.calibration`: the new labels' bias shift, chosen against the gate on held-out replay;
+- :mod:`.processes`: several processes (torchrun/accelerate): shards, gathering, the main one;
 - :mod:`.core`: :func:`train_model` (in memory, through ``Trainer``); :mod:`.steps` its steps;
 - :mod:`.folders`: :func:`train` (model folder + data files → gated, atomically written folder).
 """
