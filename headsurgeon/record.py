@@ -48,10 +48,16 @@ def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not readable JSON ({e}); delete or fix it") from e
+    except (OSError, ValueError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())
+        raise CheckpointError(f"{path} is not readable JSON ({why}); delete or fix it") from e
     if not isinstance(record, dict) or not isinstance(record.get("events"), list):
         raise CheckpointError(f"{path} is not a headsurgeon record (no 'events' list)")
+    if not all(isinstance(event, dict) for event in record["events"]):
+        raise CheckpointError(f"{path} is not a headsurgeon record (an event is not an object)")
+    labels = record.get("parent_labels", [])
+    if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
+        raise CheckpointError(f"{path} is not a headsurgeon record (parent_labels is not a list)")
     return record
 
 

@@ -235,3 +235,19 @@ def test_index_that_omits_a_shards_tensor_is_refused(tmp_path):
 def test_in_memory_id2label_with_odd_keys(key):
     with pytest.raises(LabelError, match="non-integer id"):
         labels.labels_of({"id2label": {key: "a"}})
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 100_000 + "]" * 100_000, '{"events": ["x"]}', '{"events": [], "parent_labels": "a"}'],
+    ids=["deeply-nested", "event-not-object", "labels-not-list"],
+)
+def test_a_broken_record_is_one_line_and_nothing_is_written(tiny_folder, tmp_path, text):
+    """headsurgeon.json that is not a record: add-label refuses in one line, MODEL untouched."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder, folder)
+    (folder / "headsurgeon.json").write_text(text)
+    before = tree_hashes(folder)
+    one_line_error(run("add-label", folder, "--name", "delta"), "headsurgeon.json")
+    assert tree_hashes(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
