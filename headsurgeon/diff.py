@@ -204,7 +204,8 @@ class DiffReport:
             if g["moved_but_frozen"]:
                 flags = f"{g['moved_but_frozen']} FROZEN BUT MOVED"
             rel = _fmt(math.inf if g["relative_change"] is None else g["relative_change"])
-            lines.append(_row(g["group"], g["params"], rel, f"{g['max_abs_change']:.3g}", flags))
+            group = "head (old rows)" if g["group"] == HEAD else g["group"]
+            lines.append(_row(group, g["params"], rel, f"{g['max_abs_change']:.3g}", flags))
         h = self.head
         lines.append(
             f"head {', '.join(h.paths)}: {h.old_rows} old rows "
@@ -441,10 +442,10 @@ def plot_diff(report: DiffReport, path: str | os.PathLike) -> Path:
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.3 * len(groups)))
     for y, (g, rel) in enumerate(zip(groups, rels, strict=True)):
         value = top if rel is None else rel or floor
-        color = "tab:red" if g["moved_but_frozen"] else "tab:blue"
+        color = "tab:red" if g["moved_but_frozen"] else "tab:blue" if rel != 0 else "0.75"
         label = g["group"]
         if g["group"] == HEAD:
-            color, label = "tab:green", "head (old rows)"
+            color, label = "tab:green" if rel != 0 else "0.75", "head (old rows)"
         ax.barh(y, value, color=color, left=floor / 10)
         text = "0" if rel == 0 else "inf" if rel is None else f"{rel:.2g}"
         if g["group"] == HEAD:
@@ -457,7 +458,9 @@ def plot_diff(report: DiffReport, path: str | os.PathLike) -> Path:
     ax.set_xscale("log")
     ax.set_xlim(floor / 10, top * 100)
     ax.set_xlabel("relative change ||Δθ|| / ||θ|| (log; 0 drawn at the floor)")
-    ax.set_title(f"weight drift: {Path(report.parent).name} -> {Path(report.child).name}", fontsize=9)
+    ax.set_title(
+        f"weight drift: {Path(report.parent).name} -> {Path(report.child).name}", fontsize=9
+    )
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=100)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from headsurgeon.cli import main
 from headsurgeon.diff import diff_checkpoints
 from headsurgeon.safetensors_io import read_header
-from tests.common import LABELS, WORDS, save_text_classifier, tree_hashes
+from tests.common import WORDS, save_text_classifier, tiny_roberta, tree_hashes
 
 NEW = "delta"
 
@@ -122,7 +122,7 @@ def test_cli_json_and_plot(parent, child, tmp_path):
 def test_errors_are_one_line(parent, tmp_path):
     res = cli("diff", parent, tmp_path / "missing")
     assert res.exit_code == 1 and "model folder not found" in res.output
-    other = save_text_classifier(tmp_path / "rob", builder=__import__("tests.common").common.tiny_roberta)
+    other = save_text_classifier(tmp_path / "rob", builder=tiny_roberta)
     res = cli("diff", parent, other)
     assert res.exit_code == 1 and "its own parent" in res.output
     broken = tmp_path / "broken"
