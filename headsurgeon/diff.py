@@ -28,7 +28,7 @@ from .shards import Checkpoint, locate_in_checkpoint, open_checkpoint
 logger = logging.getLogger(__name__)
 
 #: elements decoded at a time: bounds the memory of a tensor pair whatever its size
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 21
 #: the index of an encoder block in a parameter name (``layer.3.``, ``layers.3.``, ``h.3.``)
 _BLOCK = re.compile(r"^(?P<list>(?:.*\.)?(?:layer|layers|h|block|blocks))\.(?P<i>\d+)\.")
 #: a name component that makes a parameter part of the embeddings
@@ -280,7 +280,8 @@ def diff_checkpoints(parent: str | os.PathLike, child: str | os.PathLike) -> Dif
             sums = _compare(pa, a, ch, b, rows)
             old.add(sums)
             new_sq += _square(ch, b, rows)
-            report.params.append(ParamDiff(name, (rows, *b.shape[1:]), HEAD, sums, False))
+            head_frozen = None if train is None else False
+            report.params.append(ParamDiff(name, (rows, *b.shape[1:]), HEAD, sums, head_frozen))
         elif a.shape != b.shape:
             report.shape_changed.append((name, list(a.shape), list(b.shape)))
         else:

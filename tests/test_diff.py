@@ -130,3 +130,39 @@ def test_errors_are_one_line(parent, tmp_path):
     (broken / "model.safetensors").write_bytes(b"\x00" * 4)
     res = cli("diff", parent, broken)
     assert res.exit_code == 1 and "model.safetensors" in res.output
+
+
+def test_streams_shards_without_torch(parent, child, tmp_path):
+    """A sharded child gives the same report, and the whole diff never imports torch."""
+    import subprocess
+    import sys
+
+    from headsurgeon.models import load_model
+
+    sharded = tmp_path / "sharded"
+    load_model(child).save_pretrained(sharded, max_shard_size="40KB")
+    shutil.copy(child / "headsurgeon.json", sharded)
+    assert (sharded / "model.safetensors.index.json").is_file()
+    whole, split = diff_checkpoints(parent, child), diff_checkpoints(parent, sharded)
+    assert split.groups() == whole.groups()
+    assert split.head.to_dict() == whole.head.to_dict()
+    code = (
+        "import sys; from headsurgeon import diff_checkpoints; "
+        f"r = diff_checkpoints({str(parent)!r}, {str(sharded)!r}); "
+        "assert r.head.old.identical; print(sorted(m for m in sys.modules if m == 'torch'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_add_label_child_without_train_event(parent, tmp_path):
+    from headsurgeon.checkpoint import add_labels_to_checkpoint
+
+    grown = tmp_path / "grown"
+    add_labels_to_checkpoint(parent, [NEW, "epsilon"], grown, init="zeros", bias="zeros")
+    report = diff_checkpoints(parent, grown)
+    assert all(g["bit_identical"] for g in report.groups())
+    assert (report.head.old_rows, report.head.new_rows, report.head.new_norm) == (3, 2, 0.0)
+    assert report.train_event is None and report.moved_frozen == []
+    assert report.summary().startswith("0 of 41 parameters changed")
+    assert "no train event: nothing expected frozen" in report.summary()
