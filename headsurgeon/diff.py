@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import labels as _labels
 from .errors import CheckpointError
 from .models import read_config
 from .record import read_record
@@ -257,37 +256,34 @@ def diff_checkpoints(parent: str | os.PathLike, child: str | os.PathLike) -> Dif
     head = locate_in_checkpoint(ch, None, len(ch.labels))
     n_old = len((record or {}).get("parent_labels") or pa.labels)
     names_p, names_c = _names(pa), _names(ch)
-    common = [n for n in names_c if n in names_p]
-    if not common:
+    in_p, in_c = set(names_p), set(names_c)
+    if not in_p & in_c:
         raise CheckpointError(
             f"{parent} and {child} have no tensor name in common: they are different "
             "architectures; diff compares a child with its own parent"
         )
     train = _last_train(record)
-    trainable = _Trainable(train, names_c, head.paths)
     report = DiffReport(str(parent), str(child), [], None, train and train.get("options"))
-    report.only_parent = [n for n in names_p if n not in set(names_c)]
-    report.only_child = [n for n in names_c if n not in set(names_p)]
-    head_tensors = {p + s for p in head.paths for s in (".weight", ".bias")}
+    report.only_parent = [n for n in names_p if n not in in_c]
+    report.only_child = [n for n in names_c if n not in in_p]
     old, new_sq = _Sums(), 0.0
-    for name in common:
+    heads = _Head(head.paths, n_old, train)
+    trainable = _Trainable(train, names_c, head.paths)
+    for name in (n for n in names_c if n in in_p):
         a, b = pa.info(name), ch.info(name)
-        if name in head_tensors:
-            rows = min(n_old, a.shape[0])
-            if a.shape[1:] != b.shape[1:] or b.shape[0] < rows:
-                report.shape_changed.append((name, list(a.shape), list(b.shape)))
-                continue
-            sums = _compare(pa, a, ch, b, rows)
-            old.add(sums)
-            new_sq += _square(ch, b, rows)
-            head_frozen = None if train is None else False
-            report.params.append(ParamDiff(name, (rows, *b.shape[1:]), HEAD, sums, head_frozen))
+        if heads.holds(name) and heads.fits(a, b):
+            param = heads.compare(pa, a, ch, b)
+            old.add(param.sums)
+            new_sq += _square(ch, b, param.shape[0])
         elif a.shape != b.shape:
             report.shape_changed.append((name, list(a.shape), list(b.shape)))
+            continue
         else:
-            sums = _compare(pa, a, ch, b, None)
             frozen = None if train is None else not trainable(name)
-            report.params.append(ParamDiff(name, b.shape, _group(name, head.paths), sums, frozen))
+            param = ParamDiff(
+                name, b.shape, _group(name, head.paths), _compare(pa, a, ch, b), frozen
+            )
+        report.params.append(param)
     rows = min(n_old, len(ch.labels))
     report.head = HeadDiff(list(head.paths), rows, len(ch.labels) - rows, old, math.sqrt(new_sq))
     logger.info("%s", report.summary())
@@ -295,9 +291,28 @@ def diff_checkpoints(parent: str | os.PathLike, child: str | os.PathLike) -> Dif
 
 
 def _open(folder: str | os.PathLike) -> Checkpoint:
-    ckpt = open_checkpoint(Path(folder), read_config(folder), allow_pickle=False)
-    ckpt.labels = ckpt.labels or _labels.labels_of(ckpt.config)
-    return ckpt
+    return open_checkpoint(Path(folder), read_config(folder), allow_pickle=False)
+
+
+class _Head:
+    """The head's tensors: only their first ``n_old`` rows (the parent's labels) are compared."""
+
+    def __init__(self, paths, n_old: int, train: dict[str, Any] | None) -> None:
+        self.names = {p + s for p in paths for s in (".weight", ".bias")}
+        self.n_old = n_old
+        self.frozen = None if train is None else False  # the head always trains
+
+    def holds(self, name: str) -> bool:
+        return name in self.names
+
+    def fits(self, a: TensorInfo, b: TensorInfo) -> bool:
+        """The child's tensor is the parent's with rows appended (or as many)."""
+        return a.shape[1:] == b.shape[1:] and b.shape[0] >= min(self.n_old, a.shape[0])
+
+    def compare(self, pa: Checkpoint, a: TensorInfo, ch: Checkpoint, b: TensorInfo) -> ParamDiff:
+        rows = min(self.n_old, a.shape[0])
+        sums = _compare(pa, a, ch, b, rows)
+        return ParamDiff(b.name, (rows, *b.shape[1:]), HEAD, sums, self.frozen)
 
 
 def _names(ckpt: Checkpoint) -> list[str]:
@@ -388,7 +403,7 @@ def _decode(np, raw: bytes, dtype: str, path, name: str):
     return np.frombuffer(raw, _NUMPY[dtype]).astype(np.float64)
 
 
-def _compare(pa: Checkpoint, a: TensorInfo, ch: Checkpoint, b: TensorInfo, rows) -> _Sums:
+def _compare(pa: Checkpoint, a: TensorInfo, ch: Checkpoint, b: TensorInfo, rows=None) -> _Sums:
     """Sums over the first ``rows`` rows (all with ``None``) of the same tensor on both sides."""
     per_row = math.prod(b.shape[1:]) if b.shape else 1
     count = math.prod(b.shape) if rows is None else rows * per_row

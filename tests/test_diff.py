@@ -76,11 +76,15 @@ def test_default_training_moves_only_the_top_block_neck_and_new_rows(parent, chi
     assert "no frozen parameter moved" in text.splitlines()[-1]
 
 
-def test_freeze_none_moves_every_block(parent, data, tmp_path):
-    child = trained(parent, data, tmp_path / "all", "--freeze", "none")
-    g = groups(diff_checkpoints(parent, child))
-    for name in ("embeddings", "block 0", "block 1", "neck"):
+def test_freeze_none_moves_every_block_and_unprotected_old_rows(parent, data, tmp_path):
+    options = "--freeze", "none", "--no-protect-old-rows"
+    report = diff_checkpoints(parent, trained(parent, data, tmp_path / "all", *options))
+    g = groups(report)
+    for name in ("embeddings", "block 0", "block 1", "neck", "head"):
         assert g[name]["relative_change"] > 0, name
+    assert not report.head.old.identical and report.head.old.rel > 0
+    assert report.moved_frozen == []  # nothing was frozen
+    assert "3 old rows changed (relative" in report.render()
 
 
 def test_a_frozen_parameter_that_moved_is_flagged(parent, child, tmp_path):
