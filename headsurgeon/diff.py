@@ -22,7 +22,7 @@ from .errors import CheckpointError
 from .models import read_config
 from .record import read_record
 from .safetensors_io import TensorInfo
-from .shards import Checkpoint, locate_in_checkpoint, open_checkpoint
+from .shards import Checkpoint, locate_in_checkpoint, open_checkpoint, require_weights
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +291,14 @@ def diff_checkpoints(parent: str | os.PathLike, child: str | os.PathLike) -> Dif
 
 
 def _open(folder: str | os.PathLike) -> Checkpoint:
-    return open_checkpoint(Path(folder), read_config(folder), allow_pickle=False)
+    config = read_config(folder)
+    pickles = require_weights(folder)
+    if pickles:  # never unpickled: diff reads safetensors byte ranges only
+        raise CheckpointError(
+            f"{folder} holds pickle weights only ({pickles[0]}): diff reads safetensors; "
+            "re-save the model with save_pretrained (safetensors by default)"
+        )
+    return open_checkpoint(Path(folder), config, allow_pickle=False)
 
 
 class _Head:

@@ -134,6 +134,14 @@ def test_errors_are_one_line(parent, tmp_path):
     (broken / "model.safetensors").write_bytes(b"\x00" * 4)
     res = cli("diff", parent, broken)
     assert res.exit_code == 1 and "model.safetensors" in res.output
+    pickled = tmp_path / "pickled"
+    shutil.copytree(parent, pickled)
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"never unpickled")
+    res = cli("diff", parent, pickled)
+    assert res.exit_code == 1 and "diff reads safetensors" in res.output
+    assert "--allow-pickle" not in res.output  # diff has no such option
+    assert len(res.output.strip().splitlines()) == 1
 
 
 def test_streams_shards_without_torch(parent, child, tmp_path):
