@@ -50,6 +50,8 @@ _EXPORTS = {
     "add_labels_to_checkpoint": "checkpoint",
     "remove_labels_from_checkpoint": "checkpoint",
     "rename_label_in_checkpoint": "checkpoint",
+    "diff_checkpoints": "diff",
+    "DiffReport": "diff",
     # headsurgeon.train is a sub-package: its file-level verb is headsurgeon.train.train
     "TrainOptions": "train",
     "train_model": "train",
