@@ -312,3 +312,16 @@ def test_check_advice_follows_the_childs_training_record(grown_dir, files, tmp_p
     rec.add_event(record, "train", replay="old.csv", replay_examples=60, options={"distill": 0.0})
     with pytest.raises(GateFailedError, match=r"Train with distillation \(--distill\), or raise"):
         enforce(report, record)
+
+
+def test_reinit_top_beyond_the_blocks_is_refused(grown_dir, files, tmp_path):
+    """It used to wrap around (blocks -1, -2, ... re-initialised) instead of refusing."""
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--freeze", "none", "--reinit-top", 3,
+        "-o", tmp_path / "o", *FAST,
+    )  # fmt: skip
+    assert one_error(res) == (
+        "error: --reinit-top 3 is more than the 2 encoder blocks of "
+        "BertForSequenceClassification (bert.encoder.layer): pass a number from 0 to 2"
+    )
+    assert not (tmp_path / "o").exists()

@@ -137,8 +137,10 @@ def train(
     tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
-    if options.freeze == "backbone" and options.train_layers:
+    if options.freeze == "backbone" and options.train_layers:  # before any pass over the data
         top_blocks(model, locate_head(model, head_path).paths, options.train_layers)
+    if options.reinit_top:
+        top_blocks(model, locate_head(model, head_path).paths, options.reinit_top, "--reinit-top")
     labels = _labels.labels_of(model.config)
     trained_before = [
         n

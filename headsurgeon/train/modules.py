@@ -113,17 +113,19 @@ def encoder_blocks(model, head_paths: Sequence[str] = ()) -> tuple[str, nn.Modul
     return best
 
 
-def top_blocks(model, head_paths: Sequence[str], k: int) -> list[nn.Module]:
-    """The top ``k`` encoder blocks (``--train-layers K``).
+def top_blocks(
+    model, head_paths: Sequence[str], k: int, option: str = "--train-layers"
+) -> list[nn.Module]:
+    """The top ``k`` encoder blocks (``--train-layers K``, ``--reinit-top K``).
 
     Raises:
-        OptionsError: ``k`` is more than the model has blocks (it would silently train them all).
+        OptionsError: ``k`` is more than the model has blocks (``option`` names the flag).
         UnsupportedModelError: the model has no list of blocks (see :func:`encoder_blocks`).
     """
     path, blocks = encoder_blocks(model, head_paths)
     if k > len(blocks):
         raise OptionsError(
-            f"--train-layers {k} is more than the {len(blocks)} encoder blocks of "
+            f"{option} {k} is more than the {len(blocks)} encoder blocks of "
             f"{type(model).__name__} ({path}): pass a number from 0 to {len(blocks)}"
         )
     return list(blocks)[len(blocks) - k :]
@@ -189,8 +191,13 @@ def _under(name: str, path: str) -> bool:
 
 
 def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]:
-    """Re-initialise the top ``count`` encoder blocks with the model's own init; return their paths."""
+    """Re-initialise the top ``count`` encoder blocks with the model's own init; return their paths.
+
+    Raises:
+        OptionsError: ``count`` is more than the model has blocks.
+    """
     path, blocks = encoder_blocks(model, head_paths)
+    top_blocks(model, head_paths, count, "--reinit-top")
     done = []
     for i in range(len(blocks) - count, len(blocks)):
         for t in [*blocks[i].modules(), *blocks[i].parameters(), *blocks[i].buffers()]:
