@@ -120,6 +120,8 @@ METHODS: dict[str, tuple[str, dict]] = {
         "gate-fixes0.5 within 0.3 of the tolerance",
         {"calibrate_fixes": 0.5, "calibrate_safety": 0.3},
     ),
+    "gate-p0.75": ("the defaults with a precision bound of 0.75", {"calibrate_precision": 0.75}),
+    "gate-p0.7": ("the defaults with a precision bound of 0.7", {"calibrate_precision": 0.7}),
     "gate-rall": ("the defaults with every replay example", {"replay_per_label": 0}),
     "frozen-r20": ("frozen backbone, 20 replay/label", {**OFF, "replay_per_label": 20}),
     "frozen-rall": ("frozen backbone, all replay", {**OFF}),
