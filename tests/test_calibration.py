@@ -155,3 +155,14 @@ def test_fixes_weigh_against_losses_by_calibrate_fixes():
         _, pred = calibrate(child, examples, parent, 10.0, calibrate_fixes=weight)
         flips[weight] = int((pred == 3).sum())
     assert flips == {1.0: 6 + 12, 0.5: 6 + 6, 0.0: 6}, (flips, n)
+
+
+def test_the_record_says_what_the_gate_rule_measured():
+    """Training alone beyond the allowance: no held-out example flips, and the record shows
+    why (the measured drop of training alone against the allowed one)."""
+    examples, parent, child = constructed()
+    child[:6, :3] = torch.tensor([0.0, 0.0, 2.0])  # 6 'a' examples now read as 'c' (5 pt)
+    info, pred = calibrate(child, examples, parent, 4.0)  # allowed 2 pt
+    assert int((pred == 3).sum()) == 0
+    assert info["criterion_trained_drop_pts"] == pytest.approx(5.0) == info["criterion_drop_pts"]
+    assert info["allowed_drop_pts"] == pytest.approx(2.0)
