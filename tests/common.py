@@ -164,3 +164,16 @@ def save_text_classifier(path, names=LABELS, builder=None):
     (builder or tiny_bert)(names).save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def point_client_at(monkeypatch, endpoint: str) -> None:
+    """Point huggingface_hub's client at ``endpoint`` (the test Hub on 127.0.0.1)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+    )

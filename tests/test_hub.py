@@ -21,7 +21,7 @@ import yaml
 from click.testing import CliRunner
 
 from headsurgeon.cli import main
-from tests.common import LABELS, tree_hashes
+from tests.common import LABELS, point_client_at, tree_hashes
 from tests.hubserver import HubServer
 
 NEW = ["delta", "epsilon"]
@@ -38,24 +38,12 @@ def hub_server(tmp_path_factory):
     server.stop()
 
 
-def _point_client_at(monkeypatch, endpoint: str) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-    )
-
-
 @pytest.fixture
 def hub(hub_server, monkeypatch, tmp_path):
     """The test Hub as the client's endpoint, online, Xet off, its token in HF_TOKEN."""
     from huggingface_hub import constants
 
-    _point_client_at(monkeypatch, hub_server.url)
+    point_client_at(monkeypatch, hub_server.url)
     monkeypatch.setenv("HF_TOKEN", hub_server.token)
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -266,7 +254,7 @@ def test_unreachable_endpoint_is_one_clear_line(hub, grown, monkeypatch):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _point_client_at(monkeypatch, f"http://127.0.0.1:{port}")
+    point_client_at(monkeypatch, f"http://127.0.0.1:{port}")
     res = run("push", grown, "--repo", "me/nowhere")
     assert res.exit_code == 1
     assert res.output.startswith(f"error: cannot reach the Hub at http://127.0.0.1:{port} (")

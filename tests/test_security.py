@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from headsurgeon.cli import main
-from tests.common import tree_hashes
+from tests.common import point_client_at, tree_hashes
 from tests.hubserver import HubServer
 
 TOKEN = "hf_SECRETsecurityTEST7c1e55a2b9d04f66"  # distinctive: grep for it everywhere
@@ -295,18 +295,6 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-login-cache"))
     yield server
     server.stop()
-
-
-def point_client_at(monkeypatch, endpoint: str) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-    monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-    )
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
