@@ -146,6 +146,31 @@ def which(folder: Path, old, new) -> str:
     return "new"
 
 
+class Delays:
+    """Seeded kill delays in [0, hi) whose bound shrinks whenever a run finished unkilled.
+
+    A command's time varies from run to run (caches, a loaded machine), so a fixed bound can
+    miss again and again; shrinking it by a fifth after each miss makes the number of misses
+    bounded (after ``MISSES`` of them the bound is ~1e-6 of the first) whatever the timing."""
+
+    MISSES = 60
+
+    def __init__(self, seed: int, hi: float):
+        self.rng, self.hi, self.misses = random.Random(seed), hi, 0
+
+    def draw(self) -> float:
+        return self.rng.uniform(0, self.hi)
+
+    def landed(self, out: dict) -> bool:
+        """Whether the kill landed; after a miss the bound drops below the run's time."""
+        killed = out["status"] == -9
+        if not killed:
+            self.misses += 1
+            assert self.misses <= self.MISSES, f"{self.misses} runs outran their kill"
+            self.hi = 0.8 * min(self.hi, out["seconds"])
+        return killed
+
+
 def strays(parent: Path, keep: set[str]) -> list[str]:
     return sorted(set(os.listdir(parent)) - keep)
 
@@ -159,15 +184,18 @@ def kill_loop(zygote, name, kills, seed, base, tmp_path, counts):
     assert timing["status"] == 0
     print(f"{name} takes {timing['seconds']:.3f} s unkilled")
     old, new = load(base), load(done)
-    rng, seen, runs = random.Random(seed), {"old": 0, "new": 0, "temp left": 0}, 0
+    delays, seen, runs = (
+        Delays(seed, 1.2 * timing["seconds"]),
+        {"old": 0, "new": 0, "temp left": 0},
+        0,
+    )
     while counts[name] < kills:
         runs += 1
-        assert runs <= 4 * kills, f"{name}: only {counts[name]} kills landed in {runs} runs"
         folder = tmp_path / name / str(runs) / "model"
         shutil.copytree(base, folder)
-        out = zygote.run([name, folder, *args], delay=rng.uniform(0, 1.2 * timing["seconds"]))
+        out = zygote.run([name, folder, *args], delay=delays.draw())
         assert out["status"] in (0, -9), out
-        counts[name] += out["status"] == -9
+        counts[name] += delays.landed(out)
         seen[which(folder, old, new)] += 1
         prefix = f".model.headsurgeon-{out['pid']}-"  # only the killed run's temp folder
         left = strays(folder.parent, {"model"})
@@ -190,19 +218,19 @@ def train_loop(zygote, kills, seed, model, data, tmp_path, counts):
     print(f"train -o takes {timing['seconds']:.2f} s unkilled")
     old, new = load(model), load(tmp_path / "done" / "out")
     before = tree_hashes(model)
-    rng, seen, runs = random.Random(seed), {"absent": 0, "new": 0, "temp left": 0}, 0
+    anytime, writing = Delays(seed, 1.1 * timing["seconds"]), Delays(seed + 1, 0.06)
+    seen, runs = {"absent": 0, "new": 0, "temp left": 0}, 0
     while counts["train"] < kills:
         runs += 1
-        assert runs <= 4 * kills, f"train: only {counts['train']} kills landed in {runs} runs"
         out = tmp_path / str(runs) / "out"
         out.parent.mkdir(parents=True)
         if runs % 2:  # at a random moment
-            got = zygote.run([*argv, out], delay=rng.uniform(0, 1.1) * timing["seconds"])
-        else:  # within 60 ms of the first temp folder beside OUT: while OUT is written
-            after = str(out.parent / ".out.headsurgeon-")
-            got = zygote.run([*argv, out], delay=rng.uniform(0, 0.06), after=after)
+            delays, after = anytime, None
+        else:  # soon after the first temp folder beside OUT appears: while OUT is written
+            delays, after = writing, str(out.parent / ".out.headsurgeon-")
+        got = zygote.run([*argv, out], delay=delays.draw(), after=after)
         assert got["status"] in (0, -9), got
-        counts["train"] += got["status"] == -9
+        counts["train"] += delays.landed(got)
         existed = out.exists()
         if existed:
             assert which(out, old, new) == "new"
