@@ -1,6 +1,11 @@
 import os
 
 import pytest
+from hypothesis import settings
+
+# the same cases on every run and machine (CI must be deterministic), no .hypothesis/ folder
+settings.register_profile("headsurgeon", derandomize=True, deadline=None, database=None)
+settings.load_profile("headsurgeon")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
