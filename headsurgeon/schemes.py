@@ -123,8 +123,10 @@ def detect(labels: Sequence[str]) -> Scheme | None:
     if prefixes == {"I"}:
         return Scheme("IO", separator)
     for name in ("BIO", "BIOES", "BILOU"):
-        if "B" in prefixes and prefixes <= set(PREFIXES[name]) and (
-            name == "BIO" or prefixes - {"B", "I"}
+        if (
+            "B" in prefixes
+            and prefixes <= set(PREFIXES[name])
+            and (name == "BIO" or prefixes - {"B", "I"})
         ):
             return Scheme(name, separator)
     return None

@@ -265,6 +265,15 @@ class _Calibrate(click.ParamType):
     show_default=True,
 )
 @click.option(
+    "--annotated",
+    type=click.Choice(_topt.ANNOTATED_CHOICES),
+    default=_topt.DEFAULT_ANNOTATED,
+    show_default=True,
+    help="Token classification: what --data was annotated for. new: the new entity types only "
+    "(its O words learn the parent's reading, so old entities left untagged are not unlearned); "
+    "all: every tag is gold.",
+)
+@click.option(
     "--device",
     type=click.Choice(_topt.DEVICE_CHOICES),
     default=_topt.DEFAULT_DEVICE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 import time
@@ -13,23 +12,20 @@ from typing import Any
 
 from .. import atomic
 from .. import labels as _labels
-from ..data import Example, by_label, check_labels
+from ..data import Example
 from ..errors import DataError, OptionsError
 from . import processes
 from .calibration import Calibration, CalibrationSet, Tolerance
 from .options import SEED_TRIAL, SWA_START, TrainOptions
-from .replay import confusable_labels, sample_replay, split_slice
+from .plan import keys
+from .replay import confusable_labels, split_slice
 from .steps import (
-    FeatureStore,
     cache_inputs,
     holdout_scorer,
     imprint_wanted,
     init_new_rows,
-    parent_head,
     predictor,
-    right_padded,
     top_blocks,
-    top_cut,
 )
 
 logger = logging.getLogger(__name__)
@@ -69,27 +65,33 @@ def resolve_device(device: str) -> str:
     return processes.local_device(device)
 
 
-def require_examples(data: Sequence[Example], new_labels: Sequence[str], source: str) -> None:
+def require_examples(data, new_labels: Sequence[str], source: str, task=None) -> None:
     """Refuse data with no example of any new label: it cannot teach one (their rows would only
     be pushed down, then calibration would raise them blind).
 
     Raises:
         DataError: naming the new labels and the labels the data has.
     """
-    if not new_labels or any(e.label in set(new_labels) for e in data):
+    from .tasks import SequenceTask
+
+    task = task or SequenceTask()
+    if not new_labels or any(task.labels_in(e) & set(new_labels) for e in data):
         return
-    counts = by_label(data)
-    have = ", ".join(f"{n} ({len(v)})" for n, v in counts.items()) or "no example"
+    counts: dict[str, int] = {}
+    for e in data:
+        for name in task.labels_in(e):
+            counts[name] = counts.get(name, 0) + 1
+    have = ", ".join(f"{n} ({c})" for n, c in counts.items()) or "no example"
     raise DataError(
         f"{source} has no example of the new label(s) {', '.join(new_labels)} (it has: {have}); "
         "add examples of them to the data"
     )
 
 
-def _warn_unseen(data: Sequence[Example], new_labels: Sequence[str]) -> None:
+def _warn_unseen(plan, data) -> None:
     """A new label without examples beside others trains as a wrong answer only: say so."""
-    have = {e.label for e in data}
-    if missing := [n for n in new_labels if n not in have]:
+    have = set().union(*(plan.task.labels_in(e) for e in data)) if data else set()
+    if missing := [n for n in plan.new_labels if n not in have]:
         logger.warning(
             "the data has no example of %s: its row trains only as a wrong answer "
             "(add its examples to keep it)",
@@ -97,10 +99,13 @@ def _warn_unseen(data: Sequence[Example], new_labels: Sequence[str]) -> None:
         )
 
 
-def _calibration_skipped(options, replayed, new_labels, calibration) -> str | None:
+def _calibration_skipped(plan, replayed, calibration) -> str | None:
     """Why the default calibration does not run (warned once), or ``None``."""
-    if options.calibrate is None or not new_labels:
+    options = plan.options
+    if options.calibrate is None or not plan.new_labels:
         return None
+    if not plan.task.calibrates:
+        return f"not for {plan.task.name}"
     if not replayed:
         logger.warning(
             "not calibrated: --calibrate counts false positives on replayed old examples and "
@@ -116,22 +121,106 @@ def _calibration_skipped(options, replayed, new_labels, calibration) -> str | No
     return None
 
 
-def _share_caches(
-    model, tokenizer, head, options, cut, feats, hidden_cache, train_rows, holdout, with_feats
-) -> None:
+@dataclass
+class _Sets:
+    """The examples of one run: the new data plus the sampled replay, the holdout, the slice
+    held out of the replay for calibration, and the old labels replayed whole."""
+
+    train: list
+    replayed: list
+    holdout: list | None
+    held: list
+    confusable: list[str]
+
+    @property
+    def scored(self) -> list:
+        return [*(self.holdout or []), *self.held]
+
+
+def _sets(plan, data, replay, holdout) -> _Sets:
+    options = plan.options
+    per_label = options.calibrate_per_label if plan.calibrating else 0
+    if plan.task.calibrates:
+        held, rest = split_slice(replay, plan.old_labels, per_label, options.seed)
+    else:
+        held, rest = [], list(replay)
+    confusable = []
+    if options.replay_per_label and options.replay_confusable and replay and plan.task.calibrates:
+        data_x = plan.features.of([e.text for e in data])  # a few texts: the new examples
+        parent = plan.parent(data_x)
+        confusable = confusable_labels(parent, data, plan.old_labels, options.replay_confusable)
+    replayed = plan.task.sample_replay(
+        rest, plan.old_labels, options.replay_per_label, options.seed, whole=confusable
+    )
+    return _Sets(list(data) + replayed, replayed, holdout, held, confusable)
+
+
+def _share_caches(plan, sets: _Sets, with_feats: bool) -> None:
     """Under several processes: compute the caches in shards and gather them, so each text is
     computed once (no-op with one process: the caller's passes compute them)."""
-    held = [e.text for e in holdout or []]
-    if cut is not None:  # the block inputs of every text, with the features from the same pass
-        caches = [hidden_cache, feats.cache] if with_feats or holdout else [hidden_cache]
+    train, held = keys(plan, sets.train), keys(plan, sets.scored)
+    if plan.cut is not None:  # the block inputs of every text, with the features from the same pass
+        caches = [plan.hidden_cache]
+        if with_feats or sets.holdout:
+            caches.append(plan.features.cache)
 
         def compute(part):
-            return cache_inputs(model, tokenizer, head, options, part, cut, *caches)
+            return cache_inputs(plan, part, *caches)
 
-        processes.fill([e.text for e in train_rows] + held, caches, compute)
+        processes.fill(train + held, caches, compute)
     else:
-        wanted = [e.text for e in train_rows] if with_feats else []
-        processes.fill(wanted + held, [feats.cache], feats.of)
+        wanted = train if with_feats else []
+        processes.fill(wanted + held, [plan.features.cache], plan.features.each)
+
+
+def _fill_caches(plan, sets: _Sets):
+    """The passes over the data: block inputs and features. ``(train_x, hold_x)``."""
+    options = plan.options
+    tokens = plan.task.name != "sequence-classification"
+    need_train_feats = (
+        tokens
+        or plan.features_only
+        or options.distill > 0
+        or imprint_wanted(options)
+        or plan.calibrating
+    )
+    _share_caches(plan, sets, need_train_feats)
+    if plan.cut is not None and (need_train_feats or sets.holdout):
+        # the top-blocks path caches block inputs anyway: take the features from the same pass
+        every = keys(plan, [*sets.train, *sets.scored])
+        cache_inputs(plan, every, plan.hidden_cache, plan.features.cache)
+    train_keys = keys(plan, sets.train)
+    train_x = None
+    if need_train_feats:
+        train_x = plan.features.each(train_keys) if tokens else plan.features.of(train_keys)
+    hold_x = plan.features.of(keys(plan, sets.holdout)) if sets.holdout else None
+    if sets.holdout:
+        plan.holdout_lengths = [len(plan.features.cache[k]) for k in keys(plan, sets.holdout)]
+    return train_x, hold_x
+
+
+def _what_trains(plan):
+    """Set what trains (and re-initialise, protect): ``(trainable names, reinitialised, depths)``."""
+    from . import modules as M
+
+    model, paths, options = plan.model, plan.head.paths, plan.options
+    trainable = M.set_trainable(model, paths, options.freeze, options.train_layers, plan.neck)
+    reinit = M.reinit_top_blocks(model, paths, options.reinit_top) if options.reinit_top else []
+    if options.protect_old_rows:
+        M.protect_heads(model, paths, plan.old_ids)
+    return trainable, reinit, M.layer_depths(model, paths, plan.probe)
+
+
+def _calibration_set(plan, sets: _Sets, top):
+    if not (plan.calibrating and (sets.held or sets.replayed)):
+        return None
+    if not (plan.features_only or top is not None):
+        return None
+    examples = sets.held or sets.replayed
+    x = plan.features.of([e.text for e in examples])
+    return CalibrationSet(
+        examples, plan.parent(x), predictor(plan, examples, x, top), held_out=bool(sets.held)
+    )
 
 
 def train_model(
@@ -152,9 +241,13 @@ def train_model(
 ) -> TrainOutcome:
     """Train ``model`` on ``data`` (new labels' examples) without forgetting its old labels.
 
+    The model's task decides what an example is (:mod:`.tasks`): a text and its label
+    (:class:`~headsurgeon.data.Example`, sequence classification) or a sentence's words and
+    their tags (:class:`~headsurgeon.token_data.Sentence`, token classification).
+
     Args:
         model: a classification model whose head already has every label of ``data``.
-        tokenizer: its tokenizer.
+        tokenizer: its tokenizer (a fast one for token classification).
         data: training examples (usually of the new labels, may include old ones).
         replay: old examples: ``options.calibrate_per_label`` per old label are held out to
             calibrate the new biases against the gate (:mod:`.calibration`), and
@@ -187,149 +280,48 @@ def train_model(
             example of any new label.
         OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
     """
-
-    from ..locate import locate_head
+    from ..checks import DEFAULT_MAX_DROP
     from . import modules as M
+    from .plan import make_plan
+    from .tasks import task_for
+    from .trainer import FeatureModel
 
     options = options or TrainOptions()
     start = time.perf_counter()
-    labels = _labels.labels_of(model.config)
-    check_labels(data, labels, source="data")
-    check_labels(
-        replay, labels, source="replay", only_known="replay must hold only the model's labels"
-    )
-    if holdout is not None:
-        check_labels(
-            holdout,
-            labels,
-            source="holdout",
-            only_known="holdout must hold only the model's labels",
-        )
+    task_for(model).check_data(data, replay, holdout, _labels.labels_of(model.config))
     if (options.seeds > 1 or options.eval_every) and not holdout:
         raise OptionsError("seeds > 1 and eval_every need a holdout to score on (--holdout)")
-    if old_labels is None:
-        seen = {e.label for e in data}
-        old_labels = [n for n in labels if n not in seen]
-    old_labels = [n for n in labels if n in set(old_labels)]
-    new_labels = [n for n in labels if n not in set(old_labels)]
-    require_examples(data, new_labels, "the data")
-    _warn_unseen(data, new_labels)
-    old_ids = [labels.index(n) for n in old_labels]
-    head = locate_head(model, head_path)
-    tokenizer = right_padded(tokenizer)
-    device = resolve_device(options.device)
-    processes.start(device)
-    if not processes.is_main():  # one set of bars: the main process's
-        options = dataclasses.replace(options, progress=False)
-    model.to(device).eval()
-    frozen = options.freeze == "backbone"
-    wants_probe = (frozen and (options.train_neck or options.train_layers)) or options.llrd != 1
-    probe = M.probe_model(model, tokenizer, head.paths) if wants_probe else None
-    neck = M.neck_parameters(model, head.paths, probe) if frozen and options.train_neck else []
-    features_only = frozen and options.train_layers == 0 and not neck
-    if features_only and len(head.paths) > 1:
-        raise OptionsError(
-            "a model with parallel heads cannot train on cached features: use --freeze none"
-        )
-
-    calibrating = options.calibrate is not None and bool(new_labels) and frozen
-    held, rest = split_slice(
-        replay, old_labels, options.calibrate_per_label if calibrating else 0, options.seed
-    )
-    parent = parent_head(model, head.paths[0], old_ids)
-    feats = FeatureStore(model, tokenizer, head.paths[0], options, feature_cache)
-    confusable = []
-    if options.replay_per_label and options.replay_confusable and replay:
-        data_x = feats.of([e.text for e in data])  # a few texts: the new examples
-        confusable = confusable_labels(parent(data_x), data, old_labels, options.replay_confusable)
-    replayed = sample_replay(
-        rest, old_labels, options.replay_per_label, options.seed, whole=confusable
-    )
-    train_rows = list(data) + replayed
-    need_train_feats = (
-        features_only or options.distill > 0 or imprint_wanted(options) or calibrating
-    )
-    hidden_cache = {} if hidden_cache is None else hidden_cache
-    cut = top_cut(model, tokenizer, head, options, neck)
-    _share_caches(
-        model, tokenizer, head, options, cut, feats, hidden_cache, train_rows,
-        [*(holdout or []), *held], need_train_feats,
+    tolerance = Tolerance(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
+    plan = make_plan(
+        model, tokenizer, data, old_labels=old_labels, options=options, tolerance=tolerance,
+        head_path=head_path, caches=(feature_cache, hidden_cache),
     )  # fmt: skip
-    if cut is not None and (need_train_feats or holdout):
-        # the top-blocks path caches block inputs anyway: take the features from the same pass
-        texts = [e.text for e in [*train_rows, *(holdout or []), *held]]
-        cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feats.cache)
-    train_x = feats.of([e.text for e in train_rows]) if need_train_feats else None
-    hold_x = feats.of([e.text for e in holdout]) if holdout else None
-
-    initialised = init_new_rows(
-        model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
-    )
-    trainable = M.set_trainable(model, head.paths, options.freeze, options.train_layers, neck)
-    reinit = (
-        M.reinit_top_blocks(model, head.paths, options.reinit_top) if options.reinit_top else []
-    )
-    if options.protect_old_rows:
-        M.protect_heads(model, head.paths, old_ids)
-    depths = M.layer_depths(model, head.paths, probe)
-    top, train_h, hold_h = top_blocks(
-        model, tokenizer, options, train_rows, holdout, hidden_cache, cut, probe, extra=held
-    )
-
-    new_set = set(new_labels)
-    rows = []
-    for i, e in enumerate(train_rows):
-        row = {
-            "label": labels.index(e.label),
-            "weight": options.new_weight if e.label in new_set else 1.0,
-        }
-        if features_only:
-            row["features"] = train_x[i]
-        else:
-            row["text"] = e.text
-        if top is not None:
-            row["hidden"] = train_h[i]
-        if options.distill > 0:
-            row["parent_logits"] = parent(train_x[i : i + 1])[0]
-        rows.append(row)
-
-    from .trainer import FeatureModel
-
-    if features_only:
-        trained = FeatureModel(model.get_submodule(head.paths[0]))
+    require_examples(data, plan.new_labels, "the data", plan.task)
+    _warn_unseen(plan, data)
+    sets = _sets(plan, data, replay, holdout)
+    train_x, hold_x = _fill_caches(plan, sets)
+    initialised = init_new_rows(plan, trained_labels, data, sets.train, train_x)
+    trainable, reinit, depths = _what_trains(plan)
+    top = top_blocks(plan, keys(plan, [*sets.train, *sets.scored]))
+    train_h = [plan.hidden_cache[k] for k in keys(plan, sets.train)] if top is not None else None
+    rows = plan.task.rows(plan, sets.train, train_x, train_h)
+    if plan.features_only:
+        trained = FeatureModel(model.get_submodule(plan.head.paths[0]))
     elif top is not None:
         trained, depths = top, {f"model.{n}": d for n, d in depths.items()}
     else:
         trained = model
-    predict = predictor(
-        model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options
-    )
-    scorer = holdout_scorer(model, predict, holdout, labels) if holdout else None
-    calibration = None
-    if calibrating and (held or replayed) and (features_only or top is not None):
-        examples = held or replayed
-        x = feats.of([e.text for e in examples])
-        h = [hidden_cache[e.text] for e in examples] if top is not None else None
-        calibration = CalibrationSet(
-            examples,
-            parent(x),
-            predictor(model, tokenizer, head, examples, x, h, top, features_only, options),
-            held_out=bool(held),
-        )
-    uncalibrated = _calibration_skipped(options, held or replayed, new_labels, calibration)
+    predict = predictor(plan, holdout, hold_x, top) if holdout else None
+    scorer = holdout_scorer(plan, predict, holdout) if holdout else None
+    calibration = _calibration_set(plan, sets, top)
+    uncalibrated = _calibration_skipped(plan, sets.held or sets.replayed, calibration)
     main = processes.is_main()  # the others train with it, then leave the rest to it
     try:
-        runs = _run_seeds(trained, rows, tokenizer, options, old_ids, depths, scorer, features_only)
-        M.fuse_heads(model, head.paths)
+        runs = _run_seeds(plan, trained, rows, depths, scorer)
+        M.fuse_heads(model, plan.head.paths)
         model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
-        calibrated = (
-            _calibrate(
-                model, head, labels, new_labels, calibration, options, max_drop, max_label_drop
-            )
-            if main
-            else None
-        )
-        heads = [p for path in head.paths for p in model.get_submodule(path).parameters()]
+        calibrated = _calibrate(plan, calibration) if main else None
+        heads = [p for path in plan.head.paths for p in model.get_submodule(path).parameters()]
         calibrated = processes.share_from_main(heads, calibrated)
         child_logits = predict() if holdout and main else None
     finally:
@@ -337,36 +329,28 @@ def train_model(
             top.restore()
     report = logits = None
     if holdout and main:
-        from ..checks import DEFAULT_MAX_DROP, compare
-
-        logits = (parent(hold_x), child_logits)
-        report = compare(
-            *logits,
-            holdout,
-            old_labels,
-            labels,
-            max_drop=DEFAULT_MAX_DROP if max_drop is None else max_drop,
-            max_label_drop=max_label_drop,
-        )
+        logits = (plan.parent(hold_x), child_logits)
+        report = plan.task.report(plan, holdout, *logits, tolerance)
     stats = {
+        "task": plan.task.name,
         "data_examples": len(data),
-        "replay_examples": len(replayed),
-        "replayed_whole": confusable,
+        "replay_examples": len(sets.replayed),
+        "replayed_whole": sets.confusable,
         "holdout_examples": len(holdout) if holdout else 0,
-        "old_labels": len(old_labels),
-        "new_labels": new_labels,
+        "old_labels": len(plan.old_labels),
+        "new_labels": plan.new_labels,
         "initialised": initialised,
         "trainable_parameters": sum(
             p.numel() for n, p in model.named_parameters() if n in set(trainable)
         ),
         "reinitialised_blocks": reinit,
-        "neck_parameters": neck,
-        "features_cached": features_only,
+        "neck_parameters": plan.neck,
+        "features_cached": plan.features_only,
         "block_inputs_cached": top is not None,
         "calibrated_bias_shifts": calibrated.get("shifts", {}),
         "calibration": calibrated,
         "calibration_skipped": uncalibrated,
-        "device": device,
+        "device": plan.device,
         "processes": processes.count(),
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
@@ -374,18 +358,18 @@ def train_model(
     return TrainOutcome(model, report, stats, logits)
 
 
-def _calibrate(model, head, labels, new_labels, calibration, options, max_drop, max_label_drop):
+def _calibrate(plan, calibration):
     """Run the calibration (``{}`` when there is none, or the head has no bias)."""
-    from ..checks import DEFAULT_MAX_DROP
-
     if calibration is None:
         return {}
-    linear = model.get_submodule(head.paths[0])
+    linear = plan.model.get_submodule(plan.head.paths[0])
     if linear.bias is None:
-        logger.warning("the head %s has no bias: --calibrate has nothing to shift", head.paths[0])
+        logger.warning(
+            "the head %s has no bias: --calibrate has nothing to shift", plan.head.paths[0]
+        )
         return {}
-    tolerance = Tolerance(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
-    return Calibration(labels, new_labels, options, tolerance).run(calibration, linear)
+    calibration_run = Calibration(plan.labels, plan.new_labels, plan.options, plan.tolerance)
+    return calibration_run.run(calibration, linear)
 
 
 def _training_args(options: TrainOptions, seed: int, output_dir: str):
@@ -416,9 +400,7 @@ def _training_args(options: TrainOptions, seed: int, output_dir: str):
     )
 
 
-def _run_seeds(
-    trained, rows, tokenizer, options, old_ids, depths, scorer, features_only
-) -> list[dict]:
+def _run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
     """Train once per seed through :class:`HeadsurgeonTrainer`; keep the best seed's weights."""
     from .trainer import (
         SWA,
@@ -426,11 +408,11 @@ def _run_seeds(
         KeepBest,
         Rows,
         load_trainable,
-        make_collator,
         quiet_bars,
         trainable_state,
     )
 
+    options, features_only = plan.options, plan.features_only
     initial = trainable_state(trained)
     best_score, best_state, runs, trial_bar = None, None, [], None
     # Trainer makes its output_dir even when it saves nothing: a scratch folder that a killed
@@ -463,9 +445,9 @@ def _run_seeds(
                 model=trained,
                 args=args,
                 train_dataset=Rows(rows),
-                data_collator=make_collator(tokenizer, options.max_length),
+                data_collator=plan.task.collator(plan.tokenizer, options.max_length),
                 callbacks=callbacks,
-                old_ids=old_ids,
+                old_ids=plan.old_ids,
                 distill=options.distill,
                 temperature=options.temperature,
                 depths=depths if trained is not None and not features_only else {},

@@ -254,7 +254,8 @@ def head_inputs(
     max_length: int = 128,
     device=None,
     progress: bool = False,
-) -> torch.Tensor:
+    pick=None,
+):
     """The head's inputs (backbone features) for ``texts``, captured by a forward pre-hook.
 
     A head applied to every position (decoder classifiers: Llama's or GPT-2's ``score``) gives
@@ -262,13 +263,15 @@ def head_inputs(
     input at the position whose head output equals the model's logits.
 
     One batched eval pass (``torch.inference_mode``); returns ``float32[n, in_features]`` on CPU.
+    With ``pick`` (a task's ``pick(head, head_path, captured, output, encoding)``, see
+    :mod:`.tasks`) the features of each text are what it picks, returned as a list.
     """
     from ..predict import eval_batches
 
     head = model.get_submodule(head_path)
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
-    out = torch.zeros(len(texts), head.in_features)
+    out = torch.zeros(len(texts), head.in_features) if pick is None else [None] * len(texts)
     try:
         for idx, batch in eval_batches(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
@@ -276,7 +279,13 @@ def head_inputs(
         ):  # fmt: skip
             captured.clear()
             output = model(**batch)
-            out[torch.tensor(idx)] = _one_vector(head, head_path, captured, output)
+            if pick is None:
+                out[torch.tensor(idx)] = _one_vector(head, head_path, captured, output)
+            else:
+                for i, value in zip(
+                    idx, pick(head, head_path, captured, output, batch), strict=True
+                ):
+                    out[i] = value
     finally:
         hook.remove()
     return out
@@ -420,13 +429,15 @@ def block_inputs(
     max_length: int = 128,
     progress: bool = False,
     head_path: str | None = None,
+    pick=None,
 ):
     """The hidden states entering ``blocks[index]`` for each text, trimmed to its tokens
     (``index == len(blocks)``: the output of the last block).
 
     One eval pass that stops there. Returns ``float32[tokens, hidden]`` per text (CPU). With
     ``head_path`` the pass runs to the end and also captures the head's inputs (as
-    :func:`head_inputs`): returns ``(hidden_states, features)``, both from the same pass.
+    :func:`head_inputs`, ``pick`` likewise): returns ``(hidden_states, features)``, both from
+    the same pass.
 
     Raises:
         UnsupportedModelError: the block's input is not one ``[batch, tokens, hidden]`` tensor
@@ -455,7 +466,9 @@ def block_inputs(
     head = None if stop else model.get_submodule(head_path)
     if head is not None:
         hooks.append(head.register_forward_pre_hook(lambda _m, a: at_head.append(a[0].detach())))
-        features = torch.zeros(len(texts), head.in_features)
+        features = (
+            torch.zeros(len(texts), head.in_features) if pick is None else [None] * len(texts)
+        )
     out: list[torch.Tensor | None] = [None] * len(texts)
     try:
         for idx, batch in eval_batches(
@@ -478,8 +491,13 @@ def block_inputs(
             lengths = batch["attention_mask"].sum(1).tolist()
             for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
                 out[i] = h[row, : int(n)].float().cpu().clone()
-            if head is not None:
+            if head is not None and pick is None:
                 features[torch.tensor(idx)] = _one_vector(head, head_path, at_head, output)
+            elif head is not None:
+                for i, value in zip(
+                    idx, pick(head, head_path, at_head, output, batch), strict=True
+                ):
+                    features[i] = value
     finally:
         for hook in hooks:
             hook.remove()

@@ -14,6 +14,8 @@ from ..errors import OptionsError
 FREEZE_CHOICES = ("backbone", "none")
 INIT_CHOICES = ("imprint", "mean", "zeros", "normal")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+#: token classification: what the new data's annotators tagged (the new types only, or all)
+ANNOTATED_CHOICES = ("new", "all")
 
 # Defaults, picked from benchmarks/incremental.py (README "Train new labels").
 DEFAULT_FREEZE = "backbone"
@@ -41,6 +43,7 @@ DEFAULT_MAX_LENGTH = 128
 DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
+DEFAULT_ANNOTATED = "new"
 DEFAULT_NEW_WEIGHT = 10.0
 #: "gate": against the gate's tolerance on held-out replay; a number: points of the replay; None: off
 DEFAULT_CALIBRATE: float | str | None = "gate"
@@ -115,6 +118,9 @@ class TrainOptions:
         calibrate_label_cap: with ``calibrate``, a new label that would take more than this
             percent of any one old label's held-out examples (the parent got right) has its
             shift lowered until it does not; ``None``: no cap.
+        annotated: token classification only: ``"new"`` (the new data is annotated for the
+            new entity types only, so its ``O`` words learn the parent's distribution over the
+            old tags rather than ``O``) or ``"all"`` (every tag of the new data is gold).
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
         progress: show transformers' progress bars.
     """
@@ -149,12 +155,14 @@ class TrainOptions:
     calibrate_fixes: float = DEFAULT_CALIBRATE_FIXES
     calibrate_precision: float | None = DEFAULT_CALIBRATE_PRECISION
     calibrate_label_cap: float | None = DEFAULT_CALIBRATE_LABEL_CAP
+    annotated: str = DEFAULT_ANNOTATED
     device: str = DEFAULT_DEVICE
     progress: bool = False
 
     def __post_init__(self) -> None:
         _choice("freeze", self.freeze, FREEZE_CHOICES)
         _choice("device", self.device, DEVICE_CHOICES)
+        _choice("annotated", self.annotated, ANNOTATED_CHOICES)
         if self.init is not None:
             _choice("init", self.init, INIT_CHOICES)
         for name in ("train_layers", "replay_per_label", "replay_confusable", "reinit_top",

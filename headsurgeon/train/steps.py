@@ -17,20 +17,27 @@ def imprint_wanted(options: TrainOptions) -> bool:
 
 
 class FeatureStore:
-    """Backbone features (the head's inputs) of texts, from a cache or one batched pass."""
+    """Backbone features (the head's inputs) of texts, from a cache or one batched pass.
 
-    def __init__(self, model, tokenizer, head_path, options, cache):
+    ``task`` (:mod:`.tasks`) picks the features of a text (one vector, or one per word) and
+    stacks those of many (:meth:`of`); :meth:`each` returns them one list entry per text."""
+
+    def __init__(self, model, tokenizer, head_path, options, cache, task=None):
+        from .tasks import SequenceTask
+
         self.model, self.tokenizer, self.head_path, self.options = (
             model,
             tokenizer,
             head_path,
             options,
         )
+        self.task = task or SequenceTask()
         self.cache = {} if cache is None else cache
 
     def of(self, texts: Sequence[str]):
-        import torch
+        return self.task.stack(self.each(texts))
 
+    def each(self, texts: Sequence[str]) -> list:
         from .modules import head_inputs
 
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
@@ -44,9 +51,10 @@ class FeatureStore:
                 batch_size=max(self.options.batch_size, 64),
                 max_length=self.options.max_length,
                 progress=self.options.progress,
+                pick=None if self.task.name == "sequence-classification" else self.task.pick,
             )
             self.cache.update(zip(missing, values, strict=True))
-        return torch.stack([self.cache[t] for t in texts])
+        return [self.cache[t] for t in texts]
 
 
 def parent_head(model, path: str, old_ids: Sequence[int]):
@@ -64,17 +72,17 @@ def parent_head(model, path: str, old_ids: Sequence[int]):
     return logits
 
 
-def init_new_rows(
-    model, head, labels, new_labels, trained_labels, data, train_rows, train_x, options
-):
-    """(Re)initialise new rows that were never trained (or all when ``init`` is explicit)."""
+def init_new_rows(plan, trained_labels, data, train_rows, train_x):
+    """(Re)initialise new rows that were never trained (or all when ``init`` is explicit);
+    ``train_x``: the features of ``train_rows`` (one per row, or a list per row for tokens)."""
     import torch
 
     from ..surgery import _new_rows
 
+    model, labels, options = plan.model, plan.labels, plan.options
     explicit = options.init is not None
-    targets = [n for n in new_labels if explicit or n not in set(trained_labels)]
-    have = {e.label for e in data}
+    targets = [n for n in plan.new_labels if explicit or n not in set(trained_labels)]
+    have = set().union(*(plan.task.labels_in(e) for e in data)) if data else set()
     if not explicit:
         targets = [n for n in targets if n in have]  # imprint needs examples; others keep theirs
     if not targets:
@@ -85,9 +93,10 @@ def init_new_rows(
         missing = [n for n in targets if n not in have]
         if missing:
             raise OptionsError(f"init 'imprint' needs examples of {', '.join(missing)} in the data")
-        feats = {n: train_x[[i for i, e in enumerate(train_rows) if e.label == n]] for n in targets}
-    old_ids = [i for i, n in enumerate(labels) if n not in set(new_labels)]
-    for path in head.paths:
+        grouped = plan.task.labelled_features(train_rows, train_x)
+        feats = {n: grouped[n] for n in targets}
+    old_ids = [i for i, n in enumerate(labels) if n not in set(plan.new_labels)]
+    for path in plan.head.paths:
         linear = model.get_submodule(path)
         old = torch.nn.Linear(linear.in_features, len(old_ids), bias=linear.bias is not None)
         with torch.no_grad():
@@ -136,8 +145,8 @@ def top_cut(model, tokenizer, head, options, neck=()):
     return (blocks, index) if index > 0 else None
 
 
-def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feature_cache=None):
-    """Fill ``hidden_cache`` with the block inputs of ``texts`` at ``cut``, and with a
+def cache_inputs(plan, texts, hidden_cache, feature_cache=None):
+    """Fill ``hidden_cache`` with the block inputs of ``texts`` at ``plan.cut``, and with a
     ``feature_cache`` that too with the head's inputs from the same pass (the bottom blocks run
     once, not once per cache). ``False`` when the blocks do not take one hidden-states tensor
     (the top-blocks path then does not apply)."""
@@ -153,17 +162,19 @@ def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feat
     if not missing:
         return True
     what = "inputs and features" if with_features else "inputs"
-    logger.info("computing block-%d %s of %d texts", cut[1], what, len(missing))
+    logger.info("computing block-%d %s of %d texts", plan.cut[1], what, len(missing))
+    task = plan.task
     try:
         values = block_inputs(
-            model,
-            tokenizer,
+            plan.model,
+            plan.tokenizer,
             missing,
-            *cut,
-            batch_size=max(options.batch_size, 64),
-            max_length=options.max_length,
-            progress=options.progress,
-            head_path=head.paths[0] if with_features else None,
+            *plan.cut,
+            batch_size=max(plan.options.batch_size, 64),
+            max_length=plan.options.max_length,
+            progress=plan.options.progress,
+            head_path=plan.head.paths[0] if with_features else None,
+            pick=None if task.name == "sequence-classification" else task.pick,
         )
     except UnsupportedModelError as e:
         logger.info("%s", e)
@@ -175,76 +186,63 @@ def cache_inputs(model, tokenizer, head, options, texts, cut, hidden_cache, feat
     return True
 
 
-def top_blocks(model, tokenizer, options, train_rows, holdout, cache, cut, probe, extra=()):
-    """With the top-blocks path (``cut``, see :func:`top_cut`; ``probe``: the model's
-    :func:`~.modules.probe_model`): cache the block inputs (of ``extra`` examples too) and wrap
-    the model so only the top blocks run (K=0 with a neck: only the neck and the head).
-    ``(None, None, None)`` when not applicable."""
+def top_blocks(plan, keys):
+    """With the top-blocks path (``plan.cut``, see :func:`top_cut`): cache the block inputs of
+    ``keys`` and wrap the model so only the top blocks run (K=0 with a neck: only the neck and
+    the head). ``None`` when not applicable."""
     from .modules import TopBlocks
 
-    if cut is None:
-        return None, None, None
-    texts = [e.text for e in [*train_rows, *(holdout or []), *extra]]
-    if not cache_inputs(model, tokenizer, None, options, texts, cut, cache):
-        return None, None, None
-    train_h = [cache[e.text] for e in train_rows]
-    hold_h = [cache[e.text] for e in holdout] if holdout else None
-    return TopBlocks(model, *cut, probe.as_tuple), train_h, hold_h
+    if plan.cut is None:
+        return None
+    if not cache_inputs(plan, keys, plan.hidden_cache):
+        return None
+    return TopBlocks(plan.model, *plan.cut, plan.probe.as_tuple)
 
 
-def predictor(model, tokenizer, head, holdout, hold_x, hold_h, top, features_only, options):
-    """A function returning the current model's logits for ``holdout`` (any examples; CPU
-    float32), by the cheapest path: the head on cached features ``hold_x``, the top blocks on
-    cached block inputs ``hold_h``, or the whole model."""
+def predictor(plan, examples, x, top):
+    """A function returning the current model's logits for ``examples`` (CPU float32; per word
+    for tokens), by the cheapest path: the head on their cached features ``x``, the top blocks
+    on their cached block inputs, or the whole model."""
     import torch
 
-    from .trainer import make_collator
+    model, task, options = plan.model, plan.task, plan.options
 
     def predict():
-        if features_only:
-            linear = model.get_submodule(head.paths[0])
+        if plan.features_only:
+            linear = model.get_submodule(plan.head.paths[0])
             with torch.no_grad():
-                return linear(hold_x.to(next(linear.parameters()).device)).float().cpu()
+                return linear(x.to(next(linear.parameters()).device)).float().cpu()
         if top is not None:
-            collate = make_collator(tokenizer, options.max_length)
+            collate = task.collator(plan.tokenizer, options.max_length)
             rows = [
-                {"text": e.text, "hidden": h, "label": 0, "weight": 1.0}
-                for e, h in zip(holdout, hold_h, strict=True)
+                {"text": k, "hidden": plan.hidden_cache[k], "label": 0, "weight": 1.0}
+                for k in map(task.key, examples)
             ]
             out = []
             device = next(model.parameters()).device
             with torch.no_grad():
                 for start in range(0, len(rows), 64):
                     batch = collate(rows[start : start + 64])
-                    batch.pop("labels"), batch.pop("weight")
-                    out.append(
-                        top(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
-                    )
+                    inputs = {k: v.to(device) for k, v in batch.items() if k not in _NOT_INPUTS}
+                    logits = top(**inputs).logits.float().cpu()
+                    out.append(task.from_batch(logits, batch))
             return torch.cat(out)
-        from ..checks import predict_logits
-
-        return (
-            predict_logits(
-                model,
-                tokenizer,
-                [e.text for e in holdout],
-                batch_size=max(options.batch_size, 64),
-                max_length=options.max_length,
-                progress=options.progress,
-                desc="scoring holdout",
-            )
-            .float()
-            .cpu()
-        )
+        return task.predict(model, plan.tokenizer, examples, options)
 
     return predict
 
 
-def holdout_scorer(model, predict, holdout, labels):
-    """Holdout accuracy of the model being trained (every label, old and new)."""
-    import torch
+#: what a training batch holds beside the model's inputs (targets and bookkeeping)
+_NOT_INPUTS = ("labels", "weight", "target", "word_index", "parent_logits")
 
-    gold = torch.tensor([labels.index(e.label) for e in holdout])
+
+def holdout_scorer(plan, predict, holdout):
+    """Holdout score of the model being trained (accuracy, or entity F1 for tokens)."""
+    model = plan.model
+    if plan.task.name == "sequence-classification":
+        score_logits = plan.task.scorer(holdout, plan.labels)
+    else:
+        score_logits = plan.task.scorer(holdout, plan.labels, plan.holdout_lengths)
 
     def score(_trained) -> float:
         was = model.training
@@ -253,6 +251,6 @@ def holdout_scorer(model, predict, holdout, labels):
             logits = predict()
         finally:
             model.train(was)
-        return (logits.argmax(-1) == gold).float().mean().item()
+        return score_logits(logits)
 
     return score

@@ -100,6 +100,8 @@ class HeadsurgeonTrainer(Trainer):
         self.depths, self.llrd = depths, llrd
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if "target" in inputs:
+            return self._target_loss(model, inputs, return_outputs)
         labels = inputs.pop("labels")
         weight = inputs.pop("weight")
         parent = inputs.pop("parent_logits", None)
@@ -117,6 +119,18 @@ class HeadsurgeonTrainer(Trainer):
                 log_target=True,
             ) / self._per_process_mean(torch.tensor(float(len(labels)), device=logits.device))
             loss = loss + self.distill * kl * t * t
+        return (loss, outputs) if return_outputs else loss
+
+    def _target_loss(self, model, inputs, return_outputs):
+        """Cross-entropy against a target distribution per scored position (one-hot for gold
+        tags, the parent's old-tag distribution for distilled ``O`` words), weighted; token
+        batches score their words' first subwords, positions of weight 0 do not count."""
+        target, weight = inputs.pop("target"), inputs.pop("weight")
+        inputs.pop("word_index", None)
+        outputs = model(**inputs)
+        logits = outputs.logits.float()
+        ce = -(target * F.log_softmax(logits, -1)).sum(-1)
+        loss = (ce * weight).sum() / self._per_process_mean(weight.sum()).clamp_min(1e-12)
         return (loss, outputs) if return_outputs else loss
 
     def _per_process_mean(self, local: torch.Tensor) -> torch.Tensor:
