@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 
@@ -36,6 +37,44 @@ class _Calibrate(click.ParamType):
             self.fail(f"expected 'gate' or a number of points, got {value!r}", param, ctx)
 
 
+#: click types of the options whose dataclass type does not say it (``None`` defaults, choices)
+_TYPES = {
+    "freeze": click.Choice(_topt.FREEZE_CHOICES),
+    "init": click.Choice(_topt.INIT_CHOICES),
+    "device": click.Choice(_topt.DEVICE_CHOICES),
+    "annotated": click.Choice(_topt.ANNOTATED_CHOICES),
+    "calibrate": _Calibrate(),
+    "calibrate_precision": float,
+    "calibrate_label_cap": float,
+}
+_METAVARS = {"calibrate_label_cap": "PCT"}
+
+
+def _option(f: dataclasses.Field):
+    """A click option for one :class:`TrainOptions` field: its name, default and help."""
+    flag = "--" + f.name.replace("_", "-")
+    kwargs = {"default": f.default, "help": _topt.HELP.get(f.name)}
+    if isinstance(f.default, bool):
+        return click.option(f"{flag}/--no-{flag[2:]}", f.name, show_default=True, **kwargs)
+    kwargs["type"] = _TYPES.get(f.name, type(f.default))
+    kwargs["show_default"] = f.default is not None
+    if f.name in _METAVARS:
+        kwargs["metavar"] = _METAVARS[f.name]
+    return click.option(flag, f.name, **kwargs)
+
+
+def train_options(command):
+    """Decorate ``command`` with one option per :class:`TrainOptions` field (``progress``
+    follows the terminal), in the dataclass's order, plus ``--no-calibrate``."""
+    command = click.option(
+        "--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate)."
+    )(command)
+    for f in reversed(dataclasses.fields(_topt.TrainOptions)):
+        if f.name != "progress":
+            command = _option(f)(command)
+    return command
+
+
 @main.command()
 @click.argument("model", type=click.Path(file_okay=False))
 @click.option(
@@ -61,225 +100,7 @@ class _Calibrate(click.ParamType):
     type=click.Path(file_okay=False),
     help="New folder for the trained model (written atomically; MODEL is not touched).",
 )
-@click.option(
-    "--freeze",
-    type=click.Choice(_topt.FREEZE_CHOICES),
-    default=_topt.DEFAULT_FREEZE,
-    show_default=True,
-    help="backbone: frozen except the top --train-layers blocks and the neck (--train-neck), whose inputs are computed "
-    "once; none: everything trains.",
-)
-@click.option(
-    "--train-layers",
-    type=int,
-    default=_topt.DEFAULT_TRAIN_LAYERS,
-    show_default=True,
-    help="With --freeze backbone, train the top K encoder blocks with the neck and the head (0: no block; the blocks' "
-    "outputs are computed once).",
-)
-@click.option(
-    "--train-neck/--no-train-neck",
-    default=_topt.DEFAULT_TRAIN_NECK,
-    show_default=True,
-    help="With --freeze backbone, train the neck (the layers between the blocks and the head: BERT's pooler, "
-    "RoBERTa's classifier.dense, a final norm) with the head. --train-layers 0 --no-train-neck: the head alone, "
-    "on cached features.",
-)
-@click.option(
-    "--protect-old-rows/--no-protect-old-rows",
-    default=_topt.DEFAULT_PROTECT_OLD_ROWS,
-    show_default=True,
-    help="Keep the old labels' rows and biases bit-identical.",
-)
-@click.option(
-    "--replay-per-label",
-    type=int,
-    default=_topt.DEFAULT_REPLAY_PER_LABEL,
-    show_default=True,
-    help="Old examples replayed per old label (0: all of --replay).",
-)
-@click.option(
-    "--replay-confusable",
-    type=int,
-    default=_topt.DEFAULT_REPLAY_CONFUSABLE,
-    show_default=True,
-    help="With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
-    "new label's examples as (its near-synonyms, where its false positives and misses are).",
-)
-@click.option(
-    "--distill",
-    type=float,
-    default=_topt.DEFAULT_DISTILL,
-    show_default=True,
-    help="Weight of distillation to the parent's old-label logits (KL); 0: off.",
-)
-@click.option(
-    "--temperature",
-    type=float,
-    default=_topt.DEFAULT_TEMPERATURE,
-    show_default=True,
-    help="Distillation temperature.",
-)
-@click.option(
-    "--init",
-    type=click.Choice(_topt.INIT_CHOICES),
-    default=_topt.DEFAULT_INIT,
-    help="How new rows start. Default: imprint rows never trained (from the data's examples), keep trained ones.",
-)
-@click.option(
-    "--llrd",
-    type=float,
-    default=_topt.DEFAULT_LLRD,
-    show_default=True,
-    help="Layer-wise LR decay: depth d from the top trains at lr*LLRD^d.",
-)
-@click.option(
-    "--warmup",
-    type=float,
-    default=_topt.DEFAULT_WARMUP,
-    show_default=True,
-    help="Linear warmup: ratio of the steps if < 1, else steps.",
-)
-@click.option(
-    "--reinit-top",
-    type=int,
-    default=_topt.DEFAULT_REINIT_TOP,
-    show_default=True,
-    help="Re-initialise the top N encoder blocks first (they must train).",
-)
-@click.option(
-    "--swa/--no-swa",
-    default=_topt.DEFAULT_SWA,
-    show_default=True,
-    help="Stochastic weight averaging over the second half of training.",
-)
-@click.option(
-    "--eval-every",
-    type=int,
-    default=_topt.DEFAULT_EVAL_EVERY,
-    show_default=True,
-    help="Score on --holdout every N steps and keep the best weights (0: off).",
-)
-@click.option(
-    "--early-stopping",
-    type=int,
-    default=_topt.DEFAULT_EARLY_STOPPING,
-    show_default=True,
-    help="Stop after N evaluations without improvement (0: off).",
-)
-@click.option(
-    "--seeds",
-    type=int,
-    default=_topt.DEFAULT_SEEDS,
-    show_default=True,
-    help="Train N seeds, stop weak ones at 30% of the steps, keep the best on --holdout.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=_topt.DEFAULT_SEED,
-    show_default=True,
-    help="First seed (also the replay sample).",
-)
-@click.option("--epochs", type=float, default=_topt.DEFAULT_EPOCHS, show_default=True)
-@click.option(
-    "--lr",
-    type=float,
-    default=_topt.DEFAULT_LR,
-    show_default=True,
-    help="Learning rate (of the head; see --llrd).",
-)
-@click.option("--batch-size", type=int, default=_topt.DEFAULT_BATCH_SIZE, show_default=True)
-@click.option(
-    "--max-length",
-    type=int,
-    default=_topt.DEFAULT_MAX_LENGTH,
-    show_default=True,
-    help="Tokenizer truncation length.",
-)
-@click.option("--weight-decay", type=float, default=_topt.DEFAULT_WEIGHT_DECAY, show_default=True)
-@click.option(
-    "--max-steps",
-    type=int,
-    default=_topt.DEFAULT_MAX_STEPS,
-    show_default=True,
-    help="Cap the training steps (-1: no cap).",
-)
-@click.option(
-    "--new-weight",
-    type=float,
-    default=_topt.DEFAULT_NEW_WEIGHT,
-    show_default=True,
-    help="Loss weight of the new labels' examples relative to replayed ones.",
-)
-@click.option(
-    "--calibrate",
-    type=_Calibrate(),
-    default=_topt.DEFAULT_CALIBRATE,
-    show_default=True,
-    help="After training (frozen backbone or --train-layers, with --replay), shift the new labels' "
-    "biases by one common amount. gate: the largest shift whose old-label drop on replay "
-    "examples held out of training stays within --calibrate-safety of --max-drop; PTS: the "
-    "shift that flips PTS percent of the held-out old examples the parent got right.",
-)
-@click.option("--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate).")
-@click.option(
-    "--calibrate-per-label",
-    type=int,
-    default=_topt.DEFAULT_CALIBRATE_PER_LABEL,
-    show_default=True,
-    help="Old examples per old label held out of --replay to calibrate on (at most a third of a "
-    "label's; 0: calibrate on the training replay).",
-)
-@click.option(
-    "--calibrate-safety",
-    type=float,
-    default=_topt.DEFAULT_CALIBRATE_SAFETY,
-    show_default=True,
-    help="Fraction of --max-drop (and --max-label-drop) the held-out estimate may spend.",
-)
-@click.option(
-    "--calibrate-fixes",
-    type=float,
-    default=_topt.DEFAULT_CALIBRATE_FIXES,
-    show_default=True,
-    help="In the held-out estimate, how much an old example training fixed offsets one it broke "
-    "(1: the gate's own net measure; below 1: fixes on replay the parent was trained on are "
-    "trusted less, as they transfer to new data only in part).",
-)
-@click.option(
-    "--calibrate-precision",
-    type=float,
-    default=_topt.DEFAULT_CALIBRATE_PRECISION,
-    show_default=True,
-    help="Then lower each new label until its false positives on the held-out examples allow "
-    "this precision, were the label as frequent as an average old label (0: no bound).",
-)
-@click.option(
-    "--calibrate-label-cap",
-    type=float,
-    default=_topt.DEFAULT_CALIBRATE_LABEL_CAP,
-    metavar="PCT",
-    help="With --calibrate: lower a new label's bias until it takes at most PCT percent of any "
-    "one old label's held-out examples (the budget then cannot fall on one near-synonym label).",
-    show_default=True,
-)
-@click.option(
-    "--annotated",
-    type=click.Choice(_topt.ANNOTATED_CHOICES),
-    default=_topt.DEFAULT_ANNOTATED,
-    show_default=True,
-    help="Token classification: what --data was annotated for. new: the new entity types only "
-    "(its O words learn the parent's reading, so old entities left untagged are not unlearned); "
-    "all: every tag is gold.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(_topt.DEVICE_CHOICES),
-    default=_topt.DEFAULT_DEVICE,
-    show_default=True,
-    help="auto: GPU when present.",
-)
+@train_options
 @click.option(
     "--max-drop",
     type=float,

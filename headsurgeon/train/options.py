@@ -218,6 +218,81 @@ class TrainOptions:
         return asdict(self)
 
 
+#: the ``train`` command's help of each option (the CLI generates its options from the
+#: dataclass's fields, their defaults and these texts: nothing is written twice)
+HELP = {
+    "freeze": (
+        "backbone: frozen except the top --train-layers blocks and the neck (--train-neck), "
+        "whose inputs are computed once; none: everything trains."
+    ),
+    "train_layers": (
+        "With --freeze backbone, train the top K encoder blocks with the neck and the head (0: "
+        "no block; the blocks' outputs are computed once)."
+    ),
+    "train_neck": (
+        "With --freeze backbone, train the neck (the layers between the blocks and the head: "
+        "BERT's pooler, RoBERTa's classifier.dense, a final norm) with the head. --train-layers "
+        "0 --no-train-neck: the head alone, on cached features."
+    ),
+    "protect_old_rows": "Keep the old labels' rows and biases bit-identical.",
+    "replay_per_label": "Old examples replayed per old label (0: all of --replay).",
+    "replay_confusable": (
+        "With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
+        "new label's examples as (its near-synonyms, where its false positives and misses are)."
+    ),
+    "distill": "Weight of distillation to the parent's old-label logits (KL); 0: off.",
+    "temperature": "Distillation temperature.",
+    "init": (
+        "How new rows start. Default: imprint rows never trained (from the data's examples), "
+        "keep trained ones."
+    ),
+    "llrd": "Layer-wise LR decay: depth d from the top trains at lr*LLRD^d.",
+    "warmup": "Linear warmup: ratio of the steps if < 1, else steps.",
+    "reinit_top": "Re-initialise the top N encoder blocks first (they must train).",
+    "swa": "Stochastic weight averaging over the second half of training.",
+    "eval_every": "Score on --holdout every N steps and keep the best weights (0: off).",
+    "early_stopping": "Stop after N evaluations without improvement (0: off).",
+    "seeds": "Train N seeds, stop weak ones at 30% of the steps, keep the best on --holdout.",
+    "seed": "First seed (also the replay sample).",
+    "lr": "Learning rate (of the head; see --llrd).",
+    "max_length": "Tokenizer truncation length.",
+    "max_steps": "Cap the training steps (-1: no cap).",
+    "new_weight": "Loss weight of the new labels' examples relative to replayed ones.",
+    "calibrate": (
+        "After training (frozen backbone or --train-layers, with --replay), shift the new "
+        "labels' biases by one common amount. gate: the largest shift whose old-label drop on "
+        "replay examples held out of training stays within --calibrate-safety of --max-drop; "
+        "PTS: the shift that flips PTS percent of the held-out old examples the parent got "
+        "right."
+    ),
+    "calibrate_per_label": (
+        "Old examples per old label held out of --replay to calibrate on (at most a third of a "
+        "label's; 0: calibrate on the training replay)."
+    ),
+    "calibrate_safety": "Fraction of --max-drop (and --max-label-drop) the held-out estimate may spend.",
+    "calibrate_fixes": (
+        "In the held-out estimate, how much an old example training fixed offsets one it broke "
+        "(1: the gate's own net measure; below 1: fixes on replay the parent was trained on are "
+        "trusted less, as they transfer to new data only in part)."
+    ),
+    "calibrate_precision": (
+        "Then lower each new label until its false positives on the held-out examples allow "
+        "this precision, were the label as frequent as an average old label (0: no bound)."
+    ),
+    "calibrate_label_cap": (
+        "With --calibrate: lower a new label's bias until it takes at most PCT percent of any "
+        "one old label's held-out examples (the budget then cannot fall on one near-synonym "
+        "label)."
+    ),
+    "annotated": (
+        "Token classification: what --data was annotated for. new: the new entity types only "
+        "(its O words learn the parent's reading, so old entities left untagged are not "
+        "unlearned); all: every tag is gold."
+    ),
+    "device": "auto: GPU when present.",
+}
+
+
 def _choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise OptionsError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
