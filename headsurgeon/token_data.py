@@ -162,13 +162,13 @@ def _conll(path: Path) -> Iterator[Sentence]:
 
 
 def _fields(line: str) -> list[str]:
-    """A CoNLL line's columns: split on tabs when it has any (a token may then hold a space),
-    else on runs of whitespace; empty for a blank line."""
+    """A CoNLL line's columns: with a tab, the token is what comes before the first one (it
+    may hold a space) and the rest splits on whitespace; else all splits on whitespace."""
     if not line.strip():
         return []
     if "\t" in line:
-        token, *rest = (f.strip() for f in line.split("\t"))
-        return [token] + [f for f in rest if f]
+        token, rest = line.split("\t", 1)
+        return [token.strip(), *rest.split()]
     return line.split()
 
 
@@ -182,9 +182,7 @@ def _jsonl(path: Path) -> Iterator[Sentence]:
                 row = json.loads(line)
             except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
                 hint = (
-                    "; a .json file must hold one JSON object per line (JSONL)"
-                    if line_num == 1
-                    else ""
+                    "; the file must hold one JSON object per line (JSONL)" if line_num == 1 else ""
                 )
                 raise DataError(f"{where}: not a JSON object: {_one_line(e)}{hint}") from e
             if not isinstance(row, dict):
@@ -542,8 +540,8 @@ def _sniff_table(lines: list[str], suffix: str) -> tuple[str | None, int]:
     body = rows[1:] if len(rows) > 1 else rows  # the first line may be a header
     if not body:
         return None, 0
-    tokenish = [n for n, line in body if _token_line(line)]
-    if len(tokenish) >= 0.8 * len(body):
+    tokenish = [n for n, line in rows if _token_line(line)]  # the header too: to name a line
+    if len(set(tokenish) & {n for n, _ in body}) >= 0.8 * len(body):
         return "token", tokenish[0]
     texts = [n for n, line in body if _text_line(line)]
     if suffix == ".csv" or len(texts) >= 0.5 * len(body):
