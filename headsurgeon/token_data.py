@@ -8,8 +8,10 @@ No torch; transformers only inside :func:`align`. Three formats:
 * **JSONL** (``.jsonl``, ``.json``), one sentence per line, either ``{"tokens": [...], "tags":
   [...]}`` (``ner_tags`` also, as tag names) or ``{"text": "...", "entities": [[start, end,
   type], ...]}`` with character offsets (end exclusive), as annotation tools export them (the
-  key ``label`` also; a span may be ``{"start": .., "end": .., "label": ..}``). Such a text is
-  split into words by :func:`split_words`; each span must start and end on word boundaries.
+  key ``label`` also; a span may be ``{"start": .., "end": .., "label": ..}``). Offsets count
+  characters (code points, as Python indexes a ``str``); whitespace at a span's edges is
+  dropped. Such a text is split into words by :func:`split_words`; each span must start and
+  end on word boundaries.
 
 With the model's tags (``labels``), :func:`read_sentences` checks that every entity type is
 one the model has and rewrites the tags in the model's scheme (:mod:`headsurgeon.schemes`):
@@ -591,6 +593,31 @@ def align(tokenizer, sentences: Sequence[Sentence], label2id: dict, max_length: 
         OptionsError: ``max_length`` leaves no room for a word.
         DataError: a tag not in ``label2id`` (file and line).
     """
+    _check_tokenizer(tokenizer, max_length)
+    if not sentences:
+        return []
+    enc = tokenizer(
+        [list(s.tokens) for s in sentences],
+        is_split_into_words=True,
+        truncation=True,
+        max_length=max_length,
+    )
+    out = []
+    for i, s in enumerate(sentences):
+        word_ids = enc.word_ids(i)
+        out.append(
+            {
+                "input_ids": list(enc["input_ids"][i]),
+                "attention_mask": list(enc["attention_mask"][i]),
+                "labels": _first_subword_labels(word_ids, s, label2id),
+                "word_ids": list(word_ids),
+            }
+        )
+    _log_unused(sentences, out, max_length)
+    return out
+
+
+def _check_tokenizer(tokenizer, max_length: int) -> None:
     if not getattr(tokenizer, "is_fast", False):
         raise UnsupportedModelError(
             f"the model's tokenizer {type(tokenizer).__name__} is a slow (Python) tokenizer; "
@@ -603,30 +630,18 @@ def align(tokenizer, sentences: Sequence[Sentence], label2id: dict, max_length: 
             f"max_length is {max_length!r}, expected an integer above {room} (the tokenizer's "
             "special tokens)"
         )
-    if not sentences:
-        return []
-    enc = tokenizer(
-        [list(s.tokens) for s in sentences],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=max_length,
-    )
-    out, cut, lost = [], 0, 0
-    for i, s in enumerate(sentences):
-        word_ids = enc.word_ids(i)
-        labels = _first_subword_labels(word_ids, s, label2id)
-        seen = {w for w in word_ids if w is not None}
-        if seen and max(seen) + 1 < len(s.tokens):
-            cut += 1
-        lost += len(set(range(max(seen, default=-1) + 1)) - seen)
-        out.append(
-            {
-                "input_ids": list(enc["input_ids"][i]),
-                "attention_mask": list(enc["attention_mask"][i]),
-                "labels": labels,
-                "word_ids": list(word_ids),
-            }
-        )
+
+
+def _log_unused(sentences: Sequence[Sentence], aligned: list[dict], max_length: int) -> None:
+    """Say how many words have no label: cut off by truncation, or dropped by the tokenizer
+    (a word of characters its normaliser removes)."""
+    cut = dropped = 0
+    for s, a in zip(sentences, aligned, strict=True):
+        seen = {w for w in a["word_ids"] if w is not None}
+        missing = len(s.tokens) - len(seen)
+        truncated = len(a["input_ids"]) >= max_length and max(seen, default=-1) + 1 < len(s.tokens)
+        cut += truncated
+        dropped += missing - (len(s.tokens) - max(seen, default=-1) - 1 if truncated else 0)
     if cut:
         log.warning(
             "%d of %d sentences cut at %d tokens: their last words are not used",
@@ -634,9 +649,8 @@ def align(tokenizer, sentences: Sequence[Sentence], label2id: dict, max_length: 
             len(sentences),
             max_length,
         )
-    if lost:
-        log.warning("%d words became no token at all (the tokenizer dropped them): not used", lost)
-    return out
+    if dropped:
+        log.warning("%d words became no token (the tokenizer removed them): not used", dropped)
 
 
 def _first_subword_labels(word_ids: Sequence[int | None], s: Sentence, label2id: dict) -> list[int]:

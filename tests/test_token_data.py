@@ -494,6 +494,16 @@ def test_truncation_keeps_max_length_and_drops_the_last_words_labels(caplog):
     ]
 
 
+def test_a_word_the_tokenizer_removes_is_logged_and_predicted_as_missing(caplog):
+    s = sentence(["John", "\u200b", "lives"], ["B-PER", "O", "O"])
+    (got,) = align(subword_tokenizer(), [s], LABEL2ID, max_length=16)
+    assert got["word_ids"] == [None, 0, 2, None]
+    assert got["labels"] == [IGNORE, LABEL2ID["B-PER"], 0, IGNORE]
+    assert "1 words became no token" in caplog.text and "cut" not in caplog.text
+    preds = word_predictions(got["word_ids"], ["c", "b", "o", "s"], n_words=3, missing="O")
+    assert preds == ["b", "O", "o"]
+
+
 def test_word_predictions_take_the_first_subword():
     assert word_predictions([None, 0, 0, 1, 2, 2, None], [9, 1, 2, 3, 4, 5, 9]) == [1, 3, 4]
     assert word_predictions([None, 0, 2, None], [0, 1, 2, 3], missing="O") == [1, "O", 2]
