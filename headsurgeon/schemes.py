@@ -24,7 +24,7 @@ PREFIXES = {
     "BILOU": ("B", "I", "L", "U"),
     "IO": ("I",),
 }
-_TAG = re.compile(r"^([A-Z])([-_])(.+)$")
+_TAG = re.compile(r"([A-Z])([-_])(.+)")  # fullmatch: "$" would let a trailing "\n" in
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Scheme:
         """
         if tag == self.outside:
             return None
-        m = _TAG.match(tag)
+        m = _TAG.fullmatch(tag)
         if not m or m.group(2) != self.separator or m.group(1) not in self.prefixes:
             raise LabelError(
                 f"tag {tag!r} is not of the {self.name} scheme (expected {self.outside} or "
@@ -112,7 +112,7 @@ def detect(labels: Sequence[str]) -> Scheme | None:
     for tag in labels:
         if tag == OUTSIDE:
             continue
-        m = _TAG.match(tag)
+        m = _TAG.fullmatch(tag)
         if not m:
             return None
         prefixes.add(m.group(1))
