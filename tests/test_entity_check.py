@@ -133,6 +133,21 @@ def test_bioes_and_io_schemes():
     assert (r.scheme, r.n_old_entities, r.f1_before, r.precision_after, r.recall_after) == ("IO", 2, 1.0, 0.5, 0.5)  # fmt: skip
 
 
+def test_bilou_with_an_underscore_separator():
+    labels = ["O", "B_PER", "I_PER", "L_PER", "U_PER", "B_LOC", "I_LOC", "L_LOC", "U_LOC"]
+    grown = labels + ["B_PROD", "I_PROD", "L_PROD", "U_PROD"]
+    gold = [["B_PER", "L_PER", "O", "U_LOC", "U_PROD"], ["U_PER", "O", "B_LOC", "I_LOC", "L_LOC"]]
+    parent = [["B_PER", "L_PER", "O", "U_LOC", "O"], ["U_PER", "O", "B_LOC", "I_LOC", "L_LOC"]]
+    # LOC: one swallowed by PROD, one left open (no L_LOC: no entity in strict BILOU)
+    child = [["B_PER", "L_PER", "O", "U_PROD", "U_PROD"], ["U_PER", "O", "B_LOC", "I_LOC", "I_LOC"]]
+    r = compare_entities(gold, parent, child, labels, grown)
+    assert (r.scheme, r.old_labels, r.new_labels) == ("BILOU", ["PER", "LOC"], ["PROD"])
+    assert (r.f1_before, r.recall_after, r.flipped_wrong, r.flipped_to_new) == (1.0, 0.5, 2, 1)
+    assert [(row["label"], row["change_pts"]) for row in r.per_label] == [("LOC", -100.0), ("PER", 0.0)]  # fmt: skip
+    m = r.new_label_metrics["PROD"]
+    assert (m["support"], m["predicted"], m["precision"], m["recall"]) == (1, 2, 0.5, 1.0)
+
+
 def test_iob1_gold_is_read_leniently():
     gold = [["I-PER", "I-PER", "O"]]  # IOB1: I- opens the entity
     r = compare_entities(gold, [["B-PER", "I-PER", "O"]], [["B-PER", "I-PER", "O"]], BIO, BIO)
