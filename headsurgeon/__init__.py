@@ -45,6 +45,8 @@ _EXPORTS = {
     "predict_logits": "predict",
     "predict_pair": "predict",
     "CheckReport": "checks",
+    "compare_entities": "entity_check",
+    "EntityCheckReport": "entity_check",
     "record_check": "checks",
     "plot_report": "plot",
     "add_labels_to_checkpoint": "checkpoint",

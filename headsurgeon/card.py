@@ -23,6 +23,8 @@ from typing import Any
 from . import labels as _labels
 from . import record as _record
 from .checks import failure_of
+from .entity_check import KIND as ENTITY_KIND
+from .entity_check import entity_failure_of
 from .models import read_config
 from .uncertainty import describe_drop
 
@@ -196,10 +198,11 @@ def _summary(architecture, record, base, changes: LabelChanges, check) -> str:
         )
     if check is not None and check.get("passed") is False:
         why = check_failure(check)
+        name = check_name(check)
         text += (
-            "\n\n> **Warning:** the last old-label check recorded for this model **failed**"
+            f"\n\n> **Warning:** the last {name} recorded for this model **failed**"
             f"{f' ({_plain(why)})' if why else ''}; it was published anyway (`--force`). "
-            "See *Old-label check* below."
+            f"See *{name.capitalize()}* below."
         )
     return text + "\n"
 
@@ -238,10 +241,23 @@ def report_of(check: dict[str, Any]) -> dict[str, Any]:
     return report if isinstance(report, dict) else check
 
 
+def is_entity_check(check: dict[str, Any]) -> bool:
+    """Whether a recorded check is a token classifier's entity check (``kind == "entities"``,
+    :class:`~headsurgeon.entity_check.EntityCheckReport`); a label check's dict has no ``kind``."""
+    return {**check, **report_of(check)}.get("kind") == ENTITY_KIND
+
+
+def check_name(check: dict[str, Any]) -> str:
+    """``old-type check`` for an entity check, else ``old-label check``."""
+    return "old-type check" if is_entity_check(check) else "old-label check"
+
+
 def check_failure(check: dict[str, Any]) -> str | None:
-    """Why a recorded check failed, in :meth:`CheckReport.failure`'s words (``None``: no reason
-    recorded). A ``check`` event keeps its tolerances beside its ``report``."""
-    return failure_of({**check, **report_of(check)})
+    """Why a recorded check failed, in :meth:`CheckReport.failure`'s (or
+    :meth:`EntityCheckReport.failure`'s) words (``None``: no reason recorded). A ``check`` event
+    keeps its tolerances beside its ``report``."""
+    why = entity_failure_of if is_entity_check(check) else failure_of
+    return why({**check, **report_of(check)})
 
 
 def _added(event: dict[str, Any]) -> list[str]:
@@ -270,7 +286,7 @@ def _event_text(event: dict[str, Any]) -> str:
         return f"**check**: {_verdict(event)}{_fields(event, lead='; ')}"
     text = f"**{_plain(op)}**: {_fields(event) or 'no details recorded'}"
     if isinstance(event.get("check"), dict):
-        text += f"; old-label check {_verdict(event['check'])}"
+        text += f"; {check_name(event['check'])} {_verdict(event['check'])}"
     return text
 
 
@@ -299,13 +315,14 @@ def _scalar(value: Any) -> bool:
 def _verdict(check: dict[str, Any]) -> str:
     report = report_of(check)
     verdict = {True: "passed", False: "**failed**"}.get(check.get("passed"), "ran")
+    measures = (
+        (("f1_before", "entity F1 before"), ("f1_after", "after"))
+        if is_entity_check(check)
+        else (("accuracy_before", "accuracy before"), ("accuracy_after", "after"))
+    )
     facts = [
         f"{label} {_plain(report[key])}"
-        for key, label in (
-            ("accuracy_before", "accuracy before"),
-            ("accuracy_after", "after"),
-            ("drop_pts", "drop (pts)"),
-        )
+        for key, label in (*measures, ("drop_pts", "drop (pts)"))
         if key in report
     ]
     max_drop = check.get("max_drop", report.get("max_drop"))
@@ -327,7 +344,13 @@ def _check_section(check: dict[str, Any] | None) -> str:
     if check is None:
         return ""
     report = report_of(check)
-    out = ["## Old-label check\n", f"Result: {_verdict(check)}.\n"]
+    entities = is_entity_check(check)
+    out = [f"## {check_name(check).capitalize()}\n", f"Result: {_verdict(check)}.\n"]
+    if entities:
+        out.append(
+            "Entity-level F1 with strict matching (seqeval), micro-averaged over the parent's "
+            "entity types, of the parent (before) and this model (after) on the same holdout.\n"
+        )
     rows = [(k, v) for k, v in report.items() if _scalar(v) and v is not None]
     if rows:
         out += ["| measure | value |", "|---|---|"]
@@ -335,16 +358,38 @@ def _check_section(check: dict[str, Any] | None) -> str:
         out.append("")
     per_label = report.get("per_label")
     if isinstance(per_label, list) and per_label and all(isinstance(r, dict) for r in per_label):
-        out += ["### Per old label\n", *_fold(_table(per_label), "Every old label"), ""]
+        what = "old entity type" if entities else "old label"
+        rows = [_entity_row(r) for r in per_label] if entities else per_label
+        out += [f"### Per {what}\n", *_fold(_table(rows), f"Every {what}"), ""]
     for key in ("new_label_metrics", "new_labels"):
         new = report.get(key)
         if isinstance(new, dict) and new:
             rows = [
                 {"label": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in new.items()
             ]
-            out += ["### New labels\n", *_table(rows), ""]
+            out += [f"### New {'entity types' if entities else 'labels'}\n", *_table(rows), ""]
             break
     return "\n".join(out)
+
+
+#: an entity check's per-type columns, as the card names them (before/after are F1)
+_ENTITY_COLUMNS = {
+    "label": "type",
+    "support": "support",
+    "before": "F1 before",
+    "after": "F1 after",
+    "change_pts": "change pts",
+    "precision_before": "P before",
+    "precision_after": "P after",
+    "recall_before": "R before",
+    "recall_after": "R after",
+}
+
+
+def _entity_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An entity check's per-type row with readable column names (unknown keys kept as are)."""
+    named = {_ENTITY_COLUMNS[k]: row[k] for k in _ENTITY_COLUMNS if k in row}
+    return named | {k: v for k, v in row.items() if k not in _ENTITY_COLUMNS}
 
 
 def _fold(lines: list[str], summary: str) -> list[str]:
