@@ -60,8 +60,14 @@ def failure_of(check: dict[str, Any]) -> str | None:
     """Why a check failed, in one sentence, from its dict (:meth:`CheckReport.to_dict`, or the
     ``check`` a ``headsurgeon.json`` event records); ``None`` when no reason is found.
 
-    Works on partial dicts (an older or hand-written record): what is missing is left out.
+    Works on partial dicts (an older or hand-written record): what is missing is left out. An
+    entity check's dict (``kind == "entities"``, token classifiers) is read by
+    :func:`headsurgeon.entity_check.entity_failure_of`.
     """
+    if check.get("kind") == "entities":
+        from .entity_check import entity_failure_of
+
+        return entity_failure_of(check)
     num = (int, float)
     reasons = []
     drop, max_drop = check.get("drop_pts"), check.get("max_drop")
@@ -377,7 +383,7 @@ def check_old_labels(
     child,
     holdout,
     *,
-    max_drop: float = DEFAULT_MAX_DROP,
+    max_drop: float | None = None,
     max_label_drop: float | None = DEFAULT_MAX_LABEL_DROP,
     batch_size: int = DEFAULT_BATCH_SIZE,
     text_column: str = TEXT_COLUMN,
@@ -397,7 +403,9 @@ def check_old_labels(
     Args:
         parent, child: model folders, or ``(model, tokenizer)`` pairs.
         holdout: a ``.csv``/``.tsv``/``.jsonl`` file or a list of :class:`Example`.
-        max_drop: tolerated drop of old-label accuracy, in percentage points.
+        max_drop: tolerated drop of old-label accuracy, in percentage points (default
+            :data:`DEFAULT_MAX_DROP`; token classifiers: of old-type entity F1, default
+            :data:`headsurgeon.entity_check.DEFAULT_MAX_DROP`).
         max_label_drop: tolerated drop of any one old label's accuracy, in points (``None``:
             not checked).
         batch_size, max_length, progress: see :func:`predict_logits`.
@@ -407,8 +415,12 @@ def check_old_labels(
         trust_remote_code: let folders whose config names custom code (``auto_map``) run it.
         allow_pickle: accept ``pytorch_model*.bin`` folders (unpickled with ``weights_only=True``).
 
+    A token classifier (the child's task) is checked by
+    :func:`headsurgeon.entity_check.check_old_types` on a CoNLL/JSONL holdout.
+
     Returns:
-        a :class:`CheckReport` (call :func:`enforce` to refuse a failed one).
+        a :class:`CheckReport`, or an :class:`~headsurgeon.entity_check.EntityCheckReport` for
+        token classifiers (call :func:`enforce` to refuse a failed one).
 
     Raises:
         DataError: unreadable holdout, a holdout label neither model has, no old-label example.
@@ -422,7 +434,21 @@ def check_old_labels(
         >>> print(report.render())
         >>> enforce(report)
     """
+    run = {"batch_size": batch_size, "max_length": max_length, "device": device}
+    trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
+    if _is_token_model(child):  # entity-level F1 on the old types
+        from .entity_check import check_old_types
+
+        return check_old_types(
+            parent, child, holdout, max_drop=max_drop, max_label_drop=max_label_drop,
+            progress=progress, **run, **trust,
+        )  # fmt: skip
+    max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
     check_max_drop(max_drop, max_label_drop)
+    if isinstance(holdout, (str, os.PathLike)):
+        from .token_data import check_data_task
+
+        check_data_task(holdout, token_model=False, option="--holdout")
     examples = (
         read_examples(holdout, text_column=text_column, label_column=label_column)
         if isinstance(holdout, (str, os.PathLike))
@@ -437,7 +463,6 @@ def check_old_labels(
         import torch
 
         device = "cuda" if torch.cuda.is_available() else None
-    trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
     parent, child = (_model_and_tokenizer(s, **trust) for s in (parent, child))
     logger.info("evaluating parent and child on %d holdout examples", len(examples))
     logits = predict_pair(
@@ -457,6 +482,15 @@ def check_old_labels(
         max_drop=max_drop,
         max_label_drop=max_label_drop,
     )
+
+
+def _is_token_model(source) -> bool:
+    from .models import read_config
+    from .tasks import TOKEN, task_of, task_of_model
+
+    if isinstance(source, (str, os.PathLike)):
+        return task_of(read_config(source)) == TOKEN
+    return task_of_model(source[0]) == TOKEN
 
 
 def _model_and_tokenizer(source, **trust: bool):
@@ -495,11 +529,15 @@ def enforce(report: CheckReport, record: dict[str, Any] | None = None) -> None:
     raise GateFailedError(
         report.failure()
         + (f"; worst labels: {worst}" if worst and not report.labels_beyond else "")
-        + f"; {report.flipped_to_new} old example(s) now predict a new label. "
+        + f"; {report.flipped_to_new} {_old_units(report)} now predict a new label. "
         + (f"Train with {untried}, or raise" if untried else "Raise")
         + " --max-drop/--max-label-drop if this is intended",
         report=report,
     )
+
+
+def _old_units(report) -> str:
+    return "old entities" if getattr(report, "kind", None) == "entities" else "old example(s)"
 
 
 def _untried_remedies(record: dict[str, Any] | None) -> str | None:

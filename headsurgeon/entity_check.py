@@ -452,3 +452,51 @@ def _type_metrics(gold, predicted, entity_type: str) -> dict[str, float]:
 def _tagged_new(entity: _Entity, child_tags, scheme: Scheme, new: set[str]) -> bool:
     sentence, start, end, _ = entity
     return any(scheme.type_of(tag) in new for tag in child_tags[sentence][start:end])
+
+
+def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=None, **run):
+    """:func:`~headsurgeon.checks.check_old_labels` for token classifiers: tag the holdout's
+    sentences with both models (a word's tag is its first subword's) and compare them with
+    :func:`compare_entities`.
+
+    Args:
+        parent, child: model folders, or ``(model, tokenizer)`` pairs (fast tokenizers).
+        holdout: a CoNLL/JSONL file (:func:`headsurgeon.token_data.read_sentences`) or a list
+            of :class:`~headsurgeon.token_data.Sentence`.
+        max_drop: tolerated drop of old-type entity F1 in points (default
+            :data:`DEFAULT_MAX_DROP`); max_label_drop: per type.
+        run: ``batch_size``, ``max_length``, ``device``, ``progress``, ``trust_remote_code``,
+            ``allow_pickle`` (as for ``check_old_labels``).
+
+    Raises:
+        DataError: an unreadable holdout, a tag neither model has, no old-type entity.
+    """
+    import os
+
+    from .checks import _labels_of, _model_and_tokenizer
+    from .token_data import check_data_task, read_sentences
+    from .words import predict_word_logits, tags_from_logits
+
+    max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
+    check_max_drop(max_drop, max_label_drop)
+    parent_labels, child_labels = _labels_of(parent), _labels_of(child)
+    if isinstance(holdout, (str, os.PathLike)):
+        check_data_task(holdout, token_model=True, option="--holdout")
+        sentences = read_sentences(holdout, labels=child_labels)
+    else:
+        sentences = list(holdout)
+    if not sentences:
+        raise DataError("the holdout holds no sentence")
+    trust = {k: run.pop(k, False) for k in ("trust_remote_code", "allow_pickle")}
+    words = [s.tokens for s in sentences]
+    lengths = [len(w) for w in words]
+    tags = []
+    for source, labels in ((parent, parent_labels), (child, child_labels)):
+        model, tokenizer = _model_and_tokenizer(source, **trust)
+        kwargs = {k: v for k, v in run.items() if v is not None}
+        logits = predict_word_logits(model, tokenizer, words, desc="tagging holdout", **kwargs)
+        tags.append(tags_from_logits(logits, labels, lengths))
+    return compare_entities(
+        [list(s.tags) for s in sentences], *tags, parent_labels, child_labels,
+        max_drop=max_drop, max_label_drop=max_label_drop,
+    )  # fmt: skip

@@ -30,9 +30,9 @@ from .app import (
 @click.option(
     "--max-drop",
     type=float,
-    default=DEFAULT_MAX_DROP,
-    show_default=True,
-    help="Largest allowed drop of old-label accuracy, in percentage points.",
+    default=None,
+    help="Largest allowed drop in percentage points: of old-label accuracy [default: 0.5]; for "
+    "token classifiers, of old-type entity F1 (strict, micro) [default: 1.0].",
 )
 @max_label_drop_option
 @click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Column of the texts.")

@@ -104,9 +104,9 @@ def train_options(command):
 @click.option(
     "--max-drop",
     type=float,
-    default=_MAX_DROP,
-    show_default=True,
-    help="Tolerated old-label accuracy drop in percentage points.",
+    default=None,
+    help="Largest allowed drop in percentage points: of old-label accuracy [default: 0.5]; for "
+    "token classifiers, of old-type entity F1 (strict, micro) [default: 1.0].",
 )
 @max_label_drop_option
 @click.option(

@@ -258,7 +258,8 @@ def train_model(
             has no example in ``data``); the others are "new".
         trained_labels: new labels whose rows were trained before (not re-initialised unless
             ``options.init`` is given).
-        max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``); the
+        max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``, for
+            token classification ``entity_check.DEFAULT_MAX_DROP`` points of entity F1); the
             calibration spends ``options.calibrate_safety`` of it.
         max_label_drop: the check's per-label tolerance in points (default: not checked).
         head_path: explicit head path(s).
@@ -280,7 +281,6 @@ def train_model(
             example of any new label.
         OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
     """
-    from ..checks import DEFAULT_MAX_DROP
     from . import modules as M
     from .plan import make_plan
     from .tasks import task_for
@@ -288,10 +288,11 @@ def train_model(
 
     options = options or TrainOptions()
     start = time.perf_counter()
-    task_for(model).check_data(data, replay, holdout, _labels.labels_of(model.config))
+    task = task_for(model)
+    task.check_data(data, replay, holdout, _labels.labels_of(model.config))
     if (options.seeds > 1 or options.eval_every) and not holdout:
         raise OptionsError("seeds > 1 and eval_every need a holdout to score on (--holdout)")
-    tolerance = Tolerance(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
+    tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
     plan = make_plan(
         model, tokenizer, data, old_labels=old_labels, options=options, tolerance=tolerance,
         head_path=head_path, caches=(feature_cache, hidden_cache),

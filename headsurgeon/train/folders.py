@@ -14,10 +14,12 @@ from .. import record as _record
 from ..atomic import check_output
 from ..checks import DEFAULT_MAX_DROP, check_max_drop
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
+from ..tasks import TOKEN, task_of
 from ..errors import GateFailedError
 from . import processes
 from .core import require_examples, train_model
 from .options import TrainOptions
+from .tasks import TokenTask
 
 logger = logging.getLogger(__name__)
 
@@ -118,20 +120,19 @@ def train(
     src, output = Path(model_dir), Path(output)
     check_output(src, output, in_place=False)  # the check every writing command shares
     check_max_drop(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
-    read = {"text_column": text_column, "label_column": label_column}
-    examples = read_examples(data, **read)
-    replayed = read_examples(replay, **read) if replay else []
-    held = read_examples(holdout, **read) if holdout else None
-    labels = _labels.labels_of(read_config(src))
+    config = read_config(src)
+    labels = _labels.labels_of(config)
+    files = _Files(data, replay, holdout)
+    if task_of(config) == TOKEN:
+        examples, replayed, held, added = files.read_sentences(labels, add)
+        task = TokenTask()
+    else:
+        examples, replayed, held, added = files.read_examples(labels, add, text_column, label_column)
+        task = None
     record = _record.record_for(src, labels)
     _record.set_base_model(record, base_model)
-    added = [n for n in dict.fromkeys(e.label for e in examples) if n not in labels] if add else []
-    check_labels(examples, labels + added, source=str(data))
-    for role, path, rows in (("--replay", replay, replayed), ("--holdout", holdout, held or [])):
-        only = f"{role} must hold only the model's labels"
-        check_labels(rows, labels + added, source=str(path), only_known=only)
     old = [n for n in record["parent_labels"] if n in labels] or labels
-    require_examples(examples, [n for n in labels + added if n not in old], str(data))
+    require_examples(examples, [n for n in labels + added if n not in old], str(data), task)
 
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(src, trust_remote_code)
@@ -203,6 +204,64 @@ def train(
     model.to("cpu")
     result.output = write_model(model, record, src, output)
     return result
+
+
+@dataclass
+class _Files:
+    """The data files of one ``train``: read for the model's task, checked against its labels."""
+
+    data: Any
+    replay: Any
+    holdout: Any
+
+    def _given(self):
+        return (("--data", self.data), ("--replay", self.replay), ("--holdout", self.holdout))
+
+    def _check_task(self, token_model: bool) -> None:
+        from ..token_data import check_data_task
+
+        for option, path in self._given():
+            if path:
+                check_data_task(path, token_model=token_model, option=option)
+
+    def read_examples(self, labels, add, text_column, label_column):
+        """Sequence classification: ``(data, replay, holdout or None, labels to add)``."""
+        self._check_task(token_model=False)
+        read = {"text_column": text_column, "label_column": label_column}
+        examples = read_examples(self.data, **read)
+        replayed = read_examples(self.replay, **read) if self.replay else []
+        held = read_examples(self.holdout, **read) if self.holdout else None
+        names = dict.fromkeys(e.label for e in examples)
+        added = [n for n in names if n not in labels] if add else []
+        check_labels(examples, labels + added, source=str(self.data))
+        for role, path, rows in (
+            ("--replay", self.replay, replayed),
+            ("--holdout", self.holdout, held or []),
+        ):
+            only = f"{role} must hold only the model's labels"
+            check_labels(rows, labels + added, source=str(path), only_known=only)
+        return examples, replayed, held, added
+
+    def read_sentences(self, labels, add):
+        """Token classification: sentences in the model's tagging scheme; with ``add`` the
+        tags of the data's entity types the model lacks are to be added."""
+        from .. import schemes
+        from ..token_data import entity_types, read_sentences, to_scheme
+
+        self._check_task(token_model=True)
+        raw = read_sentences(self.data)
+        added = []
+        if add:
+            scheme = schemes.detect(labels)
+            have = set(scheme.entity_types(labels)) if scheme else set()
+            missing = [t for t in entity_types(raw) if t not in have]
+            added = schemes.tags_of_types(scheme, labels, missing)
+            added = [t for t in added if t not in labels]
+        grown = labels + added
+        examples = to_scheme(raw, grown)
+        replayed = read_sentences(self.replay, labels=grown) if self.replay else []
+        held = read_sentences(self.holdout, labels=grown) if self.holdout else None
+        return examples, replayed, held, added
 
 
 def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) -> str:

@@ -17,7 +17,6 @@ from typing import Any
 
 from ..data import Example, check_labels
 from ..errors import DataError
-from .options import TrainOptions
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,11 @@ class SequenceTask:
 
     def key(self, example) -> str:
         return example.text
+
+    def default_max_drop(self) -> float:
+        from ..checks import DEFAULT_MAX_DROP
+
+        return DEFAULT_MAX_DROP
 
     def tokenizer(self, tokenizer):
         return tokenizer
@@ -138,6 +142,11 @@ class TokenTask(SequenceTask):
         from ..words import key
 
         return key(example.tokens)
+
+    def default_max_drop(self) -> float:
+        from ..entity_check import DEFAULT_MAX_DROP
+
+        return DEFAULT_MAX_DROP
 
     def tokenizer(self, tokenizer):
         from ..words import WordTokenizer
