@@ -247,8 +247,9 @@ def tags_to_add(labels: Sequence[str], names: Sequence[str]) -> list[str]:
 
 def tags_to_remove(labels: Sequence[str], names: Sequence[str]) -> list[str]:
     """The tags to drop from a token classifier with ``labels``: an entity type stands for all
-    its tags in the model, a label for itself (names that are neither are kept, for the caller's
-    "unknown label" check, unless the labels follow a scheme: then they are refused here).
+    its tags in the model, a label for itself; each once, in the order given.
+
+    On labels that follow no scheme every name is a label (the caller reports unknown ones).
 
     Raises:
         LabelError: a name that is neither a label nor an entity type of the model.
@@ -256,17 +257,17 @@ def tags_to_remove(labels: Sequence[str], names: Sequence[str]) -> list[str]:
     scheme = detect(labels)
     out: list[str] = []
     for name in names:
-        tags = tags_of_type(labels, name) if isinstance(name, str) else []
-        if name in labels or scheme is None or not isinstance(name, str):
+        if scheme is None or not isinstance(name, str) or name in labels:
             out.append(name)
-        elif tags:
-            out.extend(tags)
-        else:
+            continue
+        tags = tags_of_type(labels, name)
+        if not tags:
             raise LabelError(
                 f"{name!r} is neither a label nor an entity type of the model (entity types: "
                 f"{', '.join(scheme.entity_types(labels)) or 'none'}; labels: "
                 f"{_shown_labels(labels)})"
             )
+        out.extend(tags)
     return list(dict.fromkeys(out))
 
 
@@ -292,8 +293,8 @@ def renamed_type(labels: Sequence[str], old: str, new: str) -> list[str] | None:
         raise LabelError(f"OLD and NEW are the same ({old}): nothing to do; give NEW another name")
     if new == OUTSIDE or _TAG.match(new):
         raise LabelError(
-            f"{new!r} is shaped like a tag, but {old} is an entity type: give NEW as an entity "
-            f"type name (e.g. {old}X), or rename the tags one by one"
+            f"{new!r} is shaped like a tag, but {old} is an entity type: give NEW as a type "
+            "name without a prefix (PERSON, not B-PERSON), or rename the tags one by one"
         )
     if new in types or new in labels:
         raise LabelError(
