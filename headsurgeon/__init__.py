@@ -30,6 +30,8 @@ _EXPORTS = {
     "GateFailedError": "errors",
     "HubError": "errors",
     "labels_of": "labels",
+    "task_of": "tasks",
+    "task_of_model": "tasks",
     "HeadRef": "locate",
     "locate_head": "locate",
     "add_labels": "surgery",

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import atomic
+from . import atomic, schemes
 from . import labels as _labels
 from . import record as _record
 from .errors import CheckpointError, HeadSurgeonError, OptionsError
@@ -38,6 +38,7 @@ from .shards import (
     require_weights,
 )
 from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
+from .tasks import TOKEN, task_of, task_of_name
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,11 @@ def inspect_checkpoint(
             (``auto_map``) run it.
 
     Returns:
-        ``{"path", "architecture", "model_type", "head": HeadRef dict, "num_labels", "labels"}``.
+        ``{"path", "architecture", "model_type", "task", "head": HeadRef dict, "num_labels",
+        "labels"}``; ``task`` is ``"sequence-classification"``, ``"token-classification"``,
+        ... or ``"unknown"`` (:mod:`.tasks`). A token classifier also has ``"scheme"`` (``"BIO"``,
+        ``"BIOES"``, ``"BILOU"``, ``"IO"`` or ``None`` when none is recognised) and
+        ``"entity_types"``.
 
     Raises:
         CheckpointError: missing or corrupt config or weights; LabelError: no usable labels;
@@ -86,10 +91,13 @@ def inspect_checkpoint(
     else:
         architecture, head = _inspect_on_meta(folder, raw, trust_remote_code)
     logger.info("%s: head %s found by %s", folder, ", ".join(head["paths"]), head["method"])
+    task = task_of_name(architecture, raw.get("model_type"))
     return {
         "path": str(folder),
         "architecture": architecture,
         "model_type": raw.get("model_type"),
+        "task": task,
+        **(schemes.describe(labels) if task == TOKEN else {}),
         "head": head,
         "num_labels": len(labels),
         "labels": labels,
@@ -129,7 +137,8 @@ def add_labels_to_checkpoint(
 
     Args:
         src: a folder saved with ``save_pretrained``.
-        names: new label names.
+        names: new label names; on a token classifier an entity type (``PRODUCT``) adds every
+            tag of the model's scheme for it (``B-PRODUCT``, ``I-PRODUCT`` in BIO).
         output: a new folder (must not exist, or be empty); ``None`` edits ``src`` in place.
         init: ``mean`` (default), ``zeros`` or ``normal`` (σ = ``initializer_range``).
         bias: ``mean`` (default), ``min`` or ``zeros``.
@@ -162,7 +171,7 @@ def add_labels_to_checkpoint(
     _record.set_base_model({}, base_model)  # validate before any work
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
-    after = _labels.grown(before, names)
+    after = _labels.grown(before, names, task=task_of(config))
     ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
         return _in_memory(src, target, "add-label", "add_labels", names, init=init, bias=bias,
@@ -216,7 +225,8 @@ def remove_labels_from_checkpoint(
 ) -> SurgeryResult:
     """Drop the head rows of ``names`` and re-index the remaining labels densely (order kept).
 
-    Same streaming, atomicity and arguments as :func:`add_labels_to_checkpoint`.
+    Same streaming, atomicity and arguments as :func:`add_labels_to_checkpoint`. On a token
+    classifier an entity type (``PER``) stands for all its tags.
 
     Returns:
         the :class:`~headsurgeon.surgery.SurgeryResult` (``removed`` lists the names dropped).
@@ -230,7 +240,7 @@ def remove_labels_from_checkpoint(
     """
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
-    after, kept = _labels.without(before, names)
+    after, kept = _labels.without(before, names, task=task_of(config))
     ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
         return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path,
@@ -253,8 +263,9 @@ def rename_label_in_checkpoint(
 ) -> list[str]:
     """Rename label ``old`` to ``new`` in the saved model's config; weights are not touched.
 
-    Works for any weight format (only safetensors headers are read, to refuse a truncated or
-    missing checkpoint). With ``output``, the other files are carried over (copied, or
+    On a token classifier ``old`` may be an entity type: all its tags are renamed (``B-PER`` →
+    ``B-PERSON``, ``I-PER`` → ``I-PERSON``). Works for any weight format (only safetensors
+    headers are read, to refuse a truncated or missing checkpoint). With ``output``, the other files are carried over (copied, or
     hard-linked with ``link``).
 
     Returns:
@@ -269,7 +280,7 @@ def rename_label_in_checkpoint(
     """
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
-    after = _labels.renamed(before, old, new)
+    after = _labels.renamed(before, old, new, task=task_of(config))
     require_weights(src)  # weights are carried over unread, but never broken ones
     new_config = dict(config)
     _labels.apply_to_config(new_config, after)

@@ -14,7 +14,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from . import schemes
 from .errors import LabelError
+from .tasks import TOKEN
 
 #: keys some configs keep the label count in instead of ``len(id2label)``: PvtConfig has a real
 #: ``num_labels`` field; timm's wrapper saves ``num_classes`` (and ``label_names``) on disk
@@ -202,17 +204,34 @@ def check_known(existing: Sequence[str], names: Iterable[str]) -> list[str]:
     return names
 
 
-def grown(existing: Sequence[str], names: Iterable[str]) -> list[str]:
-    """Return ``existing`` + validated new ``names`` (new ids follow the old ones in order)."""
+def grown(existing: Sequence[str], names: Iterable[str], *, task: str | None = None) -> list[str]:
+    """Return ``existing`` + validated new ``names`` (new ids follow the old ones in order).
+
+    For a token classifier (``task`` ``"token-classification"``) a name may be an entity type:
+    it stands for every tag of the model's scheme for it (:func:`.schemes.tags_to_add`).
+
+    Raises:
+        LabelError: empty, duplicate or existing names; an entity type the model has; an
+        entity type on a token model whose labels follow no scheme.
+    """
+    names = list(names)
+    if task == TOKEN:
+        names = schemes.tags_to_add(existing, [check_name(n) for n in names])
     return list(existing) + check_new_names(existing, names)
 
 
-def without(existing: Sequence[str], names: Iterable[str]) -> tuple[list[str], list[int]]:
+def without(
+    existing: Sequence[str], names: Iterable[str], *, task: str | None = None
+) -> tuple[list[str], list[int]]:
     """Drop ``names``; return the dense remaining label list and the kept old ids (in order).
+
+    For a token classifier an entity type stands for all its tags (:func:`.schemes.tags_to_remove`).
 
     Raises:
         LabelError: unknown names, duplicates, or removing every label.
     """
+    if task == TOKEN:
+        names = schemes.tags_to_remove(existing, list(names))
     drop = check_known(existing, names)
     if len(set(drop)) != len(drop):
         raise LabelError(f"label name(s) given more than once: {', '.join(sorted(set(drop)))}")
@@ -222,13 +241,20 @@ def without(existing: Sequence[str], names: Iterable[str]) -> tuple[list[str], l
     return [existing[i] for i in kept], kept
 
 
-def renamed(existing: Sequence[str], old: str, new: str) -> list[str]:
+def renamed(existing: Sequence[str], old: str, new: str, *, task: str | None = None) -> list[str]:
     """Return the label list with ``old`` renamed to ``new`` (ids unchanged).
+
+    For a token classifier, ``old`` may be an entity type: every tag of it is renamed
+    (``B-PER`` → ``B-PERSON``; :func:`.schemes.renamed_type`).
 
     Raises:
         LabelError: ``old`` unknown, ``new`` the same as ``old``, not a usable name, or already
-        a label.
+        a label (or entity type).
     """
+    if task == TOKEN and isinstance(old, str) and old not in existing:
+        after = schemes.renamed_type(existing, old, check_name(new))
+        if after is not None:
+            return after
     check_known(existing, [old])
     check_name(new)
     if new == old:

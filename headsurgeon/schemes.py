@@ -132,6 +132,16 @@ def detect(labels: Sequence[str]) -> Scheme | None:
     return None
 
 
+def describe(labels: Sequence[str]) -> dict[str, str | list[str] | None]:
+    """``{"scheme": "BIO" | ... | None, "entity_types": [...]}`` of a token classifier's labels
+    (what ``inspect`` shows)."""
+    scheme = detect(labels)
+    return {
+        "scheme": scheme.name if scheme else None,
+        "entity_types": scheme.entity_types(labels) if scheme else [],
+    }
+
+
 def spans(tags: Sequence[str], scheme: Scheme) -> list[tuple[int, int, str]]:
     """Entity spans ``(start, end, type)`` (end exclusive) of a tag sequence, read leniently:
     ``I-X`` after ``O`` or after another type opens an entity (IOB1), ``B-X`` always opens one,
@@ -167,28 +177,142 @@ def spans(tags: Sequence[str], scheme: Scheme) -> list[tuple[int, int, str]]:
 
 
 def tags_of_types(scheme: Scheme | None, labels: Sequence[str], names: Sequence[str]) -> list[str]:
-    """The tags that ``names`` stand for on a model with ``labels``: an entity type (a name
-    that is not itself a tag of the scheme) becomes all its tags; a raw tag stays itself.
+    """The tags that ``names`` stand for on a model with ``labels``: an entity type becomes all
+    its tags in ``scheme``; a raw tag stays itself.
+
+    A raw tag is a label of the model, ``O``, or a name shaped like a tag (``E-PER``, ``B_X``: one
+    capital letter, ``-`` or ``_``, a type), so tags of exotic schemes can be named one by one.
+    On a model whose labels hold no tag at all (``NOUN``, ``VERB``: a flat label set), every
+    name is raw.
 
     Raises:
-        LabelError: an entity type on a model with no recognisable scheme.
+        LabelError: an entity type on a model whose tags follow no recognisable scheme.
     """
     out: list[str] = []
     for name in names:
-        if name in labels or (scheme is not None and _is_tag(scheme, name)):
+        raw = not isinstance(name, str) or name in labels or name == OUTSIDE or _TAG.match(name)
+        if raw or _flat(scheme, labels):
             out.append(name)
         elif scheme is None:
             raise LabelError(
                 f"{name!r} is not a label of the model and its labels follow no tagging scheme "
-                "(BIO, BIOES, BILOU, IO): name the raw tags to add or remove"
+                f"I recognise (BIO, BIOES, BILOU, IO; found {_shown_labels(labels)}): name the "
+                f"raw tags to add or remove (e.g. B-{name} and I-{name})"
             )
         else:
             out.extend(scheme.tags(name))
     return out
 
 
-def _is_tag(scheme: Scheme, name: str) -> bool:
-    try:
-        return scheme.split(name) is not None
-    except LabelError:
-        return False
+def tags_of_type(labels: Sequence[str], entity_type: str) -> list[str]:
+    """The tags of ``entity_type`` among ``labels`` (in id order); empty when the labels follow
+    no scheme or hold none of its tags."""
+    scheme = detect(labels)
+    if scheme is None:
+        return []
+    return [t for t in labels if t != scheme.outside and scheme.type_of(t) == entity_type]
+
+
+def tags_to_add(labels: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The tags to append to a token classifier with ``labels`` for the ``names`` a user gave.
+
+    An entity type becomes every tag of the model's scheme for it (``PRODUCT`` is ``B-PRODUCT``,
+    ``I-PRODUCT`` in BIO); a raw tag stays itself (see :func:`tags_of_types`).
+
+    Raises:
+        LabelError: an entity type the model already has (any of its tags), or an entity type on
+        a model whose labels follow no recognisable scheme.
+
+    Example:
+        >>> tags_to_add(["O", "B-PER", "I-PER"], ["PRODUCT"])
+        ['B-PRODUCT', 'I-PRODUCT']
+    """
+    scheme = detect(labels)
+    out: list[str] = []
+    for name in names:
+        tags = tags_of_types(scheme, labels, [name])
+        present = tags_of_type(labels, name) if tags != [name] else []
+        if present:
+            missing = [t for t in tags if t not in labels]
+            hint = (
+                f", or name a missing tag of it by itself (--name {missing[0]})" if missing else ""
+            )
+            raise LabelError(
+                f"entity type {name!r} is already in the model ({', '.join(present)}): choose "
+                f"another type{hint}"
+            )
+        out.extend(tags)
+    return out
+
+
+def tags_to_remove(labels: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The tags to drop from a token classifier with ``labels``: an entity type stands for all
+    its tags in the model, a label for itself; each once, in the order given.
+
+    On labels that follow no scheme every name is a label (the caller reports unknown ones).
+
+    Raises:
+        LabelError: a name that is neither a label nor an entity type of the model.
+    """
+    scheme = detect(labels)
+    out: list[str] = []
+    for name in names:
+        if scheme is None or not isinstance(name, str) or name in labels:
+            out.append(name)
+            continue
+        tags = tags_of_type(labels, name)
+        if not tags:
+            raise LabelError(
+                f"{name!r} is neither a label nor an entity type of the model (entity types: "
+                f"{', '.join(scheme.entity_types(labels)) or 'none'}; labels: "
+                f"{_shown_labels(labels)})"
+            )
+        out.extend(tags)
+    return list(dict.fromkeys(out))
+
+
+def renamed_type(labels: Sequence[str], old: str, new: str) -> list[str] | None:
+    """The labels with every tag of entity type ``old`` renamed to type ``new`` (``B-PER`` →
+    ``B-PERSON``, ids unchanged); ``None`` when ``old`` is a label, or the labels follow no
+    scheme (then it is an ordinary label rename).
+
+    Raises:
+        LabelError: ``old`` neither a label nor an entity type; ``new`` shaped like a tag, equal
+        to ``old``, or an entity type (or label) the model already has.
+    """
+    scheme = detect(labels)
+    if old in labels or scheme is None:
+        return None
+    types = scheme.entity_types(labels)
+    if old not in types:
+        raise LabelError(
+            f"{old!r} is neither a label nor an entity type of the model (entity types: "
+            f"{', '.join(types) or 'none'}; labels: {_shown_labels(labels)})"
+        )
+    if new == old:
+        raise LabelError(f"OLD and NEW are the same ({old}): nothing to do; give NEW another name")
+    if new == OUTSIDE or _TAG.match(new):
+        raise LabelError(
+            f"{new!r} is shaped like a tag, but {old} is an entity type: give NEW as a type "
+            "name without a prefix (PERSON, not B-PERSON), or rename the tags one by one"
+        )
+    if new in types or new in labels:
+        raise LabelError(
+            f"{new!r} is already an entity type or label of the model: choose another NEW "
+            f"name, or remove-label {new} first"
+        )
+    renamed = []
+    for tag in labels:
+        parts = scheme.split(tag)
+        hit = parts is not None and parts[1] == old
+        renamed.append(f"{parts[0]}{scheme.separator}{new}" if hit else tag)
+    return renamed
+
+
+def _flat(scheme: Scheme | None, labels: Sequence[str]) -> bool:
+    """Labels with no scheme and no tag-shaped label (a POS tagger's ``NOUN``, ``VERB``)."""
+    return scheme is None and not any(_TAG.match(t) for t in labels if isinstance(t, str))
+
+
+def _shown_labels(labels: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(map(str, labels[:limit])) + (", ..." if len(labels) > limit else "")

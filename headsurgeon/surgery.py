@@ -16,6 +16,7 @@ from typing import Any
 from . import labels as _labels
 from .errors import OptionsError, UnsupportedModelError
 from .locate import HeadRef, locate_head
+from .tasks import task_of_model
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ def add_labels(
 
     Args:
         model: a transformers classification model (changed in place).
-        names: new label names, appended in order after the old ids.
+        names: new label names, appended in order after the old ids. On a token classifier
+            an entity type (``PRODUCT``) adds every tag of the model's scheme for it
+            (``B-PRODUCT``, ``I-PRODUCT`` in BIO); a tag (``B-PRODUCT``) adds itself.
         init: new-row policy, one of :data:`INIT_POLICIES`.
         bias: new-bias policy, one of :data:`BIAS_POLICIES`.
         head_path: explicit head path(s); found automatically when ``None``.
@@ -100,7 +103,7 @@ def add_labels(
     _check_policy("init", init, INIT_POLICIES)
     _check_policy("bias", bias, BIAS_POLICIES)
     before = _labels.labels_of(model.config)
-    after = _labels.grown(before, names)
+    after = _labels.grown(before, names, task=task_of_model(model))
     added = after[len(before) :]
     if init == "imprint":
         _check_features(features, added)
@@ -121,13 +124,15 @@ def remove_labels(
 ) -> SurgeryResult:
     """Drop the rows of ``names`` and re-index the remaining labels densely (old order kept).
 
+    On a token classifier an entity type (``PER``) stands for all its tags.
+
     Raises:
         LabelError: unknown names or removing every label.
     """
     import torch
 
     before = _labels.labels_of(model.config)
-    after, kept = _labels.without(before, names)
+    after, kept = _labels.without(before, names, task=task_of_model(model))
     head = locate_head(model, head_path)
     _check_layout(model, len(after))
     index = torch.tensor(kept)
@@ -145,8 +150,13 @@ def remove_labels(
 
 
 def rename_label(model, old: str, new: str) -> list[str]:
-    """Rename a label in the model's config (weights untouched); return the new label list."""
-    after = _labels.renamed(_labels.labels_of(model.config), old, new)
+    """Rename a label in the model's config (weights untouched); return the new label list.
+
+    On a token classifier ``old`` may be an entity type: all its tags are renamed
+    (``B-PER`` → ``B-PERSON``, ``I-PER`` → ``I-PERSON``).
+    """
+    before = _labels.labels_of(model.config)
+    after = _labels.renamed(before, old, new, task=task_of_model(model))
     _labels.apply_to_config(model.config, after)
     return after
 

@@ -20,7 +20,10 @@ from .app import (
 @trust_remote_code_option
 @json_option
 def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
-    """Show MODEL's architecture, head path(s), head shape, dtype and labels.
+    """Show MODEL's architecture, task, head path(s), head shape, dtype and labels.
+
+    For a token classifier (NER) the task line also names the tagging scheme (BIO, BIOES,
+    BILOU, IO) and the entity types.
 
     Reads config.json and the safetensors headers only (no weights, no torch): fast on any
     size. When the headers leave the head ambiguous, the architecture is built on the meta
@@ -36,11 +39,17 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
     info = inspect_checkpoint(model, trust_remote_code=trust_remote_code)
     head = info["head"]
     labels = ", ".join(f"{i}:{n}" for i, n in enumerate(info["labels"]))
+    task = info["task"].replace("-", " ")
+    if "scheme" in info and info["scheme"]:
+        task += f", scheme: {info['scheme']}, entity types: {', '.join(info['entity_types'])}"
+    elif "scheme" in info:
+        task += ", scheme: none recognised"
     emit(
         as_json,
         info,
         (
             f"architecture: {info['architecture']} ({info['model_type']})\n"
+            f"task:         {task}\n"
             f"head:         {', '.join(head['paths'])}  Linear({head['in_features']} -> {head['out_features']}, "
             f"bias={head['bias']})  dtype {head['dtype']}  [{head['method']}]\n"
             f"labels ({info['num_labels']}): {labels}"
@@ -64,7 +73,13 @@ link_option = click.option(
 @main.command("add-label")
 @click.argument("model", type=click.Path(file_okay=False))
 @click.option(
-    "--name", "names", multiple=True, required=True, help="New label name; repeat for several."
+    "--name",
+    "names",
+    multiple=True,
+    required=True,
+    help="New label name; repeat for several. On a token classifier (NER) an entity type "
+    "(PRODUCT) adds all its tags in the model's scheme (B-PRODUCT, I-PRODUCT for BIO); a tag "
+    "(B-PRODUCT) adds itself.",
 )
 @click.option(
     "-o",
@@ -115,6 +130,7 @@ def add_label(
     Examples:
       headsurgeon add-label model/ --name lost_or_stolen_card -o grown/
       headsurgeon add-label model/ --name a --name b            # in place
+      headsurgeon add-label ner/ --name PRODUCT -o grown/       # B-PRODUCT, I-PRODUCT
     """
     from ..checkpoint import add_labels_to_checkpoint
 
@@ -161,9 +177,12 @@ def remove_label(
 ) -> None:
     """Drop the labels NAMES from MODEL's head; the others are re-numbered densely, order kept.
 
+    On a token classifier (NER) an entity type (PER) stands for all its tags (B-PER, I-PER).
+
     \b
-    Example:
+    Examples:
       headsurgeon remove-label model/ obsolete_intent -o smaller/
+      headsurgeon remove-label ner/ MISC                # B-MISC and I-MISC
     """
     from ..checkpoint import remove_labels_from_checkpoint
 
@@ -200,16 +219,25 @@ def remove_label(
 def rename_label(model, old, new, output, link, as_json) -> None:
     """Rename label OLD to NEW in MODEL's config (same id; no weight is read or written).
 
+    On a token classifier (NER) OLD may be an entity type: every tag of it is renamed
+    (B-PER -> B-PERSON, I-PER -> I-PERSON).
+
     \b
-    Example:
+    Examples:
       headsurgeon rename-label model/ card_lost lost_or_stolen_card
+      headsurgeon rename-label ner/ PER PERSON
     """
     from ..checkpoint import rename_label_in_checkpoint
+    from ..schemes import tags_of_type
 
     labels = rename_label_in_checkpoint(model, old, new, output, link=link)
     where = output or model
+    if new in labels:
+        ids = f"id {labels.index(new)}"
+    else:  # an entity type: its tags
+        ids = "ids " + ", ".join(f"{labels.index(t)}:{t}" for t in tags_of_type(labels, new))
     emit(
         as_json,
         {"output": str(where), "old": old, "new": new, "labels_after": labels},
-        f"renamed {old} -> {new} (id {labels.index(new)}); wrote {where}",
+        f"renamed {old} -> {new} ({ids}); wrote {where}",
     )
