@@ -210,7 +210,7 @@ def _new_rows(model, old, added, init, bias, features, seed):
         gen.manual_seed(seed) if seed is not None else gen.seed()
         rows = torch.randn(k, weight.shape[1], generator=gen, device=weight.device) * std
     else:  # imprint
-        norm = weight.norm(dim=1).mean()
+        norm = weight.norm(dim=1).mean() if len(weight) else weight.new_tensor(1.0)
         means = torch.stack(
             [torch.as_tensor(features[n]).float().to(weight.device).mean(0) for n in added]
         )
@@ -218,7 +218,10 @@ def _new_rows(model, old, added, init, bias, features, seed):
     biases = None
     if old.bias is not None:
         b = old.bias.detach().float()
-        value = {"mean": b.mean(), "min": b.min(), "zeros": torch.zeros((), device=b.device)}[bias]
+        if bias == "zeros" or not len(b):  # no old bias to take a mean or minimum of
+            value = torch.zeros((), device=b.device)
+        else:
+            value = b.mean() if bias == "mean" else b.min()
         biases = value.expand(k).clone()
     return rows, biases
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..checks import DEFAULT_BATCH_SIZE, DEFAULT_MAX_DROP
+from ..checks import DEFAULT_BATCH_SIZE
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from .app import (
     allow_pickle_option,

@@ -8,7 +8,6 @@ import sys
 
 import click
 
-from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..train import options as _topt  # no torch: options only
 from .app import (

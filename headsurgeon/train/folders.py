@@ -14,8 +14,8 @@ from .. import record as _record
 from ..atomic import check_output
 from ..checks import DEFAULT_MAX_DROP, check_max_drop
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
-from ..tasks import TOKEN, task_of
 from ..errors import GateFailedError
+from ..tasks import TOKEN, task_of
 from . import processes
 from .core import require_examples, train_model
 from .options import TrainOptions
@@ -127,7 +127,9 @@ def train(
         examples, replayed, held, added = files.read_sentences(labels, add)
         task = TokenTask()
     else:
-        examples, replayed, held, added = files.read_examples(labels, add, text_column, label_column)
+        examples, replayed, held, added = files.read_examples(
+            labels, add, text_column, label_column
+        )
         task = None
     record = _record.record_for(src, labels)
     _record.set_base_model(record, base_model)

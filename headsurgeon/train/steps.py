@@ -62,7 +62,7 @@ def parent_head(model, path: str, old_ids: Sequence[int]):
     import torch
 
     head = model.get_submodule(path)
-    idx = torch.tensor(list(old_ids))
+    idx = torch.tensor(list(old_ids), dtype=torch.long)
     w = head.weight.detach().float().cpu()[idx].clone()
     b = None if head.bias is None else head.bias.detach().float().cpu()[idx].clone()
 
@@ -103,7 +103,8 @@ def init_new_rows(plan, trained_labels, data, train_rows, train_x):
             old.weight.copy_(linear.weight[old_ids])
             if linear.bias is not None:
                 old.bias.copy_(linear.bias[old_ids])
-            rows, biases = _new_rows(model, old, targets, init, "mean", feats, options.seed)
+            bias = "mean" if old_ids else "zeros"  # no old row to take a mean of
+            rows, biases = _new_rows(model, old, targets, init, bias, feats, options.seed)
             for j, name in enumerate(targets):
                 i = labels.index(name)
                 linear.weight[i].copy_(rows[j].to(linear.weight))

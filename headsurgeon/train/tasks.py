@@ -352,14 +352,11 @@ def make_token_collator(tokenizer, max_length: int):
 
 
 def task_for(model) -> SequenceTask:
-    """The task of an in-memory model, from its class name."""
-    return (
-        TokenTask() if type(model).__name__.endswith("ForTokenClassification") else SequenceTask()
-    )
+    """The training side of an in-memory model's task (:func:`headsurgeon.tasks.task_of_model`;
+    every task but token classification trains as sequence classification today)."""
+    from ..tasks import TOKEN, task_of_model
 
-
-def annotated_choice(options: TrainOptions) -> str:
-    return options.annotated
+    return TokenTask() if task_of_model(model) == TOKEN else SequenceTask()
 
 
 __all__ = ["Example", "SequenceTask", "TokenTask", "make_token_collator", "task_for"]

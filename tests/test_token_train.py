@@ -1,0 +1,217 @@
+"""Token classification (NER) through train and check: the whole pipeline on tiny models.
+
+The promises: every training path (features, top blocks, whole model) trains a token model and
+keeps its old rows bit-identical; ``--annotated new`` (the default) does not unlearn old entity
+types that the new sentences leave untagged, where ``--annotated all`` does; the gate is
+entity-level F1; wrong data files are one-line errors that write nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from headsurgeon.cli import main
+from headsurgeon.surgery import add_labels
+from headsurgeon.token_data import Sentence
+from headsurgeon.train import TrainOptions, train_model
+from tests.common import WORDS, tiny_bert, tiny_tokenizer, tree_hashes
+
+OLD = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+#: each entity type is two words: a first word from one list, a second from the other
+ENTITIES = {
+    "PER": (["card", "pin"], ["lost", "stolen"]),
+    "LOC": (["atm", "cash"], ["fee", "rate"]),
+    "ORG": (["account", "balance"], ["transfer", "refund"]),
+}
+FILLER = [w for w in WORDS if all(w not in a + b for a, b in ENTITIES.values())]
+
+
+def sentences(n, types, seed, untagged=()):
+    """``n`` sentences of 8 words holding one entity of each of ``types`` (those in
+    ``untagged`` written as ``O``: annotated for the other types only)."""
+    rng, out = random.Random(seed), []
+    for _ in range(n):
+        words, tags = [rng.choice(FILLER) for _ in range(8)], ["O"] * 8
+        for kind, at in zip(types, rng.sample(range(0, 8, 2), len(types)), strict=False):
+            first, second = ENTITIES[kind]
+            words[at], words[at + 1] = rng.choice(first), rng.choice(second)
+            if kind not in untagged:
+                tags[at], tags[at + 1] = f"B-{kind}", f"I-{kind}"
+        out.append(Sentence(tuple(words), tuple(tags), "test", 1))
+    return out
+
+
+def conll(path, rows):
+    path.write_text(
+        "".join(
+            "".join(f"{w}\t{t}\n" for w, t in zip(s.tokens, s.tags, strict=True)) + "\n"
+            for s in rows
+        )
+    )
+    return path
+
+
+def grown_model():
+    model = tiny_bert(OLD, "BertForTokenClassification")
+    add_labels(model, ["ORG"])  # an entity type: the scheme's B-ORG and I-ORG
+    return model
+
+
+def test_surgery_by_type_then_each_training_path_keeps_old_rows():
+    for freeze in ({"train_layers": 0, "train_neck": False}, {}, {"freeze": "none"}):
+        model = grown_model()
+        assert model.config.id2label[5] == "B-ORG" and model.config.id2label[6] == "I-ORG"
+        before = model.classifier.weight.detach().clone()
+        data = sentences(8, ["ORG", "PER"], 1, untagged=("PER",))
+        out = train_model(
+            model, tiny_tokenizer(), data, replay=sentences(8, ["LOC"], 2),
+            options=TrainOptions(max_steps=3, device="cpu", **freeze), old_labels=OLD,
+        )  # fmt: skip
+        stats = out.stats
+        assert stats["task"] == "token-classification"
+        assert stats["features_cached"] == ("train_layers" in freeze)
+        assert stats["block_inputs_cached"] == (freeze == {})
+        assert stats["initialised"] == {"B-ORG": "imprint", "I-ORG": "imprint"}
+        assert torch.equal(model.classifier.weight[:5], before[:5])  # old rows bit-identical
+        assert not torch.equal(model.classifier.weight[5:], before[5:])
+
+
+def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
+    from headsurgeon.train.calibration import Tolerance
+    from headsurgeon.train.plan import make_plan
+    from headsurgeon.train.tasks import TokenTask
+
+    model = grown_model()
+    s = sentences(1, ["ORG", "PER"], 3, untagged=("PER",))[0]
+    x = torch.randn(len(s.tokens), 32)
+    for annotated in ("new", "all"):
+        options = TrainOptions(device="cpu", annotated=annotated, new_weight=7.0)
+        plan = make_plan(
+            model, tiny_tokenizer(), [s], old_labels=OLD, options=options,
+            tolerance=Tolerance(1.0), head_path=None, caches=(None, None),
+        )  # fmt: skip
+        targets, weights = TokenTask().word_targets(plan, s, x, gold_only=annotated == "all")
+        parent = torch.softmax(plan.parent(x), -1)
+        for w, tag in enumerate(s.tags):
+            if tag.endswith("ORG"):  # the new type is gold, weighted as new
+                assert targets[w].argmax().item() == OLD.__len__() + (tag == "I-ORG")
+                assert targets[w].sum() == 1 and weights[w] == 7.0
+            elif annotated == "new":  # O: the parent's distribution over the old tags
+                assert torch.allclose(targets[w, :5], parent[w], atol=1e-6)
+                assert targets[w, 5:].abs().sum() == 0 and weights[w] == 1.0
+            else:
+                assert targets[w, 0] == 1 and targets[w].sum() == 1
+
+
+@pytest.mark.slow
+def test_annotated_new_keeps_old_types_that_annotated_all_unlearns():
+    """A parent that finds PER and LOC; new ORG sentences whose PER/LOC are left untagged, no
+    replay, the whole model trained hard. As gold (--annotated all) the child learns that PER
+    and LOC are O (F1 100 -> 0 here); the default (--annotated new) keeps them."""
+    torch.manual_seed(0)
+    tok = tiny_tokenizer()
+    parent = tiny_bert(OLD, "BertForTokenClassification")
+    full = sentences(40, ["PER"], 1) + sentences(40, ["LOC"], 2) + sentences(40, ["PER", "LOC"], 3)
+    train_model(
+        parent, tok, full, old_labels=[],
+        options=TrainOptions(freeze="none", annotated="all", epochs=8, lr=2e-2, device="cpu", batch_size=16,
+                             calibrate=None, init="normal"),
+    )  # fmt: skip
+    test = sentences(30, ["PER", "ORG"], 9) + sentences(30, ["LOC", "ORG"], 10)
+    new = sentences(30, ["ORG", "PER"], 5, untagged=("PER",))
+    new += sentences(30, ["ORG", "LOC"], 6, untagged=("LOC",))
+    drops = {}
+    for annotated in ("new", "all"):
+        child = copy.deepcopy(parent)
+        add_labels(child, ["ORG"])
+        out = train_model(
+            child, tok, new, holdout=test, old_labels=OLD,
+            options=TrainOptions(annotated=annotated, device="cpu", freeze="none", epochs=8, lr=1e-2, batch_size=16),
+        )  # fmt: skip
+        assert out.report.kind == "entities" and out.report.f1_before > 0.6, out.report.render()
+        drops[annotated] = out.report.drop_pts
+    assert drops["all"] > 15 and drops["new"] < drops["all"] - 10, drops
+
+
+@pytest.fixture
+def ner_folder(tmp_path):
+    model = tiny_bert(OLD, "BertForTokenClassification")
+    model.save_pretrained(tmp_path / "ner")
+    tiny_tokenizer().save_pretrained(tmp_path / "ner")
+    conll(tmp_path / "new.conll", sentences(10, ["ORG", "PER"], 1, untagged=("PER",)))
+    conll(tmp_path / "old.conll", sentences(10, ["PER"], 2) + sentences(10, ["LOC"], 3))
+    conll(tmp_path / "test.conll", sentences(10, ["PER", "ORG"], 4) + sentences(10, ["LOC"], 5))
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_the_readme_pipeline_on_a_token_model(ner_folder):
+    from transformers import AutoModelForTokenClassification
+
+    d = ner_folder
+    before = tree_hashes(d)
+    res = run("inspect", d / "ner")
+    assert "token classification, scheme: BIO, entity types: PER, LOC" in res.output
+    assert run("add-label", d / "ner", "--name", "ORG", "-o", d / "grown").exit_code == 0
+    args = ["--replay", d / "old.conll", "--holdout", d / "test.conll", "--max-steps", "3"]
+    res = run("train", d / "grown", "--data", d / "new.conll", *args, "--max-drop", "100",
+              "--device", "cpu", "-o", d / "tuned", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["task"] == "token-classification" and out["new_labels"] == ["B-ORG", "I-ORG"]
+    assert out["check"]["kind"] == "entities" and out["check"]["old_labels"] == ["PER", "LOC"]
+    tuned, info = AutoModelForTokenClassification.from_pretrained(
+        d / "tuned", output_loading_info=True
+    )
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    parent = AutoModelForTokenClassification.from_pretrained(d / "ner")
+    assert torch.equal(tuned.classifier.weight[:5], parent.classifier.weight)
+    record = json.loads((d / "tuned" / "headsurgeon.json").read_text())
+    assert record["events"][-1]["check"]["kind"] == "entities"
+    res = run("check", d / "ner", d / "tuned", "--holdout", d / "test.conll", "--max-drop", "100")
+    assert res.exit_code == 0 and "old-type check PASSED" in res.output, res.output
+    res = run("check", d / "ner", d / "tuned", "--holdout", d / "test.conll", "--max-drop", "0",
+              "--max-label-drop", "0", "--no-record")  # fmt: skip
+    assert res.exit_code in (0, 3)
+    after = tree_hashes(d)
+    assert {k: v for k, v in after.items() if k in before} == before  # inputs unchanged
+
+
+def test_data_for_the_other_task_is_a_one_line_error(ner_folder, tmp_path):
+    d = ner_folder
+    assert run("add-label", d / "ner", "--name", "ORG", "-o", d / "grown").exit_code == 0
+    csv = tmp_path / "new.csv"
+    csv.write_text("text,label\nmy card was stolen,ORG\n")
+    seq = tmp_path / "seq"
+    tiny_bert().save_pretrained(seq)
+    tiny_tokenizer().save_pretrained(seq)
+    before = tree_hashes(d)
+    for args in (
+        ["train", d / "grown", "--data", csv, "-o", d / "out"],
+        ["train", d / "grown", "--data", d / "new.conll", "--holdout", csv, "-o", d / "out"],
+        ["check", d / "ner", d / "grown", "--holdout", csv],
+    ):
+        res = run(*args)
+        assert res.exit_code == 1 and res.output.startswith("error: "), res.output
+        assert res.output.count("\n") == 1 and "sequence-classification data" in res.output
+        assert not (d / "out").exists()
+    res = run("train", seq, "--data", d / "new.conll", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and "token-classification data" in res.output, res.output
+    assert tree_hashes(d) == before
+
+
+def test_train_add_grows_the_data_entity_types(ner_folder):
+    d = ner_folder
+    res = run("train", d / "ner", "--data", d / "new.conll", "--add", "--max-steps", "2",
+              "--device", "cpu", "-o", d / "tuned", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["added"] == ["B-ORG", "I-ORG"]
