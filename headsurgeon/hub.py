@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import record as _record
-from .card import build_card, check_failure, label_changes, report_of
+from .card import build_card, check_failure, check_name, label_changes, report_of
 from .checkpoint import WEIGHT_PATTERNS
 from .errors import CheckpointError, GateFailedError, HubError, OptionsError
 from .labels import labels_of
@@ -241,11 +241,12 @@ def _check_gate(folder: Path, record: dict[str, Any] | None, force: bool) -> Non
     report = report_of(check)
     why = check_failure(check)
     why = f": {why}" if why else ""
+    name = check_name(check)  # old-label (accuracy) or old-type (entity F1) check
     if force:
-        logger.warning("pushing although the last old-label check failed%s (--force)", why)
+        logger.warning("pushing although the last %s failed%s (--force)", name, why)
         return
     raise GateFailedError(
-        f"refusing to push {folder}: the last old-label check recorded in "
+        f"refusing to push {folder}: the last {name} recorded in "
         f"{_record.RECORD_NAME} failed{why}; fix the model or pass --force to push anyway",
         report=report,
     )

@@ -412,7 +412,9 @@ def test_folder_without_tokenizer(tiny_folder, tiny_text_folder):
 
 def test_cli_defaults_come_from_the_constants():
     params = {p.name: p for p in main.commands["check"].params}
-    assert params["max_drop"].default == DEFAULT_MAX_DROP == 0.5
+    assert params["max_drop"].default is None  # the task's: accuracy or entity F1 points
+    assert f"[default: {DEFAULT_MAX_DROP:g}]" in params["max_drop"].help and DEFAULT_MAX_DROP == 0.5
+    assert "[default: 1]" in params["max_drop"].help
     assert params["batch_size"].default == DEFAULT_BATCH_SIZE
 
 

@@ -16,6 +16,8 @@ import sys
 import click
 
 from .. import __version__
+from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
+from ..entity_check import DEFAULT_MAX_DROP as _ENTITY_MAX_DROP
 from ..errors import HeadSurgeonError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
@@ -115,13 +117,23 @@ def emit(as_json: bool, data, text: str) -> None:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines)."
 )
+max_drop_option = click.option(
+    "--max-drop",
+    type=float,
+    default=None,
+    metavar="PTS",
+    help="Largest allowed drop in percentage points: of old-label accuracy "
+    f"[default: {_MAX_DROP:g}]; for token classifiers, of old-type entity F1 (strict, micro) "
+    f"[default: {_ENTITY_MAX_DROP:g}].",
+)
 max_label_drop_option = click.option(
     "--max-label-drop",
     type=float,
     default=None,
     metavar="PTS",
-    help="Also fail when any one old label's accuracy (its recall on the holdout) drops by more "
-    "than PTS points. Default: only the aggregate is checked.",
+    help="Also fail when any one old label's accuracy (its recall on the holdout; for token "
+    "classifiers one old type's entity F1) drops by more than PTS points. Default: only the "
+    "aggregate is checked.",
 )
 head_path_option = click.option(
     "--head-path",

@@ -13,6 +13,7 @@ from .app import (
     emit,
     json_option,
     main,
+    max_drop_option,
     max_label_drop_option,
     trust_remote_code_option,
 )
@@ -27,13 +28,7 @@ from .app import (
     type=click.Path(dir_okay=False),
     help="Held-out labelled texts (.csv/.tsv/.jsonl) with examples of the parent's labels.",
 )
-@click.option(
-    "--max-drop",
-    type=float,
-    default=None,
-    help="Largest allowed drop in percentage points: of old-label accuracy [default: 0.5]; for "
-    "token classifiers, of old-type entity F1 (strict, micro) [default: 1.0].",
-)
+@max_drop_option
 @max_label_drop_option
 @click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Column of the texts.")
 @click.option(

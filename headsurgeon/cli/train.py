@@ -17,6 +17,7 @@ from .app import (
     head_path_option,
     json_option,
     main,
+    max_drop_option,
     max_label_drop_option,
     trust_remote_code_option,
 )
@@ -100,13 +101,7 @@ def train_options(command):
     help="New folder for the trained model (written atomically; MODEL is not touched).",
 )
 @train_options
-@click.option(
-    "--max-drop",
-    type=float,
-    default=None,
-    help="Largest allowed drop in percentage points: of old-label accuracy [default: 0.5]; for "
-    "token classifiers, of old-type entity F1 (strict, micro) [default: 1.0].",
-)
+@max_drop_option
 @max_label_drop_option
 @click.option(
     "--force", is_flag=True, help="Write OUT even when the check fails (the failure is recorded)."
