@@ -215,3 +215,13 @@ def test_train_add_grows_the_data_entity_types(ner_folder):
               "--device", "cpu", "-o", d / "tuned", "--json")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["added"] == ["B-ORG", "I-ORG"]
+
+
+def test_a_slow_tokenizer_is_refused_before_any_work():
+    from transformers import ByT5Tokenizer
+
+    from headsurgeon.errors import OptionsError
+
+    model = grown_model()
+    with pytest.raises(OptionsError, match="needs a fast tokenizer"):
+        train_model(model, ByT5Tokenizer(), sentences(2, ["ORG"], 1), old_labels=OLD)
