@@ -183,10 +183,7 @@ def train_model(
     finally:
         if top is not None:
             top.restore()
-    report = logits = None
-    if holdout and main:
-        logits = (plan.parent(hold_x), child_logits)
-        report = plan.task.report(plan, holdout, *logits, tolerance)
+    report, logits = _check(plan, holdout, hold_x, child_logits)
     stats = {
         **_data_stats(plan, data, sets),
         "initialised": initialised,
@@ -200,6 +197,15 @@ def train_model(
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
     return TrainOutcome(model, report, stats, logits)
+
+
+def _check(plan, holdout, hold_x, child_logits):
+    """The old-label check on the holdout: ``(report, (parent logits, child logits))``, or
+    ``(None, None)`` without the child's logits (no holdout, or not the main process)."""
+    if child_logits is None:
+        return None, None
+    logits = (plan.parent(hold_x), child_logits)
+    return plan.task.report(plan, holdout, *logits, plan.tolerance), logits
 
 
 def _what_runs(plan, top, depths: dict[str, int]):

@@ -29,11 +29,11 @@ logger = logging.getLogger(__name__)
 
 def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
     """Train once per seed through :class:`~.trainer.HeadsurgeonTrainer`; keep the best seed's
-    weights."""
-    from .schedule import SWA, total_steps, training_args
-    from .trainer import HeadsurgeonTrainer, Rows, quiet_bars
+    weights. Returns one record per seed (steps, loss, score, pruned, kept, ...)."""
+    from .schedule import total_steps, training_args
+    from .trainer import quiet_bars
 
-    options, features_only = plan.options, plan.features_only
+    options = plan.options
     initial = trainable_state(trained)
     best_score, best_state, runs, trial_bar = None, None, [], None
     # Trainer makes its output_dir even when it saves nothing: a scratch folder that a killed
@@ -45,56 +45,17 @@ def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
             seed = options.seed + k
             load_trainable(trained, initial)
             args = training_args(options, seed, str(tmp))
-            steps = total_steps(len(rows), options)
-            callbacks = []
-            swa = None
-            if options.swa:
-                swa = SWA(start=max(1, int(steps * SWA_START)))
-                callbacks.append(swa)
-            keep = None
-            if scorer is not None:
-                trial = max(1, int(steps * SEED_TRIAL)) if options.seeds > 1 else None
-                keep = KeepBest(
-                    scorer,
-                    every=options.eval_every,
-                    patience=options.early_stopping,
-                    trial_step=trial,
-                    trial_bar=trial_bar,
-                )
-                callbacks.append(keep)
-            trainer = HeadsurgeonTrainer(
-                model=trained,
-                args=args,
-                train_dataset=Rows(rows),
-                data_collator=plan.task.collator(plan.tokenizer, options.max_length),
-                callbacks=callbacks,
-                old_ids=plan.old_ids,
-                distill=options.distill,
-                temperature=options.temperature,
-                depths=depths if trained is not None and not features_only else {},
-                llrd=options.llrd,
-            )
+            swa, keep = _callbacks(options, total_steps(len(rows), options), scorer, trial_bar)
+            callbacks = [c for c in (swa, keep) if c is not None]
+            trainer = _trainer(plan, trained, rows, depths, args, callbacks)
             quiet_bars(trainer, options.progress)  # a labelled bar, no metrics dict on stdout
             output = trainer.train()
-            run = {
-                "seed": seed,
-                "steps": output.global_step,
-                "loss": round(processes.mean(output.training_loss), 6),
-            }
-            if swa is not None:
-                run["swa_updates"] = swa.updates
+            runs.append(_seed_record(seed, output, swa, keep))
             if keep is not None:
-                run.update(
-                    score=keep.best,
-                    pruned=keep.pruned,
-                    stopped_early=keep.stopped_early,
-                    history=[[s, round(v, 6)] for s, v in keep.history],
-                )
                 if keep.trial_score is not None and not keep.pruned:
                     trial_bar = max(trial_bar or keep.trial_score, keep.trial_score)
                 if not keep.pruned and (best_score is None or keep.best > best_score):
                     best_score, best_state = keep.best, trainable_state(trained)
-            runs.append(run)
             trainer.optimizer = trainer.lr_scheduler = None
     if best_state is not None:
         load_trainable(trained, best_state)
@@ -103,6 +64,63 @@ def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
             best_score is not None and run.get("score") == best_score and not run.get("pruned")
         )
     return runs
+
+
+def _callbacks(options, steps: int, scorer, trial_bar):
+    """``(swa, keep)`` of one seed's run (``None`` when off): SWA over the last steps, keep-best
+    with early stopping and the seed trial when there is a holdout to score."""
+    from .schedule import SWA
+
+    swa = SWA(start=max(1, int(steps * SWA_START))) if options.swa else None
+    if scorer is None:
+        return swa, None
+    trial = max(1, int(steps * SEED_TRIAL)) if options.seeds > 1 else None
+    keep = KeepBest(
+        scorer,
+        every=options.eval_every,
+        patience=options.early_stopping,
+        trial_step=trial,
+        trial_bar=trial_bar,
+    )
+    return swa, keep
+
+
+def _trainer(plan, trained, rows, depths, args, callbacks):
+    """The :class:`~.trainer.HeadsurgeonTrainer` of one seed's run."""
+    from .trainer import HeadsurgeonTrainer, Rows
+
+    options = plan.options
+    return HeadsurgeonTrainer(
+        model=trained,
+        args=args,
+        train_dataset=Rows(rows),
+        data_collator=plan.task.collator(plan.tokenizer, options.max_length),
+        callbacks=callbacks,
+        old_ids=plan.old_ids,
+        distill=options.distill,
+        temperature=options.temperature,
+        depths=depths if trained is not None and not plan.features_only else {},
+        llrd=options.llrd,
+    )
+
+
+def _seed_record(seed: int, output, swa, keep) -> dict:
+    """What one seed's run did (``output``: Trainer's; the callbacks of :func:`_callbacks`)."""
+    run = {
+        "seed": seed,
+        "steps": output.global_step,
+        "loss": round(processes.mean(output.training_loss), 6),
+    }
+    if swa is not None:
+        run["swa_updates"] = swa.updates
+    if keep is not None:
+        run.update(
+            score=keep.best,
+            pruned=keep.pruned,
+            stopped_early=keep.stopped_early,
+            history=[[s, round(v, 6)] for s, v in keep.history],
+        )
+    return run
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
