@@ -17,6 +17,9 @@ label over another. How far to shift is the question, and the answer comes from 
 
 Without a held-out slice (replay too small to spare one), the training replay stands in and the
 record says so: its examples were trained on, so the estimate is optimistic.
+
+For one run of :func:`~.run.train_model`: :func:`calibration_set` (what to calibrate on),
+:func:`calibration_skipped` (why not, warned once) and :func:`calibrate` (shift the head).
 """
 
 from __future__ import annotations
