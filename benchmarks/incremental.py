@@ -337,7 +337,7 @@ class Bench:
         import torch
 
         from headsurgeon.locate import locate_head
-        from headsurgeon.train.modules import head_inputs
+        from headsurgeon.train.features import head_inputs
 
         path = CACHE / f"features-{self.digest}-len{MAX_LENGTH}.pt"
         cache = torch.load(path) if path.is_file() else {}
@@ -360,7 +360,8 @@ class Bench:
         """text → input of the top-``top`` block (top 0: the blocks' output); cached on disk."""
         import torch
 
-        from headsurgeon.train.modules import block_inputs, encoder_blocks
+        from headsurgeon.train.features import block_inputs
+        from headsurgeon.train.freezing import encoder_blocks
 
         if top in self.hidden:
             return self.hidden[top]

@@ -343,7 +343,7 @@ class _Trainable:
             m = _BLOCK.match(name)
             if m:
                 lists.setdefault(m["list"], set()).add(int(m["i"]))
-        # the encoder's blocks: the longest list (as train.modules.encoder_blocks takes them)
+        # the encoder's blocks: the longest list (as train.freezing.encoder_blocks takes them)
         main = max(lists, key=lambda k: len(lists[k]), default=None)
         k = int(options.get("train_layers", 0) or 0)
         self.blocks = main, (max(lists[main]) + 1 - k if main is not None else 0)

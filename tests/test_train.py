@@ -239,14 +239,13 @@ def make_trainer(model, options, callbacks=(), rows=None):
     """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head).
     Trainer makes its output folder: a fresh temp folder, deleted at exit."""
     from headsurgeon.locate import locate_head
-    from headsurgeon.train.core import _training_args
-    from headsurgeon.train.modules import layer_depths
+    from headsurgeon.train.schedule import layer_depths, training_args
     from headsurgeon.train.trainer import HeadsurgeonTrainer, Rows, make_collator
 
     depths = layer_depths(model, locate_head(model).paths) if hasattr(model, "config") else {}
     return HeadsurgeonTrainer(
         model=model,
-        args=_training_args(options, 0, _scratch()),
+        args=training_args(options, 0, _scratch()),
         train_dataset=Rows(rows or []),
         data_collator=make_collator(None, 8),
         callbacks=list(callbacks),
@@ -294,7 +293,8 @@ def test_warmup_ratio_or_steps(grown_dir, warmup, ramp):
 
 
 def test_swa_averages_with_swalr():
-    from headsurgeon.train.trainer import SWA, FeatureModel
+    from headsurgeon.train.schedule import SWA
+    from headsurgeon.train.trainer import FeatureModel
 
     head = torch.nn.Linear(4, 3)
     model = FeatureModel(head)
@@ -487,7 +487,8 @@ def tiny_mpnet(names):
 def test_llrd_depths_follow_execution_order():
     """MPNet registers ``encoder.relative_attention_bias`` after its blocks but uses it before
     them: with the probe it decays like the embeddings, not at the head's LR."""
-    from headsurgeon.train.modules import layer_depths, probe_model
+    from headsurgeon.train.features import probe_model
+    from headsurgeon.train.schedule import layer_depths
     from tests.common import tiny_tokenizer
 
     model, tok = tiny_mpnet(LABELS), tiny_tokenizer()
@@ -503,12 +504,8 @@ def test_llrd_depths_follow_execution_order():
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "mpnet"])
 def test_top_blocks_on_cached_inputs_match_the_full_model(arch, files):
-    from headsurgeon.train.modules import (
-        TopBlocks,
-        block_inputs,
-        blocks_return_tuples,
-        encoder_blocks,
-    )
+    from headsurgeon.train.features import TopBlocks, block_inputs, blocks_return_tuples
+    from headsurgeon.train.freezing import encoder_blocks
     from headsurgeon.train.trainer import make_collator
     from tests.common import tiny_bert, tiny_distilbert, tiny_roberta, tiny_tokenizer
 
@@ -676,7 +673,7 @@ def test_default_training_across_architectures(arch, train_layers, files):
     figures (computed on the cached path) are those of the returned model."""
     from headsurgeon.checks import predict_logits
     from headsurgeon.surgery import add_labels
-    from headsurgeon.train.modules import encoder_blocks
+    from headsurgeon.train.freezing import encoder_blocks
     from tests.common import tiny_bert, tiny_distilbert, tiny_llama, tiny_roberta, tiny_tokenizer
 
     build = {
@@ -760,7 +757,7 @@ def test_left_padding_tokenizer_takes_the_cached_path(files):
 def test_default_path_takes_features_from_the_block_pass(grown_dir, files, monkeypatch):
     """With the top-blocks path the head's inputs come from the pass that caches the block
     inputs (no second pass through the bottom blocks), and equal a full pass's."""
-    import headsurgeon.train.modules as M
+    import headsurgeon.train.features as M
 
     model, tok = load(grown_dir)
     rows = files["new"] + files["old"] + files["hold"]

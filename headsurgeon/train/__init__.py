@@ -1,14 +1,27 @@
 """Train new labels without forgetting, on top of transformers ``Trainer``.
 
+One file per concept, in the order a run goes through them:
+
 - :mod:`.options`: :class:`TrainOptions`, every default defined once (no torch);
-- :mod:`.modules`: protected heads (old rows as frozen buffers, fused at save), encoder blocks,
-  freezing, backbone-feature capture;
-- :mod:`.trainer`: the ``Trainer`` subclass (distillation loss, depth-wise parameter groups)
-  and callbacks (keep-best/early stopping/seed trials, SWA);
-- :mod:`.replay`: which old examples are replayed and which are held out to calibrate;
+- :mod:`.plan`: :class:`~.plan.TrainPlan`, what one run works on (labels, old/new ids, task,
+  head, device, cut point, caches), built once and passed to every stage;
+- :mod:`.tasks`: the task seam (sequence or token classification): how to read examples,
+  collate a batch, take the head's input, score;
+- :mod:`.replay`: which old examples are replayed, which are held out to calibrate, and the
+  example sets of a run;
+- :mod:`.features`: the one pass that caches features or block inputs; the runner of the top
+  blocks on them; the parent's old-label head;
+- :mod:`.new_rows`: the new labels' rows before training (imprinted from their examples);
+- :mod:`.freezing`: what trains (backbone, top blocks, neck), protected old rows (frozen
+  buffers, fused back at the end);
+- :mod:`.losses`: weighted cross-entropy, distillation on the old labels, soft targets for tokens;
+- :mod:`.schedule`: layer-wise LR decay (LLRD) parameter groups, warm-up, SWA;
+- :mod:`.selection`: seeds, keep-best and early stopping on the holdout;
+- :mod:`.trainer`: the ``Trainer`` subclass that wires losses and schedule in;
 - :mod:`.calibration`: the new labels' bias shift, chosen against the gate on held-out replay;
 - :mod:`.processes`: several processes (torchrun/accelerate): shards, gathering, the main one;
-- :mod:`.core`: :func:`train_model` (in memory, through ``Trainer``); :mod:`.steps` its steps;
+- :mod:`.run`: :func:`train_model` (in memory): plan → cache → train and select → calibrate →
+  check → outcome;
 - :mod:`.folders`: :func:`train` (model folder + data files → gated, atomically written folder).
 """
 
@@ -20,8 +33,8 @@ from .options import TrainOptions
 
 _LAZY = {
     "train": "folders",
-    "train_model": "core",
-    "TrainOutcome": "core",
+    "train_model": "run",
+    "TrainOutcome": "run",
     "TrainResult": "folders",
     "sample_replay": "replay",
 }

@@ -17,6 +17,9 @@ label over another. How far to shift is the question, and the answer comes from 
 
 Without a held-out slice (replay too small to spare one), the training replay stands in and the
 record says so: its examples were trained on, so the estimate is optimistic.
+
+For one run of :func:`~.run.train_model`: :func:`calibration_set` (what to calibrate on),
+:func:`calibration_skipped` (why not, warned once) and :func:`calibrate` (shift the head).
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data import Example
+
+if TYPE_CHECKING:
+    from .replay import ExampleSets
 
 logger = logging.getLogger(__name__)
 
@@ -249,3 +255,56 @@ def _shift_flipping(margins_desc, k: int) -> float:
     if k >= len(margins_desc):
         return -margins_desc[-1].item() + _EPS
     return -margins_desc[k].item() - _EPS
+
+
+def calibration_set(plan, sets: ExampleSets, top) -> CalibrationSet | None:
+    """The old examples one run calibrates on (the held-out slice, else the training replay)
+    with the parent's logits and the child's predictor; ``None`` when the run does not calibrate
+    or nothing cheaper than the whole model can predict them (``top``: the top blocks' runner)."""
+    from .selection import predictor
+
+    if not (plan.calibrating and (sets.held or sets.replayed)):
+        return None
+    if not (plan.features_only or top is not None):
+        return None
+    examples = sets.held or sets.replayed
+    x = plan.features.of([e.text for e in examples])
+    return CalibrationSet(
+        examples, plan.parent(x), predictor(plan, examples, x, top), held_out=bool(sets.held)
+    )
+
+
+def calibration_skipped(plan, replayed, calibration) -> str | None:
+    """Why the default calibration does not run (warned once), or ``None``."""
+    options = plan.options
+    if options.calibrate is None or not plan.new_labels:
+        return None
+    if not plan.task.calibrates:
+        return f"not for {plan.task.name}"
+    if not replayed:
+        logger.warning(
+            "not calibrated: --calibrate counts false positives on replayed old examples and "
+            "there are none; pass --replay (or --no-calibrate)"
+        )
+        return "no replay"
+    if calibration is None:
+        logger.warning(
+            "not calibrated: --calibrate needs the backbone frozen (cached inputs); the new "
+            "biases stay as trained"
+        )
+        return "backbone not frozen"
+    return None
+
+
+def calibrate(plan, calibration: CalibrationSet | None) -> dict[str, Any]:
+    """Run the calibration (``{}`` when there is none, or the head has no bias)."""
+    if calibration is None:
+        return {}
+    linear = plan.model.get_submodule(plan.head.paths[0])
+    if linear.bias is None:
+        logger.warning(
+            "the head %s has no bias: --calibrate has nothing to shift", plan.head.paths[0]
+        )
+        return {}
+    calibration_run = Calibration(plan.labels, plan.new_labels, plan.options, plan.tolerance)
+    return calibration_run.run(calibration, linear)

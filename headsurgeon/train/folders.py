@@ -17,8 +17,8 @@ from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
 from ..errors import GateFailedError
 from ..tasks import TOKEN, task_of
 from . import processes
-from .core import require_examples, train_model
 from .options import TrainOptions
+from .run import require_examples, train_model
 from .tasks import TokenTask
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def train(
     from ..locate import locate_head
     from ..models import load_model, load_tokenizer, read_config
     from ..surgery import add_labels
-    from .modules import top_blocks
+    from .freezing import top_blocks
 
     options = options or TrainOptions()
     src, output = Path(model_dir), Path(output)

@@ -37,7 +37,7 @@ class TrainPlan:
         neck: parameter names of the neck that trains (frozen backbone).
         features_only: only the head trains, on cached features.
         cut: ``(blocks, index)`` of the top-blocks path, else ``None``.
-        features: the :class:`~.steps.FeatureStore` (the head's inputs of texts).
+        features: the :class:`~.features.FeatureStore` (the head's inputs of texts).
         hidden_cache: text → input of the lowest trained block.
         parent: the parent's old-label head, features → old-label logits.
         tolerance: the gate's tolerances.
@@ -87,9 +87,8 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
         OptionsError: a model with parallel heads asked to train on cached features.
     """
     from ..locate import locate_head
-    from . import modules as M
-    from .core import resolve_device
-    from .steps import FeatureStore, parent_head, right_padded, top_cut
+    from .features import FeatureStore, parent_head, probe_model, right_padded, top_cut
+    from .freezing import neck_parameters
     from .tasks import task_for
 
     task = task_for(model)
@@ -108,8 +107,8 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
     model.to(device).eval()
     frozen = options.freeze == "backbone"
     wants_probe = (frozen and (options.train_neck or options.train_layers)) or options.llrd != 1
-    probe = M.probe_model(model, tokenizer, head.paths) if wants_probe else None
-    neck = M.neck_parameters(model, head.paths, probe) if frozen and options.train_neck else []
+    probe = probe_model(model, tokenizer, head.paths) if wants_probe else None
+    neck = neck_parameters(model, head.paths, probe) if frozen and options.train_neck else []
     features_only = frozen and options.train_layers == 0 and not neck
     if features_only and len(head.paths) > 1:
         raise OptionsError(
@@ -138,6 +137,21 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
         parent=parent_head(model, head.paths[0], old_ids),
         data_keys={task.key(e) for e in data},
     )
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``mps`` when available, else ``cpu``; under a
+    launcher ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``)."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    return processes.local_device(device)
 
 
 def keys(plan: TrainPlan, examples: Sequence[Any]) -> list[str]:

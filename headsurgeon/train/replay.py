@@ -6,13 +6,16 @@
   the whole of the *confusable* labels;
 - :func:`confusable_labels`: the old labels the parent reads each new label's examples as (its
   near-synonyms): replaying all of their examples teaches the trained layers the boundary where
-  the new label's false positives and misses are.
+  the new label's false positives and misses are;
+- :func:`example_sets`: which examples one run trains on, replays, holds out and scores
+  (:class:`ExampleSets`).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from ..data import Example, by_label
 
@@ -71,3 +74,38 @@ def confusable_labels(parent_logits, data: Sequence[Example], old_labels: Sequen
         top = probs[rows].mean(0).topk(min(k, probs.shape[1])).indices.tolist()
         chosen.update(dict.fromkeys(old_labels[i] for i in top))
     return list(chosen)
+
+
+@dataclass
+class ExampleSets:
+    """The examples of one run: the new data plus the sampled replay, the holdout, the slice
+    held out of the replay for calibration, and the old labels replayed whole."""
+
+    train: list
+    replayed: list
+    holdout: list | None
+    held: list
+    confusable: list[str]
+
+    @property
+    def scored(self) -> list:
+        return [*(self.holdout or []), *self.held]
+
+
+def example_sets(plan, data, replay, holdout) -> ExampleSets:
+    """Split one run's examples (see :class:`ExampleSets`)."""
+    options = plan.options
+    per_label = options.calibrate_per_label if plan.calibrating else 0
+    if plan.task.calibrates:
+        held, rest = split_slice(replay, plan.old_labels, per_label, options.seed)
+    else:
+        held, rest = [], list(replay)
+    confusable = []
+    if options.replay_per_label and options.replay_confusable and replay and plan.task.calibrates:
+        data_x = plan.features.of([e.text for e in data])  # a few texts: the new examples
+        parent = plan.parent(data_x)
+        confusable = confusable_labels(parent, data, plan.old_labels, options.replay_confusable)
+    replayed = plan.task.sample_replay(
+        rest, plan.old_labels, options.replay_per_label, options.seed, whole=confusable
+    )
+    return ExampleSets(list(data) + replayed, replayed, holdout, held, confusable)

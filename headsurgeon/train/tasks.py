@@ -40,7 +40,7 @@ class SequenceTask:
 
     def pick(self, head, head_path, captured, output, enc) -> list:
         """One feature vector per example from the head's captured input of a batch."""
-        from .modules import _one_vector
+        from .features import _one_vector
 
         return list(_one_vector(head, head_path, captured, output))
 

@@ -1,25 +1,25 @@
-"""The transformers ``Trainer`` subclass and callbacks headsurgeon trains with.
+"""The transformers ``Trainer`` subclass headsurgeon trains with, and what it is fed.
 
 Not a home-made loop: ``torchrun``/``accelerate launch`` give multi-GPU, and the usual Trainer
-machinery (schedulers, logging, progress bars) applies. What is added:
-
-- ``compute_loss``: example-weighted cross-entropy plus optional distillation (KL between the
-  parent's and the child's old-label distributions, temperature T, scaled by T²);
-- ``create_optimizer``: parameter groups by depth (layer-wise LR decay) and decay/no-decay;
-- callbacks: keep-best on the holdout with early stopping and seed trials; SWA.
+machinery (schedulers, logging, progress bars) applies. :class:`HeadsurgeonTrainer` wires in
+the loss of :mod:`.losses` (``compute_loss``) and the parameter groups of :mod:`.schedule`
+(``create_optimizer``); the callbacks are :class:`~.selection.KeepBest` and
+:class:`~.schedule.SWA`. Its inputs: :class:`Rows` batched by :func:`make_collator` (or the
+task's collator), the head alone as :class:`FeatureModel` on cached features.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from .losses import distillation, target_cross_entropy, weighted_cross_entropy
+from .schedule import parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -100,40 +100,27 @@ class HeadsurgeonTrainer(Trainer):
         self.depths, self.llrd = depths, llrd
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The loss of :mod:`.losses`: against per-position targets (token batches), else
+        weighted cross-entropy plus distillation on the old labels."""
+        across = self.per_process_mean
         if "target" in inputs:
-            return self._target_loss(model, inputs, return_outputs)
+            target, weight = inputs.pop("target"), inputs.pop("weight")
+            inputs.pop("word_index", None)
+            outputs = model(**inputs)
+            loss = target_cross_entropy(outputs.logits.float(), target, weight, across)
+            return (loss, outputs) if return_outputs else loss
         labels = inputs.pop("labels")
         weight = inputs.pop("weight")
         parent = inputs.pop("parent_logits", None)
         outputs = model(**inputs)
         logits = outputs.logits.float()
-        ce = F.cross_entropy(logits, labels, reduction="none")
-        loss = (ce * weight).sum() / self._per_process_mean(weight.sum())
+        loss = weighted_cross_entropy(logits, labels, weight, across)
         if self.distill and parent is not None:
             t = self.temperature
-            child_old = logits[:, self.old_ids.to(logits.device)] / t
-            kl = F.kl_div(
-                F.log_softmax(child_old, -1),
-                F.log_softmax(parent.float() / t, -1),
-                reduction="sum",
-                log_target=True,
-            ) / self._per_process_mean(torch.tensor(float(len(labels)), device=logits.device))
-            loss = loss + self.distill * kl * t * t
+            loss = loss + distillation(logits, parent, self.old_ids, self.distill, t, across)
         return (loss, outputs) if return_outputs else loss
 
-    def _target_loss(self, model, inputs, return_outputs):
-        """Cross-entropy against a target distribution per scored position (one-hot for gold
-        tags, the parent's old-tag distribution for distilled ``O`` words), weighted; token
-        batches score their words' first subwords, positions of weight 0 do not count."""
-        target, weight = inputs.pop("target"), inputs.pop("weight")
-        inputs.pop("word_index", None)
-        outputs = model(**inputs)
-        logits = outputs.logits.float()
-        ce = -(target * F.log_softmax(logits, -1)).sum(-1)
-        loss = (ce * weight).sum() / self._per_process_mean(weight.sum()).clamp_min(1e-12)
-        return (loss, outputs) if return_outputs else loss
-
-    def _per_process_mean(self, local: torch.Tensor) -> torch.Tensor:
+    def per_process_mean(self, local: torch.Tensor) -> torch.Tensor:
         """``local`` averaged over the processes (itself with one).
 
         Under several processes each sees a slice of the global batch and DDP averages their
@@ -148,27 +135,11 @@ class HeadsurgeonTrainer(Trainer):
         if self.optimizer is None:
             opt_model = self.model if model is None else model
             decay = set(self.get_decay_parameter_names(opt_model))
-            groups: dict[tuple[int, bool], dict] = {}
-            for name, p in opt_model.named_parameters():
-                if not p.requires_grad:
-                    continue
-                depth = self.depths.get(name, 0)
-                key = (depth, name in decay)
-                group = groups.setdefault(
-                    key,
-                    {
-                        "params": [],
-                        "name": f"depth{depth}{'' if key[1] else '-no-decay'}",
-                        "depth": depth,
-                        "lr": self.args.learning_rate * self.llrd**depth,
-                        "weight_decay": self.args.weight_decay if key[1] else 0.0,
-                    },
-                )
-                group["params"].append(p)
+            lr, weight_decay = self.args.learning_rate, self.args.weight_decay
+            groups = parameter_groups(opt_model, self.depths, decay, lr, weight_decay, self.llrd)
             cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             kwargs.pop("lr", None)
-            ordered = [groups[k] for k in sorted(groups)]
-            self.optimizer = cls(ordered, lr=self.args.learning_rate, **kwargs)
+            self.optimizer = cls(groups, lr=self.args.learning_rate, **kwargs)
         return self.optimizer
 
 
@@ -196,121 +167,3 @@ def quiet_bars(trainer: Trainer, progress: bool) -> None:
     trainer.remove_callback(ProgressCallback)
     if progress:
         trainer.add_callback(TrainingBar)
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of the trainable parameters (for keep-best and seed restarts)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value)
-
-
-class KeepBest(TrainerCallback):
-    """Evaluate on the holdout every ``every`` steps and at the end; keep the best weights.
-
-    Also early stopping (``patience`` evaluations without improvement) and the seed trial:
-    at ``trial_step`` a run scoring below ``trial_bar`` stops (it is a weak seed).
-    """
-
-    def __init__(
-        self,
-        score: Callable[[nn.Module], float],
-        *,
-        every=0,
-        patience=0,
-        trial_step=None,
-        trial_bar=None,
-    ):
-        self.score, self.every, self.patience = score, every, patience
-        self.trial_step, self.trial_bar = trial_step, trial_bar
-        self.best, self.best_state, self.bad = -math.inf, None, 0
-        self.history: list[tuple[int, float]] = []
-        self.trial_score: float | None = None
-        self.pruned = self.stopped_early = False
-
-    def _evaluate(self, model, step: int) -> float:
-        value = self.score(model)
-        self.history.append((step, value))
-        if value > self.best:
-            self.best, self.best_state, self.bad = value, trainable_state(model), 0
-        else:
-            self.bad += 1
-        return value
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        step = state.global_step
-        if self.every and step % self.every == 0:
-            self._evaluate(model, step)
-            if self.patience and self.bad >= self.patience:
-                logger.info("early stopping at step %d (best %.4f)", step, self.best)
-                self.stopped_early = control.should_training_stop = True
-        if self.trial_step is not None and step == self.trial_step:
-            self.trial_score = value = (
-                self.history[-1][1]
-                if self.history and self.history[-1][0] == step
-                else self._evaluate(model, step)
-            )
-            if self.trial_bar is not None and value < self.trial_bar:
-                logger.info(
-                    "seed trial: %.4f < %.4f at step %d, stopping", value, self.trial_bar, step
-                )
-                self.pruned = control.should_training_stop = True
-        return control
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        if not self.history or self.history[-1][0] != state.global_step:
-            self._evaluate(model, state.global_step)
-        if self.best_state is not None:
-            load_trainable(model, self.best_state)
-
-
-class SWA(TrainerCallback):
-    """Stochastic weight averaging (``torch.optim.swa_utils``) over the last steps.
-
-    From ``start`` (a step) on: the trainable weights are averaged into an ``AveragedModel``
-    after every step and the LR follows ``SWALR`` (each group at ``lr_factor`` × its initial LR);
-    at the end the
-    averaged weights replace the trained ones.
-    """
-
-    def __init__(self, start: int, lr_factor: float = 0.5):
-        self.start, self.lr_factor = start, lr_factor
-        self.averaged = self.scheduler = None
-        self.updates = 0
-
-    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
-        from torch.optim.swa_utils import SWALR, AveragedModel
-
-        if state.global_step < self.start:
-            return control
-        if self.averaged is None:
-            self.averaged = AveragedModel(model, use_buffers=False)
-            swa_lrs = [
-                g.get("initial_lr", g["lr"]) * self.lr_factor for g in optimizer.param_groups
-            ]
-            self.scheduler = SWALR(
-                optimizer, swa_lr=swa_lrs, anneal_epochs=1, anneal_strategy="linear"
-            )
-        self.averaged.update_parameters(model)
-        self.scheduler.step()
-        self.updates += 1
-        return control
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        if self.averaged is None:
-            return control
-        averaged = dict(self.averaged.module.named_parameters())
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if p.requires_grad:
-                    p.copy_(averaged[name])
-        return control
-
-
-def head_of(model: nn.Module, paths: Sequence[str]) -> list[nn.Module]:
-    return [model.get_submodule(p) for p in paths]

@@ -1,8 +1,15 @@
-"""Module-level tools of training: protected heads, encoder blocks, freezing, feature capture.
+"""The one pass over the data that caches the head's inputs (features) or the block inputs,
+and the runner of the top blocks on them.
 
-A *protected* head holds the old labels' rows and biases as frozen buffers and only the new rows
-as parameters; :func:`fuse_heads` turns it back into a plain ``nn.Linear`` whose old rows are the
-buffers copied bit for bit, so protection holds by construction (no optimizer can move a buffer).
+- :class:`FeatureStore`: the head's inputs of texts, from a cache or one batched pass
+  (:func:`head_inputs`); :func:`parent_head`: the parent's old-label head on them;
+- :func:`block_inputs`: the hidden states entering a block (and the features, same pass);
+  :func:`cache_inputs` fills a run's caches with them, :func:`fill_caches` does every pass of a
+  run (in shards under several processes);
+- :class:`TopBlocks`: runs only the top blocks (and what follows them) from cached block inputs;
+  :func:`run_top_blocks` wraps a run's model in it, :func:`top_cut` says where it cuts;
+- :func:`probe_blocks`: one tiny pass showing the blocks' output type and which modules run
+  before or after them.
 """
 
 from __future__ import annotations
@@ -10,238 +17,73 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..errors import OptionsError, UnsupportedModelError
-from ..surgery import _swap
+from ..errors import UnsupportedModelError
+from . import processes
+from .freezing import encoder_blocks
+from .new_rows import imprint_wanted
+from .plan import keys
+
+if TYPE_CHECKING:
+    from .replay import ExampleSets
 
 logger = logging.getLogger(__name__)
 
 
-class ProtectedLinear(nn.Module):
-    """A Linear head whose old rows are buffers (frozen) and new rows parameters (trained)."""
+class FeatureStore:
+    """Backbone features (the head's inputs) of texts, from a cache or one batched pass.
 
-    def __init__(self, linear: nn.Linear, old_ids: Sequence[int]):
-        super().__init__()
-        n = linear.out_features
-        new_ids = [i for i in range(n) if i not in set(old_ids)]
-        self.in_features, self.out_features = linear.in_features, n
-        w = linear.weight.detach()
-        self.register_buffer(
-            "old_ids", torch.tensor(list(old_ids), dtype=torch.long, device=w.device)
+    ``task`` (:mod:`.tasks`) picks the features of a text (one vector, or one per word) and
+    stacks those of many (:meth:`of`); :meth:`each` returns them one list entry per text."""
+
+    def __init__(self, model, tokenizer, head_path, options, cache, task=None):
+        from .tasks import SequenceTask
+
+        self.model, self.tokenizer, self.head_path, self.options = (
+            model,
+            tokenizer,
+            head_path,
+            options,
         )
-        self.register_buffer("new_ids", torch.tensor(new_ids, dtype=torch.long, device=w.device))
-        self.register_buffer("old_weight", w[self.old_ids].clone())
-        self.new_weight = nn.Parameter(w[self.new_ids].clone())
-        if linear.bias is not None:
-            b = linear.bias.detach()
-            self.register_buffer("old_bias", b[self.old_ids].clone())
-            self.new_bias = nn.Parameter(b[self.new_ids].clone())
-        else:
-            self.old_bias = self.new_bias = None
+        self.task = task or SequenceTask()
+        self.cache = {} if cache is None else cache
 
-    def _full(self, old, new):
-        out = old.new_empty((self.out_features, *old.shape[1:]))
-        return out.index_copy(0, self.old_ids, old).index_copy(0, self.new_ids, new.to(old.dtype))
+    def of(self, texts: Sequence[str]):
+        return self.task.stack(self.each(texts))
 
-    @property
-    def weight(self) -> torch.Tensor:
-        return self._full(self.old_weight, self.new_weight)
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return None if self.old_bias is None else self._full(self.old_bias, self.new_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
-
-    def fused(self) -> nn.Linear:
-        """A plain ``nn.Linear`` with the old rows copied bit for bit from the buffers."""
-        w = self.old_weight
-        out = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.old_bias is not None,
-            device=w.device,
-            dtype=w.dtype,
-        )
-        with torch.no_grad():
-            out.weight.copy_(self.weight)
-            if out.bias is not None:
-                out.bias.copy_(self.bias)
-        return out
+    def each(self, texts: Sequence[str]) -> list:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            logger.info("computing backbone features of %d texts", len(missing))
+            values = head_inputs(
+                self.model,
+                self.tokenizer,
+                missing,
+                self.head_path,
+                batch_size=max(self.options.batch_size, 64),
+                max_length=self.options.max_length,
+                progress=self.options.progress,
+                pick=None if self.task.name == "sequence-classification" else self.task.pick,
+            )
+            self.cache.update(zip(missing, values, strict=True))
+        return [self.cache[t] for t in texts]
 
 
-def protect_heads(model, paths: Sequence[str], old_ids: Sequence[int]) -> None:
-    """Replace each head at ``paths`` by a :class:`ProtectedLinear` (old rows frozen)."""
-    for path in paths:
-        _swap(model, path, ProtectedLinear(model.get_submodule(path), old_ids))
+def parent_head(model, path: str, old_ids: Sequence[int]):
+    """The parent's old-label head as a function: features → old-label logits (CPU, float32)."""
+    head = model.get_submodule(path)
+    idx = torch.tensor(list(old_ids), dtype=torch.long)
+    w = head.weight.detach().float().cpu()[idx].clone()
+    b = None if head.bias is None else head.bias.detach().float().cpu()[idx].clone()
 
+    def logits(x):
+        return torch.nn.functional.linear(x.float(), w, b)
 
-def fuse_heads(model, paths: Sequence[str]) -> None:
-    """Turn every :class:`ProtectedLinear` at ``paths`` back into a plain ``nn.Linear``."""
-    for path in paths:
-        module = model.get_submodule(path)
-        if isinstance(module, ProtectedLinear):
-            _swap(model, path, module.fused())
-
-
-def encoder_blocks(model, head_paths: Sequence[str] = ()) -> tuple[str, nn.ModuleList]:
-    """Find the encoder's blocks: the longest ``nn.ModuleList`` of same-class modules.
-
-    Returns:
-        ``(path, module_list)``.
-
-    Raises:
-        UnsupportedModelError: no such list (``--train-layers``/``--reinit-top``/``--llrd`` need one).
-    """
-    best = None
-    for name, module in model.named_modules():
-        if any(name == p or name.startswith(p + ".") for p in head_paths):
-            continue
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            if len({type(m) for m in module}) == 1 and (best is None or len(module) > len(best[1])):
-                best = (name, module)
-    if best is None:
-        raise UnsupportedModelError(
-            f"{type(model).__name__} has no list of repeated encoder blocks: "
-            "--train-layers, --reinit-top and --llrd need one; use --freeze none or backbone"
-        )
-    return best
-
-
-def top_blocks(
-    model, head_paths: Sequence[str], k: int, option: str = "--train-layers"
-) -> list[nn.Module]:
-    """The top ``k`` encoder blocks (``--train-layers K``, ``--reinit-top K``).
-
-    Raises:
-        OptionsError: ``k`` is more than the model has blocks (``option`` names the flag).
-        UnsupportedModelError: the model has no list of blocks (see :func:`encoder_blocks`).
-    """
-    path, blocks = encoder_blocks(model, head_paths)
-    if k > len(blocks):
-        raise OptionsError(
-            f"{option} {k} is more than the {len(blocks)} encoder blocks of "
-            f"{type(model).__name__} ({path}): pass a number from 0 to {len(blocks)}"
-        )
-    return list(blocks)[len(blocks) - k :]
-
-
-def set_trainable(
-    model, head_paths: Sequence[str], freeze: str, train_layers: int, neck: Sequence[str] = ()
-) -> list[str]:
-    """Set ``requires_grad`` by the freezing policy (``neck``: parameter names that train with
-    the head, see :func:`neck_parameters`); return the trainable parameter names."""
-    if freeze == "none":
-        model.requires_grad_(True)
-    else:
-        model.requires_grad_(False)
-        if train_layers:
-            for block in top_blocks(model, head_paths, train_layers):
-                block.requires_grad_(True)
-        for name in neck:
-            model.get_parameter(name).requires_grad_(True)
-        for path in head_paths:
-            model.get_submodule(path).requires_grad_(True)
-    return [n for n, p in model.named_parameters() if p.requires_grad]
-
-
-def probe_model(model, tokenizer, head_paths: Sequence[str]) -> BlockProbe | None:
-    """:func:`probe_blocks` on the model's encoder blocks (``None`` when it has no list of blocks)."""
-    try:
-        _, blocks = encoder_blocks(model, head_paths)
-    except UnsupportedModelError:
-        return None
-    return probe_blocks(model, tokenizer, blocks)
-
-
-def neck_parameters(model, head_paths: Sequence[str], probe: BlockProbe | None) -> list[str]:
-    """The *neck*: parameters of the modules that run between the encoder blocks and the head
-    (BERT's pooler, RoBERTa's ``classifier.dense``, DistilBERT's ``pre_classifier``, a final
-    norm). Found by execution order (``probe``, see :func:`probe_model`), so encoder parameters
-    registered after the blocks but used before them (MPNet's relative attention bias) are not
-    taken. Empty when the model has no list of blocks (``probe`` is ``None``)."""
-    if probe is None:
-        return []
-    after = set(probe.after)
-    return [
-        name
-        for name, module in _owners(model).items()
-        if module in after
-        and not any(_under(module, p) for p in head_paths)
-        and model.get_parameter(name).is_floating_point()
-    ]
-
-
-def _owners(model) -> dict[str, str]:
-    """Parameter name → name of the module that holds it."""
-    return {
-        f"{module}.{name}" if module else name: module
-        for module, m in model.named_modules()
-        for name, _ in m.named_parameters(recurse=False)
-    }
-
-
-def _under(name: str, path: str) -> bool:
-    return name == path or name.startswith(path + ".")
-
-
-def reinit_top_blocks(model, head_paths: Sequence[str], count: int) -> list[str]:
-    """Re-initialise the top ``count`` encoder blocks with the model's own init; return their paths.
-
-    Raises:
-        OptionsError: ``count`` is more than the model has blocks.
-    """
-    path, blocks = encoder_blocks(model, head_paths)
-    top_blocks(model, head_paths, count, "--reinit-top")
-    done = []
-    for i in range(len(blocks) - count, len(blocks)):
-        for t in [*blocks[i].modules(), *blocks[i].parameters(), *blocks[i].buffers()]:
-            if getattr(t, "_is_hf_initialized", False):  # transformers skips "loaded" tensors
-                t._is_hf_initialized = False
-        for module in blocks[i].modules():
-            if hasattr(model, "_init_weights"):
-                model._init_weights(module)
-            elif hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        done.append(f"{path}.{i}")
-    return done
-
-
-def layer_depths(
-    model, head_paths: Sequence[str], probe: BlockProbe | None = None
-) -> dict[str, int]:
-    """Depth of each parameter from the top: 0 head and what follows the blocks (pooler), d for
-    the d-th block from the top, ``blocks + 1`` for what comes before them (embeddings).
-
-    With a ``probe`` (see :func:`probe_model`) "before" and "after" are execution order, so a
-    module registered after the blocks but run before them (MPNet's relative attention bias)
-    gets the embeddings' depth; modules the probe did not place fall back to registration order.
-    """
-    try:
-        path, blocks = encoder_blocks(model, head_paths)
-    except UnsupportedModelError:
-        return {n: 0 for n, _ in model.named_parameters()}
-    n_blocks, depths, seen_blocks = len(blocks), {}, False
-    before = set(probe.before) if probe is not None else set()
-    after = set(probe.after) if probe is not None else set()
-    owner = _owners(model)
-    for name, _ in model.named_parameters():
-        if name.startswith(path + "."):
-            index = int(name[len(path) + 1 :].split(".", 1)[0])
-            depths[name] = n_blocks - index
-            seen_blocks = True
-        elif owner.get(name) in before:
-            depths[name] = n_blocks + 1
-        elif owner.get(name) in after:
-            depths[name] = 0
-        else:
-            depths[name] = 0 if seen_blocks else n_blocks + 1
-    return depths
+    return logits
 
 
 def head_inputs(
@@ -320,38 +162,6 @@ def _pooled_position(head, x: torch.Tensor, logits) -> torch.Tensor | None:
     return x[torch.arange(x.shape[0], device=x.device), last]
 
 
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass early (the rest is not needed)."""
-
-
-class _Skip(nn.Module):
-    """Stands in for a frozen lower block whose output is cached: returns its input, as a
-    1-tuple when the real blocks return tuples (encoders that read ``layer_outputs[0]``)."""
-
-    def __init__(self, as_tuple: bool = False):
-        super().__init__()
-        self.as_tuple = as_tuple
-
-    def forward(self, hidden_states, *args, **kwargs):
-        return (hidden_states,) if self.as_tuple else hidden_states
-
-
-class _Feed(_Skip):
-    """Stands in for the last block when every block is cached: returns the cached output."""
-
-    def __init__(self, owner: TopBlocks, as_tuple: bool = False):
-        super().__init__(as_tuple)
-        self.__dict__["_owner"] = owner  # not a submodule: no cycle in ``modules()``
-
-    def forward(self, hidden_states, *args, **kwargs):
-        current = self._owner._current
-        return super().forward(current.to(hidden_states.device), *args, **kwargs)
-
-
-def _first(output):
-    return output[0] if isinstance(output, tuple | list) else output
-
-
 @dataclass
 class BlockProbe:
     """What one tiny forward pass shows about the encoder blocks.
@@ -365,6 +175,15 @@ class BlockProbe:
     as_tuple: bool
     after: list[str]
     before: list[str] = field(default_factory=list)
+
+
+def probe_model(model, tokenizer, head_paths: Sequence[str]) -> BlockProbe | None:
+    """:func:`probe_blocks` on the model's encoder blocks (``None`` when it has no list of blocks)."""
+    try:
+        _, blocks = encoder_blocks(model, head_paths)
+    except UnsupportedModelError:
+        return None
+    return probe_blocks(model, tokenizer, blocks)
 
 
 def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
@@ -504,6 +323,38 @@ def block_inputs(
     return out if head is None else (out, features)
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass early (the rest is not needed)."""
+
+
+class _Skip(nn.Module):
+    """Stands in for a frozen lower block whose output is cached: returns its input, as a
+    1-tuple when the real blocks return tuples (encoders that read ``layer_outputs[0]``)."""
+
+    def __init__(self, as_tuple: bool = False):
+        super().__init__()
+        self.as_tuple = as_tuple
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return (hidden_states,) if self.as_tuple else hidden_states
+
+
+class _Feed(_Skip):
+    """Stands in for the last block when every block is cached: returns the cached output."""
+
+    def __init__(self, owner: TopBlocks, as_tuple: bool = False):
+        super().__init__(as_tuple)
+        self.__dict__["_owner"] = owner  # not a submodule: no cycle in ``modules()``
+
+    def forward(self, hidden_states, *args, **kwargs):
+        current = self._owner._current
+        return super().forward(current.to(hidden_states.device), *args, **kwargs)
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple | list) else output
+
+
 class TopBlocks(nn.Module):
     """Runs only the top blocks of ``model`` (and what follows them), from cached block inputs.
 
@@ -546,3 +397,127 @@ class TopBlocks(nn.Module):
             self._hook.remove()
         for i, block in enumerate(self._saved):
             self._blocks[i] = block
+
+
+def right_padded(tokenizer):
+    """``tokenizer``, or a copy of it that pads on the right when it pads on the left.
+
+    Cached block inputs are stored per text without padding and re-padded on the right, so
+    every pass of a training pads on the right. For the models that pad on the left (decoders
+    such as Llama) that is also the batch whose real tokens see what they see unbatched. The
+    original tokenizer is not changed.
+    """
+    import copy
+
+    if getattr(tokenizer, "padding_side", "right") == "right":
+        return tokenizer
+    logger.info("padding on the right during training (the tokenizer pads on the left)")
+    right = copy.copy(tokenizer)
+    right.padding_side = "right"
+    return right
+
+
+def top_cut(model, tokenizer, head, options, neck=()):
+    """``(blocks, index)`` when the top-blocks path applies (``train_layers`` K: the inputs of
+    the K-th block from the top are cached; K=0 with a ``neck``: the blocks' output), else
+    ``None``."""
+    if options.freeze != "backbone" or not (options.train_layers or neck):
+        return None
+    if getattr(tokenizer, "padding_side", "right") != "right":  # see right_padded
+        return None
+    _, blocks = encoder_blocks(model, head.paths)
+    index = len(blocks) - options.train_layers
+    return (blocks, index) if index > 0 else None
+
+
+def cache_inputs(plan, texts, hidden_cache, feature_cache=None):
+    """Fill ``hidden_cache`` with the block inputs of ``texts`` at ``plan.cut``, and with a
+    ``feature_cache`` that too with the head's inputs from the same pass (the bottom blocks run
+    once, not once per cache). ``False`` when the blocks do not take one hidden-states tensor
+    (the top-blocks path then does not apply)."""
+    with_features = feature_cache is not None
+    missing = list(
+        dict.fromkeys(
+            t for t in texts if t not in hidden_cache or (with_features and t not in feature_cache)
+        )
+    )
+    if not missing:
+        return True
+    what = "inputs and features" if with_features else "inputs"
+    logger.info("computing block-%d %s of %d texts", plan.cut[1], what, len(missing))
+    task = plan.task
+    try:
+        values = block_inputs(
+            plan.model,
+            plan.tokenizer,
+            missing,
+            *plan.cut,
+            batch_size=max(plan.options.batch_size, 64),
+            max_length=plan.options.max_length,
+            progress=plan.options.progress,
+            head_path=plan.head.paths[0] if with_features else None,
+            pick=None if task.name == "sequence-classification" else task.pick,
+        )
+    except UnsupportedModelError as e:
+        logger.info("%s", e)
+        return False
+    hidden = values[0] if with_features else values
+    hidden_cache.update(zip(missing, hidden, strict=True))
+    if with_features:
+        feature_cache.update(zip(missing, values[1], strict=True))
+    return True
+
+
+def run_top_blocks(plan, texts):
+    """With the top-blocks path (``plan.cut``, see :func:`top_cut`): cache the block inputs of
+    ``texts`` and wrap the model so only the top blocks run (K=0 with a neck: only the neck and
+    the head). ``None`` when not applicable."""
+    if plan.cut is None:
+        return None
+    if not cache_inputs(plan, texts, plan.hidden_cache):
+        return None
+    return TopBlocks(plan.model, *plan.cut, plan.probe.as_tuple)
+
+
+def _share_caches(plan, sets: ExampleSets, with_feats: bool) -> None:
+    """Under several processes: compute the caches in shards and gather them, so each text is
+    computed once (no-op with one process: the caller's passes compute them)."""
+    train, held = keys(plan, sets.train), keys(plan, sets.scored)
+    if plan.cut is not None:  # the block inputs of every text, with the features from the same pass
+        caches = [plan.hidden_cache]
+        if with_feats or sets.holdout:
+            caches.append(plan.features.cache)
+
+        def compute(part):
+            return cache_inputs(plan, part, *caches)
+
+        processes.fill(train + held, caches, compute)
+    else:
+        wanted = train if with_feats else []
+        processes.fill(wanted + held, [plan.features.cache], plan.features.each)
+
+
+def fill_caches(plan, sets: ExampleSets):
+    """The passes over the data: block inputs and features. ``(train_x, hold_x)``."""
+    options = plan.options
+    tokens = plan.task.name != "sequence-classification"
+    need_train_feats = (
+        tokens
+        or plan.features_only
+        or options.distill > 0
+        or imprint_wanted(options)
+        or plan.calibrating
+    )
+    _share_caches(plan, sets, need_train_feats)
+    if plan.cut is not None and (need_train_feats or sets.holdout):
+        # the top-blocks path caches block inputs anyway: take the features from the same pass
+        every = keys(plan, [*sets.train, *sets.scored])
+        cache_inputs(plan, every, plan.hidden_cache, plan.features.cache)
+    train_keys = keys(plan, sets.train)
+    train_x = None
+    if need_train_feats:
+        train_x = plan.features.each(train_keys) if tokens else plan.features.of(train_keys)
+    hold_x = plan.features.of(keys(plan, sets.holdout)) if sets.holdout else None
+    if sets.holdout:
+        plan.holdout_lengths = [len(plan.features.cache[k]) for k in keys(plan, sets.holdout)]
+    return train_x, hold_x

@@ -1,0 +1,249 @@
+"""Which weights a run keeps: seeds, keep-best on the holdout, early stopping.
+
+- :func:`run_seeds`: one training per seed (``--seeds``), weak seeds stopped at the trial step,
+  the best seed's weights kept;
+- :class:`KeepBest`: evaluates on the holdout every ``--eval-every`` steps and at the end, keeps
+  the best weights, stops early (``--early-stopping``) and runs the seed trial;
+- :func:`predictor` and :func:`holdout_scorer`: the current model's logits and score on the
+  holdout, by the cheapest path (they also give the check and the calibration their logits).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from transformers import TrainerCallback
+
+from .. import atomic
+from . import processes
+from .options import SEED_TRIAL, SWA_START
+
+logger = logging.getLogger(__name__)
+
+
+def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
+    """Train once per seed through :class:`~.trainer.HeadsurgeonTrainer`; keep the best seed's
+    weights. Returns one record per seed (steps, loss, score, pruned, kept, ...)."""
+    from .schedule import total_steps, training_args
+    from .trainer import quiet_bars
+
+    options = plan.options
+    initial = trainable_state(trained)
+    best_score, best_state, runs, trial_bar = None, None, [], None
+    # Trainer makes its output_dir even when it saves nothing: a scratch folder that a killed
+    # run's successor deletes (named with the pid, like every temp folder headsurgeon makes)
+    scratch = Path(tempfile.gettempdir()) / "train"
+    atomic.remove_stale(scratch)
+    with atomic.temp_folder(scratch, "trainer") as tmp:
+        for k in range(options.seeds):
+            seed = options.seed + k
+            load_trainable(trained, initial)
+            args = training_args(options, seed, str(tmp))
+            swa, keep = _callbacks(options, total_steps(len(rows), options), scorer, trial_bar)
+            callbacks = [c for c in (swa, keep) if c is not None]
+            trainer = _trainer(plan, trained, rows, depths, args, callbacks)
+            quiet_bars(trainer, options.progress)  # a labelled bar, no metrics dict on stdout
+            output = trainer.train()
+            runs.append(_seed_record(seed, output, swa, keep))
+            if keep is not None:
+                if keep.trial_score is not None and not keep.pruned:
+                    trial_bar = max(trial_bar or keep.trial_score, keep.trial_score)
+                if not keep.pruned and (best_score is None or keep.best > best_score):
+                    best_score, best_state = keep.best, trainable_state(trained)
+            trainer.optimizer = trainer.lr_scheduler = None
+    if best_state is not None:
+        load_trainable(trained, best_state)
+    for run in runs:
+        run["kept"] = (
+            best_score is not None and run.get("score") == best_score and not run.get("pruned")
+        )
+    return runs
+
+
+def _callbacks(options, steps: int, scorer, trial_bar):
+    """``(swa, keep)`` of one seed's run (``None`` when off): SWA over the last steps, keep-best
+    with early stopping and the seed trial when there is a holdout to score."""
+    from .schedule import SWA
+
+    swa = SWA(start=max(1, int(steps * SWA_START))) if options.swa else None
+    if scorer is None:
+        return swa, None
+    trial = max(1, int(steps * SEED_TRIAL)) if options.seeds > 1 else None
+    keep = KeepBest(
+        scorer,
+        every=options.eval_every,
+        patience=options.early_stopping,
+        trial_step=trial,
+        trial_bar=trial_bar,
+    )
+    return swa, keep
+
+
+def _trainer(plan, trained, rows, depths, args, callbacks):
+    """The :class:`~.trainer.HeadsurgeonTrainer` of one seed's run."""
+    from .trainer import HeadsurgeonTrainer, Rows
+
+    options = plan.options
+    return HeadsurgeonTrainer(
+        model=trained,
+        args=args,
+        train_dataset=Rows(rows),
+        data_collator=plan.task.collator(plan.tokenizer, options.max_length),
+        callbacks=callbacks,
+        old_ids=plan.old_ids,
+        distill=options.distill,
+        temperature=options.temperature,
+        depths=depths if trained is not None and not plan.features_only else {},
+        llrd=options.llrd,
+    )
+
+
+def _seed_record(seed: int, output, swa, keep) -> dict:
+    """What one seed's run did (``output``: Trainer's; the callbacks of :func:`_callbacks`)."""
+    run = {
+        "seed": seed,
+        "steps": output.global_step,
+        "loss": round(processes.mean(output.training_loss), 6),
+    }
+    if swa is not None:
+        run["swa_updates"] = swa.updates
+    if keep is not None:
+        run.update(
+            score=keep.best,
+            pruned=keep.pruned,
+            stopped_early=keep.stopped_early,
+            history=[[s, round(v, 6)] for s, v in keep.history],
+        )
+    return run
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the trainable parameters (for keep-best and seed restarts)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+class KeepBest(TrainerCallback):
+    """Evaluate on the holdout every ``every`` steps and at the end; keep the best weights.
+
+    Also early stopping (``patience`` evaluations without improvement) and the seed trial:
+    at ``trial_step`` a run scoring below ``trial_bar`` stops (it is a weak seed).
+    """
+
+    def __init__(
+        self,
+        score: Callable[[nn.Module], float],
+        *,
+        every=0,
+        patience=0,
+        trial_step=None,
+        trial_bar=None,
+    ):
+        self.score, self.every, self.patience = score, every, patience
+        self.trial_step, self.trial_bar = trial_step, trial_bar
+        self.best, self.best_state, self.bad = -math.inf, None, 0
+        self.history: list[tuple[int, float]] = []
+        self.trial_score: float | None = None
+        self.pruned = self.stopped_early = False
+
+    def _evaluate(self, model, step: int) -> float:
+        value = self.score(model)
+        self.history.append((step, value))
+        if value > self.best:
+            self.best, self.best_state, self.bad = value, trainable_state(model), 0
+        else:
+            self.bad += 1
+        return value
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if self.every and step % self.every == 0:
+            self._evaluate(model, step)
+            if self.patience and self.bad >= self.patience:
+                logger.info("early stopping at step %d (best %.4f)", step, self.best)
+                self.stopped_early = control.should_training_stop = True
+        if self.trial_step is not None and step == self.trial_step:
+            self.trial_score = value = (
+                self.history[-1][1]
+                if self.history and self.history[-1][0] == step
+                else self._evaluate(model, step)
+            )
+            if self.trial_bar is not None and value < self.trial_bar:
+                logger.info(
+                    "seed trial: %.4f < %.4f at step %d, stopping", value, self.trial_bar, step
+                )
+                self.pruned = control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if not self.history or self.history[-1][0] != state.global_step:
+            self._evaluate(model, state.global_step)
+        if self.best_state is not None:
+            load_trainable(model, self.best_state)
+
+
+def predictor(plan, examples, x, top):
+    """A function returning the current model's logits for ``examples`` (CPU float32; per word
+    for tokens), by the cheapest path: the head on their cached features ``x``, the top blocks
+    on their cached block inputs, or the whole model."""
+    model, task, options = plan.model, plan.task, plan.options
+
+    def predict():
+        if plan.features_only:
+            linear = model.get_submodule(plan.head.paths[0])
+            with torch.no_grad():
+                return linear(x.to(next(linear.parameters()).device)).float().cpu()
+        if top is not None:
+            collate = task.collator(plan.tokenizer, options.max_length)
+            rows = [
+                {"text": k, "hidden": plan.hidden_cache[k], "label": 0, "weight": 1.0}
+                for k in map(task.key, examples)
+            ]
+            out = []
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                for start in range(0, len(rows), 64):
+                    batch = collate(rows[start : start + 64])
+                    inputs = {k: v.to(device) for k, v in batch.items() if k not in _NOT_INPUTS}
+                    logits = top(**inputs).logits.float().cpu()
+                    out.append(task.from_batch(logits, batch))
+            return torch.cat(out)
+        return task.predict(model, plan.tokenizer, examples, options)
+
+    return predict
+
+
+#: what a training batch holds beside the model's inputs (targets and bookkeeping)
+_NOT_INPUTS = ("labels", "weight", "target", "word_index", "parent_logits")
+
+
+def holdout_scorer(plan, predict, holdout):
+    """Holdout score of the model being trained (accuracy, or entity F1 for tokens)."""
+    model = plan.model
+    if plan.task.name == "sequence-classification":
+        score_logits = plan.task.scorer(holdout, plan.labels)
+    else:
+        score_logits = plan.task.scorer(holdout, plan.labels, plan.holdout_lengths)
+
+    def score(_trained) -> float:
+        was = model.training
+        model.eval()
+        try:
+            logits = predict()
+        finally:
+            model.train(was)
+        return score_logits(logits)
+
+    return score
