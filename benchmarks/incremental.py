@@ -477,7 +477,7 @@ def method_spec(method: str, args) -> dict:
 
 
 #: option → the value at which it does what the code did before it existed
-NEUTRAL = {"calibrate_fixes": 1.0}
+NEUTRAL = {"calibrate_fixes": 1.0, "annotated": "new"}
 
 
 def stored(args, key_parts: list, method: str, compute) -> dict:
