@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from headsurgeon.data import Example  # noqa: E402
+from headsurgeon.tasks import SEQUENCE  # noqa: E402
 from headsurgeon.train import TrainOptions  # noqa: E402
 
 PARENT = ROOT.parent / "shared" / "parents" / "minilm-banking77-old50"
@@ -489,7 +490,7 @@ def stored(args, key_parts: list, method: str, compute) -> dict:
     path = CACHE / "results.json"
     spec = method_spec(method, args)
     if "recipe" not in spec:  # the options actually used, defaults included
-        spec = TrainOptions(max_length=MAX_LENGTH, **spec).to_dict()
+        spec = TrainOptions(max_length=MAX_LENGTH, **spec).for_task(SEQUENCE).to_dict()
         # options added later drop out of the key at the value that reproduces the runs before
         # them, so stored results stay valid
         spec = {k: v for k, v in spec.items() if NEUTRAL.get(k, object()) != v}

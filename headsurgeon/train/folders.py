@@ -15,7 +15,7 @@ from ..atomic import check_output
 from ..checks import DEFAULT_MAX_DROP, check_max_drop
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
 from ..errors import GateFailedError
-from ..tasks import TOKEN, task_of
+from ..tasks import SEQUENCE, TOKEN, task_of
 from . import processes
 from .options import TrainOptions
 from .run import require_examples, train_model
@@ -123,6 +123,7 @@ def train(
     config = read_config(src)
     labels = _labels.labels_of(config)
     files = _Files(data, replay, holdout)
+    options = options.for_task(task_of(config) if task_of(config) == TOKEN else SEQUENCE)
     if task_of(config) == TOKEN:
         examples, replayed, held, added = files.read_sentences(labels, add)
         task = TokenTask()

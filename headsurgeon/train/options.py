@@ -6,7 +6,7 @@ and the command line. No torch at import.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import OptionsError
@@ -22,7 +22,7 @@ DEFAULT_FREEZE = "backbone"
 DEFAULT_TRAIN_LAYERS = 1
 DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
-DEFAULT_REPLAY_PER_LABEL = 20  # 0: every replay example
+DEFAULT_REPLAY_PER_LABEL = None  # the task's (TASK_DEFAULTS); 0: every replay example
 #: old labels per new label replayed whole (the parent's reading of the new examples)
 DEFAULT_REPLAY_CONFUSABLE = 0
 DEFAULT_DISTILL = 1.0
@@ -44,7 +44,13 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_ANNOTATED = "new"
-DEFAULT_NEW_WEIGHT = 10.0
+DEFAULT_NEW_WEIGHT = None  # the task's (TASK_DEFAULTS)
+#: defaults that differ by task (``None`` above): a text's label is one example, where a token
+#: classifier's new type is a few words among many, and its replay a sentence per old tag
+TASK_DEFAULTS = {
+    "sequence-classification": {"new_weight": 10.0, "replay_per_label": 20},
+    "token-classification": {"new_weight": 1.0, "replay_per_label": 100},
+}
 #: "gate": against the gate's tolerance on held-out replay; a number: points of the replay; None: off
 DEFAULT_CALIBRATE: float | str | None = "gate"
 #: old examples per old label held out of the replay to calibrate on
@@ -79,7 +85,9 @@ class TrainOptions:
             outputs are cached and only the neck and the head run.
         protect_old_rows: keep the old labels' rows and biases bit-identical (they are frozen
             buffers during training, fused back into a plain ``nn.Linear`` before saving).
-        replay_per_label: old examples replayed per old label (0: all of them), sampled by ``seed``.
+        replay_per_label: old examples replayed per old label (0: all of them), sampled by
+            ``seed``; for token classification sentences per old tag. ``None``: the task's
+            default (:data:`TASK_DEFAULTS`).
         replay_confusable: with ``replay_per_label``, the old labels the parent reads each new
             label's examples as (the top K by mean probability) are replayed whole.
         distill: weight of the KL divergence between the parent's and the child's old-label
@@ -99,7 +107,8 @@ class TrainOptions:
         seed: first seed (also seeds the replay sample and the ``normal`` init).
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
         max_length: tokenizer truncation length.
-        new_weight: loss weight of the new labels' examples relative to replayed ones.
+        new_weight: loss weight of the new labels' examples (token classification: words of
+            the new types) relative to the others; ``None``: the task's default.
         calibrate: after training (frozen backbone or train_layers, with replay), shift the
             new labels' biases by one common amount (see :mod:`.calibration`): ``"gate"``, the
             largest shift whose old-label drop on examples held out of the replay stays within
@@ -129,7 +138,7 @@ class TrainOptions:
     train_layers: int = DEFAULT_TRAIN_LAYERS
     train_neck: bool = DEFAULT_TRAIN_NECK
     protect_old_rows: bool = DEFAULT_PROTECT_OLD_ROWS
-    replay_per_label: int = DEFAULT_REPLAY_PER_LABEL
+    replay_per_label: int | None = DEFAULT_REPLAY_PER_LABEL
     replay_confusable: int = DEFAULT_REPLAY_CONFUSABLE
     distill: float = DEFAULT_DISTILL
     temperature: float = DEFAULT_TEMPERATURE
@@ -148,7 +157,7 @@ class TrainOptions:
     max_length: int = DEFAULT_MAX_LENGTH
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     max_steps: int = DEFAULT_MAX_STEPS
-    new_weight: float = DEFAULT_NEW_WEIGHT
+    new_weight: float | None = DEFAULT_NEW_WEIGHT
     calibrate: float | str | None = DEFAULT_CALIBRATE
     calibrate_per_label: int = DEFAULT_CALIBRATE_PER_LABEL
     calibrate_safety: float = DEFAULT_CALIBRATE_SAFETY
@@ -167,7 +176,8 @@ class TrainOptions:
             _choice("init", self.init, INIT_CHOICES)
         for name in ("train_layers", "replay_per_label", "replay_confusable", "reinit_top",
                      "eval_every"):  # fmt: skip
-            _at_least(name, getattr(self, name), 0)
+            if getattr(self, name) is not None:
+                _at_least(name, getattr(self, name), 0)
         for name in ("early_stopping", "seed"):
             _at_least(name, getattr(self, name), 0)
         for name in ("seeds", "batch_size", "max_length"):
@@ -175,7 +185,8 @@ class TrainOptions:
         for name in ("distill", "warmup", "weight_decay"):
             _at_least(name, getattr(self, name), 0)
         for name in ("temperature", "epochs", "lr", "new_weight"):
-            if not getattr(self, name) > 0:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not value > 0):
                 raise OptionsError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.calibrate is not None and self.calibrate != "gate":
             if isinstance(self.calibrate, str):
@@ -217,6 +228,12 @@ class TrainOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def for_task(self, task: str) -> TrainOptions:
+        """These options with the task's defaults in place of ``None`` (:data:`TASK_DEFAULTS`)."""
+        defaults = TASK_DEFAULTS.get(task, TASK_DEFAULTS["sequence-classification"])
+        unset = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return replace(self, **unset) if unset else self
+
 
 #: the ``train`` command's help of each option (the CLI generates its options from the
 #: dataclass's fields, their defaults and these texts: nothing is written twice)
@@ -235,7 +252,8 @@ HELP = {
         "0 --no-train-neck: the head alone, on cached features."
     ),
     "protect_old_rows": "Keep the old labels' rows and biases bit-identical.",
-    "replay_per_label": "Old examples replayed per old label (0: all of --replay).",
+    "replay_per_label": "Old examples replayed per old label (0: all of --replay); token "
+    "classifiers: sentences per old tag. [default: 20; token classifiers: 100]",
     "replay_confusable": (
         "With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
         "new label's examples as (its near-synonyms, where its false positives and misses are)."
@@ -257,7 +275,8 @@ HELP = {
     "lr": "Learning rate (of the head; see --llrd).",
     "max_length": "Tokenizer truncation length.",
     "max_steps": "Cap the training steps (-1: no cap).",
-    "new_weight": "Loss weight of the new labels' examples relative to replayed ones.",
+    "new_weight": "Loss weight of the new labels' examples (token classifiers: the new types' "
+    "words) relative to the others. [default: 10; token classifiers: 1]",
     "calibrate": (
         "After training (frozen backbone or --train-layers, with --replay), shift the new "
         "labels' biases by one common amount. gate: the largest shift whose old-label drop on "

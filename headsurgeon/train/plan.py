@@ -92,6 +92,7 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
     from .tasks import task_for
 
     task = task_for(model)
+    options = options.for_task(task.name)  # the task's defaults where options leave them None
     labels = _labels.labels_of(model.config)
     if old_labels is None:
         seen = set().union(*(task.labels_in(e) for e in data)) if data else set()
