@@ -75,7 +75,6 @@ def test_sweep_json_has_one_row_per_setting_the_best_marked_and_writes_nothing(
     assert sorted(os.listdir(tmp_path)) == listing  # no report, model or scratch left behind
 
 
-@pytest.mark.slow
 def test_sweep_seeds_give_a_row_each_and_share_the_cached_inputs(grown_dir, files, caplog):
     def passes(seeds: int) -> tuple[list, int]:
         caplog.clear()
@@ -103,7 +102,6 @@ def test_sweep_plot_is_a_png(grown_dir, files, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1024
 
 
-@pytest.mark.slow
 def test_sweep_output_writes_the_best_model_that_reloads(parent_dir, files, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
@@ -157,3 +155,16 @@ def test_output_is_refused_when_no_setting_passes(grown_dir, files, tmp_path):
     assert result.exit_code == 3, result.output
     assert "NO" in result.stdout  # the table is shown
     assert result.stderr.strip().startswith("error: no setting passed") and not out.exists()
+
+
+def test_sweep_options_are_train_options_with_train_defaults():
+    import dataclasses
+
+    params = {p.name: p for p in main.commands["sweep"].params}
+    set_per_run = {"freeze", "train_layers", "seeds", "progress"}
+    for f in dataclasses.fields(TrainOptions):
+        if f.name in set_per_run:
+            continue
+        assert params[f.name].default == f.default, f.name
+    assert "freeze" not in params and "train_layers" not in params
+    assert params["seeds"].default == 1  # the sweep's own: one row per seed
