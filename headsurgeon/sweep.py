@@ -89,7 +89,7 @@ class SweepRow:
         new_recall, new_f1: the new labels' recall and F1 on the holdout, means over the labels.
         seconds: wall time of the run (copy, caches it had to compute, training, check).
         top_drift: ``||Δθ|| / ||θ||`` of the top encoder block against the parent (0 when it
-            was frozen).
+            was frozen; ``None``, as in ``diff``, when the parent's block is all zeros).
         drift: the same per layer group (embeddings, block i, neck, head: its parent's rows).
         steps: optimiser steps.
         best: this run is the sweep's best trade-off.
@@ -102,8 +102,8 @@ class SweepRow:
     new_recall: float
     new_f1: float
     seconds: float
-    top_drift: float
-    drift: dict[str, float]
+    top_drift: float | None
+    drift: dict[str, float | None]
     steps: int
     best: bool = False
 
@@ -134,7 +134,7 @@ class SweepReport:
         out: dict[str, list] = {"setting": self.settings()}
         for measure in ("drop_pts", "new_recall", "new_f1", "seconds", "top_drift"):
             out[measure] = [
-                statistics.fmean(getattr(r, measure) for r in self.rows if r.setting == s)
+                _mean(getattr(r, measure) for r in self.rows if r.setting == s)
                 for s in out["setting"]
             ]
         return out
@@ -177,7 +177,7 @@ class SweepReport:
                         f"{r.new_recall:.3f}",
                         f"{r.new_f1:.3f}",
                         f"{r.seconds:.1f}",
-                        f"{r.top_drift:.3g}",
+                        "inf" if r.top_drift is None else f"{r.top_drift:.3g}",
                     )  # fmt: skip
                 )
             )
@@ -438,7 +438,9 @@ def _run(inputs: _Inputs, setting: Setting, options: TrainOptions, max_drop, max
     return row, outcome
 
 
-def drift_by_group(parent, child, head_paths: Sequence[str], old_rows: int) -> dict[str, float]:
+def drift_by_group(
+    parent, child, head_paths: Sequence[str], old_rows: int
+) -> dict[str, float | None]:
     """``||Δθ|| / ||θ||`` of ``child`` against ``parent`` (two models of the same shapes, in
     memory) per layer group, grouped and measured as :func:`headsurgeon.diff.diff_checkpoints`
     does: float64, the head over its first ``old_rows`` rows (the parent's labels).
@@ -464,8 +466,14 @@ def drift_by_group(parent, child, head_paths: Sequence[str], old_rows: int) -> d
     return {g: _finite(sums[g].rel) for g in sorted(sums, key=_group_order)}
 
 
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else float("nan")
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no infinity (diff reports None too)
+
+
+def _mean(values) -> float | None:
+    """The mean of the values, ``None`` when one is ``None`` (an infinite drift)."""
+    values = list(values)
+    return None if any(v is None for v in values) else statistics.fmean(values)
 
 
 def _write_best(inputs: _Inputs, src: Path, output, report: SweepReport, outcome, options,
