@@ -59,6 +59,9 @@ _EXPORTS = {
     "rename_label_in_checkpoint": "checkpoint",
     "diff_checkpoints": "diff",
     "DiffReport": "diff",
+    # headsurgeon.sweep is a module: its verb is headsurgeon.sweep.sweep
+    "SweepReport": "sweep",
+    "plot_sweep": "sweep",
     # headsurgeon.train is a sub-package: its file-level verb is headsurgeon.train.train
     "TrainOptions": "train",
     "train_model": "train",

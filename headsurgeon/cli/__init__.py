@@ -6,7 +6,7 @@ Each command parses its options, calls one API function and renders the result a
 failed. Heavy libraries are imported inside the commands, so ``--help`` answers fast.
 """
 
-from . import check, diff, push, surgery, train  # noqa: F401  (each module registers its commands)
+from . import check, diff, push, surgery, sweep, train  # noqa: F401  (each module registers its commands)
 from .app import main
 
 __all__ = ["main"]

@@ -63,16 +63,33 @@ def _option(f: dataclasses.Field):
     return click.option(flag, f.name, **kwargs)
 
 
-def train_options(command):
+def train_options(command=None, *, exclude: tuple[str, ...] = ()):
     """Decorate ``command`` with one option per :class:`TrainOptions` field (``progress``
-    follows the terminal), in the dataclass's order, plus ``--no-calibrate``."""
+    follows the terminal), in the dataclass's order, plus ``--no-calibrate``; the fields in
+    ``exclude`` get no option (a command that sets them itself: ``train_options(exclude=...)``).
+    Build the options from the values with :func:`options_from`."""
+    if command is None:
+        return lambda command: train_options(command, exclude=exclude)
     command = click.option(
         "--no-calibrate", is_flag=True, help="Keep the trained biases (no --calibrate)."
     )(command)
     for f in reversed(dataclasses.fields(_topt.TrainOptions)):
-        if f.name != "progress":
+        if f.name != "progress" and f.name not in exclude:
             command = _option(f)(command)
     return command
+
+
+def options_from(opts: dict, as_json: bool):
+    """The :class:`TrainOptions` of the values of :func:`train_options` (popped from ``opts``)."""
+    from ..train import TrainOptions
+
+    names = {f.name for f in dataclasses.fields(_topt.TrainOptions)}
+    values = {k: opts.pop(k) for k in list(opts) if k in names}
+    if opts.pop("no_calibrate"):
+        values["calibrate"] = None
+    if "calibrate_precision" in values and not values["calibrate_precision"]:
+        values["calibrate_precision"] = None
+    return TrainOptions(**values, progress=_progress(as_json))
 
 
 @main.command()
@@ -163,16 +180,12 @@ def train(
       torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
     """
     from ..errors import GateFailedError
-    from ..train import TrainOptions, processes
+    from ..train import processes
     from ..train.folders import train as run
 
     if not processes.is_main():  # under torchrun: one report, one set of warnings (the main's)
         logging.getLogger("headsurgeon").setLevel(logging.ERROR)
-    if opts.pop("no_calibrate"):
-        opts["calibrate"] = None
-    if not opts["calibrate_precision"]:
-        opts["calibrate_precision"] = None
-    options = TrainOptions(**opts, progress=_progress(as_json))
+    options = options_from(opts, as_json)
     try:
         result = run(
             model,
