@@ -817,3 +817,14 @@ def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, cap
     pytest.importorskip("matplotlib")
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_train_option_takes_a_value_of_its_field_type():
+    """Options whose default is the task's (None) still parse their values (a bug: NoneType)."""
+    params = {p.name: p for p in main.commands["train"].params}
+    for f in dataclasses.fields(TrainOptions):
+        if f.name == "progress" or isinstance(f.default, bool):
+            continue
+        value = {"int": "3", "float": "0.5"}.get(str(f.type).split("|")[0].strip())
+        if value is not None:
+            assert params[f.name].type.convert(value, None, None) == float(value), f.name

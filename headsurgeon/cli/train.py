@@ -50,13 +50,19 @@ _TYPES = {
 _METAVARS = {"calibrate_label_cap": "PCT"}
 
 
+def _annotated_type(f: dataclasses.Field):
+    """``int``/``float``/``str`` from the field's annotation (``"float | None"`` is a float)."""
+    first = str(f.type).split("|")[0].strip()
+    return {"int": int, "float": float, "str": str, "bool": bool}.get(first, type(f.default))
+
+
 def _option(f: dataclasses.Field):
     """A click option for one :class:`TrainOptions` field: its name, default and help."""
     flag = "--" + f.name.replace("_", "-")
     kwargs = {"default": f.default, "help": _topt.HELP.get(f.name)}
     if isinstance(f.default, bool):
         return click.option(f"{flag}/--no-{flag[2:]}", f.name, show_default=True, **kwargs)
-    kwargs["type"] = _TYPES.get(f.name, type(f.default))
+    kwargs["type"] = _TYPES.get(f.name) or _annotated_type(f)
     kwargs["show_default"] = f.default is not None
     if f.name in _METAVARS:
         kwargs["metavar"] = _METAVARS[f.name]
