@@ -306,7 +306,9 @@ def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) 
         )
     if replayed and not options.distill:
         steps.append("distil to the parent (--distill 1)")
-    if replayed and options.calibrate:
+    if replayed and options.calibrate == "gate":
+        steps.append(f"calibrate less (--calibrate-safety below {options.calibrate_safety:g})")
+    elif replayed and options.calibrate:
         steps.append(f"calibrate less (--calibrate below {options.calibrate:g})")
     if options.init == "normal":
         steps.append("start the new rows from their examples (--init imprint)")

@@ -163,6 +163,7 @@ class Fingerprints:
 
     def __init__(self, model: torch.nn.Module, heads: Sequence[torch.nn.Module]):
         head_params = {id(p) for h in heads for p in h.parameters()}
+        self.heads: set[str] = set()  # listed first in the warnings: the likeliest culprits
         self.should_train: dict[str, bool] = {}
         self.sums: dict[str, tuple[float, float]] = {}
         for name, tensor in _tensors(model):
@@ -171,6 +172,8 @@ class Fingerprints:
             )
             self.should_train[name] = trains
             self.sums[name] = _checksum(tensor)
+            if id(tensor) in head_params:
+                self.heads.add(name)
         self.model = model
 
     def compare(self) -> tuple[list[str], list[str]]:
@@ -185,7 +188,7 @@ class Fingerprints:
                 unchanged.append(name)
             elif not self.should_train[name] and not same:
                 moved.append(name)
-        return unchanged, moved
+        return sorted(unchanged, key=lambda n: n not in self.heads), moved
 
 
 def _tensors(model: torch.nn.Module):
@@ -307,7 +310,8 @@ def _shipped(telemetry: dict[str, Any]) -> dict[str, Any] | None:
 def summary(telemetry: dict[str, Any]) -> dict[str, Any]:
     """A few numbers of the run whose weights were kept: steps (all seeds'), and where the
     loss, its new-label part, the new rows' gradient norm and the holdout score started and
-    ended (``[first, last]``: the means of the first and of the last quarter of the steps)."""
+    ended (``[first, last]``: the means of the first and of the last quarter of the steps; for
+    the holdout score ``[first evaluation, best]``)."""
     run = _shipped(telemetry)
     out: dict[str, Any] = {
         "steps": sum(len(r["step"]) for r in telemetry["seeds"]),
@@ -320,8 +324,9 @@ def summary(telemetry: dict[str, Any]) -> dict[str, Any]:
     if "new" in run["loss_parts"]:
         out["new_loss"] = _ends(run["loss_parts"]["new"])
     out["new_row_grad_norm"] = _ends(run["grad_norm"]["new_rows"])
-    if run["eval"]:
-        out["holdout"] = _ends([v for _, v in run["eval"]])
+    if run["eval"]:  # keep-best ships the best evaluation's weights
+        scores = [v for _, v in run["eval"]]
+        out["holdout"] = [round(scores[0], 6), round(max(scores), 6)]
     return out
 
 
@@ -394,13 +399,19 @@ def plot(telemetry: dict[str, Any], path: str | Path) -> None:
 
 def _plot_run(panels, run: dict[str, Any], color: str, several: bool) -> None:
     steps = run["step"]
-    tag = f"seed {run['seed']} " if several else ""
-    panels["loss"].plot(steps, run["loss"], color=color, label=f"{tag}total")
+    tag = f"seed {run['seed']}{' (kept)' if run.get('kept') else ''} " if several else ""
+
+    def line(ax, values, style, label):
+        points = [(x, y) for x, y in zip(steps, values, strict=True) if math.isfinite(y)]
+        if points:  # a part a batch did not have (NaN) is left out, not drawn as 0
+            ax.plot(*zip(*points, strict=True), style, color=color, label=label)
+
+    line(panels["loss"], run["loss"], "-", f"{tag}total")
     for style, (part, values) in zip(("--", ":", "-."), run["loss_parts"].items(), strict=False):
-        panels["loss"].plot(steps, values, style, color=color, label=f"{tag}{part}")
-    panels["grad"].plot(steps, run["grad_norm"]["new_rows"], color=color, label=f"{tag}new rows")
+        line(panels["loss"], values, style, f"{tag}{part}")
+    line(panels["grad"], run["grad_norm"]["new_rows"], "-", f"{tag}new rows")
     for style, (group, values) in zip(_styles(), run["lr"].items(), strict=False):
-        panels["lr"].plot(steps, values, style, color=color, label=f"{tag}{group}")
+        line(panels["lr"], values, style, f"{tag}{group}")
     if run["eval"]:
         at, score = zip(*run["eval"], strict=True)
         panels["eval"].plot(at, score, "o-", color=color, label=f"{tag}holdout")
