@@ -198,9 +198,7 @@ def test_a_frozen_head_warns_zero_gradient_on_stderr_and_in_the_record(
     assert data["warnings"] == event["warnings"]
 
 
-def test_a_learning_rate_of_0_warns_and_names_what_did_not_change(
-    grown_dir, files, monkeypatch
-):
+def test_a_learning_rate_of_0_warns_and_names_what_did_not_change(grown_dir, files, monkeypatch):
     from headsurgeon.train import trainer
 
     original = trainer.parameter_groups
@@ -257,14 +255,19 @@ def test_a_new_label_never_predicted_on_its_examples_is_named(grown_dir, files, 
 
 
 def test_a_loss_that_does_not_fall_is_named():
-    curve = {"seed": 1, "step": [1, 2, 3, 4], "loss": [1.0, 0.5, 0.7, 1.0], "kept": True}
-    curve |= {"grad_norm": {"new_rows": [1.0] * 4}, "lr_new_rows": [0.1] * 4}
+    curve = {"seed": 1, "step": list(range(1, 9)), "kept": True}
+    curve |= {"grad_norm": {"new_rows": [1.0] * 8}, "lr_new_rows": [0.1] * 8}
+    curve["loss"] = [1.0, 0.8, 0.5, 0.6, 0.7, 0.5, 0.9, 0.9]
     warnings = telemetry.diagnose({"seeds": [curve]})
     assert warnings == [
-        "seed 1: the loss did not fall (mean of the last quarter of steps 1 >= first quarter 1): "
-        "try a higher --lr or more steps"
+        "seed 1: the loss did not fall (mean of the last quarter of steps 0.9 >= first quarter "
+        "0.9): try a higher --lr or more steps"
     ]
-    curve["loss"] = [1.0, 0.5, 0.7, 0.9]
+    curve["loss"][-1] = 0.7
+    assert telemetry.diagnose({"seeds": [curve]}) == []
+    curve["loss"] = curve["loss"][:7]  # too few steps to judge
+    curve["step"] = curve["step"][:7]
+    curve["loss"][-1] = 2.0
     assert telemetry.diagnose({"seeds": [curve]}) == []
 
 
@@ -272,15 +275,23 @@ def test_a_loss_that_does_not_fall_is_named():
 
 
 def test_a_gate_refusal_writes_no_telemetry(grown_dir, files, tmp_path, monkeypatch):
+    """The run recorded its steps, but the refused model's folder and files are not written."""
     calls = []
     monkeypatch.setattr(telemetry, "write_json", lambda *a: calls.append("json"))
     monkeypatch.setattr(telemetry, "plot", lambda *a: calls.append("png"))
+    record = telemetry.Telemetry.on_pre_optimizer_step
+
+    def step(self, *args, **kwargs):
+        calls.append("step")
+        return record(self, *args, **kwargs)
+
+    monkeypatch.setattr(telemetry.Telemetry, "on_pre_optimizer_step", step)
     res = cli(
         "train", grown_dir, "--data", files["new_csv"], "--holdout", files["hold_csv"],
         "-o", tmp_path / "bad", "--device", "cpu", "--batch-size", 4, *BAD,
     )  # fmt: skip
     assert res.exit_code == 3, res.output
-    assert calls == [] and list(tmp_path.iterdir()) == []
+    assert set(calls) == {"step"} and list(tmp_path.iterdir()) == []
 
 
 def test_gate_advice_with_calibration_against_the_gate_names_its_safety():
@@ -289,3 +300,18 @@ def test_gate_advice_with_calibration_against_the_gate_names_its_safety():
 
     options = TrainOptions(calibrate="gate", distill=1.0)
     assert "calibrate less (--calibrate-safety below 0.5)" in gate_advice(options, replayed=True)
+
+
+def test_token_training_records_its_loss_parts_and_skips_the_prediction_check():
+    from tests.common import tiny_tokenizer
+    from tests.test_token_train import OLD, grown_model, sentences
+
+    out = train_model(
+        grown_model(), tiny_tokenizer(), sentences(8, ["ORG", "PER"], 1, untagged=("PER",)),
+        replay=sentences(8, ["LOC"], 2), old_labels=OLD,
+        options=TrainOptions(max_steps=4, device="cpu", train_layers=0, train_neck=False),
+    )  # fmt: skip
+    curve = out.telemetry["seeds"][0]
+    assert curve["step"] == [1, 2, 3, 4] and set(curve["loss_parts"]) == {"new", "other"}
+    assert all(g > 0 for g in curve["grad_norm"]["new_rows"])
+    assert out.telemetry["not_checked"] and out.stats["warnings"] == []

@@ -206,7 +206,7 @@ def train(
         f"(+{stats['replay_examples']} replayed{held}) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
     ]
     if stats.get("training"):
-        lines.append(_training_line(stats["training"]))
+        lines.insert(0, _training_line(stats["training"]))
     if cal:
         lines.insert(0, _calibration_line(cal))
     if result.report is not None:

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: the first steps over which a zero gradient (or learning rate) of the new rows is a failure
 ZERO_STEPS = 3
+#: the fewest steps whose loss curve is judged (a quarter of fewer is one or two batches' noise)
+LOSS_STEPS = 8
 #: a gradient norm or learning rate at or below this is zero
 ZERO = 1e-12
 #: how many parameter names a warning lists
@@ -133,7 +135,10 @@ class Telemetry(TrainerCallback):
         grads = []
         for head in self.heads:
             if isinstance(head, ProtectedLinear):
-                grads += [head.new_weight.grad, None if head.new_bias is None else head.new_bias.grad]
+                grads += [
+                    head.new_weight.grad,
+                    None if head.new_bias is None else head.new_bias.grad,
+                ]
                 continue
             for p in (head.weight, getattr(head, "bias", None)):
                 if p is not None and p.grad is not None:
@@ -248,9 +253,7 @@ def diagnose(
             "(a learning rate of 0, a frozen or detached parameter)"
         )
     if moved:
-        warnings.append(
-            f"{len(moved)} parameter(s) that should be frozen changed: {_names(moved)}"
-        )
+        warnings.append(f"{len(moved)} parameter(s) that should be frozen changed: {_names(moved)}")
     if unpredicted:
         warnings.append(
             f"the new label(s) {', '.join(unpredicted)} are never predicted on their own "
@@ -284,7 +287,7 @@ def _new_rows_idle(run: dict[str, Any]) -> list[str]:
 def _loss_flat(run: dict[str, Any]) -> list[str]:
     losses = [v for v in run["loss"] if math.isfinite(v)]
     quarter = len(losses) // 4
-    if quarter < 1:
+    if len(losses) < LOSS_STEPS:
         return []
     first, last = sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
     if last < first:

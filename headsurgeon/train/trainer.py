@@ -122,7 +122,9 @@ class HeadsurgeonTrainer(Trainer):
             outputs = model(**inputs)
             logits = outputs.logits.float()
             new_ids = self._new_ids(logits.shape[-1])
-            loss = target_cross_entropy(logits, target, weight, across, new_ids=new_ids, parts=parts)
+            loss = target_cross_entropy(
+                logits, target, weight, across, new_ids=new_ids, parts=parts
+            )
             return self._keep_parts(loss, parts, outputs, return_outputs)
         labels = inputs.pop("labels")
         weight = inputs.pop("weight")
