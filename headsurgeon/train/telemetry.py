@@ -43,6 +43,18 @@ ZERO = 1e-12
 #: how many parameter names a warning lists
 NAMES_SHOWN = 5
 JSON_NAME, PNG_NAME = "training.json", "training.png"
+#: what the series of ``training.json`` are (written in it)
+ABOUT = {
+    "step": "optimizer steps of the seed's run, from 1",
+    "loss": "the batch's training loss (on this process's share of the batch)",
+    "loss_parts": "new: new labels' examples (positions), other: replay and the rest, "
+    "distill: distillation; null when the batch had none",
+    "grad_norm": "L2 norm of the gradients after backward, before clipping: the head's new "
+    "rows, and each optimizer group",
+    "lr": "learning rate of each optimizer group (depthD: D blocks from the top) at the step",
+    "eval": "[step, holdout score] of each evaluation (--eval-every, the seed trial, the end)",
+    "stop": "early (early stopping), pruned (seed trial) or null; stopped_at: its last step",
+}
 
 
 class Telemetry(TrainerCallback):
@@ -146,7 +158,8 @@ class Telemetry(TrainerCallback):
         return _norm(grads)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seeds": self.seeds}
+        """The curves (``seeds``) and what their series mean (``about``)."""
+        return {"about": ABOUT, "seeds": self.seeds}
 
 
 def _norm(grads) -> float:
