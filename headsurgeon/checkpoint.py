@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,12 +377,20 @@ def _in_memory(
     return result
 
 
-def write_model(model, record: dict[str, Any], src: str | os.PathLike, output=None) -> Path:
+def write_model(
+    model,
+    record: dict[str, Any],
+    src: str | os.PathLike,
+    output=None,
+    extra: Mapping[str, atomic.Writer] | None = None,
+) -> Path:
     """Save an in-memory ``model`` with ``record`` as ``output`` (or over ``src``), atomically.
 
     The files of ``src`` that ``save_pretrained`` does not produce (tokenizer, processor, ...)
     are carried over; ``src``'s old weight files are not. Used after training or a pickle
-    fallback, when the weights changed beyond the head.
+    fallback, when the weights changed beyond the head. ``extra``: file name → writer of
+    further files published with the model (``train``'s ``training.json``); a file of ``src``
+    of that name is not carried over.
 
     Returns:
         the folder written.
@@ -402,6 +410,7 @@ def write_model(model, record: dict[str, Any], src: str | os.PathLike, output=No
                 f"writing {target or src} failed ({type(e).__name__}: {e}); nothing was changed"
             ) from e
         writers = {p.name: _mover(p) for p in scratch.iterdir() if p.is_file()}
+        writers.update(extra or {})
         stale = frozenset(p.name for pat in WEIGHT_PATTERNS for p in src.glob(pat))
         return atomic.commit(src, target, writers, record, drop=stale, carry=_carry)
 

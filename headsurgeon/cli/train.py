@@ -224,6 +224,8 @@ def train(
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
         f"(+{stats['replay_examples']} replayed{held}) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
     ]
+    if stats.get("training"):
+        lines.insert(0, _training_line(stats["training"]))
     if cal:
         lines.insert(0, _calibration_line(cal))
     if result.report is not None:
@@ -241,6 +243,27 @@ def _calibration_line(cal: dict) -> str:
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
         f"(allowed {cal['allowed_drop_pts']:.2f} pt)"
     )
+
+
+def _training_line(summary: dict) -> str:
+    """One line on how training went (the telemetry's summary: first and last quarter's means)
+    and the files that show it."""
+
+    def span(key: str, fmt: str = ".3g") -> str:
+        first, last = summary[key]
+        return f"{first:{fmt}} -> {last:{fmt}}"
+
+    seeds = f"{summary['seeds']} seeds, " if summary.get("seeds", 1) > 1 else ""
+    parts = [f"training: {seeds}{summary['steps']} steps"]
+    if summary.get("loss"):
+        new = f" (new {span('new_loss')})" if summary.get("new_loss") else ""
+        parts.append(f"loss {span('loss')}{new}")
+    if summary.get("new_row_grad_norm"):
+        parts.append(f"new-row grad norm {span('new_row_grad_norm')}")
+    if summary.get("holdout"):
+        parts.append(f"holdout {span('holdout', '.4f')} (best)")
+    files = f"; {', '.join(summary['files'])}" if summary.get("files") else ""
+    return ", ".join(parts) + files
 
 
 def _progress(as_json: bool) -> bool:

@@ -18,6 +18,8 @@ One file per concept, in the order a run goes through them:
 - :mod:`.schedule`: layer-wise LR decay (LLRD) parameter groups, warm-up, SWA;
 - :mod:`.selection`: seeds, keep-best and early stopping on the holdout;
 - :mod:`.trainer`: the ``Trainer`` subclass that wires losses and schedule in;
+- :mod:`.telemetry`: per-step curves (a ``TrainerCallback``), parameter checksums and the
+  warnings of silent failures; ``training.json``/``training.png``;
 - :mod:`.calibration`: the new labels' bias shift, chosen against the gate on held-out replay;
 - :mod:`.processes`: several processes (torchrun/accelerate): shards, gathering, the main one;
 - :mod:`.run`: :func:`train_model` (in memory): plan → cache → train and select → calibrate →

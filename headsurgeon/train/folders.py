@@ -27,8 +27,10 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TrainResult:
     """What :func:`train` did: the output folder (``None`` when the gate refused), the check
-    report, the options and the stats of :class:`TrainOutcome`. Under several processes only the
-    main one checks and writes: the others get ``main_process=False``, no report, no output."""
+    report, the options and the stats of :class:`TrainOutcome` (its ``training`` summary names
+    the telemetry files written beside the model in ``files``; ``telemetry`` holds their
+    series). Under several processes only the main one checks and writes: the others get
+    ``main_process=False``, no report, no output."""
 
     output: Path | None
     report: Any
@@ -36,6 +38,7 @@ class TrainResult:
     stats: dict[str, Any]
     added: list[str] = field(default_factory=list)
     main_process: bool = True
+    telemetry: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +169,9 @@ def train(
         head_path=head_path,
     )
     result = TrainResult(None, outcome.report, options, outcome.stats, added)
+    result.telemetry = outcome.telemetry
+    telemetry_files = _telemetry_writers(outcome.telemetry)
+    outcome.stats["training"]["files"] = list(telemetry_files)
     if not processes.is_main():  # the main process checks, records and writes
         result.main_process = False
         return result
@@ -177,7 +183,7 @@ def train(
         "replay": replay and str(replay),
         "holdout": holdout and str(holdout),
         "trained_labels": [n for n in labels if n not in set(old)],
-        **{k: v for k, v in outcome.stats.items() if k != "seeds"},
+        **{k: v for k, v in outcome.stats.items() if k != "seeds"},  # training, warnings too
         "seeds": [{k: v for k, v in r.items() if k != "history"} for r in outcome.stats["seeds"]],
     }
     if outcome.report is not None:
@@ -205,8 +211,19 @@ def train(
             outcome.report.failure(),
         )
     model.to("cpu")
-    result.output = write_model(model, record, src, output)
+    result.output = write_model(model, record, src, output, extra=telemetry_files)
     return result
+
+
+def _telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
+    """``training.json`` (and ``training.png`` with matplotlib): file name → writer, published
+    with the model (inside its atomic write)."""
+    from . import telemetry as _telemetry
+
+    writers = {_telemetry.JSON_NAME: lambda path: _telemetry.write_json(telemetry, path)}
+    if _telemetry.can_plot():
+        writers[_telemetry.PNG_NAME] = lambda path: _telemetry.plot(telemetry, path)
+    return writers
 
 
 @dataclass
@@ -289,7 +306,9 @@ def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) 
         )
     if replayed and not options.distill:
         steps.append("distil to the parent (--distill 1)")
-    if replayed and options.calibrate:
+    if replayed and options.calibrate == "gate":
+        steps.append(f"calibrate less (--calibrate-safety below {options.calibrate_safety:g})")
+    elif replayed and options.calibrate:
         steps.append(f"calibrate less (--calibrate below {options.calibrate:g})")
     if options.init == "normal":
         steps.append("start the new rows from their examples (--init imprint)")

@@ -11,28 +11,56 @@
 ``across`` is how a sum over this process's slice of the batch becomes one over the whole batch:
 the trainer's per-process mean (see :meth:`~.trainer.HeadsurgeonTrainer.per_process_mean`),
 the identity with one process.
+
+``parts``: a dict the loss functions add their share of the loss to, detached, for the
+telemetry (:mod:`.telemetry`): ``new`` (the examples or positions of the new labels), ``other``
+(replay and any other label) and ``distill``; ``new + other (+ distill)`` is the loss. A part
+the batch has no example of is NaN (not 0: the telemetry leaves it out of its curves).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 Across = Callable[[torch.Tensor], torch.Tensor]
+Parts = dict[str, torch.Tensor]
 
 
 def _local(total: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _split(per_item: torch.Tensor, new, counted: torch.Tensor, denom, parts: Parts | None):
+    """Add the new labels' and the others' shares of ``per_item.sum() / denom`` to ``parts``
+    (``new``, ``counted``: masks of the items of a new label, of the items that count)."""
+    if parts is None or new is None:
+        return
+    with torch.no_grad():
+        for name, mask in (("new", new & counted), ("other", ~new & counted)):
+            share = (per_item * mask).sum() / denom if bool(mask.any()) else math.nan
+            parts[name] = parts.get(name, 0.0) + share
+
+
 def weighted_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, across: Across = _local
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    across: Across = _local,
+    *,
+    new_ids: torch.Tensor | None = None,
+    parts: Parts | None = None,
 ) -> torch.Tensor:
-    """Example-weighted cross-entropy: ``sum(weight * ce) / sum(weight)``."""
+    """Example-weighted cross-entropy: ``sum(weight * ce) / sum(weight)``; with ``parts`` and
+    ``new_ids``, its new-label and other shares are added to ``parts``."""
     ce = F.cross_entropy(logits, labels, reduction="none")
-    return (ce * weight).sum() / across(weight.sum())
+    denom = across(weight.sum())
+    new = None if new_ids is None else torch.isin(labels, new_ids.to(labels.device))
+    _split(ce.detach() * weight, new, weight > 0, denom, parts)
+    return (ce * weight).sum() / denom
 
 
 def distillation(
@@ -42,9 +70,11 @@ def distillation(
     scale: float,
     temperature: float,
     across: Across = _local,
+    parts: Parts | None = None,
 ) -> torch.Tensor:
     """``scale`` × KL(parent ‖ child) over the old labels at ``temperature`` T, × T², averaged
-    over the examples (``parent``: the parent's old-label logits of the batch)."""
+    over the examples (``parent``: the parent's old-label logits of the batch); added to
+    ``parts["distill"]`` when given."""
     t = temperature
     child_old = logits[:, old_ids.to(logits.device)] / t
     kl = F.kl_div(
@@ -53,13 +83,29 @@ def distillation(
         reduction="sum",
         log_target=True,
     ) / across(torch.tensor(float(len(logits)), device=logits.device))
-    return scale * kl * t * t
+    loss = scale * kl * t * t
+    if parts is not None:
+        parts["distill"] = parts.get("distill", 0.0) + loss.detach()
+    return loss
 
 
 def target_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, across: Across = _local
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    across: Across = _local,
+    *,
+    new_ids: torch.Tensor | None = None,
+    parts: Parts | None = None,
 ) -> torch.Tensor:
     """Cross-entropy against a target distribution per scored position, weighted; positions of
-    weight 0 (a word's later subwords, padding) do not count."""
+    weight 0 (a word's later subwords, padding) do not count. With ``parts`` and ``new_ids``,
+    the shares of the positions whose target is mostly a new tag and of the others are added
+    to ``parts``."""
     ce = -(target * F.log_softmax(logits, -1)).sum(-1)
-    return (ce * weight).sum() / across(weight.sum()).clamp_min(1e-12)
+    denom = across(weight.sum()).clamp_min(1e-12)
+    new = None
+    if new_ids is not None and parts is not None:
+        new = torch.isin(target.argmax(-1), new_ids.to(target.device))
+    _split(ce.detach() * weight, new, weight > 0, denom, parts)
+    return (ce * weight).sum() / denom

@@ -37,12 +37,17 @@ class TrainOutcome:
         holdout_logits: ``(parent, child)`` logits of the holdout the report was computed from
             (the parent's over its old labels, the child's over every label; CPU float32),
             ``None`` without holdout.
+        telemetry: the training's series (:mod:`.telemetry`: per step of each seed the loss
+            and its parts, gradient norms, learning rates; the holdout evaluations; the
+            ``summary`` and ``warnings``, also in ``stats["training"]`` and
+            ``stats["warnings"]``): what ``training.json`` holds.
     """
 
     model: Any
     report: Any = None
     stats: dict[str, Any] = field(default_factory=dict)
     holdout_logits: tuple[Any, Any] | None = None
+    telemetry: dict[str, Any] = field(default_factory=dict)
 
 
 def require_examples(data, new_labels: Sequence[str], source: str, task=None) -> None:
@@ -172,14 +177,17 @@ def train_model(
     calibration = calibration_set(plan, sets, top)
     uncalibrated = calibration_skipped(plan, sets.held or sets.replayed, calibration)
     main = processes.is_main()  # the others train with it, then leave the rest to it
+    watch = Watch(plan)
     try:
-        runs = run_seeds(plan, trained, rows, depths, scorer)
+        runs = run_seeds(plan, trained, rows, depths, scorer, watch.telemetry)
+        unchanged, moved = watch.fingerprints.compare()
         fuse_heads(model, plan.head.paths)
         model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
         calibrated = calibrate(plan, calibration) if main else None
         heads = [p for path in plan.head.paths for p in model.get_submodule(path).parameters()]
         calibrated = processes.share_from_main(heads, calibrated)
         child_logits = predict() if holdout and main else None
+        unpredicted = watch.unpredicted(sets.train, top) if main else []
     finally:
         if top is not None:
             top.restore()
@@ -196,7 +204,51 @@ def train_model(
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
-    return TrainOutcome(model, report, stats, logits)
+    telemetry = watch.finish(unchanged, moved, unpredicted)
+    stats["training"], stats["warnings"] = telemetry["summary"], telemetry["warnings"]
+    return TrainOutcome(model, report, stats, logits, telemetry)
+
+
+class Watch:
+    """What :mod:`.telemetry` watches in one run: the per-step curves, the parameters'
+    checksums before training, and (after it) the new labels' predictions on their examples."""
+
+    def __init__(self, plan):
+        from .telemetry import Fingerprints, Telemetry
+
+        self.plan = plan
+        heads = [plan.model.get_submodule(p) for p in plan.head.paths]
+        new_ids = [plan.labels.index(n) for n in plan.new_labels]
+        self.telemetry = Telemetry(heads, new_ids)
+        self.fingerprints = Fingerprints(plan.model, heads)
+
+    def unpredicted(self, train, top) -> list[str]:
+        """The new labels the trained model never predicts on their own training examples
+        (sequence classification; token classification is not checked)."""
+        from .selection import predictor
+        from .telemetry import unpredicted_labels
+
+        plan = self.plan
+        if plan.task.name != "sequence-classification":
+            return []
+        mine = [e for e in train if e.label in set(plan.new_labels)]
+        if not mine:
+            return []
+        x = plan.features.of(keys(plan, mine)) if plan.features_only else None
+        logits = predictor(plan, mine, x, top)()
+        gold = [plan.labels.index(e.label) for e in mine]
+        return unpredicted_labels(logits, gold, plan.labels, plan.new_labels)
+
+    def finish(self, unchanged, moved, unpredicted) -> dict[str, Any]:
+        """The telemetry with its summary and warnings (logged)."""
+        from .telemetry import diagnose, summary
+
+        telemetry = self.telemetry.to_dict()
+        telemetry["warnings"] = diagnose(telemetry, unchanged, moved, unpredicted)
+        telemetry["summary"] = summary(telemetry)
+        if self.plan.task.name != "sequence-classification":
+            telemetry["not_checked"] = ["new labels predicted on their examples (token task)"]
+        return telemetry
 
 
 def _check(plan, holdout, hold_x, child_logits):

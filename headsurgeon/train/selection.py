@@ -27,9 +27,10 @@ from .options import SEED_TRIAL, SWA_START
 logger = logging.getLogger(__name__)
 
 
-def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
+def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]:
     """Train once per seed through :class:`~.trainer.HeadsurgeonTrainer`; keep the best seed's
-    weights. Returns one record per seed (steps, loss, score, pruned, kept, ...)."""
+    weights. Returns one record per seed (steps, loss, score, pruned, kept, ...); with a
+    :class:`~.telemetry.Telemetry`, each seed's curve is recorded in it."""
     from .schedule import total_steps, training_args
     from .trainer import quiet_bars
 
@@ -49,8 +50,13 @@ def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
             callbacks = [c for c in (swa, keep) if c is not None]
             trainer = _trainer(plan, trained, rows, depths, args, callbacks)
             quiet_bars(trainer, options.progress)  # a labelled bar, no metrics dict on stdout
+            if telemetry is not None:
+                telemetry.begin(seed, trainer)
+                trainer.add_callback(telemetry)
             output = trainer.train()
             runs.append(_seed_record(seed, output, swa, keep))
+            if telemetry is not None:
+                telemetry.end(output.global_step, keep)
             if keep is not None:
                 if keep.trial_score is not None and not keep.pruned:
                     trial_bar = max(trial_bar or keep.trial_score, keep.trial_score)
@@ -59,10 +65,12 @@ def run_seeds(plan, trained, rows, depths, scorer) -> list[dict]:
             trainer.optimizer = trainer.lr_scheduler = None
     if best_state is not None:
         load_trainable(trained, best_state)
-    for run in runs:
+    for k, run in enumerate(runs):
         run["kept"] = (
             best_score is not None and run.get("score") == best_score and not run.get("pruned")
         )
+        if telemetry is not None:
+            telemetry.seeds[k]["kept"] = run["kept"] or best_score is None and k == len(runs) - 1
     return runs
 
 

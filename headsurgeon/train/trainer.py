@@ -98,26 +98,54 @@ class HeadsurgeonTrainer(Trainer):
         self.old_ids = torch.as_tensor(list(old_ids), dtype=torch.long)
         self.distill, self.temperature = distill, temperature
         self.depths, self.llrd = depths, llrd
+        self.loss_parts: dict[str, torch.Tensor] = {}  # the last batch's, see compute_loss
+        #: called after each backward pass, before Trainer clips the gradients (telemetry)
+        self.gradient_probe: Callable[[], None] | None = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.gradient_probe is not None:
+            self.gradient_probe()
+        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The loss of :mod:`.losses`: against per-position targets (token batches), else
-        weighted cross-entropy plus distillation on the old labels."""
-        across = self.per_process_mean
+        weighted cross-entropy plus distillation on the old labels.
+
+        The batch's loss and its parts (``new``, ``other``, ``distill``; detached) are kept in
+        :attr:`loss_parts` for the telemetry (:class:`~.telemetry.Telemetry`).
+        """
+        across, parts = self.per_process_mean, {}
         if "target" in inputs:
             target, weight = inputs.pop("target"), inputs.pop("weight")
             inputs.pop("word_index", None)
             outputs = model(**inputs)
-            loss = target_cross_entropy(outputs.logits.float(), target, weight, across)
-            return (loss, outputs) if return_outputs else loss
+            logits = outputs.logits.float()
+            new_ids = self._new_ids(logits.shape[-1])
+            loss = target_cross_entropy(
+                logits, target, weight, across, new_ids=new_ids, parts=parts
+            )
+            return self._keep_parts(loss, parts, outputs, return_outputs)
         labels = inputs.pop("labels")
         weight = inputs.pop("weight")
         parent = inputs.pop("parent_logits", None)
         outputs = model(**inputs)
         logits = outputs.logits.float()
-        loss = weighted_cross_entropy(logits, labels, weight, across)
+        new_ids = self._new_ids(logits.shape[-1])
+        loss = weighted_cross_entropy(logits, labels, weight, across, new_ids=new_ids, parts=parts)
         if self.distill and parent is not None:
             t = self.temperature
-            loss = loss + distillation(logits, parent, self.old_ids, self.distill, t, across)
+            loss = loss + distillation(
+                logits, parent, self.old_ids, self.distill, t, across, parts=parts
+            )
+        return self._keep_parts(loss, parts, outputs, return_outputs)
+
+    def _new_ids(self, n_labels: int) -> torch.Tensor:
+        old = set(self.old_ids.tolist())
+        return torch.tensor([i for i in range(n_labels) if i not in old], dtype=torch.long)
+
+    def _keep_parts(self, loss, parts, outputs, return_outputs):
+        self.loss_parts = {"loss": loss.detach(), **parts}
         return (loss, outputs) if return_outputs else loss
 
     def per_process_mean(self, local: torch.Tensor) -> torch.Tensor:
