@@ -64,7 +64,11 @@ def grown_model():
 
 
 def test_surgery_by_type_then_each_training_path_keeps_old_rows():
-    for freeze in ({"train_layers": 0, "train_neck": False}, {}, {"freeze": "none"}):
+    for freeze in (
+        {"train_layers": 0, "train_neck": False},
+        {"train_layers": 1},
+        {"freeze": "none"},
+    ):
         model = grown_model()
         assert model.config.id2label[5] == "B-ORG" and model.config.id2label[6] == "I-ORG"
         before = model.classifier.weight.detach().clone()
@@ -75,8 +79,8 @@ def test_surgery_by_type_then_each_training_path_keeps_old_rows():
         )  # fmt: skip
         stats = out.stats
         assert stats["task"] == "token-classification"
-        assert stats["features_cached"] == ("train_layers" in freeze)
-        assert stats["block_inputs_cached"] == (freeze == {})
+        assert stats["features_cached"] == (freeze.get("train_layers") == 0)
+        assert stats["block_inputs_cached"] == (freeze == {"train_layers": 1})
         assert stats["initialised"] == {"B-ORG": "imprint", "I-ORG": "imprint"}
         assert torch.equal(model.classifier.weight[:5], before[:5])  # old rows bit-identical
         assert not torch.equal(model.classifier.weight[5:], before[5:])
@@ -96,7 +100,9 @@ def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
             model, tiny_tokenizer(), [s], old_labels=OLD, options=options,
             tolerance=Tolerance(1.0), head_path=None, caches=(None, None),
         )  # fmt: skip
-        targets, weights = TokenTask().word_targets(plan, s, x, gold_only=annotated == "all")
+        task = TokenTask()
+        weight = task.new_weight(plan, [s], [x])  # the option's, when it is set
+        targets, weights = task.word_targets(plan, s, x, annotated == "all", weight)
         parent = torch.softmax(plan.parent(x), -1)
         for w, tag in enumerate(s.tags):
             if tag.endswith("ORG"):  # the new type is gold, weighted as new
@@ -107,6 +113,26 @@ def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
                 assert targets[w, 5:].abs().sum() == 0 and weights[w] == 1.0
             else:
                 assert targets[w, 0] == 1 and targets[w].sum() == 1
+
+
+def test_the_new_word_weight_gives_the_new_types_their_share():
+    from headsurgeon.train.calibration import Tolerance
+    from headsurgeon.train.options import TOKEN_NEW_SHARE
+    from headsurgeon.train.plan import make_plan
+    from headsurgeon.train.tasks import TokenTask
+
+    rows = sentences(3, ["ORG"], 1) + sentences(20, ["PER"], 2)
+    xs = [torch.zeros(len(r.tokens), 32) for r in rows]
+    plan = make_plan(
+        grown_model(), tiny_tokenizer(), rows[:3], old_labels=OLD,
+        options=TrainOptions(device="cpu"), tolerance=Tolerance(1.0), head_path=None,
+        caches=(None, None),
+    )  # fmt: skip
+    weight = TokenTask().new_weight(plan, rows, xs)
+    n_new, n_all = 6, 23 * 8  # 3 ORG entities of 2 words among 23 sentences of 8
+    share = weight * n_new / (weight * n_new + n_all - n_new)
+    assert share == pytest.approx(TOKEN_NEW_SHARE)
+    assert TokenTask().new_weight(plan, rows[3:], xs[3:]) == 1.0  # no new word: no weighting
 
 
 @pytest.mark.slow

@@ -117,7 +117,7 @@ def train(
     from ..locate import locate_head
     from ..models import load_model, load_tokenizer, read_config
     from ..surgery import add_labels
-    from .freezing import top_blocks
+    from .freezing import model_blocks, top_blocks
 
     options = options or TrainOptions()
     src, output = Path(model_dir), Path(output)
@@ -126,8 +126,8 @@ def train(
     config = read_config(src)
     labels = _labels.labels_of(config)
     files = _Files(data, replay, holdout)
-    options = options.for_task(task_of(config) if task_of(config) == TOKEN else SEQUENCE)
-    if task_of(config) == TOKEN:
+    task_name = TOKEN if task_of(config) == TOKEN else SEQUENCE
+    if task_name == TOKEN:
         examples, replayed, held, added = files.read_sentences(labels, add)
         task = TokenTask()
     else:
@@ -144,6 +144,7 @@ def train(
     tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
+    options = options.for_task(task_name, model_blocks(model, head_path))
     if options.freeze == "backbone" and options.train_layers:  # before any pass over the data
         top_blocks(model, locate_head(model, head_path).paths, options.train_layers)
     if options.reinit_top:

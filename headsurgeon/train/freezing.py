@@ -140,6 +140,17 @@ def top_blocks(
     return list(blocks)[len(blocks) - k :]
 
 
+def model_blocks(model, head_path=None) -> int | None:
+    """How many encoder blocks ``model`` has (``None`` when it has no list of them)."""
+    from ..errors import HeadSurgeonError
+    from ..locate import locate_head
+
+    try:
+        return len(encoder_blocks(model, locate_head(model, head_path).paths)[1])
+    except HeadSurgeonError:
+        return None
+
+
 def set_trainable(
     model, head_paths: Sequence[str], freeze: str, train_layers: int, neck: Sequence[str] = ()
 ) -> list[str]:

@@ -19,7 +19,7 @@ ANNOTATED_CHOICES = ("new", "all")
 
 # Defaults, picked from benchmarks/incremental.py (README "Train new labels").
 DEFAULT_FREEZE = "backbone"
-DEFAULT_TRAIN_LAYERS = 1
+DEFAULT_TRAIN_LAYERS = None  # the task's (TASK_DEFAULTS)
 DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
 DEFAULT_REPLAY_PER_LABEL = None  # the task's (TASK_DEFAULTS); 0: every replay example
@@ -48,9 +48,13 @@ DEFAULT_NEW_WEIGHT = None  # the task's (TASK_DEFAULTS)
 #: defaults that differ by task (``None`` above): a text's label is one example, where a token
 #: classifier's new type is a few words among many, and its replay a sentence per old tag
 TASK_DEFAULTS = {
-    "sequence-classification": {"new_weight": 10.0, "replay_per_label": 20},
-    "token-classification": {"new_weight": 1.0, "replay_per_label": 100},
+    "sequence-classification": {"train_layers": 1, "new_weight": 10.0, "replay_per_label": 20},
+    "token-classification": {"train_layers": 3, "new_weight": None, "replay_per_label": 100},
 }
+#: token classification with ``new_weight`` None: the new types' words get the weight that makes
+#: them this share of the scored words' total weight (chosen on the NER benchmark's 50/200/400
+#: sentence scenarios: benchmarks/ner.py)
+TOKEN_NEW_SHARE = 0.035
 #: "gate": against the gate's tolerance on held-out replay; a number: points of the replay; None: off
 DEFAULT_CALIBRATE: float | str | None = "gate"
 #: old examples per old label held out of the replay to calibrate on
@@ -78,7 +82,7 @@ class TrainOptions:
             with ``train_layers=0`` its features are computed once and only the head trains on
             them) or ``"none"`` (everything trains; ``train_layers`` is then ignored).
         train_layers: with ``freeze="backbone"``, also train the top K encoder blocks (their
-            inputs are cached, so only they run).
+            inputs are cached, so only they run); ``None``: the task's default.
         train_neck: with ``freeze="backbone"``, also train the *neck*, the layers between the
             encoder blocks and the head (BERT's pooler, RoBERTa's ``classifier.dense``,
             DistilBERT's ``pre_classifier``, a final norm); with ``train_layers=0`` the blocks'
@@ -108,7 +112,8 @@ class TrainOptions:
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
         max_length: tokenizer truncation length.
         new_weight: loss weight of the new labels' examples (token classification: words of
-            the new types) relative to the others; ``None``: the task's default.
+            the new types) relative to the others; ``None``: the task's default (text: 10;
+            token: the weight giving the new types' words :data:`TOKEN_NEW_SHARE` of the total).
         calibrate: after training (frozen backbone or train_layers, with replay), shift the
             new labels' biases by one common amount (see :mod:`.calibration`): ``"gate"``, the
             largest shift whose old-label drop on examples held out of the replay stays within
@@ -135,7 +140,7 @@ class TrainOptions:
     """
 
     freeze: str = DEFAULT_FREEZE
-    train_layers: int = DEFAULT_TRAIN_LAYERS
+    train_layers: int | None = DEFAULT_TRAIN_LAYERS
     train_neck: bool = DEFAULT_TRAIN_NECK
     protect_old_rows: bool = DEFAULT_PROTECT_OLD_ROWS
     replay_per_label: int | None = DEFAULT_REPLAY_PER_LABEL
@@ -223,15 +228,25 @@ class TrainOptions:
     @property
     def trained_blocks_bound(self) -> float:
         """How many top blocks train at most (``inf`` with ``freeze='none'``)."""
-        return float("inf") if self.freeze == "none" else self.train_layers
+        if self.freeze == "none":
+            return float("inf")
+        return (
+            max(d["train_layers"] for d in TASK_DEFAULTS.values())
+            if self.train_layers is None
+            else self.train_layers
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def for_task(self, task: str) -> TrainOptions:
-        """These options with the task's defaults in place of ``None`` (:data:`TASK_DEFAULTS`)."""
-        defaults = TASK_DEFAULTS.get(task, TASK_DEFAULTS["sequence-classification"])
-        unset = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+    def for_task(self, task: str, blocks: int | None = None) -> TrainOptions:
+        """These options with the task's defaults in place of ``None`` (:data:`TASK_DEFAULTS`;
+        ``train_layers`` at most the model's ``blocks`` when given; a ``None`` that stays, such
+        as a token classifier's ``new_weight``, is resolved from the data in training)."""
+        defaults = dict(TASK_DEFAULTS.get(task, TASK_DEFAULTS["sequence-classification"]))
+        if blocks is not None:  # a default never asks for more blocks than the model has
+            defaults["train_layers"] = min(defaults["train_layers"], blocks)
+        unset = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return replace(self, **unset) if unset else self
 
 
@@ -244,7 +259,7 @@ HELP = {
     ),
     "train_layers": (
         "With --freeze backbone, train the top K encoder blocks with the neck and the head (0: "
-        "no block; the blocks' outputs are computed once)."
+        "no block; the blocks' outputs are computed once). [default: 1; token classifiers: 3]"
     ),
     "train_neck": (
         "With --freeze backbone, train the neck (the layers between the blocks and the head: "
@@ -276,7 +291,8 @@ HELP = {
     "max_length": "Tokenizer truncation length.",
     "max_steps": "Cap the training steps (-1: no cap).",
     "new_weight": "Loss weight of the new labels' examples (token classifiers: the new types' "
-    "words) relative to the others. [default: 10; token classifiers: 1]",
+    "words) relative to the others. [default: 10; token classifiers: the weight that makes the "
+    "new types' words 5% of the words' total weight]",
     "calibrate": (
         "After training (frozen backbone or --train-layers, with --replay), shift the new "
         "labels' biases by one common amount. gate: the largest shift whose old-label drop on "

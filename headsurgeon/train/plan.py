@@ -43,6 +43,7 @@ class TrainPlan:
         tolerance: the gate's tolerances.
         data_keys: keys of the new data's examples (token targets depend on it).
         holdout_lengths: words per holdout sentence that have features (token classification).
+        token_new_weight: the new types' word weight used (token classification).
     """
 
     model: Any
@@ -65,6 +66,7 @@ class TrainPlan:
     parent: Callable[[Any], Any] | None = None
     data_keys: set[str] = field(default_factory=set)
     holdout_lengths: list[int] = field(default_factory=list)
+    token_new_weight: float | None = None
 
     @property
     def frozen(self) -> bool:
@@ -88,11 +90,12 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
     """
     from ..locate import locate_head
     from .features import FeatureStore, parent_head, probe_model, right_padded, top_cut
-    from .freezing import neck_parameters
+    from .freezing import model_blocks, neck_parameters
     from .tasks import task_for
 
     task = task_for(model)
-    options = options.for_task(task.name)  # the task's defaults where options leave them None
+    # the task's defaults where options leave them None
+    options = options.for_task(task.name, model_blocks(model, head_path))
     labels = _labels.labels_of(model.config)
     if old_labels is None:
         seen = set().union(*(task.labels_in(e) for e in data)) if data else set()

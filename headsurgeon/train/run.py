@@ -296,4 +296,5 @@ def _trained_stats(plan, trainable: list[str], reinit: list[str], top) -> dict[s
         "neck_parameters": plan.neck,
         "features_cached": plan.features_only,
         "block_inputs_cached": top is not None,
+        **({} if plan.token_new_weight is None else {"new_word_weight": plan.token_new_weight}),
     }

@@ -199,7 +199,26 @@ class TokenTask(SequenceTask):
                     counts[t] += 1
         return [rest[i] for i in sorted(chosen)]
 
-    def word_targets(self, plan, sentence, x, gold_only: bool):
+    def new_weight(self, plan, train_rows, train_x_list) -> float:
+        """The loss weight of the new types' words: ``options.new_weight``, or when it is
+        ``None`` the weight that gives them :data:`~.options.TOKEN_NEW_SHARE` of the scored
+        words' total weight (at least 1). Fixed weights suit one data size only: 50 new
+        sentences against a few hundred replayed ones need several times the weight of 400."""
+        if plan.options.new_weight is not None:
+            return plan.options.new_weight
+        from .options import TOKEN_NEW_SHARE
+
+        new = set(plan.new_labels)
+        n_new = n_all = 0
+        for s, x in zip(train_rows, train_x_list, strict=True):
+            n_all += len(x)
+            n_new += sum(tag in new for tag in s.tags[: len(x)])
+        if not n_new:
+            return 1.0
+        share = TOKEN_NEW_SHARE
+        return max(1.0, share / (1 - share) * (n_all - n_new) / n_new)
+
+    def word_targets(self, plan, sentence, x, gold_only: bool, new_weight: float = 1.0):
         """``(targets [words, labels], weights [words])`` of one sentence whose word features
         are ``x`` (words cut by truncation have none and no target)."""
         import torch
@@ -217,18 +236,19 @@ class TokenTask(SequenceTask):
             else:
                 targets[w, labels.index(tag)] = 1.0
                 if tag in new:
-                    weights[w] = plan.options.new_weight
+                    weights[w] = new_weight
         return targets, weights
 
     def rows(self, plan, train_rows, train_x_list, train_h) -> list[dict]:
         """Word rows (features only) or sentence rows (text key, block inputs, word targets)."""
         data_keys = plan.data_keys
         annotated_new = plan.options.annotated == "new"
+        weight = plan.token_new_weight = self.new_weight(plan, train_rows, train_x_list)
         rows = []
         for i, s in enumerate(train_rows):
             x = train_x_list[i]
             gold_only = not annotated_new or self.key(s) not in data_keys
-            targets, weights = self.word_targets(plan, s, x, gold_only)
+            targets, weights = self.word_targets(plan, s, x, gold_only, weight)
             if plan.features_only:
                 rows += [
                     {"features": x[w], "target": targets[w], "weight": float(weights[w])}
