@@ -125,7 +125,9 @@ def annotate(annotation: Annotation, out: Path) -> None:
     except ImportError:
         sys.exit('spaCy is not installed: pip install -e ".[ner-bench]"')
     start = time.perf_counter()
-    nlp = spacy.load(annotation.model, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer"])
+    nlp = spacy.load(
+        annotation.model, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer"]
+    )
     nlp.enable_pipe("senter")
     texts = abstracts(annotation)
     tmp = out.with_suffix(f".tmp-{os.getpid()}")
@@ -138,8 +140,11 @@ def annotate(annotation: Annotation, out: Path) -> None:
                     fh.write(json.dumps({"doc": d, "tokens": words, "tags": tags}) + "\n")
                     kept += 1
     os.replace(tmp, out)
-    print(f"annotated {len(texts)} abstracts -> {kept} sentences in "
-          f"{time.perf_counter() - start:.0f} s ({out.name})", file=sys.stderr)
+    print(
+        f"annotated {len(texts)} abstracts -> {kept} sentences in "
+        f"{time.perf_counter() - start:.0f} s ({out.name})",
+        file=sys.stderr,
+    )
 
 
 def annotated(annotation: Annotation) -> list[dict]:
@@ -203,8 +208,38 @@ def split(sentences: list[dict], plan: Split) -> dict[str, list[dict]]:
 def write_conll(path: Path, sentences, types) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for s in sentences:
-            fh.writelines(f"{w}\t{t}\n" for w, t in zip(s["tokens"], keep(s["tags"], types)))
+            fh.writelines(
+                f"{w}\t{t}\n" for w, t in zip(s["tokens"], keep(s["tags"], types), strict=True)
+            )
             fh.write("\n")
+
+
+def read_conll(path: Path) -> list[tuple[list[str], list[str]]]:
+    """``(words, tags)`` of each sentence of a CoNLL file written by :func:`write_conll`."""
+    out, words, tags = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if words:
+                out.append((words, tags))
+            words, tags = [], []
+            continue
+        w, t = line.split("\t")
+        words.append(w)
+        tags.append(t)
+    if words:
+        out.append((words, tags))
+    return out
+
+
+def entity_f1(gold, predicted, types) -> float:
+    """Entity-level micro F1 (seqeval, strict IOB2 matching) over the entities of ``types`` only:
+    both tag sequences keep those types' tags, every other tag becomes ``O``."""
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOB2
+
+    g = [keep(tags, types) for tags in gold]
+    p = [keep(tags, types) for tags in predicted]
+    return float(f1_score(g, p, mode="strict", scheme=IOB2, zero_division=0))
 
 
 def scenario_types(name: str, plan: Split) -> tuple[str, ...]:
@@ -267,8 +302,9 @@ def summary(making: dict, plan: Split) -> str:
     rows = [head, "-" * len(head)]
     for name, info in making["files"].items():
         counts = info["entities"]
-        rows.append(f"{name:10} {info['sentences']:>9} "
-                    + " ".join(f"{counts.get(t, 0):>9}" for t in types))
+        rows.append(
+            f"{name:10} {info['sentences']:>9} " + " ".join(f"{counts.get(t, 0):>9}" for t in types)
+        )
     return "\n".join(rows)
 
 
@@ -282,10 +318,14 @@ def main(argv=None) -> None:
         shutil.rmtree(CACHE / plan.key(annotation), ignore_errors=True)
     folder = data_folder(annotation, plan)
     making = json.loads((folder / "MAKING.json").read_text())
-    print(f"silver NER data: {making['sentences']} sentences of {making['abstracts']} DBPedia "
-          f"abstracts annotated by spaCy {annotation.model}\n{folder}")
-    print(f"old types: {', '.join(plan.old)}; new types: {', '.join(plan.new)} "
-          "(entity counts in the files' own annotation: see MAKING.json; below, every type's)")
+    print(
+        f"silver NER data: {making['sentences']} sentences of {making['abstracts']} DBPedia "
+        f"abstracts annotated by spaCy {annotation.model}\n{folder}"
+    )
+    print(
+        f"old types: {', '.join(plan.old)}; new types: {', '.join(plan.new)} "
+        "(entity counts in the files' own annotation: see MAKING.json; below, every type's)"
+    )
     if args.counts:
         total = making["entities_all_types"]
         with_type = collections.Counter()
