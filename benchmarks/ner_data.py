@@ -184,24 +184,22 @@ def split(sentences: list[dict], plan: Split) -> dict[str, list[dict]]:
     rng.shuffle(rest)
     parent, rest = rest[: plan.parent], rest[plan.parent :]
     out = {"test": test, "parent": parent}
-    first, *_ = plan.new
+    first = plan.new[0]
     holds = [s for s in rest if first in types_of(s["tags"])]
-    out["S1-200"] = holds[: max(plan.shots)]
-    for n in plan.shots:
+    for n in plan.shots:  # nested: the first n of the largest
         out[f"S1-{n}"] = holds[:n]
     taken = {id(s) for s in holds[: max(plan.shots)]}
     s2: list[dict] = []
     for kind in plan.new:  # disjoint from S1: each scenario has its own sentences
         pick = [s for s in rest if id(s) not in taken and kind in types_of(s["tags"])]
-        pick = [s for s in pick if id(s) not in {id(x) for x in s2}][: plan.s2_shots]
-        s2 += pick
+        s2 += pick[: plan.s2_shots]
+        taken |= {id(s) for s in pick[: plan.s2_shots]}
     out[f"S2-{plan.s2_shots}"] = s2
-    used = taken | {id(s) for s in s2}
-    out["pool"] = [s for s in rest if id(s) not in used]
-    for name, rows in out.items():
-        need = plan.s2_shots if name.startswith("S2") else int(name[3:]) if name[:2] == "S1" else 0
-        if name.startswith("S") and len(rows) < need:
-            sys.exit(f"{name}: only {len(rows)} sentences hold the new type(s); need {need}")
+    out["pool"] = [s for s in rest if id(s) not in taken]
+    needs = {f"S1-{n}": n for n in plan.shots} | {f"S2-{plan.s2_shots}": plan.s2_shots * 2}
+    for name, need in needs.items():
+        if len(out[name]) < need:
+            sys.exit(f"{name}: only {len(out[name])} sentences hold the new type(s); need {need}")
     return out
 
 
