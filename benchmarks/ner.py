@@ -65,6 +65,7 @@ class Scenario:
     new_types: tuple[str, ...]
     new_only: list  #: (words, tags): the new sentences annotated for the new types only
     full: list  #: the same sentences annotated for the old and the new types
+    new_file: Path  #: the CoNLL file of ``new_only`` (what a user passes to ``train --data``)
 
 
 class Bench:
@@ -85,6 +86,7 @@ class Bench:
             ner_data.scenario_types(name, self.plan),
             ner_data.read_conll(self.data / f"{name}.new.conll"),
             ner_data.read_conll(self.data / f"{name}.full.conll"),
+            self.data / f"{name}.new.conll",
         )
 
     def key(self) -> str:
@@ -112,6 +114,14 @@ def grown_parent(bench: Bench, new_types):
     model, tokenizer = bench.load(bench.parent)
     add_labels(model, [f"{p}-{t}" for t in new_types for p in ("B", "I")])
     return model, tokenizer
+
+
+def save_grown_parent(bench: Bench, scenario: Scenario, folder: Path) -> Path:
+    """Write the grown parent (:func:`grown_parent`) into ``folder``, as ``add-label`` would."""
+    model, tokenizer = grown_parent(bench, scenario.new_types)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
 
 
 def naive(bench: Bench, scenario: Scenario, work: Path):
@@ -150,9 +160,10 @@ def joint(bench: Bench, scenario: Scenario, work: Path):
 # HOOK: the methods the benchmark runs. A method is ``fn(bench, scenario, work) -> (model,
 # tokenizer)`` (in memory) or ``-> Path`` (a saved model folder); its wall time is measured
 # around the call. The lead adds "defaults" here: headsurgeon ``train`` on the grown parent
-# (save ``grown_parent(bench, scenario.new_types)`` into ``work``) with ``--data`` the scenario's
-# ``<data>/<name>.new.conll`` and ``--annotated new``, returning the output folder. Bump a
-# method's version string when it changes, so stored results are recomputed.
+# (``save_grown_parent(bench, scenario, work / "grown")``) with ``--data scenario.new_file`` and
+# ``--annotated new``, returning the output folder, e.g.
+#     "defaults": ("headsurgeon train defaults, --annotated new", defaults, "1"),
+# Bump a method's version string when it changes, so stored results are recomputed.
 # ---------------------------------------------------------------------------------------------
 METHODS: dict[str, tuple[str, object, str]] = {
     "naive": ("grown parent, full fine-tune on the new-only sentences as gold", naive, "1"),
