@@ -167,6 +167,18 @@ def joint(bench: Bench, scenario: Scenario, work: Path):
     return model, tokenizer
 
 
+def defaults(bench: Bench, scenario: Scenario, work: Path) -> Path:
+    """headsurgeon's defaults, as a user runs them: ``add-label`` (the grown parent), then
+    ``train`` on the new-type-only sentences with the parent's sentences as ``--replay``
+    (``--annotated new`` and every other option at its default; no ``--holdout``: the
+    benchmark scores on its own test set)."""
+    from headsurgeon.train import train
+
+    grown = save_grown_parent(bench, scenario, work / "grown")
+    train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll")
+    return work / "tuned"
+
+
 # ---------------------------------------------------------------------------------------------
 # HOOK: the methods the benchmark runs. A method is ``fn(bench, scenario, work) -> (model,
 # tokenizer)`` (in memory) or ``-> Path`` (a saved model folder); its wall time is measured
@@ -180,6 +192,7 @@ METHODS: dict[str, tuple[str, object, str]] = {
     "naive": ("grown parent, full fine-tune on the new-only sentences as gold", naive, "1"),
     "naive-10ep": ("naive, 10 epochs at lr 1e-4 (batch 8)", naive_long, "1"),
     "joint": ("retrain from the backbone on parent + new sentences, fully annotated", joint, "1"),
+    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "1"),
 }
 
 
