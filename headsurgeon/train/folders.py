@@ -191,7 +191,8 @@ def train(
         event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
     else:
         event["check_skipped"] = "no holdout"
-        logger.warning("no --holdout: the old-label check did not run; %s is not gated", output)
+        check = "old-type" if task_name == TOKEN else "old-label"
+        logger.warning("no --holdout: the %s check did not run; %s is not gated", check, output)
     _record.add_event(record, "train", **event)
     if outcome.report is not None and not outcome.report.passed:
         if not force:
