@@ -251,3 +251,16 @@ def test_a_slow_tokenizer_is_refused_before_any_work():
     model = grown_model()
     with pytest.raises(OptionsError, match="needs a fast tokenizer"):
         train_model(model, ByT5Tokenizer(), sentences(2, ["ORG"], 1), old_labels=OLD)
+
+
+def test_a_grown_model_without_record_is_warned_that_nothing_is_new(tmp_path, caplog):
+    """Grown in memory and saved with save_pretrained: no headsurgeon.json says which labels
+    are the parent's, so every label is old and nothing would be learned: say so."""
+    model = grown_model()
+    model.save_pretrained(tmp_path / "grown")
+    tiny_tokenizer().save_pretrained(tmp_path / "grown")
+    conll(tmp_path / "new.conll", sentences(4, ["ORG"], 1))
+    res = run("train", tmp_path / "grown", "--data", tmp_path / "new.conll", "--max-steps", "1",
+              "--device", "cpu", "-o", tmp_path / "out")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "nothing is new" in caplog.text and "headsurgeon add-label" in caplog.text

@@ -138,6 +138,14 @@ def train(
     record = _record.record_for(src, labels)
     _record.set_base_model(record, base_model)
     old = [n for n in record["parent_labels"] if n in labels] or labels
+    if not [n for n in labels + added if n not in old]:
+        logger.warning(
+            "nothing is new: every label of %s is taken as old (protected, not learned) since "
+            "no %s names its parent's labels; grow models with `headsurgeon add-label` (or "
+            "`train --add` with data of labels the model lacks) so train knows the new ones",
+            src,
+            _record.RECORD_NAME,
+        )
     require_examples(examples, [n for n in labels + added if n not in old], str(data), task)
 
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
