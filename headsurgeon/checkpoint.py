@@ -285,6 +285,7 @@ def rename_label_in_checkpoint(
     new_config = dict(config)
     _labels.apply_to_config(new_config, after)
     record = _record.record_for(src, before)
+    _record.follow_labels(record, list(before), list(after))
     _record.add_event(record, "rename-label", old=old, new=new, labels_after=after)
     writers = {"config.json": _json_writer(new_config)}
     atomic.commit(src, target, writers, record, link=link, carry=_carry)
@@ -327,6 +328,8 @@ def _publish(ckpt, target, changes, after, event: dict, op: str, link: bool, bas
     _labels.apply_to_config(config, after)
     writers["config.json"] = _json_writer(config)
     record = _record.set_base_model(_record.record_for(ckpt.folder, ckpt.labels), base)
+    if op in ("remove-label", "rename-label"):
+        _record.follow_labels(record, list(ckpt.labels), list(after))
     _record.add_event(record, op, **event)
     stale = frozenset(p.name for pat in PICKLE_PATTERNS for p in ckpt.folder.glob(pat))
     atomic.commit(ckpt.folder, target, writers, record, link=link, drop=stale, carry=_carry)
@@ -372,6 +375,8 @@ def _in_memory(
     before = _labels.labels_of(model.config)
     result = getattr(surgery, func)(model, names, **kwargs)
     record = _record.set_base_model(_record.record_for(src, before), base_model)
+    if op in ("remove-label", "rename-label"):
+        _record.follow_labels(record, before, _labels.labels_of(model.config))
     _record.add_event(record, op, **result.to_dict())
     write_model(model, record, src, target)
     return result

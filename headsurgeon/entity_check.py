@@ -474,7 +474,7 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
     import os
 
     from .checks import _labels_of, _model_and_tokenizer
-    from .token_data import check_data_task, read_sentences
+    from .token_data import check_data_task, read_holdout
     from .words import predict_word_logits, tags_from_logits
 
     max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
@@ -482,7 +482,7 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
     parent_labels, child_labels = _labels_of(parent), _labels_of(child)
     if isinstance(holdout, (str, os.PathLike)):
         check_data_task(holdout, token_model=True, option="--holdout")
-        sentences = read_sentences(holdout, labels=child_labels)
+        sentences = read_holdout(holdout, child_labels)
     else:
         sentences = list(holdout)
     if not sentences:

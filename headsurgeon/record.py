@@ -146,3 +146,18 @@ def record_for(source: str | os.PathLike, parent_labels: list[str]) -> dict[str,
     new record whose parent is ``source``.
     """
     return read_record(source) or new_record(str(source), parent_labels)
+
+
+def follow_labels(record: dict[str, Any], before: list[str], after: list[str]) -> None:
+    """Keep ``record["parent_labels"]`` naming the model's labels after a rename or a removal
+    (``before``/``after``: the labels by id around it), so ``train`` and ``check`` still take
+    a renamed label as old, and a removed one as gone, not as new. Same length: a rename, by
+    id; otherwise the labels that are left."""
+    parents = record.get("parent_labels")
+    if not isinstance(parents, list):
+        return
+    if len(before) == len(after):
+        renamed = dict(zip(before, after, strict=True))
+        record["parent_labels"] = [renamed.get(n, n) for n in parents]
+    else:
+        record["parent_labels"] = [n for n in parents if n in set(after)]

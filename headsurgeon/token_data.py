@@ -35,6 +35,8 @@ from .errors import DataError, LabelError, OptionsError, UnsupportedModelError
 from .labels import check_name
 from .schemes import OUTSIDE, Scheme, detect, spans
 
+logger = logging.getLogger(__name__)
+
 log = logging.getLogger(__name__)
 
 CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".iob", ".bio")
@@ -372,6 +374,49 @@ def to_scheme(sentences: Sequence[Sentence], labels: Sequence[str]) -> list[Sent
                 )
         out.append(replace(s, tags=tuple(tags)))
     return out
+
+
+def read_holdout(path: str | os.PathLike, labels: Sequence[str]) -> list[Sentence]:
+    """A holdout for a model whose tags are ``labels``: entities of types the model lacks are
+    dropped (written ``O``) with a warning that names them, the rest as :func:`read_sentences`.
+    """
+    sentences, dropped = without_types(read_sentences(path), labels)
+    if dropped:
+        shown = ", ".join(f"{t} ({n})" for t, n in sorted(dropped.items(), key=lambda x: -x[1]))
+        logger.warning(
+            "%s: entity types the model lacks are not scored (read as O): %s", path, shown
+        )
+    return to_scheme(sentences, labels)
+
+
+def without_types(
+    sentences: Sequence[Sentence], labels: Sequence[str]
+) -> tuple[list[Sentence], dict[str, int]]:
+    """The sentences with the entities of types the model (``labels``) lacks written as ``O``,
+    and how many entities of each such type were dropped. For a holdout: the gate scores the
+    model's types only, so entities of other types cannot count either way.
+
+    Raises:
+        DataError: a tag that is neither ``O`` nor ``P-TYPE``; a model with no scheme.
+    """
+    scheme = detect(list(labels))
+    if scheme is None:
+        return list(sentences), {}
+    have = set(scheme.entity_types(labels))
+    out, dropped = [], {}
+    for s in sentences:
+        found = _entities(s)
+        gone = [e for e in found if e[2] not in have]
+        if not gone:
+            out.append(s)
+            continue
+        for _, _, kind in gone:
+            dropped[kind] = dropped.get(kind, 0) + 1
+        tags = list(s.tags)
+        for start, end, _ in gone:
+            tags[start:end] = ["O"] * (end - start)
+        out.append(replace(s, tags=tuple(tags)))
+    return out, dropped
 
 
 def entity_types(sentences: Iterable[Sentence]) -> list[str]:

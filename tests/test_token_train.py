@@ -264,3 +264,28 @@ def test_a_grown_model_without_record_is_warned_that_nothing_is_new(tmp_path, ca
               "--device", "cpu", "-o", tmp_path / "out")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "nothing is new" in caplog.text and "headsurgeon add-label" in caplog.text
+
+
+def test_rename_and_remove_keep_the_record_naming_the_old_labels(ner_folder):
+    """After rename-label the renamed type is still old for train (a defect: it became new and
+    unprotected); after remove-label the removed one is gone, not new."""
+    d = ner_folder
+    assert run("add-label", d / "ner", "--name", "ORG", "-o", d / "grown").exit_code == 0
+    assert run("rename-label", d / "grown", "PER", "PERSON").exit_code == 0
+    record = json.loads((d / "grown" / "headsurgeon.json").read_text())
+    assert record["parent_labels"] == ["O", "B-PERSON", "I-PERSON", "B-LOC", "I-LOC"]
+    assert run("remove-label", d / "grown", "LOC").exit_code == 0
+    record = json.loads((d / "grown" / "headsurgeon.json").read_text())
+    assert record["parent_labels"] == ["O", "B-PERSON", "I-PERSON"]
+
+
+def test_holdout_entities_of_types_the_model_lacks_are_not_scored(ner_folder, caplog):
+    d = ner_folder
+    extra = sentences(6, ["PER"], 7)
+    extra = [Sentence(s.tokens, ("B-MISC", "I-MISC", *s.tags[2:]), "t", 1) for s in extra]
+    conll(d / "wide.conll", sentences(6, ["LOC"], 8) + extra)
+    before = tree_hashes(d)
+    res = run("check", d / "ner", d / "ner", "--holdout", d / "wide.conll", "--no-record")
+    assert res.exit_code == 0, res.output
+    assert "not scored (read as O): MISC (6)" in caplog.text
+    assert tree_hashes(d) == before

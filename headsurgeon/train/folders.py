@@ -208,6 +208,7 @@ def train(
                 options,
                 replayed=outcome.stats["replay_examples"] > 0,
                 per_label=bool(outcome.report.labels_beyond),
+                calibrated=not outcome.stats.get("calibration_skipped"),
             )
             raise GateFailedError(
                 f"{outcome.report.failure()}: {output} not written; try one of: {advice}; "
@@ -276,7 +277,7 @@ class _Files:
         """Token classification: sentences in the model's tagging scheme; with ``add`` the
         tags of the data's entity types the model lacks are to be added."""
         from .. import schemes
-        from ..token_data import entity_types, read_sentences, to_scheme
+        from ..token_data import entity_types, read_holdout, read_sentences, to_scheme
 
         self._check_task(token_model=True)
         raw = read_sentences(self.data)
@@ -290,14 +291,17 @@ class _Files:
         grown = labels + added
         examples = to_scheme(raw, grown)
         replayed = read_sentences(self.replay, labels=grown) if self.replay else []
-        held = read_sentences(self.holdout, labels=grown) if self.holdout else None
+        held = read_holdout(self.holdout, grown) if self.holdout else None
         return examples, replayed, held, added
 
 
-def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) -> str:
+def gate_advice(
+    options: TrainOptions, replayed: bool, per_label: bool = False, calibrated: bool = True
+) -> str:
     """What to try after a failed check, from what this run did: remedies it did not use, most
     effective first (at most three; lowering the learning rate always applies). ``per_label``:
-    the check failed by ``--max-label-drop`` (one old label lost too much)."""
+    the check failed by ``--max-label-drop`` (one old label lost too much); ``calibrated``:
+    calibration ran (it is skipped for token classifiers: no calibration advice then)."""
     steps = []
     if not replayed:
         steps.append("add replay (--replay)")
@@ -307,7 +311,7 @@ def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) 
         steps.append("train fewer blocks (--train-layers 0)")
     if not options.protect_old_rows:
         steps.append("protect the old rows (--protect-old-rows)")
-    if replayed and options.calibrate and per_label:
+    if replayed and calibrated and options.calibrate and per_label:
         cap = options.calibrate_label_cap
         steps.append(
             "cap calibration per old label (--calibrate-label-cap PCT)"
@@ -316,9 +320,9 @@ def gate_advice(options: TrainOptions, replayed: bool, per_label: bool = False) 
         )
     if replayed and not options.distill:
         steps.append("distil to the parent (--distill 1)")
-    if replayed and options.calibrate == "gate":
+    if replayed and calibrated and options.calibrate == "gate":
         steps.append(f"calibrate less (--calibrate-safety below {options.calibrate_safety:g})")
-    elif replayed and options.calibrate:
+    elif replayed and calibrated and options.calibrate:
         steps.append(f"calibrate less (--calibrate below {options.calibrate:g})")
     if options.init == "normal":
         steps.append("start the new rows from their examples (--init imprint)")

@@ -292,7 +292,7 @@ HELP = {
     "max_steps": "Cap the training steps (-1: no cap).",
     "new_weight": "Loss weight of the new labels' examples (token classifiers: the new types' "
     "words) relative to the others. [default: 10; token classifiers: the weight that makes the "
-    "new types' words 5% of the words' total weight]",
+    "new types' words 3.5% of the words' total weight]",
     "calibrate": (
         "After training (frozen backbone or --train-layers, with --replay), shift the new "
         "labels' biases by one common amount. gate: the largest shift whose old-label drop on "
