@@ -26,7 +26,8 @@ from .app import (
     "--holdout",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Held-out labelled texts (.csv/.tsv/.jsonl) with examples of the parent's labels.",
+    help="Held-out labelled texts (.csv/.tsv/.jsonl) with examples of the parent's labels; for "
+    "token classifiers CoNLL or JSONL sentences (entity F1 per type is checked).",
 )
 @max_drop_option
 @max_label_drop_option
@@ -63,7 +64,8 @@ def check(
     allow_pickle,
     as_json,
 ):
-    """Check that CHILD still knows PARENT's labels: old-label accuracy on a holdout.
+    """Check that CHILD still knows PARENT's labels: old-label accuracy on a holdout (entity F1
+    per old type for token classifiers).
 
     Evaluates both models once on the holdout, prints old-label accuracy before/after, the
     per-label changes, flipped predictions and the new labels' precision/recall/F1, records the

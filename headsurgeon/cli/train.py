@@ -104,7 +104,8 @@ def options_from(opts: dict, as_json: bool):
     "--data",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Training file (.csv/.tsv/.jsonl) with the new labels' examples.",
+    help="Training file (.csv/.tsv/.jsonl) with the new labels' examples; for token classifiers "
+    "CoNLL (.conll/.txt/.tsv/.iob/.bio) or JSONL (tokens+tags, or text+entities).",
 )
 @click.option(
     "--replay",
