@@ -243,3 +243,20 @@ def test_the_card_shows_the_old_type_check(tmp_path):
     rec.add_event(record, "train", check={"passed": report.passed, **report.to_dict()})
     rec.write_record(folder, record)
     assert "; old-type check **failed** (entity F1 before 0.8571" in build_card(folder)
+
+
+def test_a_removed_type_the_holdout_no_longer_has_is_not_scored():
+    """remove-label DATE and a holdout cut to match: the parent's DATE predictions must not
+    count against it (they made "after" look better than "before")."""
+    parent_labels = ["O", "B-PER", "I-PER", "B-DATE", "I-DATE"]
+    child_labels = ["O", "B-PER", "I-PER"]
+    gold = [["B-PER", "O", "O"], ["B-PER", "I-PER", "O"]]  # DATE entities cut to O
+    parent = [["B-PER", "O", "B-DATE"], ["B-PER", "I-PER", "O"]]
+    child = [["B-PER", "O", "O"], ["B-PER", "I-PER", "O"]]
+    report = compare_entities(gold, parent, child, parent_labels, child_labels)
+    assert report.removed_labels == ["DATE"] and report.old_labels == ["PER"]
+    assert report.f1_before == report.f1_after == 1.0 and report.drop_pts == 0.0
+    # with DATE still in the holdout, its entities are missed after, as before
+    gold[0][2] = "B-DATE"
+    report = compare_entities(gold, parent, child, parent_labels, child_labels)
+    assert report.old_labels == ["PER", "DATE"] and report.drop_pts > 0

@@ -289,3 +289,13 @@ def test_holdout_entities_of_types_the_model_lacks_are_not_scored(ner_folder, ca
     assert res.exit_code == 0, res.output
     assert "not scored (read as O): MISC (6)" in caplog.text
     assert tree_hashes(d) == before
+
+
+def test_check_after_remove_label_counts_the_lost_type_unless_the_holdout_drops_it(ner_folder):
+    d = ner_folder
+    assert run("remove-label", d / "ner", "LOC", "-o", d / "noloc").exit_code == 0
+    res = run("check", d / "ner", d / "noloc", "--holdout", d / "test.conll", "--json",
+              "--no-record", "--max-drop", "100")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["removed_labels"] == ["LOC"] and "LOC" in out["old_labels"]
