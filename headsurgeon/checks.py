@@ -80,23 +80,31 @@ def failure_of(check: dict[str, Any]) -> str | None:
         if isinstance(max_drop, num):
             text += f", more than the {max_drop:g} pt allowed"
         reasons.append(text)
-    beyond = [str(n) for n in check.get("labels_beyond") or []]
+    beyond = beyond_reason(check, "old label(s) dropped more than {limit} allowed per label")
     if beyond:
-        rows = {
-            str(r.get("label")): r.get("change_pts")
-            for r in check.get("per_label") or []
-            if isinstance(r, dict)
-        }
-        shown = ", ".join(
-            f"{n} ({rows[n]:+.1f} pt)" if isinstance(rows.get(n), num) else n for n in beyond[:3]
-        )
-        more = f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
-        limit = check.get("max_label_drop")
-        limit = f"the {limit:g} pt" if isinstance(limit, num) else "the tolerance"
-        reasons.append(
-            f"{len(beyond)} old label(s) dropped more than {limit} allowed per label: {shown}{more}"
-        )
+        reasons.append(beyond)
     return "; ".join(reasons) or None
+
+
+def beyond_reason(check: dict[str, Any], phrase: str) -> str | None:
+    """The per-label part of a failure, from a check's dict: how many labels went beyond the
+    per-label tolerance and the worst three (``phrase`` holds ``{limit}``), or ``None``."""
+    num = (int, float)
+    beyond = [str(n) for n in check.get("labels_beyond") or []]
+    if not beyond:
+        return None
+    rows = {
+        str(r.get("label")): r.get("change_pts")
+        for r in check.get("per_label") or []
+        if isinstance(r, dict)
+    }
+    shown = ", ".join(
+        f"{n} ({rows[n]:+.1f} pt)" if isinstance(rows.get(n), num) else n for n in beyond[:3]
+    )
+    more = f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
+    limit = check.get("max_label_drop")
+    limit = f"the {limit:g} pt" if isinstance(limit, num) else "the tolerance"
+    return f"{len(beyond)} {phrase.format(limit=limit)}: {shown}{more}"
 
 
 @dataclass

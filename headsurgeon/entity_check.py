@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .checks import check_max_drop
+from .checks import beyond_reason, check_max_drop
 from .errors import DataError, LabelError, OptionsError
 from .schemes import Scheme, detect, spans
 
@@ -76,23 +76,9 @@ def entity_failure_of(check: dict[str, Any]) -> str | None:
         if isinstance(max_drop, num):
             text += f", more than the {max_drop:g} pt allowed"
         reasons.append(text)
-    beyond = [str(n) for n in check.get("labels_beyond") or []]
+    beyond = beyond_reason(check, "old entity type(s) lost more F1 than {limit} allowed per type")
     if beyond:
-        rows = {
-            str(r.get("label")): r.get("change_pts")
-            for r in check.get("per_label") or []
-            if isinstance(r, dict)
-        }
-        shown = ", ".join(
-            f"{n} ({rows[n]:+.1f} pt)" if isinstance(rows.get(n), num) else n for n in beyond[:3]
-        )
-        more = f" and {len(beyond) - 3} more" if len(beyond) > 3 else ""
-        limit = check.get("max_label_drop")
-        limit = f"the {limit:g} pt" if isinstance(limit, num) else "the tolerance"
-        reasons.append(
-            f"{len(beyond)} old entity type(s) lost more F1 than {limit} allowed per type: "
-            f"{shown}{more}"
-        )
+        reasons.append(beyond)
     return "; ".join(reasons) or None
 
 

@@ -67,7 +67,7 @@ class FeatureStore:
                 batch_size=max(self.options.batch_size, 64),
                 max_length=self.options.max_length,
                 progress=self.options.progress,
-                pick=None if self.task.name == "sequence-classification" else self.task.pick,
+                pick=self.task.pick,
             )
             self.cache.update(zip(missing, values, strict=True))
         return [self.cache[t] for t in texts]
@@ -456,7 +456,7 @@ def cache_inputs(plan, texts, hidden_cache, feature_cache=None):
             max_length=plan.options.max_length,
             progress=plan.options.progress,
             head_path=plan.head.paths[0] if with_features else None,
-            pick=None if task.name == "sequence-classification" else task.pick,
+            pick=task.pick,
         )
     except UnsupportedModelError as e:
         logger.info("%s", e)
@@ -500,7 +500,7 @@ def _share_caches(plan, sets: ExampleSets, with_feats: bool) -> None:
 def fill_caches(plan, sets: ExampleSets):
     """The passes over the data: block inputs and features. ``(train_x, hold_x)``."""
     options = plan.options
-    tokens = plan.task.name != "sequence-classification"
+    tokens = plan.task.per_word
     need_train_feats = (
         tokens
         or plan.features_only

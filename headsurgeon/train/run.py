@@ -229,7 +229,7 @@ class Watch:
         from .telemetry import unpredicted_labels
 
         plan = self.plan
-        if plan.task.name != "sequence-classification":
+        if plan.task.per_word:
             return []
         mine = [e for e in train if e.label in set(plan.new_labels)]
         if not mine:
@@ -246,7 +246,7 @@ class Watch:
         telemetry = self.telemetry.to_dict()
         telemetry["warnings"] = diagnose(telemetry, unchanged, moved, unpredicted)
         telemetry["summary"] = summary(telemetry)
-        if self.plan.task.name != "sequence-classification":
+        if self.plan.task.per_word:
             telemetry["not_checked"] = ["new labels predicted on their examples (token task)"]
         return telemetry
 

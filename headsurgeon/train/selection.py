@@ -240,10 +240,7 @@ _NOT_INPUTS = ("labels", "weight", "target", "word_index", "parent_logits")
 def holdout_scorer(plan, predict, holdout):
     """Holdout score of the model being trained (accuracy, or entity F1 for tokens)."""
     model = plan.model
-    if plan.task.name == "sequence-classification":
-        score_logits = plan.task.scorer(holdout, plan.labels)
-    else:
-        score_logits = plan.task.scorer(holdout, plan.labels, plan.holdout_lengths)
+    score_logits = plan.task.scorer(plan, holdout)
 
     def score(_trained) -> float:
         was = model.training

@@ -38,11 +38,11 @@ class SequenceTask:
     def tokenizer(self, tokenizer):
         return tokenizer
 
-    def pick(self, head, head_path, captured, output, enc) -> list:
-        """One feature vector per example from the head's captured input of a batch."""
-        from .features import _one_vector
-
-        return list(_one_vector(head, head_path, captured, output))
+    #: how the feature passes pick each example's features from the head's captured input
+    #: (``None``: one vector per example, :func:`~.features.head_inputs`' own rule)
+    pick = None
+    #: examples are sentences of words, each word a scored row (token classification)
+    per_word = False
 
     def stack(self, values: Sequence):
         import torch
@@ -109,10 +109,11 @@ class SequenceTask:
             max_length=options.max_length, progress=options.progress, desc="scoring holdout",
         ).float().cpu()  # fmt: skip
 
-    def scorer(self, holdout, labels):
+    def scorer(self, plan, holdout):
         """Holdout accuracy (every label) of logits."""
         import torch
 
+        labels = plan.labels
         gold = torch.tensor([labels.index(e.label) for e in holdout])
         return lambda logits: (logits.argmax(-1) == gold).float().mean().item()
 
@@ -137,6 +138,7 @@ class TokenTask(SequenceTask):
 
     name = "token-classification"
     calibrates = False
+    per_word = True
 
     def key(self, example) -> str:
         from ..words import key
@@ -297,13 +299,15 @@ class TokenTask(SequenceTask):
             start += n
         return out
 
-    def scorer(self, holdout, labels, lengths=None):
-        """Entity micro F1 (every type) of per-word logits (``lengths``: words per sentence)."""
+    def scorer(self, plan, holdout):
+        """Entity micro F1 (every type) of per-word logits (``plan.holdout_lengths``: words
+        per sentence)."""
         from seqeval.metrics import f1_score
 
         from ..words import tags_from_logits
 
         gold = [list(s.tags) for s in holdout]
+        labels, lengths = plan.labels, plan.holdout_lengths
 
         def score(logits) -> float:
             per = self._split(logits, lengths)
