@@ -166,3 +166,41 @@ def test_the_record_says_what_the_gate_rule_measured():
     assert int((pred == 3).sum()) == 0
     assert info["criterion_trained_drop_pts"] == pytest.approx(5.0) == info["criterion_drop_pts"]
     assert info["allowed_drop_pts"] == pytest.approx(2.0)
+
+
+def test_few_old_labels_raise_the_default_counts():
+    """With few old labels the default per-label counts rise to MIN_OLD_EXAMPLES in all (15
+    labels: 67 each); many labels keep 20; values given are kept; token defaults do not scale."""
+    from headsurgeon.train.options import MIN_OLD_EXAMPLES
+
+    seq = "sequence-classification"
+    few = TrainOptions().for_task(seq, old_labels=15)
+    assert few.replay_per_label == few.calibrate_per_label == 67
+    assert 15 * 67 >= MIN_OLD_EXAMPLES > 15 * 66
+    many = TrainOptions().for_task(seq, old_labels=77)
+    assert many.replay_per_label == many.calibrate_per_label == 20
+    given = TrainOptions(replay_per_label=5, calibrate_per_label=3).for_task(seq, old_labels=2)
+    assert (given.replay_per_label, given.calibrate_per_label) == (5, 3)
+    token = TrainOptions().for_task("token-classification", old_labels=3)
+    assert (token.replay_per_label, token.calibrate_per_label) == (100, 20)
+
+
+def test_train_model_replays_more_of_few_old_labels():
+    """Three old labels, 40 examples each: a third is held out, every other one replayed (the
+    defaults ask for 334 per label), not 20 per label."""
+    from headsurgeon.surgery import add_labels
+    from headsurgeon.train import train_model
+    from tests.common import tiny_bert, tiny_tokenizer
+    from tests.test_train import LABELS as OLD_LABELS
+    from tests.test_train import NEW, examples
+
+    torch.manual_seed(0)
+    model, tok = tiny_bert(OLD_LABELS), tiny_tokenizer()
+    add_labels(model, [NEW], init="mean")
+    replay = [e for n in OLD_LABELS for e in examples(n, 40, 1)]
+    outcome = train_model(
+        model, tok, examples(NEW, 4, 3), replay=replay,
+        options=TrainOptions(device="cpu", batch_size=8, max_steps=1), old_labels=OLD_LABELS,
+    )  # fmt: skip
+    assert outcome.stats["calibration"]["examples"] == 3 * 13
+    assert outcome.stats["replay_examples"] == 3 * 27

@@ -828,3 +828,21 @@ def test_every_train_option_takes_a_value_of_its_field_type():
         value = {"int": "3", "float": "0.5"}.get(str(f.type).split("|")[0].strip())
         if value is not None:
             assert params[f.name].type.convert(value, None, None) == float(value), f.name
+
+
+def test_new_repeats_repeat_new_rows_at_a_share_of_the_weight():
+    """``new_repeats=N``: each new example is N rows per epoch at new_weight/N (the same total
+    weight); old examples stay one row at weight 1."""
+    from types import SimpleNamespace
+
+    from headsurgeon.train.tasks import SequenceTask
+
+    plan = SimpleNamespace(
+        new_labels=[NEW], labels=[*LABELS, NEW], features_only=True, parent=None,
+        options=TrainOptions(new_repeats=4, new_weight=10.0, distill=0.0),
+    )  # fmt: skip
+    train = [*examples(NEW, 2, 0), *examples(LABELS[0], 3, 0)]
+    rows = SequenceTask().rows(plan, train, torch.zeros(len(train), 4), None)
+    new = [r for r in rows if r["label"] == len(LABELS)]
+    assert len(new) == 8 and {r["weight"] for r in new} == {2.5}
+    assert len(rows) == 11 and sum(r["weight"] for r in rows) == 2 * 10.0 + 3

@@ -45,12 +45,26 @@ DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_ANNOTATED = "new"
 DEFAULT_NEW_WEIGHT = None  # the task's (TASK_DEFAULTS)
+#: text classification: each new example appears this many times per epoch, each at
+#: new_weight / N (the same total weight in more, smaller steps; the replay is not repeated)
+DEFAULT_NEW_REPEATS = 1
 #: defaults that differ by task (``None`` above): a text's label is one example, where a token
 #: classifier's new type is a few words among many, and its replay a sentence per old tag
 TASK_DEFAULTS = {
-    "sequence-classification": {"train_layers": 1, "new_weight": 10.0, "replay_per_label": 20},
-    "token-classification": {"train_layers": 3, "new_weight": None, "replay_per_label": 100},
-}
+    "sequence-classification": {
+        "train_layers": 1, "new_weight": 10.0, "replay_per_label": 20, "calibrate_per_label": 20,
+    },
+    "token-classification": {
+        "train_layers": 3, "new_weight": None, "replay_per_label": 100, "calibrate_per_label": 20,
+    },
+}  # fmt: skip
+#: text classification: the default per-label counts (replayed, held out for calibration) rise
+#: so that each comes to at least this many old examples in all. With few broad labels (15
+#: stackoverflow topics) 20 per label gave 300 held-out examples, too few to tell a 0.5 pt drop
+#: (one example is 0.33 pt) and too few replayed to hold the old labels (benchmarks/incremental.py)
+MIN_OLD_EXAMPLES = 1000
+#: the per-label counts MIN_OLD_EXAMPLES raises
+_SCALED = ("replay_per_label", "calibrate_per_label")
 #: token classification with ``new_weight`` None: the new types' words get the weight that makes
 #: them this share of the scored words' total weight (chosen on the NER benchmark's 50/200/400
 #: sentence scenarios: benchmarks/ner.py)
@@ -58,11 +72,13 @@ TOKEN_NEW_SHARE = 0.035
 #: "gate": against the gate's tolerance on held-out replay; a number: points of the replay; None: off
 DEFAULT_CALIBRATE: float | str | None = "gate"
 #: old examples per old label held out of the replay to calibrate on
-DEFAULT_CALIBRATE_PER_LABEL = 20
+DEFAULT_CALIBRATE_PER_LABEL = None  # the task's (TASK_DEFAULTS)
 #: fraction of the gate's tolerance (--max-drop, --max-label-drop) calibration may spend
 DEFAULT_CALIBRATE_SAFETY = 0.5
 #: weight of the old examples training fixed against those it broke, in the held-out estimate
-DEFAULT_CALIBRATE_FIXES = 0.5
+#: (1: the gate's own net measure; 0.5 held back recall on every data set of the benchmark once
+#: the held-out slice had MIN_OLD_EXAMPLES examples)
+DEFAULT_CALIBRATE_FIXES = 1.0
 #: least precision of each new label calibration aims at (the new label as frequent as an
 #: average old label); None: no such bound
 DEFAULT_CALIBRATE_PRECISION: float | None = 0.8
@@ -114,6 +130,9 @@ class TrainOptions:
         new_weight: loss weight of the new labels' examples (token classification: words of
             the new types) relative to the others; ``None``: the task's default (text: 10;
             token: the weight giving the new types' words :data:`TOKEN_NEW_SHARE` of the total).
+        new_repeats: text classification: each new example appears this many times per epoch,
+            each at ``new_weight / new_repeats`` (more, smaller steps on the new examples; the
+            replay is not repeated).
         calibrate: after training (frozen backbone or train_layers, with replay), shift the
             new labels' biases by one common amount (see :mod:`.calibration`): ``"gate"``, the
             largest shift whose old-label drop on examples held out of the replay stays within
@@ -121,6 +140,7 @@ class TrainOptions:
             PTS percent of the held-out old examples the parent got right; ``None``: off.
         calibrate_per_label: old examples per old label held out of the replay for
             calibration (at most a third of a label's; 0: calibrate on the training replay).
+            ``None``: the task's default, raised with few old labels (:meth:`for_task`).
         calibrate_safety: the fraction of ``max_drop`` (and ``max_label_drop``) the held-out
             estimate may spend.
         calibrate_fixes: in that estimate, the weight of an old example training fixed against
@@ -163,8 +183,9 @@ class TrainOptions:
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     max_steps: int = DEFAULT_MAX_STEPS
     new_weight: float | None = DEFAULT_NEW_WEIGHT
+    new_repeats: int = DEFAULT_NEW_REPEATS
     calibrate: float | str | None = DEFAULT_CALIBRATE
-    calibrate_per_label: int = DEFAULT_CALIBRATE_PER_LABEL
+    calibrate_per_label: int | None = DEFAULT_CALIBRATE_PER_LABEL
     calibrate_safety: float = DEFAULT_CALIBRATE_SAFETY
     calibrate_fixes: float = DEFAULT_CALIBRATE_FIXES
     calibrate_precision: float | None = DEFAULT_CALIBRATE_PRECISION
@@ -185,7 +206,7 @@ class TrainOptions:
                 _at_least(name, getattr(self, name), 0)
         for name in ("early_stopping", "seed"):
             _at_least(name, getattr(self, name), 0)
-        for name in ("seeds", "batch_size", "max_length"):
+        for name in ("seeds", "batch_size", "max_length", "new_repeats"):
             _at_least(name, getattr(self, name), 1)
         for name in ("distill", "warmup", "weight_decay"):
             _at_least(name, getattr(self, name), 0)
@@ -202,7 +223,8 @@ class TrainOptions:
                         f"calibrate must be 'gate' or a number of points, got {self.calibrate!r}"
                     ) from None
             _at_least("calibrate", self.calibrate, 0)
-        _at_least("calibrate_per_label", self.calibrate_per_label, 0)
+        if self.calibrate_per_label is not None:
+            _at_least("calibrate_per_label", self.calibrate_per_label, 0)
         if not 0 <= self.calibrate_fixes <= 1:
             raise OptionsError(f"calibrate_fixes must be in [0, 1], got {self.calibrate_fixes!r}")
         if not 0 < self.calibrate_safety <= 1:
@@ -239,13 +261,21 @@ class TrainOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def for_task(self, task: str, blocks: int | None = None) -> TrainOptions:
+    def for_task(
+        self, task: str, blocks: int | None = None, old_labels: int | None = None
+    ) -> TrainOptions:
         """These options with the task's defaults in place of ``None`` (:data:`TASK_DEFAULTS`;
-        ``train_layers`` at most the model's ``blocks`` when given; a ``None`` that stays, such
-        as a token classifier's ``new_weight``, is resolved from the data in training)."""
+        ``train_layers`` at most the model's ``blocks`` when given; for text classification
+        with ``old_labels`` (their number) the per-label counts raised to
+        :data:`MIN_OLD_EXAMPLES` in all; a ``None`` that stays, such as a token classifier's
+        ``new_weight``, is resolved from the data in training)."""
         defaults = dict(TASK_DEFAULTS.get(task, TASK_DEFAULTS["sequence-classification"]))
         if blocks is not None:  # a default never asks for more blocks than the model has
             defaults["train_layers"] = min(defaults["train_layers"], blocks)
+        if old_labels and task != "token-classification":
+            least = -(-MIN_OLD_EXAMPLES // old_labels)  # ceil
+            for name in _SCALED:
+                defaults[name] = max(defaults[name], least)
         unset = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return replace(self, **unset) if unset else self
 
@@ -268,7 +298,8 @@ HELP = {
     ),
     "protect_old_rows": "Keep the old labels' rows and biases bit-identical.",
     "replay_per_label": "Old examples replayed per old label (0: all of --replay); token "
-    "classifiers: sentences per old tag. [default: 20; token classifiers: 100]",
+    "classifiers: sentences per old tag. [default: 20, more with under 50 old labels so that "
+    "1000 are replayed in all; token classifiers: 100]",
     "replay_confusable": (
         "With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
         "new label's examples as (its near-synonyms, where its false positives and misses are)."
@@ -290,6 +321,8 @@ HELP = {
     "lr": "Learning rate (of the head; see --llrd).",
     "max_length": "Tokenizer truncation length.",
     "max_steps": "Cap the training steps (-1: no cap).",
+    "new_repeats": "Text classifiers: each new example appears N times per epoch, each at "
+    "--new-weight/N: more steps on the few new examples, no more passes over the replay.",
     "new_weight": "Loss weight of the new labels' examples (token classifiers: the new types' "
     "words) relative to the others. [default: 10; token classifiers: the weight that makes the "
     "new types' words 3.5% of the words' total weight]",
@@ -302,7 +335,8 @@ HELP = {
     ),
     "calibrate_per_label": (
         "Old examples per old label held out of --replay to calibrate on (at most a third of a "
-        "label's; 0: calibrate on the training replay)."
+        "label's; 0: calibrate on the training replay). [default: 20, more with under 50 old "
+        "labels so that 1000 are held out in all]"
     ),
     "calibrate_safety": "Fraction of --max-drop (and --max-label-drop) the held-out estimate may spend.",
     "calibrate_fixes": (

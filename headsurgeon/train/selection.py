@@ -76,12 +76,13 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
 
 def _callbacks(options, steps: int, scorer, trial_bar):
     """``(swa, keep)`` of one seed's run (``None`` when off): SWA over the last steps, keep-best
-    with early stopping and the seed trial when there is a holdout to score."""
+    with early stopping and the seed trial when there is a holdout to score and a choice to
+    make (several seeds, or evaluations every ``eval_every`` steps)."""
     from .schedule import SWA
 
     swa = SWA(start=max(1, int(steps * SWA_START))) if options.swa else None
-    if scorer is None:
-        return swa, None
+    if scorer is None or (options.seeds == 1 and not options.eval_every):
+        return swa, None  # one seed, no evaluation: nothing to choose (the check scores it)
     trial = max(1, int(steps * SEED_TRIAL)) if options.seeds > 1 else None
     keep = KeepBest(
         scorer,

@@ -67,11 +67,13 @@ class SequenceTask:
     def rows(self, plan, train_rows, train_x, train_h) -> list[dict]:
         """Training rows: label, weight, features or text (+ cached block inputs, parent logits)."""
         new_set, labels, options = set(plan.new_labels), plan.labels, plan.options
+        repeats = options.new_repeats
         rows = []
         for i, e in enumerate(train_rows):
+            new = e.label in new_set
             row = {
                 "label": labels.index(e.label),
-                "weight": options.new_weight if e.label in new_set else 1.0,
+                "weight": options.new_weight / repeats if new else 1.0,
             }
             if plan.features_only:
                 row["features"] = train_x[i]
@@ -81,7 +83,7 @@ class SequenceTask:
                 row["hidden"] = train_h[i]
             if options.distill > 0:
                 row["parent_logits"] = plan.parent(train_x[i : i + 1])[0]
-            rows.append(row)
+            rows += [row] * (repeats if new else 1)
         return rows
 
     def labelled_features(self, examples, x) -> dict[str, Any]:
