@@ -92,6 +92,11 @@ METHODS: dict[str, tuple[str, dict]] = {
         "replay, no precision bound",
         {**ON_REPLAY, "calibrate": 3.0, "calibrate_fixes": 1.0},
     ),
+    "last-release": (
+        "the defaults before MIN_OLD_EXAMPLES: 20 replayed and 20 held-out examples per old "
+        "label whatever their number; fixes count half in calibration",
+        {"replay_per_label": 20, "calibrate_per_label": 20, "calibrate_fixes": 0.5},
+    ),
     "gate-r20": ("the defaults with 20 replayed examples per old label", {"replay_per_label": 20}),
     "gate-r40": ("the defaults with 40 replayed examples per old label", {"replay_per_label": 40}),
     "gate-r20-c3": (
@@ -272,6 +277,9 @@ METHODS.update(
                 {"replay_per_label": 67, "calibrate_per_label": 67}),
         "n4": ("the defaults with each new example 4 times per epoch", {"new_repeats": 4}),
         "n8": ("the defaults with each new example 8 times per epoch", {"new_repeats": 8}),
+        "n4-p0.9": ("n4 with a precision bound of 0.9",
+                    {"new_repeats": 4, "calibrate_precision": 0.9}),
+        "n2": ("the defaults with each new example twice per epoch", {"new_repeats": 2}),
         "e8-n4": ("the defaults for 8 epochs, each new example 4 times per epoch",
                   {"epochs": 8.0, "new_repeats": 4}),
         "e8-k2": ("the defaults for 8 epochs on 2 blocks", {"epochs": 8.0, "train_layers": 2}),
@@ -280,7 +288,9 @@ METHODS.update(
                    {"replay_per_label": 67, "calibrate_per_label": 67, "calibrate_fixes": 1.0}),
     }
 )  # fmt: skip
-DEFAULT_METHODS = ["imprint-only", "probe-r5", "previous", "defaults"]
+DEFAULT_METHODS = ["imprint-only", "probe-r5", "last-release", "defaults"]
+#: timed cold by --speed, whatever --methods says: the defaults and those the issue was filed on
+SPEED_METHODS = ["defaults", "previous"]
 #: the methods that train nothing or the head alone (seconds once the features are cached)
 QUICK_METHODS = ["imprint-only", "probe-r5"]
 
@@ -725,7 +735,7 @@ def main(argv=None) -> None:
                         f"({r['time']:.0f} s)")  # fmt: skip
                 rows.append((name, scenario, method, aggregate(results)))
         if args.speed:
-            speeds += speed(bench, [m for m in ("defaults", "previous") if m in methods])
+            speeds += speed(bench, SPEED_METHODS)
     print()
     print(f"mean and worst over {args.draws} draws; gate passed: draws whose drop is within the "
           f"default gate ({GATE} pt); oracle: the best recall one bias shift could give within "

@@ -814,6 +814,19 @@ def test_incremental_benchmark_methods_table_and_plot(tmp_path, monkeypatch, cap
     rows = [(d, s, m, dict(row, drop=x)) for d in ("banking", "stackoverflow")
             for s in ("S1", "S2") for m, x in (("defaults", -1), ("b", 40))]  # fmt: skip
     assert "1/2" in bench.table(rows) and "stackoverflow" in bench.table(rows)
+    # what a drop is made of: parent right -> new label / other old label; parent wrong -> right
+    from types import SimpleNamespace
+
+    report = SimpleNamespace(child_labels=["a", "b", "n"], old_labels=["a", "b"])
+    holdout = [Example(str(i), g) for i, g in enumerate(["a", "a", "b", "b", "n"])]
+    parent = torch.tensor([[1.0, 0], [1, 0], [1, 0], [0, 1], [1, 0]])
+    child = torch.tensor([[0.0, 0, 1], [0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]])
+    parts = bench.flips((parent, child), holdout, report)
+    assert parts == {"to_new": 25.0, "to_old": 25.0, "fixed": 25.0}
+    # the oracle: n found with no old example lost, but it also takes the "b" the parent missed
+    child = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]])
+    assert bench.oracle((parent, child), holdout, report, ["n"]) == 1.0
+    assert bench.oracle((parent, child), holdout, report, ["n"], precision=0.8) == 0.0
     pytest.importorskip("matplotlib")
     bench.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -38,10 +38,16 @@ class FeatureModel(nn.Module):
 
 
 class Rows(torch.utils.data.Dataset):
-    """A list of dicts as a dataset (text or features, label, weight, parent logits)."""
+    """A list of dicts as a dataset (text or features, label, weight, parent logits).
+
+    ``lengths``: each row's token count when the rows hold cached block inputs (``hidden``),
+    else ``None``; :class:`HeadsurgeonTrainer` then batches rows of similar length together.
+    """
 
     def __init__(self, rows: list[dict]):
         self.rows = rows
+        hidden = bool(rows) and all("hidden" in r for r in rows)
+        self.lengths = [len(r["hidden"]) for r in rows] if hidden else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -101,6 +107,23 @@ class HeadsurgeonTrainer(Trainer):
         self.loss_parts: dict[str, torch.Tensor] = {}  # the last batch's, see compute_loss
         #: called after each backward pass, before Trainer clips the gradients (telemetry)
         self.gradient_probe: Callable[[], None] | None = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Rows of cached block inputs are padded per batch: draw batches of similar length
+        (transformers' ``LengthGroupedSampler``, seeded by the run's seed) so the
+        trained blocks do not run on padding; other rows are sampled as Trainer does."""
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = getattr(dataset, "lengths", None)
+        if lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        # a generator of its own, seeded alike in every process: each draws the same batches
+        # and takes its share of each (the global RNG may differ between processes)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        generator = torch.Generator().manual_seed(seed)
+        return LengthGroupedSampler(batch, lengths=lengths, generator=generator)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
