@@ -90,12 +90,12 @@ METHODS: dict[str, tuple[str, dict]] = {
     "previous": (
         "the defaults before calibration against the gate: all replay, 3 pt of the training "
         "replay, no precision bound",
-        {**ON_REPLAY, "calibrate": 3.0, "calibrate_fixes": 1.0},
+        {**ON_REPLAY, "calibrate": 3.0, "calibrate_fixes": 1.0, "epochs": 4.0},
     ),
     "last-release": (
         "the defaults before MIN_OLD_EXAMPLES: 20 replayed and 20 held-out examples per old "
         "label whatever their number; fixes count half in calibration",
-        {"replay_per_label": 20, "calibrate_per_label": 20, "calibrate_fixes": 0.5},
+        {"replay_per_label": 20, "calibrate_per_label": 20, "calibrate_fixes": 0.5, "epochs": 4.0},
     ),
     "gate-r20": ("the defaults with 20 replayed examples per old label", {"replay_per_label": 20}),
     "gate-r40": ("the defaults with 40 replayed examples per old label", {"replay_per_label": 40}),
@@ -447,7 +447,8 @@ class Bench:
             spec = {"freeze": "none", "protect_old_rows": False, "epochs": 3, "lr": 5e-5,
                     "batch_size": 8, **PLAIN}  # fmt: skip
             trained = intents  # keep the randn rows: no imprint
-        options = TrainOptions(max_length=MAX_LENGTH, **spec).for_task(SEQUENCE, None, len(self.old))
+        options = TrainOptions(max_length=MAX_LENGTH, **spec)
+        options = options.for_task(SEQUENCE, None, len(self.old), len(intents))
         warm = not cold and (options.train_layers or options.train_neck)
         outcome = train_model(
             model,
@@ -522,7 +523,7 @@ def stored(args, key_parts: list, method: str, compute, old_labels: int) -> dict
     spec = method_spec(method, args)
     if "recipe" not in spec:  # the options actually used, defaults included
         spec = TrainOptions(max_length=MAX_LENGTH, **spec)
-        spec = spec.for_task(SEQUENCE, None, old_labels).to_dict()
+        spec = spec.for_task(SEQUENCE, None, old_labels, len(key_parts[-1])).to_dict()
         # options added later drop out of the key at the value that reproduces the runs before
         # them, so stored results stay valid
         spec = {k: v for k, v in spec.items() if NEUTRAL.get(k, object()) != v}

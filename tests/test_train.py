@@ -245,7 +245,7 @@ def make_trainer(model, options, callbacks=(), rows=None):
     depths = layer_depths(model, locate_head(model).paths) if hasattr(model, "config") else {}
     return HeadsurgeonTrainer(
         model=model,
-        args=training_args(options, 0, _scratch()),
+        args=training_args(options.for_task("sequence-classification"), 0, _scratch()),
         train_dataset=Rows(rows or []),
         data_collator=make_collator(None, 8),
         callbacks=list(callbacks),
@@ -859,3 +859,15 @@ def test_new_repeats_repeat_new_rows_at_a_share_of_the_weight():
     new = [r for r in rows if r["label"] == len(LABELS)]
     assert len(new) == 8 and {r["weight"] for r in new} == {2.5}
     assert len(rows) == 11 and sum(r["weight"] for r in rows) == 2 * 10.0 + 3
+
+
+def test_several_new_labels_train_more_epochs_by_default():
+    """Text classifiers: 4 epochs for one new label, SEVERAL_NEW_EPOCHS for more; token
+    classifiers keep 4; an explicit --epochs is kept."""
+    from headsurgeon.train.options import SEVERAL_NEW_EPOCHS
+
+    seq, tok = "sequence-classification", "token-classification"
+    assert TrainOptions().for_task(seq, None, 50, 1).epochs == 4.0
+    assert TrainOptions().for_task(seq, None, 50, 2).epochs == SEVERAL_NEW_EPOCHS == 8.0
+    assert TrainOptions().for_task(tok, None, 9, 4).epochs == 4.0
+    assert TrainOptions(epochs=2.0).for_task(seq, None, 50, 10).epochs == 2.0

@@ -99,9 +99,10 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
         seen = set().union(*(task.labels_in(e) for e in data)) if data else set()
         old_labels = [n for n in labels if n not in seen]
     old_labels = [n for n in labels if n in set(old_labels)]
-    # the task's defaults where options leave them None
-    options = options.for_task(task.name, model_blocks(model, head_path), len(old_labels))
     new_labels = [n for n in labels if n not in set(old_labels)]
+    # the task's defaults where options leave them None
+    blocks = model_blocks(model, head_path)
+    options = options.for_task(task.name, blocks, len(old_labels), len(new_labels))
     head = locate_head(model, head_path)
     tokenizer = task.tokenizer(right_padded(tokenizer))
     device = resolve_device(options.device)
