@@ -613,7 +613,8 @@ def oracle(logits, holdout, report, intents, precision: float = 0.0) -> float:
             )
             taken = [(pred == labels.index(n)).sum().item() for n in intents]
             hits = [(right & (gold_id == labels.index(n))).sum().item() for n in intents]
-            mean_precision = statistics.mean(h / t if t else 0.0 for h, t in zip(hits, taken))
+            pairs = zip(hits, taken, strict=True)
+            mean_precision = statistics.mean(h / t if t else 0.0 for h, t in pairs)
             if mean_precision >= precision - 1e-9:
                 best = max(best, recall)
     return best

@@ -871,3 +871,35 @@ def test_several_new_labels_train_more_epochs_by_default():
     assert TrainOptions().for_task(seq, None, 50, 2).epochs == SEVERAL_NEW_EPOCHS == 8.0
     assert TrainOptions().for_task(tok, None, 9, 4).epochs == 4.0
     assert TrainOptions(epochs=2.0).for_task(seq, None, 50, 10).epochs == 2.0
+
+
+def test_rows_of_block_inputs_are_batched_by_length_for_text_only(grown_dir):
+    """Rows of cached block inputs: batches of similar length (a LengthGroupedSampler seeded by
+    the run's seed, the same permutation every time); token rows and feature rows: Trainer's
+    random sampler."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from headsurgeon.train.tasks import SequenceTask, TokenTask
+    from headsurgeon.train.trainer import Rows
+
+    lengths = [1 + i % 40 for i in range(400)]
+    rows = [{"hidden": torch.zeros(n, 4), "label": 0, "weight": 1.0} for n in lengths]
+    assert Rows(rows, SequenceTask.batches_by_length).lengths == lengths
+    assert Rows(rows, TokenTask.batches_by_length).lengths is None
+    assert Rows([{"features": torch.zeros(4), "label": 0, "weight": 1.0}]).lengths is None
+    model = load(grown_dir)[0]
+    options = TrainOptions(batch_size=8)
+    sampler = make_trainer(model, options, rows=rows)._get_train_sampler()
+    assert isinstance(sampler, LengthGroupedSampler)
+    order = list(sampler)
+    assert sorted(order) == list(range(400))
+    assert order == list(make_trainer(model, options, rows=rows)._get_train_sampler())
+
+    def spread(order):  # padding per batch: longest minus shortest, summed
+        return sum(
+            max(lengths[i] for i in order[k : k + 8]) - min(lengths[i] for i in order[k : k + 8])
+            for k in range(0, 400, 8)
+        )
+
+    shuffled = torch.randperm(400, generator=torch.Generator().manual_seed(0)).tolist()
+    assert spread(order) < spread(shuffled) / 3

@@ -102,7 +102,7 @@ def _trainer(plan, trained, rows, depths, args, callbacks):
     return HeadsurgeonTrainer(
         model=trained,
         args=args,
-        train_dataset=Rows(rows),
+        train_dataset=Rows(rows, by_length=plan.task.batches_by_length),
         data_collator=plan.task.collator(plan.tokenizer, options.max_length),
         callbacks=callbacks,
         old_ids=plan.old_ids,

@@ -40,13 +40,14 @@ class FeatureModel(nn.Module):
 class Rows(torch.utils.data.Dataset):
     """A list of dicts as a dataset (text or features, label, weight, parent logits).
 
-    ``lengths``: each row's token count when the rows hold cached block inputs (``hidden``),
-    else ``None``; :class:`HeadsurgeonTrainer` then batches rows of similar length together.
+    ``lengths``: each row's token count when the rows hold cached block inputs (``hidden``)
+    and ``by_length``, else ``None``; :class:`HeadsurgeonTrainer` then batches rows of similar
+    length together.
     """
 
-    def __init__(self, rows: list[dict]):
+    def __init__(self, rows: list[dict], by_length: bool = True):
         self.rows = rows
-        hidden = bool(rows) and all("hidden" in r for r in rows)
+        hidden = by_length and bool(rows) and all("hidden" in r for r in rows)
         self.lengths = [len(r["hidden"]) for r in rows] if hidden else None
 
     def __len__(self) -> int:
