@@ -903,3 +903,23 @@ def test_rows_of_block_inputs_are_batched_by_length_for_text_only(grown_dir):
 
     shuffled = torch.randperm(400, generator=torch.Generator().manual_seed(0)).tolist()
     assert spread(order) < spread(shuffled) / 3
+
+
+def test_one_seed_is_the_kept_seed():
+    """One seed without --eval-every: nothing is scored during training, and the seed whose
+    weights the model has is recorded as kept (stats and telemetry agree)."""
+    from headsurgeon.surgery import add_labels
+    from tests.common import tiny_bert, tiny_tokenizer
+
+    torch.manual_seed(0)
+    model, tok = tiny_bert(LABELS), tiny_tokenizer()
+    add_labels(model, [NEW], init="mean")
+    holdout = [e for n in [*LABELS, NEW] for e in examples(n, 3, 7)]
+    outcome = train_model(
+        model, tok, examples(NEW, 4, 3), replay=[e for n in LABELS for e in examples(n, 9, 1)],
+        holdout=holdout, options=TrainOptions(device="cpu", batch_size=8, max_steps=2),
+        old_labels=LABELS, max_drop=100.0,
+    )  # fmt: skip
+    (run,) = outcome.stats["seeds"]
+    assert run["kept"] is True and "score" not in run
+    assert [s["kept"] for s in outcome.telemetry["seeds"]] == [True]

@@ -66,11 +66,12 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
     if best_state is not None:
         load_trainable(trained, best_state)
     for k, run in enumerate(runs):
-        run["kept"] = (
-            best_score is not None and run.get("score") == best_score and not run.get("pruned")
-        )
+        if best_score is None:  # nothing scored: the last seed's weights are the model's
+            run["kept"] = k == len(runs) - 1
+        else:
+            run["kept"] = run.get("score") == best_score and not run.get("pruned")
         if telemetry is not None:
-            telemetry.seeds[k]["kept"] = run["kept"] or best_score is None and k == len(runs) - 1
+            telemetry.seeds[k]["kept"] = run["kept"]
     return runs
 
 
