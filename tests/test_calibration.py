@@ -112,24 +112,33 @@ def test_options_validate_calibration():
             TrainOptions(**bad)
 
 
-def test_train_model_calibrates_on_held_out_replay(tmp_path):
-    """Default options: a slice of the replay is held out of training, the shift is chosen on it
-    and recorded; the estimate is the gate's measure on exactly those examples."""
+def _train_tiny(per_old: int, new: int, options, **kwargs):
+    """A tiny BERT over test_train's old labels grown by NEW, trained on ``new`` examples of it
+    with ``per_old`` replay examples of each old label: ``(outcome, tokenizer, replay)``."""
     from headsurgeon.surgery import add_labels
     from headsurgeon.train import train_model
     from tests.common import tiny_bert, tiny_tokenizer
-    from tests.test_train import LABELS as OLD_LABELS
-    from tests.test_train import NEW, examples
+    from tests.test_train import LABELS, NEW, examples
 
     torch.manual_seed(0)
-    model, tok = tiny_bert(OLD_LABELS), tiny_tokenizer()
+    model, tok = tiny_bert(LABELS), tiny_tokenizer()
     add_labels(model, [NEW], init="mean")
-    replay = [e for n in OLD_LABELS for e in examples(n, 21, 1)]
+    replay = [e for n in LABELS for e in examples(n, per_old, 1)]
     outcome = train_model(
-        model, tok, examples(NEW, 8, 3), replay=replay,
-        options=TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2),
-        old_labels=OLD_LABELS, max_drop=2.0,
+        model, tok, examples(NEW, new, 3), replay=replay, options=options, old_labels=LABELS,
+        **kwargs,
     )  # fmt: skip
+    return outcome, tok, replay
+
+
+def test_train_model_calibrates_on_held_out_replay(tmp_path):
+    """Default options: a slice of the replay is held out of training, the shift is chosen on it
+    and recorded; the estimate is the gate's measure on exactly those examples."""
+    from tests.test_train import LABELS as OLD_LABELS
+    from tests.test_train import NEW
+
+    options = TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2)
+    outcome, tok, replay = _train_tiny(21, 8, options, max_drop=2.0)
     info = outcome.stats["calibration"]
     assert info["method"] == "gate" and info["held_out"] and info["examples"] == 3 * 7
     assert outcome.stats["replay_examples"] == 3 * 14
@@ -188,19 +197,7 @@ def test_few_old_labels_raise_the_default_counts():
 def test_train_model_replays_more_of_few_old_labels():
     """Three old labels, 40 examples each: a third is held out, every other one replayed (the
     defaults ask for 334 per label), not 20 per label."""
-    from headsurgeon.surgery import add_labels
-    from headsurgeon.train import train_model
-    from tests.common import tiny_bert, tiny_tokenizer
-    from tests.test_train import LABELS as OLD_LABELS
-    from tests.test_train import NEW, examples
-
-    torch.manual_seed(0)
-    model, tok = tiny_bert(OLD_LABELS), tiny_tokenizer()
-    add_labels(model, [NEW], init="mean")
-    replay = [e for n in OLD_LABELS for e in examples(n, 40, 1)]
-    outcome = train_model(
-        model, tok, examples(NEW, 4, 3), replay=replay,
-        options=TrainOptions(device="cpu", batch_size=8, max_steps=1), old_labels=OLD_LABELS,
-    )  # fmt: skip
+    options = TrainOptions(device="cpu", batch_size=8, max_steps=1)
+    outcome, _, _ = _train_tiny(40, 4, options)
     assert outcome.stats["calibration"]["examples"] == 3 * 13
     assert outcome.stats["replay_examples"] == 3 * 27

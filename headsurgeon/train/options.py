@@ -285,12 +285,13 @@ class TrainOptions:
         defaults = dict(TASK_DEFAULTS.get(task, TASK_DEFAULTS["sequence-classification"]))
         if blocks is not None:  # a default never asks for more blocks than the model has
             defaults["train_layers"] = min(defaults["train_layers"], blocks)
-        if old_labels and task != "token-classification":
-            least = -(-MIN_OLD_EXAMPLES // old_labels)  # ceil
-            for name in _SCALED:
-                defaults[name] = max(defaults[name], least)
-        if (new_labels or 0) > 1 and task != "token-classification":
-            defaults["epochs"] = SEVERAL_NEW_EPOCHS
+        if task != "token-classification":  # text: the counts of labels shape the defaults
+            if old_labels:
+                least = -(-MIN_OLD_EXAMPLES // old_labels)  # ceil
+                for name in _SCALED:
+                    defaults[name] = max(defaults[name], least)
+            if (new_labels or 0) > 1:
+                defaults["epochs"] = SEVERAL_NEW_EPOCHS
         unset = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return replace(self, **unset) if unset else self
 
