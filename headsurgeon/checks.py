@@ -54,6 +54,9 @@ DEFAULT_MAX_DROP = 0.5
 DEFAULT_MAX_LABEL_DROP: float | None = None
 #: changed labels shown by :meth:`CheckReport.render`
 DEFAULT_SHOW = 10
+#: a passed report without a per-label tolerance points at ``--max-label-drop`` when one old
+#: label lost at least this many points (the aggregate can hide it)
+LABEL_HINT_PTS = 10.0
 
 
 def failure_of(check: dict[str, Any]) -> str | None:
@@ -174,6 +177,20 @@ class CheckReport:
         """Why the check failed, in one sentence (``None`` when it passed)."""
         return None if self.passed else failure_of(self.to_dict())
 
+    def _label_hint(self) -> str | None:
+        """A passed check whose per-label losses are not gated, where one old label lost at
+        least :data:`LABEL_HINT_PTS`: say so, and how to gate it (``None`` otherwise)."""
+        worst = self.worst(1)
+        if not (self.passed and self.max_label_drop is None and worst):
+            return None
+        if -worst[0]["change_pts"] < LABEL_HINT_PTS:
+            return None
+        return (
+            f"note: old label {worst[0]['label']} lost {-worst[0]['change_pts']:.1f} pt; "
+            "per-label losses are not gated (--max-label-drop PTS refuses any one old label "
+            "losing more than PTS)"
+        )
+
     def render(self, show: int = DEFAULT_SHOW) -> str:
         """Return a readable report: summary, the ``show`` most changed old labels, new labels."""
         verdict = "PASSED" if self.passed else "FAILED"
@@ -197,6 +214,9 @@ class CheckReport:
             lines.append(
                 f"old labels beyond the per-label tolerance: {', '.join(self.labels_beyond)}"
             )
+        hint = self._label_hint()
+        if hint:
+            lines.append(hint)
         changed = [row for row in self.per_label if row["change_pts"] != 0]
         if changed:
             width = max(len("old label"), *(len(r["label"]) for r in changed[:show]))

@@ -234,11 +234,14 @@ def describe_drop(data: Mapping[str, Any]) -> str | None:
 
     Returns:
         ``drop 0.67 pt, 95% CI [-0.07, 1.40] pt, exact McNemar p = 0.099: within noise``, or
-        ``None`` when ``data`` lacks a field (a record written by another version).
+        ``None`` when ``data`` lacks a field (a record written by another version). A negative
+        drop is an improvement, and the line says so: ``drop -1.70 pt (an improvement), ...``.
     """
     try:
+        drop = float(data["drop_pts"])
         return (
-            f"drop {float(data['drop_pts']):.2f} pt, {float(data['level']):.0%} CI "
+            f"drop {drop:.2f} pt{' (an improvement)' if drop < 0 else ''}, "
+            f"{float(data['level']):.0%} CI "
             f"[{float(data['low_pts']):.2f}, {float(data['high_pts']):.2f}] pt, "
             f"exact McNemar p = {float(data['p_value']):.2g}: {data['verdict']}"
         )

@@ -193,6 +193,22 @@ def test_render_shows_top_changes_and_a_summary():
     ]
 
 
+def test_a_passed_report_points_at_the_per_label_gate_when_one_label_lost_much():
+    """The aggregate passes (tolerance 20 pt) while labels a and b each lost 25 pt: the report
+    names the worst and the option that gates it; with the option set, or a small loss, not."""
+    note = (
+        "note: old label a lost 25.0 pt; per-label losses are not gated (--max-label-drop PTS "
+        "refuses any one old label losing more than PTS)"
+    )
+    assert hand_report(max_drop=20).passed
+    assert note in hand_report(max_drop=20).render().splitlines()
+    assert "note:" not in hand_report(max_drop=20, max_label_drop=30).render()
+    assert "note:" not in hand_report().render()  # failed: the failure says enough
+    same = torch.eye(3)[[0, 1, 2]]
+    calm = compare(same, same, [Example("x", g) for g in OLD], OLD, OLD)
+    assert "note:" not in calm.render()
+
+
 # ---- on tiny models ------------------------------------------------------------------------
 
 

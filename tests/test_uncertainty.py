@@ -49,6 +49,14 @@ def test_the_documented_examples_and_the_three_verdicts():
     assert gain.drop_pts < 0 and gain.high_pts < 0 and gain.verdict == "beyond noise"
 
 
+def test_an_improvement_reads_as_one():
+    """A negative drop beyond noise is a gain, and the report's line says so."""
+    line = paired_drop(1500, 0, 14).describe()
+    assert line.startswith("drop -0.93 pt (an improvement), 95% CI [")
+    assert line.endswith(": beyond noise")
+    assert "improvement" not in paired_drop(1500, 14, 0).describe()
+
+
 def test_no_changed_example_gives_exactly_zero_zero():
     d = paired_drop(1500, 0, 0)
     assert (d.drop_pts, d.low_pts, d.high_pts, d.p_value) == (0.0, 0.0, 0.0, 1.0)
