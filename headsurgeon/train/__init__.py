@@ -24,7 +24,8 @@ One file per concept, in the order a run goes through them:
 - :mod:`.processes`: several processes (torchrun/accelerate): shards, gathering, the main one;
 - :mod:`.run`: :func:`train_model` (in memory): plan → cache → train and select → calibrate →
   check → outcome;
-- :mod:`.folders`: :func:`train` (model folder + data files → gated, atomically written folder).
+- :mod:`.folders`: :func:`train` (model folder + data files → gated, atomically written folder),
+  a :class:`~.folders.TrainJob` run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _LAZY = {
     "train_model": "run",
     "TrainOutcome": "run",
     "TrainResult": "folders",
+    "TrainJob": "folders",
     "sample_replay": "replay",
 }
 

@@ -113,118 +113,225 @@ def train(
         >>> result.report.drop_pts
         0.1
     """
-    from ..checkpoint import write_model
-    from ..locate import locate_head
-    from ..models import load_model, load_tokenizer, read_config
-    from ..surgery import add_labels
-    from .freezing import model_blocks, top_blocks
+    return TrainJob(
+        model_dir,
+        data,
+        output,
+        replay=replay,
+        holdout=holdout,
+        options=options,
+        add=add,
+        force=force,
+        max_drop=max_drop,
+        max_label_drop=max_label_drop,
+        text_column=text_column,
+        label_column=label_column,
+        head_path=head_path,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+        base_model=base_model,
+    ).run()
 
-    options = options or TrainOptions()
-    src, output = Path(model_dir), Path(output)
-    check_output(src, output, in_place=False)  # the check every writing command shares
-    check_max_drop(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
-    config = read_config(src)
-    labels = _labels.labels_of(config)
-    files = _Files(data, replay, holdout)
-    task_name = TOKEN if task_of(config) == TOKEN else SEQUENCE
-    if task_name == TOKEN:
-        examples, replayed, held, added = files.read_sentences(labels, add)
-        task = TokenTask()
-    else:
-        examples, replayed, held, added = files.read_examples(
-            labels, add, text_column, label_column
+
+@dataclass
+class _Read:
+    """What one ``train`` read before loading the model: the data for its task, the record
+    and the old labels."""
+
+    task_name: str
+    task: Any
+    examples: list
+    replayed: list
+    held: Any
+    added: list[str]
+    record: dict[str, Any]
+    old: list[str]
+
+
+@dataclass
+class TrainJob:
+    """One :func:`train`, as an object: its fields are :func:`train`'s arguments; :meth:`run`
+    reads the files (:meth:`read`), loads and grows the model (:meth:`load`), trains it with
+    :func:`~.run.train_model`, records the event (:meth:`event`), applies the gate
+    (:meth:`gate`) and writes the output atomically."""
+
+    model_dir: str | os.PathLike
+    data: str | os.PathLike
+    output: str | os.PathLike
+    replay: str | os.PathLike | None = None
+    holdout: str | os.PathLike | None = None
+    options: TrainOptions | None = None
+    add: bool = False
+    force: bool = False
+    max_drop: float | None = None
+    max_label_drop: float | None = None
+    text_column: str = TEXT_COLUMN
+    label_column: str = LABEL_COLUMN
+    head_path: str | Sequence[str] | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    base_model: str | None = None
+
+    def run(self) -> TrainResult:
+        """Train, gate and write (see :func:`train`)."""
+        from ..checkpoint import write_model
+
+        src, output = Path(self.model_dir), Path(self.output)
+        check_output(src, output, in_place=False)  # the check every writing command shares
+        check_max_drop(
+            DEFAULT_MAX_DROP if self.max_drop is None else self.max_drop, self.max_label_drop
         )
-        task = None
-    record = _record.record_for(src, labels)
-    _record.set_base_model(record, base_model)
-    old = [n for n in record["parent_labels"] if n in labels] or labels
-    if not [n for n in labels + added if n not in old]:
+        read = self.read(src)
+        model, tokenizer, options = self.load(src, read)
+        outcome = train_model(
+            model,
+            tokenizer,
+            read.examples,
+            replay=read.replayed,
+            holdout=read.held,
+            options=options,
+            old_labels=read.old,
+            trained_labels=_trained_before(read.record),
+            max_drop=self.max_drop,
+            max_label_drop=self.max_label_drop,
+            head_path=self.head_path,
+        )
+        result = TrainResult(None, outcome.report, options, outcome.stats, read.added)
+        result.telemetry = outcome.telemetry
+        telemetry_files = _telemetry_writers(outcome.telemetry)
+        outcome.stats["training"]["files"] = list(telemetry_files)
+        if not processes.is_main():  # the main process checks, records and writes
+            result.main_process = False
+            return result
+        self.event(read, model, options, outcome)
+        self.gate(options, outcome)
+        model.to("cpu")
+        result.output = write_model(model, read.record, src, output, extra=telemetry_files)
+        return result
+
+    def read(self, src: Path) -> _Read:
+        """Read the data files for the model's task and its record; warn when nothing is new.
+
+        Raises:
+            DataError: as :func:`train`.
+        """
+        from ..models import read_config
+
+        config = read_config(src)
+        labels = _labels.labels_of(config)
+        files = _Files(self.data, self.replay, self.holdout)
+        if task_of(config) == TOKEN:
+            task_name, task = TOKEN, TokenTask()
+            examples, replayed, held, added = files.read_sentences(labels, self.add)
+        else:
+            task_name, task = SEQUENCE, None
+            examples, replayed, held, added = files.read_examples(
+                labels, self.add, self.text_column, self.label_column
+            )
+        record = _record.record_for(src, labels)
+        _record.set_base_model(record, self.base_model)
+        old = [n for n in record["parent_labels"] if n in labels] or labels
+        new = [n for n in labels + added if n not in old]
+        if not new:
+            logger.warning(
+                "nothing is new: every label of %s is taken as old (protected, not learned) "
+                "since no %s names its parent's labels; grow models with `headsurgeon "
+                "add-label` (or `train --add` with data of labels the model lacks) so train "
+                "knows the new ones",
+                src,
+                _record.RECORD_NAME,
+            )
+        require_examples(examples, new, str(self.data), task)
+        return _Read(task_name, task, examples, replayed, held, added, record, old)
+
+    def load(self, src: Path, read: _Read):
+        """The model (grown by ``--add``'s labels, its top blocks made trainable as the
+        resolved options say), its tokenizer and the options resolved for it."""
+        from ..locate import locate_head
+        from ..models import load_model, load_tokenizer
+        from ..surgery import add_labels
+        from .freezing import model_blocks, top_blocks
+
+        model = load_model(
+            src, trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle
+        )
+        tokenizer = load_tokenizer(src, self.trust_remote_code)
+        if read.added:
+            add_labels(model, read.added, init="mean", head_path=self.head_path)
+        labels = _labels.labels_of(model.config)
+        new = [n for n in labels if n not in set(read.old)]
+        blocks = model_blocks(model, self.head_path)
+        options = (self.options or TrainOptions()).for_task(
+            read.task_name, blocks, len(read.old), len(new)
+        )
+        if options.freeze == "backbone" and options.train_layers:  # before any pass over data
+            top_blocks(model, locate_head(model, self.head_path).paths, options.train_layers)
+        if options.reinit_top:
+            paths = locate_head(model, self.head_path).paths
+            top_blocks(model, paths, options.reinit_top, "--reinit-top")
+        return model, tokenizer, options
+
+    def event(self, read: _Read, model, options: TrainOptions, outcome) -> None:
+        """Add the ``add-label`` (``--add``) and ``train`` events to the record."""
+        record, old = read.record, set(read.old)
+        if read.added:
+            _record.add_event(
+                record, "add-label", labels=read.added, init="imprint", by="train --add"
+            )
+        stats = outcome.stats
+        event = {
+            "options": options.to_dict(),
+            "data": str(self.data),
+            "replay": self.replay and str(self.replay),
+            "holdout": self.holdout and str(self.holdout),
+            "trained_labels": [n for n in _labels.labels_of(model.config) if n not in old],
+            **{k: v for k, v in stats.items() if k != "seeds"},  # training, warnings too
+            "seeds": [{k: v for k, v in r.items() if k != "history"} for r in stats["seeds"]],
+        }
+        if outcome.report is not None:
+            event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
+        else:
+            event["check_skipped"] = "no holdout"
+            check = "old-type" if read.task_name == TOKEN else "old-label"
+            logger.warning(
+                "no --holdout: the %s check did not run; %s is not gated", check, self.output
+            )
+        _record.add_event(record, "train", **event)
+
+    def gate(self, options: TrainOptions, outcome) -> None:
+        """Refuse a failed check (:class:`GateFailedError`, with advice), or warn under
+        ``force``."""
+        report = outcome.report
+        if report is None or report.passed:
+            return
+        if not self.force:
+            advice = gate_advice(
+                options,
+                replayed=outcome.stats["replay_examples"] > 0,
+                per_label=bool(report.labels_beyond),
+                calibrated=not outcome.stats.get("calibration_skipped"),
+            )
+            raise GateFailedError(
+                f"{report.failure()}: {self.output} not written; try one of: {advice}; "
+                "or pass --force to write it anyway",
+                report=report,
+            )
         logger.warning(
-            "nothing is new: every label of %s is taken as old (protected, not learned) since "
-            "no %s names its parent's labels; grow models with `headsurgeon add-label` (or "
-            "`train --add` with data of labels the model lacks) so train knows the new ones",
-            src,
-            _record.RECORD_NAME,
+            "--force: writing %s although the old-label check failed (%s); "
+            "headsurgeon.json records the failure",
+            self.output,
+            report.failure(),
         )
-    require_examples(examples, [n for n in labels + added if n not in old], str(data), task)
 
-    model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    tokenizer = load_tokenizer(src, trust_remote_code)
-    if added:
-        add_labels(model, added, init="mean", head_path=head_path)
-    labels = _labels.labels_of(model.config)
-    new = [n for n in labels if n not in set(old)]
-    options = options.for_task(task_name, model_blocks(model, head_path), len(old), len(new))
-    if options.freeze == "backbone" and options.train_layers:  # before any pass over the data
-        top_blocks(model, locate_head(model, head_path).paths, options.train_layers)
-    if options.reinit_top:
-        top_blocks(model, locate_head(model, head_path).paths, options.reinit_top, "--reinit-top")
-    trained_before = [
+
+def _trained_before(record: dict[str, Any]) -> list[str]:
+    """Labels earlier ``train`` events of the record trained."""
+    return [
         n
         for event in record["events"]
         if event.get("op") == "train"
         for n in event.get("trained_labels", [])
     ]
-    outcome = train_model(
-        model,
-        tokenizer,
-        examples,
-        replay=replayed,
-        holdout=held,
-        options=options,
-        old_labels=old,
-        trained_labels=trained_before,
-        max_drop=max_drop,
-        max_label_drop=max_label_drop,
-        head_path=head_path,
-    )
-    result = TrainResult(None, outcome.report, options, outcome.stats, added)
-    result.telemetry = outcome.telemetry
-    telemetry_files = _telemetry_writers(outcome.telemetry)
-    outcome.stats["training"]["files"] = list(telemetry_files)
-    if not processes.is_main():  # the main process checks, records and writes
-        result.main_process = False
-        return result
-    if added:
-        _record.add_event(record, "add-label", labels=added, init="imprint", by="train --add")
-    event = {
-        "options": options.to_dict(),
-        "data": str(data),
-        "replay": replay and str(replay),
-        "holdout": holdout and str(holdout),
-        "trained_labels": [n for n in labels if n not in set(old)],
-        **{k: v for k, v in outcome.stats.items() if k != "seeds"},  # training, warnings too
-        "seeds": [{k: v for k, v in r.items() if k != "history"} for r in outcome.stats["seeds"]],
-    }
-    if outcome.report is not None:
-        event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
-    else:
-        event["check_skipped"] = "no holdout"
-        check = "old-type" if task_name == TOKEN else "old-label"
-        logger.warning("no --holdout: the %s check did not run; %s is not gated", check, output)
-    _record.add_event(record, "train", **event)
-    if outcome.report is not None and not outcome.report.passed:
-        if not force:
-            advice = gate_advice(
-                options,
-                replayed=outcome.stats["replay_examples"] > 0,
-                per_label=bool(outcome.report.labels_beyond),
-                calibrated=not outcome.stats.get("calibration_skipped"),
-            )
-            raise GateFailedError(
-                f"{outcome.report.failure()}: {output} not written; try one of: {advice}; "
-                "or pass --force to write it anyway",
-                report=outcome.report,
-            )
-        logger.warning(
-            "--force: writing %s although the old-label check failed (%s); "
-            "headsurgeon.json records the failure",
-            output,
-            outcome.report.failure(),
-        )
-    model.to("cpu")
-    result.output = write_model(model, record, src, output, extra=telemetry_files)
-    return result
 
 
 def _telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
