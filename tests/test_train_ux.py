@@ -325,3 +325,20 @@ def test_reinit_top_beyond_the_blocks_is_refused(grown_dir, files, tmp_path):
         "BertForSequenceClassification (bert.encoder.layer): pass a number from 0 to 2"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_calibration_line_says_which_labels_the_bounds_lowered():
+    """The common shift first; labels below it were lowered by the precision bound or cap."""
+    from headsurgeon.cli.train import _calibration_line
+
+    cal = {"method": "gate", "held_out": True, "examples": 998, "estimated_drop_pts": 0.2,
+           "allowed_drop_pts": 0.25}  # fmt: skip
+    same = _calibration_line({**cal, "shifts": {"a": 0.5, "b": 0.5}})
+    assert "new-label biases shifted +0.500; old-label drop 0.20 pt on 998 held-out" in same
+    mixed = _calibration_line({**cal, "shifts": {"a": 0.5, "b": -0.2, "c": 0.1, "d": 0.5}})
+    assert (
+        "shifted +0.500 (2 of 4 lowered to -0.200..+0.100 by the precision bound or the "
+        "per-label cap);" in mixed
+    )
+    one = _calibration_line({**cal, "shifts": {"a": 0.5, "b": -0.2}})
+    assert "(1 of 2 lowered to -0.200 by the precision bound" in one

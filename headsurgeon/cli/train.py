@@ -235,9 +235,20 @@ def train(
 
 
 def _calibration_line(cal: dict) -> str:
-    """One line on what calibration did (the shifts, its estimate and what the gate allows)."""
-    shifts = sorted(set(cal["shifts"].values()))
-    shift = f"{shifts[0]:+.3f}" if len(shifts) == 1 else f"{shifts[0]:+.3f} to {shifts[-1]:+.3f}"
+    """One line on what calibration did (the shifts, its estimate and what the gate allows).
+
+    Every new label gets the common shift; the precision bound and the per-old-label cap can
+    only lower a label below it, so labels under the largest shift were lowered by them."""
+    values = list(cal["shifts"].values())
+    common = max(values)
+    lowered = [v for v in values if v < common]
+    shift = f"{common:+.3f}"
+    if lowered:
+        shift += (
+            f" ({len(lowered)} of {len(values)} lowered to {min(lowered):+.3f}"
+            + (f"..{max(lowered):+.3f}" if len(set(lowered)) > 1 else "")
+            + " by the precision bound or the per-label cap)"
+        )
     where = "held-out" if cal["held_out"] else "replayed (trained-on)"
     return (
         f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
