@@ -505,11 +505,11 @@ class Bench:
         """Retrain from the backbone with the parent's recipe, every label at once: the parent's
         training set plus ``data`` repeated so each new label has about an old label's count."""
         import torch
+        from parents import RECIPES, fine_tune, training_set
 
         from headsurgeon.checks import compare
         from headsurgeon.locate import locate_head
         from headsurgeon.predict import predict_logits
-        from parents import RECIPES, fine_tune, training_set
 
         recipe = RECIPES[self.name]
         parent_rows = training_set(recipe, self.train, self.old)
