@@ -261,11 +261,7 @@ def compare_entities(
     old = scheme.entity_types(parent_labels)
     child_types = scheme.entity_types(child_labels)
     new = [t for t in child_types if t not in set(old)]
-    _check_shapes(gold, parent_tags, child_tags)
-    _check_tags(gold, set(parent_labels) | set(child_labels), "gold", DataError)
-    _check_tags(parent_tags, set(parent_labels), "parent", OptionsError)
-    _check_tags(child_tags, set(child_labels), "child", OptionsError)
-    gold = [scheme.encode(spans(s, scheme), len(s)) for s in gold]  # IOB1 gold → the scheme
+    gold = _checked_gold(gold, parent_tags, child_tags, parent_labels, child_labels, scheme)
 
     removed = [t for t in old if t not in set(child_types)]
     gold_old = _entities(gold, scheme, old)
@@ -317,6 +313,17 @@ def compare_entities(
         labels_beyond=beyond,
         passed=drop_pts <= max_drop and not beyond,
     )
+
+
+def _checked_gold(gold, parent_tags, child_tags, parent_labels, child_labels, scheme):
+    """The gold tags in the child's scheme (IOB1 read leniently), once the three sequences of
+    every sentence agree in length and hold only their models' tags (see
+    :func:`compare_entities` for the errors)."""
+    _check_shapes(gold, parent_tags, child_tags)
+    _check_tags(gold, set(parent_labels) | set(child_labels), "gold", DataError)
+    _check_tags(parent_tags, set(parent_labels), "parent", OptionsError)
+    _check_tags(child_tags, set(child_labels), "child", OptionsError)
+    return [scheme.encode(spans(s, scheme), len(s)) for s in gold]
 
 
 def _scheme_of(child_labels: Sequence[str], parent_labels: Sequence[str]) -> Scheme:
