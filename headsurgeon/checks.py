@@ -177,6 +177,13 @@ class CheckReport:
         """Why the check failed, in one sentence (``None`` when it passed)."""
         return None if self.passed else failure_of(self.to_dict())
 
+    def _most_changed(self, show: int) -> list[dict[str, Any]]:
+        """Up to ``show`` changed old labels: those that lost, worst first, then those that
+        gained, largest gain first."""
+        lost = [r for r in self.per_label if r["change_pts"] < 0]
+        gained = [r for r in self.per_label if r["change_pts"] > 0][::-1]
+        return (lost + gained)[:show]
+
     def _label_hint(self) -> str | None:
         """A passed check whose per-label losses are not gated, where one old label lost at
         least :data:`LABEL_HINT_PTS`: say so, and how to gate it (``None`` otherwise)."""
@@ -192,7 +199,8 @@ class CheckReport:
         )
 
     def render(self, show: int = DEFAULT_SHOW) -> str:
-        """Return a readable report: summary, the ``show`` most changed old labels, new labels."""
+        """Return a readable report: summary, up to ``show`` changed old labels (losses worst
+        first, then gains largest first), new labels."""
         verdict = "PASSED" if self.passed else "FAILED"
         per_label = "" if self.max_label_drop is None else f", {self.max_label_drop:g} pt per label"
         lines = [
@@ -218,15 +226,16 @@ class CheckReport:
         if hint:
             lines.append(hint)
         changed = [row for row in self.per_label if row["change_pts"] != 0]
-        if changed:
-            width = max(len("old label"), *(len(r["label"]) for r in changed[:show]))
+        shown = self._most_changed(show)
+        if shown:
+            width = max(len("old label"), *(len(r["label"]) for r in shown))
             lines.append(f"{'old label':<{width}}  support  before   after  change")
-            for r in changed[:show]:
+            for r in shown:
                 lines.append(
                     f"{r['label']:<{width}}  {r['support']:>7}  {r['before']:>6.1%}  "
                     f"{r['after']:>6.1%}  {r['change_pts']:+.1f} pt"
                 )
-        rest = len(changed) - min(len(changed), show)
+        rest = len(changed) - len(shown)
         unchanged = len(self.per_label) - len(changed)
         lines.append(
             f"{len(changed)} old label(s) changed"

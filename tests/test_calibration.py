@@ -86,6 +86,10 @@ def test_precision_bound_lowers_each_new_label():
     info, pred = calibrate(child, examples, parent, 40.0, calibrate_precision=0.8)
     # as frequent as an average old label (40 examples) at precision 0.8: at most 10 false positives
     assert int((pred == 3).sum()) == 10 == info["false_positives"]["new"]
+    # the record keeps the common shift the gate allowed, above the shift the bound left
+    loose, _ = calibrate(child, examples, parent, 40.0)
+    assert info["common_shift"] == loose["common_shift"] == loose["shifts"]["new"]
+    assert info["shifts"]["new"] < info["common_shift"]
 
 
 def test_budget_mode_flips_points_of_the_parents_right_examples():

@@ -193,6 +193,23 @@ def test_render_shows_top_changes_and_a_summary():
     ]
 
 
+def test_render_shows_losses_then_the_largest_gains():
+    """With fewer losses than rows to show, the largest gains fill the rest (not the smallest:
+    an old label the child fixed entirely is worth seeing)."""
+    labels = ["a", "b", "c", "d"]
+    gold = ["a", "a", "b", "b", "b", "b", "c", "c", "d"]
+    parent = ["a", "a", "b", "d", "d", "d", "d", "d", "d"]  # b 1 of 4, c 0 of 2
+    child = ["a", "d", "b", "b", "d", "d", "c", "c", "d"]  # a -50, b +25, c +100
+    r = compare(onehot(parent, labels), onehot(child, labels), gold, labels, labels, max_drop=100)
+    lines = r.render(show=2).splitlines()
+    rows = lines[lines.index("old label  support  before   after  change") + 1 :][:3]
+    assert rows == [
+        "a                2  100.0%   50.0%  -50.0 pt",
+        "c                2    0.0%  100.0%  +100.0 pt",
+        "3 old label(s) changed (1 more not shown), 1 unchanged",
+    ]
+
+
 def test_a_passed_report_points_at_the_per_label_gate_when_one_label_lost_much():
     """The aggregate passes (tolerance 20 pt) while labels a and b each lost 25 pt: the report
     names the worst and the option that gates it; with the option set, or a small loss, not."""

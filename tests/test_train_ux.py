@@ -342,3 +342,6 @@ def test_calibration_line_says_which_labels_the_bounds_lowered():
     )
     one = _calibration_line({**cal, "shifts": {"a": 0.5, "b": -0.2}})
     assert "(1 of 2 lowered to -0.200 by the precision bound" in one
+    # one new label lowered from the common shift by the precision bound (as recorded)
+    single = _calibration_line({**cal, "common_shift": 2.1, "shifts": {"a": 0.434}})
+    assert "shifted +2.100 (1 of 1 lowered to +0.434 by the precision bound" in single

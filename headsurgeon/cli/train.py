@@ -237,11 +237,11 @@ def train(
 def _calibration_line(cal: dict) -> str:
     """One line on what calibration did (the shifts, its estimate and what the gate allows).
 
-    Every new label gets the common shift; the precision bound and the per-old-label cap can
-    only lower a label below it, so labels under the largest shift were lowered by them."""
+    Every new label gets the common shift (``common_shift``); the precision bound and the
+    per-old-label cap can only lower a label below it."""
     values = list(cal["shifts"].values())
-    common = max(values)
-    lowered = [v for v in values if v < common]
+    common = cal.get("common_shift", max(values))  # older records lack it
+    lowered = [v for v in values if v < common - 5e-5]
     shift = f"{common:+.3f}"
     if lowered:
         shift += (

@@ -103,6 +103,7 @@ class Calibration:
             "method": "gate" if self.options.calibrate == "gate" else "budget",
             "examples": len(data.examples),
             "held_out": data.held_out,
+            "common_shift": round(float(common), 4),
             "shifts": {self.labels[j]: round(shifts[j].item(), 4) for j in self.new_ids},
             "estimated_drop_pts": round(self._drop(after, gold, parent_right), 3),
             "allowed_drop_pts": round(self._allowed(), 3),
@@ -114,8 +115,9 @@ class Calibration:
 
     def _criterion(self) -> dict[str, float]:
         """What the gate rule saw (``calibrate="gate"``): the drop it measures (fixes weighed by
-        ``calibrate_fixes``) of training alone and at the chosen shift, in points; the first
-        beyond ``allowed_drop_pts`` means no held-out example was let flip."""
+        ``calibrate_fixes``) of training alone and at the common shift (before the precision
+        bound and the per-label cap lower any label), in points; the first beyond
+        ``allowed_drop_pts`` means no held-out example was let flip."""
         if self.criterion is None:
             return {}
         trained, chosen = self.criterion
