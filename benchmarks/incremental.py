@@ -294,6 +294,13 @@ METHODS.update(
                   {"epochs": 8.0, "new_repeats": 4}),
         "e8-k2": ("the defaults for 8 epochs on 2 blocks", {"epochs": 8.0, "train_layers": 2}),
         "f1": ("the defaults counting fixes fully in calibration", {"calibrate_fixes": 1.0}),
+        "e12": ("the defaults for 12 epochs", {"epochs": 12.0}),
+        "no-protect": ("the defaults with the old rows trained too", {"protect_old_rows": False}),
+        "r134": ("the defaults with 134 replayed examples per old label",
+                 {"replay_per_label": 134}),
+        "c200": ("the defaults with 200 held-out examples per old label",
+                 {"calibrate_per_label": 200}),
+        "swa": ("the defaults with stochastic weight averaging", {"swa": True}),
         "r67-f1": ("r67 counting fixes fully in calibration",
                    {"replay_per_label": 67, "calibrate_per_label": 67, "calibrate_fixes": 1.0}),
     }
