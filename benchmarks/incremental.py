@@ -301,6 +301,10 @@ METHODS.update(
         "c200": ("the defaults with 200 held-out examples per old label",
                  {"calibrate_per_label": 200}),
         "swa": ("the defaults with stochastic weight averaging", {"swa": True}),
+        "r40": ("the defaults with 40 replayed examples per old label",
+                {"replay_per_label": 40}),
+        "r40-e4": ("r40 for 4 epochs (the defaults' cost in S2)",
+                   {"replay_per_label": 40, "epochs": 4.0}),
         "r67-f1": ("r67 counting fixes fully in calibration",
                    {"replay_per_label": 67, "calibrate_per_label": 67, "calibrate_fixes": 1.0}),
     }
