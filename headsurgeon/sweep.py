@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import LABEL_COLUMN, TEXT_COLUMN
-from .errors import GateFailedError, OptionsError, UnsupportedModelError
+from .errors import GateFailedError, OptionsError
 from .train import TrainOptions
 
 logger = logging.getLogger(__name__)
@@ -260,8 +260,10 @@ def sweep(
     that notes the sweep in ``headsurgeon.json``.
 
     Args:
-        model_dir: a sequence classifier saved with ``save_pretrained`` (with its tokenizer).
-        data: the new labels' training examples (``.csv``/``.tsv``/``.jsonl``).
+        model_dir: a sequence or token classifier saved with ``save_pretrained`` (with its
+            tokenizer).
+        data: the new labels' training examples (``.csv``/``.tsv``/``.jsonl``; for a token
+            classifier, CoNLL or JSONL sentences, as ``train`` reads them).
         replay: old labels' examples to replay; holdout: the file the check runs on.
         layers: settings, ``"0,1,2,all"`` or ``[0, 1, 2, "all"]``: K top blocks unfrozen
             (``0``: the head and the neck on cached features) or ``all`` (``--freeze none``).
@@ -279,7 +281,6 @@ def sweep(
     Raises:
         OptionsError: a bad ``layers`` value, a K beyond the model's blocks, ``seeds < 1`` or
             ``options.seeds > 1``.
-        UnsupportedModelError: a token classifier (sweep trains sequence classifiers).
         DataError, CheckpointError: as ``train``.
         GateFailedError: with ``output``, no run passed the check (nothing is written;
             ``.report`` holds the sweep's report).
@@ -330,28 +331,16 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
     """Read the files once and load the model (grown by ``add``) and its tokenizer once."""
     from . import labels as _labels
     from . import record as _record
-    from .data import check_labels, read_examples
     from .locate import locate_head
     from .models import load_model, load_tokenizer, read_config
     from .surgery import add_labels
     from .tasks import TOKEN, task_of
+    from .train.folders import DataFiles
 
     config = read_config(src)
-    if task_of(config) == TOKEN:
-        raise UnsupportedModelError(
-            f"{src} is a token classifier: sweep trains sequence classifiers; run `headsurgeon "
-            "train --train-layers K` once per setting instead"
-        )
     labels = _labels.labels_of(config)
-    read = {"text_column": columns[0], "label_column": columns[1]}
-    examples = read_examples(data, **read)
-    replayed = read_examples(replay, **read) if replay else []
-    held = read_examples(holdout, **read)
-    added = [n for n in dict.fromkeys(e.label for e in examples) if n not in labels] if add else []
-    check_labels(examples, labels + added, source=str(data))
-    for role, path, rows in (("--replay", replay, replayed), ("--holdout", holdout, held)):
-        only = f"{role} must hold only the model's labels"
-        check_labels(rows, labels + added, source=str(path), only_known=only)
+    files = DataFiles(data, replay, holdout)
+    examples, replayed, held, added = files.read(labels, task_of(config) == TOKEN, add, columns)
     record = _record.record_for(src, labels)
     old = [n for n in record["parent_labels"] if n in labels] or labels
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -482,8 +471,10 @@ def _write_best(inputs: _Inputs, src: Path, output, report: SweepReport, outcome
     records plus a ``sweep`` note (every run, the chosen one); refuse when it failed the check."""
     from . import record as _record
     from .checkpoint import write_model
+    from .labels import labels_of
 
     best = report.best
+    old = set(inputs.old_labels)
     if not best.passed:
         raise GateFailedError(
             f"no setting passed the old-label check (drop <= {report.max_drop:g} pt; the "
@@ -497,7 +488,7 @@ def _write_best(inputs: _Inputs, src: Path, output, report: SweepReport, outcome
         "train",
         options=options.to_dict(),
         **files,
-        trained_labels=list(report.new_labels),
+        trained_labels=[n for n in labels_of(outcome.model.config) if n not in old],
         **{k: v for k, v in stats.items() if k != "seeds"},
         seeds=[{k: v for k, v in r.items() if k != "history"} for r in stats["seeds"]],
         check={"passed": outcome.report.passed, **outcome.report.to_dict()},

@@ -212,6 +212,33 @@ def test_the_readme_pipeline_on_a_token_model(ner_folder):
     assert {k: v for k, v in after.items() if k in before} == before  # inputs unchanged
 
 
+def test_sweep_trains_a_token_model_per_setting_and_writes_the_best(ner_folder):
+    """sweep on a grown NER model: one run per setting, scored on entities; -o writes the best
+    run (old rows bit-identical, reloads cleanly, trained tags recorded); inputs unchanged."""
+    from transformers import AutoModelForTokenClassification
+
+    d = ner_folder
+    assert run("add-label", d / "ner", "--name", "ORG", "-o", d / "grown").exit_code == 0
+    before = tree_hashes(d)
+    res = run("sweep", d / "grown", "--data", d / "new.conll", "--replay", d / "old.conll",
+              "--holdout", d / "test.conll", "--layers", "0,1", "--max-steps", "3",
+              "--max-drop", "100", "--device", "cpu", "-o", d / "best", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert [r["setting"] for r in out["rows"]] == ["0", "1"] and out["new_labels"] == ["ORG"]
+    assert all(r["passed"] for r in out["rows"])
+    best, info = AutoModelForTokenClassification.from_pretrained(
+        d / "best", output_loading_info=True
+    )
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    parent = AutoModelForTokenClassification.from_pretrained(d / "ner")
+    assert torch.equal(best.classifier.weight[:5], parent.classifier.weight)
+    event = json.loads((d / "best" / "headsurgeon.json").read_text())["events"][-1]
+    assert event["trained_labels"] == ["B-ORG", "I-ORG"] and event["check"]["kind"] == "entities"
+    after = tree_hashes(d)
+    assert {k: v for k, v in after.items() if k in before} == before  # inputs unchanged
+
+
 def test_data_for_the_other_task_is_a_one_line_error(ner_folder, tmp_path):
     d = ner_folder
     assert run("add-label", d / "ner", "--name", "ORG", "-o", d / "grown").exit_code == 0

@@ -56,7 +56,8 @@ def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, m
     none for 'all'), and is scored on --holdout: old-label drop (pass/fail against --max-drop),
     the new labels' recall and F1, wall time, and how far the top block moved (||Δθ||/||θ||).
     The best trade-off (highest new-label F1 among the runs that pass) is marked *. The parent's
-    features are computed once for all runs. Nothing is written but --plot and -o.
+    features are computed once for all runs. Nothing is written but --plot and -o. A token
+    classifier (NER) sweeps the same way on CoNLL/JSONL files, scored on old-type entity F1.
 
     \b
     Example:

@@ -219,15 +219,12 @@ class TrainJob:
 
         config = read_config(src)
         labels = _labels.labels_of(config)
-        files = _Files(self.data, self.replay, self.holdout)
-        if task_of(config) == TOKEN:
-            task_name, task = TOKEN, TokenTask()
-            examples, replayed, held, added = files.read_sentences(labels, self.add)
-        else:
-            task_name, task = SEQUENCE, None
-            examples, replayed, held, added = files.read_examples(
-                labels, self.add, self.text_column, self.label_column
-            )
+        files = DataFiles(self.data, self.replay, self.holdout)
+        token = task_of(config) == TOKEN
+        task_name, task = (TOKEN, TokenTask()) if token else (SEQUENCE, None)
+        examples, replayed, held, added = files.read(
+            labels, token, self.add, (self.text_column, self.label_column)
+        )
         record = _record.record_for(src, labels)
         _record.set_base_model(record, self.base_model)
         old = [n for n in record["parent_labels"] if n in labels] or labels
@@ -346,8 +343,9 @@ def _telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class _Files:
-    """The data files of one ``train``: read for the model's task, checked against its labels."""
+class DataFiles:
+    """The data files of one ``train`` (or ``sweep``): read for the model's task, checked
+    against its labels."""
 
     data: Any
     replay: Any
@@ -362,6 +360,14 @@ class _Files:
         for option, path in self._given():
             if path:
                 check_data_task(path, token_model=token_model, option=option)
+
+    def read(self, labels, token: bool, add: bool, columns=(TEXT_COLUMN, LABEL_COLUMN)):
+        """``(data, replay, holdout or None, labels to add)`` for a token classifier
+        (:meth:`read_sentences`) or a sequence classifier (:meth:`read_examples`, ``columns``:
+        text and label)."""
+        if token:
+            return self.read_sentences(labels, add)
+        return self.read_examples(labels, add, *columns)
 
     def read_examples(self, labels, add, text_column, label_column):
         """Sequence classification: ``(data, replay, holdout or None, labels to add)``."""
