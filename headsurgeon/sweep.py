@@ -270,7 +270,8 @@ def sweep(
         seeds: runs per setting, seeds ``options.seed`` .. ``options.seed + seeds - 1``.
         options: the other :class:`~headsurgeon.train.TrainOptions` (``seeds`` must be 1).
         add: first add the data's labels the model does not have (as ``train --add``).
-        max_drop, max_label_drop: the check's tolerances in points (as ``train``).
+        max_drop, max_label_drop: the check's tolerances in points (as ``train``; the default
+            ``max_drop`` is the task's: 0.5 pt of accuracy, 1.0 pt of entity F1 for tokens).
         columns: text and label columns of the files.
         head_path, trust_remote_code, allow_pickle: as :func:`headsurgeon.train.folders.train`.
         output: a new folder for the best run's model (``None``: nothing is written).
@@ -303,14 +304,17 @@ def sweep(
             "(--seeds), not TrainOptions.seeds"
         )
     runs = [(s, s.options(options, options.seed + i)) for s in settings for i in range(seeds)]
-    max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
-    check_max_drop(max_drop, max_label_drop)
+    check_max_drop(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
     src = Path(model_dir)
     if output is not None:
         check_output(src, Path(output), in_place=False)
     inputs = _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code,
                    allow_pickle)  # fmt: skip
     _check_blocks(inputs, settings)
+    if max_drop is None:  # the task's default: points of accuracy, or of entity F1 for tokens
+        from .train.tasks import task_for
+
+        max_drop = task_for(inputs.model).default_max_drop()
     report = SweepReport(str(model_dir), [], max_drop)
     best_row, best = None, None
     for setting, run_options in runs:

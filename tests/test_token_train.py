@@ -237,6 +237,11 @@ def test_sweep_trains_a_token_model_per_setting_and_writes_the_best(ner_folder):
     assert event["trained_labels"] == ["B-ORG", "I-ORG"] and event["check"]["kind"] == "entities"
     after = tree_hashes(d)
     assert {k: v for k, v in after.items() if k in before} == before  # inputs unchanged
+    # without --max-drop, the tolerance is the token task's (entity F1), as train's
+    res = run("sweep", d / "grown", "--data", d / "new.conll", "--replay", d / "old.conll",
+              "--holdout", d / "test.conll", "--layers", "0", "--max-steps", "1",
+              "--device", "cpu", "--json")  # fmt: skip
+    assert json.loads(res.output)["max_drop"] == 1.0, res.output
 
 
 def test_data_for_the_other_task_is_a_one_line_error(ner_folder, tmp_path):
