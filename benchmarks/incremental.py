@@ -522,7 +522,6 @@ class Bench:
         from parents import RECIPES, fine_tune, training_set
 
         from headsurgeon.checks import compare
-        from headsurgeon.locate import locate_head
         from headsurgeon.predict import predict_logits
 
         recipe = RECIPES[self.name]
@@ -533,7 +532,7 @@ class Bench:
         child = predict_logits(
             model, tokenizer, [e.text for e in holdout], batch_size=64, max_length=MAX_LENGTH
         )
-        head = self.parent.get_submodule(locate_head(self.parent).paths[0])
+        head = self.parent.get_submodule(self._head())
         x = torch.stack([self.features[e.text] for e in holdout])
         with torch.no_grad():
             parent = torch.nn.functional.linear(x, head.weight, head.bias)

@@ -148,6 +148,22 @@ def record_for(source: str | os.PathLike, parent_labels: list[str]) -> dict[str,
     return read_record(source) or new_record(str(source), parent_labels)
 
 
+def old_labels(record: dict[str, Any], labels: list[str]) -> list[str]:
+    """The model's old labels: the record's ``parent_labels`` it still has, else (no parent
+    label left, or none recorded) every label of ``labels``."""
+    return [n for n in record["parent_labels"] if n in labels] or labels
+
+
+def trained_labels(record: dict[str, Any]) -> list[str]:
+    """The labels the record's earlier ``train`` events trained."""
+    return [
+        n
+        for event in record["events"]
+        if event.get("op") == "train"
+        for n in event.get("trained_labels", [])
+    ]
+
+
 def follow_labels(record: dict[str, Any], before: list[str], after: list[str]) -> None:
     """Keep ``record["parent_labels"]`` naming the model's labels after a rename or a removal
     (``before``/``after``: the labels by id around it), so ``train`` and ``check`` still take

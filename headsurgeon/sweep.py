@@ -346,16 +346,15 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
     files = DataFiles(data, replay, holdout)
     examples, replayed, held, added = files.read(labels, task_of(config) == TOKEN, add, columns)
     record = _record.record_for(src, labels)
-    old = [n for n in record["parent_labels"] if n in labels] or labels
+    old = _record.old_labels(record, labels)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
         _record.add_event(record, "add-label", labels=added, init="imprint", by="sweep --add")
-    trained = [n for e in record["events"] if e.get("op") == "train"
-               for n in e.get("trained_labels", [])]  # fmt: skip
     model.eval()
     paths = list(locate_head(model, head_path).paths)
+    trained = _record.trained_labels(record)
     return _Inputs(model, tokenizer, examples, replayed, held, old, trained, paths, added, record)
 
 

@@ -191,7 +191,7 @@ class TrainJob:
             holdout=read.held,
             options=options,
             old_labels=read.old,
-            trained_labels=_trained_before(read.record),
+            trained_labels=_record.trained_labels(read.record),
             max_drop=self.max_drop,
             max_label_drop=self.max_label_drop,
             head_path=self.head_path,
@@ -227,7 +227,7 @@ class TrainJob:
         )
         record = _record.record_for(src, labels)
         _record.set_base_model(record, self.base_model)
-        old = [n for n in record["parent_labels"] if n in labels] or labels
+        old = _record.old_labels(record, labels)
         new = [n for n in labels + added if n not in old]
         if not new:
             logger.warning(
@@ -319,16 +319,6 @@ class TrainJob:
             self.output,
             report.failure(),
         )
-
-
-def _trained_before(record: dict[str, Any]) -> list[str]:
-    """Labels earlier ``train`` events of the record trained."""
-    return [
-        n
-        for event in record["events"]
-        if event.get("op") == "train"
-        for n in event.get("trained_labels", [])
-    ]
 
 
 def _telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
