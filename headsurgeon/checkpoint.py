@@ -97,6 +97,7 @@ def inspect_checkpoint(
         "architecture": architecture,
         "model_type": raw.get("model_type"),
         "task": task,
+        "problem_type": raw.get("problem_type"),
         **(schemes.describe(labels) if task == TOKEN else {}),
         "head": head,
         "num_labels": len(labels),

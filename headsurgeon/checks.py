@@ -473,6 +473,7 @@ def check_old_labels(
     """
     run = {"batch_size": batch_size, "max_length": max_length, "device": device}
     trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
+    _is_token_model(parent)  # refuses a model check would score wrongly (multi-label, image, ...)
     if _is_token_model(child):  # entity-level F1 on the old types
         from .entity_check import check_old_types
 
@@ -523,11 +524,13 @@ def check_old_labels(
 
 def _is_token_model(source) -> bool:
     from .models import read_config
-    from .tasks import TOKEN, task_of, task_of_model
+    from .tasks import TOKEN, require_trainable, task_of, task_of_model
 
     if isinstance(source, (str, os.PathLike)):
-        return task_of(read_config(source)) == TOKEN
-    return task_of_model(source[0]) == TOKEN
+        config = read_config(source)
+        return require_trainable(task_of(config), config, str(source)) == TOKEN
+    model = source[0]
+    return require_trainable(task_of_model(model), model.config, "check") == TOKEN
 
 
 def _model_and_tokenizer(source, **trust: bool):

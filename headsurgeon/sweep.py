@@ -338,13 +338,14 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
     from .locate import locate_head
     from .models import load_model, load_tokenizer, read_config
     from .surgery import add_labels
-    from .tasks import TOKEN, task_of
+    from .tasks import TOKEN, require_trainable, task_of
     from .train.folders import DataFiles
 
     config = read_config(src)
     labels = _labels.labels_of(config)
     files = DataFiles(data, replay, holdout)
-    examples, replayed, held, added = files.read(labels, task_of(config) == TOKEN, add, columns)
+    token = require_trainable(task_of(config), config, str(src)) == TOKEN
+    examples, replayed, held, added = files.read(labels, token, add, columns)
     record = _record.record_for(src, labels)
     old = _record.old_labels(record, labels)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)

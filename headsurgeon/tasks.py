@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import UnsupportedModelError
+
 SEQUENCE = "sequence-classification"
 TOKEN = "token-classification"
 IMAGE = "image-classification"
@@ -81,3 +83,54 @@ def task_of_model(model: Any) -> str:
     ``architectures``)."""
     config = getattr(model, "config", None)
     return task_of_name(type(model).__name__, getattr(config, "model_type", None))
+
+
+#: ``config.problem_type`` of a multi-label classifier (transformers trains it with BCE)
+MULTI_LABEL = "multi_label_classification"
+#: the tasks ``train``, ``check`` and ``sweep`` handle today (surgery handles every task)
+TRAINABLE = (SEQUENCE, TOKEN)
+
+
+def problem_type_of(config: Any) -> str | None:
+    """The config's ``problem_type`` (``None`` when unset), from a dict or a transformers config."""
+    get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k, None)
+    value = get("problem_type")
+    return value if isinstance(value, str) else None
+
+
+def require_trainable(task: str, config: Any, what: str) -> str:
+    """Refuse a model that ``train``/``check``/``sweep`` would handle wrongly; return its task.
+
+    Sequence classifiers (single-label) and token classifiers are trained and checked; a
+    multi-label classifier would be trained with softmax cross-entropy and gated on argmax
+    accuracy (a silent wrong result), and image, audio or unknown tasks have no data reader.
+
+    Args:
+        task: the model's task (:func:`task_of` or :func:`task_of_model`).
+        config: its config (dict or transformers config), for ``problem_type``.
+        what: who refuses, for the message (``"train"``, ``"check"``, a folder name, ...).
+
+    Raises:
+        UnsupportedModelError: naming what was found and what is supported.
+    """
+    problem = problem_type_of(config)
+    if task == SEQUENCE and problem == MULTI_LABEL:
+        raise UnsupportedModelError(
+            f"{what}: this is a multi-label classifier (config problem_type "
+            f"'{MULTI_LABEL}'); train, check and sweep support single-label sequence "
+            "classifiers and token classifiers only, and would train and gate it as "
+            "single-label (softmax, argmax): refused. add-label, remove-label, rename-label, "
+            "inspect, diff and push work on it"
+        )
+    if task == SEQUENCE and problem not in (None, "single_label_classification"):
+        raise UnsupportedModelError(
+            f"{what}: config problem_type is {problem!r}; train, check and sweep support "
+            "single-label classifiers only: refused"
+        )
+    if task not in TRAINABLE:
+        raise UnsupportedModelError(
+            f"{what}: this is a {task.replace('-', ' ')} model; train, check and sweep support "
+            "sequence (text) classifiers and token classifiers (NER) only: refused. add-label, "
+            "remove-label, rename-label, inspect, diff and push work on it"
+        )
+    return task

@@ -60,6 +60,7 @@ def test_inspect_reads_headers_without_torch_or_transformers(tiny_folder):
         "architecture": "BertForSequenceClassification",
         "model_type": "bert",
         "task": "sequence-classification",
+        "problem_type": None,
         "head": {
             "paths": ["classifier"],
             "in_features": 32,

@@ -23,7 +23,8 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
     """Show MODEL's architecture, task, head path(s), head shape, dtype and labels.
 
     For a token classifier (NER) the task line also names the tagging scheme (BIO, BIOES,
-    BILOU, IO) and the entity types.
+    BILOU, IO) and the entity types; for a model saved with a problem type (e.g.
+    multi_label_classification) it names it.
 
     Reads config.json and the safetensors headers only (no weights, no torch): fast on any
     size. When the headers leave the head ambiguous, the architecture is built on the meta
@@ -44,6 +45,10 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
         task += f", scheme: {info['scheme']}, entity types: {', '.join(info['entity_types'])}"
     elif "scheme" in info:
         task += ", scheme: none recognised"
+    if info.get("problem_type"):  # multi-label is refused by train/check/sweep for now
+        task += f", problem type: {info['problem_type']}"
+        if info["problem_type"] != "single_label_classification":
+            task += " (train, check and sweep refuse it)"
     emit(
         as_json,
         info,

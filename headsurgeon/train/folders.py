@@ -15,7 +15,7 @@ from ..atomic import check_output
 from ..checks import DEFAULT_MAX_DROP, check_max_drop
 from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
 from ..errors import GateFailedError
-from ..tasks import SEQUENCE, TOKEN, task_of
+from ..tasks import SEQUENCE, TOKEN, require_trainable, task_of
 from . import processes
 from .options import TrainOptions
 from .run import require_examples, train_model
@@ -220,7 +220,7 @@ class TrainJob:
         config = read_config(src)
         labels = _labels.labels_of(config)
         files = DataFiles(self.data, self.replay, self.holdout)
-        token = task_of(config) == TOKEN
+        token = require_trainable(task_of(config), config, str(src)) == TOKEN
         task_name, task = (TOKEN, TokenTask()) if token else (SEQUENCE, None)
         examples, replayed, held, added = files.read(
             labels, token, self.add, (self.text_column, self.label_column)

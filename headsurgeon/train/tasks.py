@@ -385,10 +385,15 @@ def make_token_collator(tokenizer, max_length: int):
 
 def task_for(model) -> SequenceTask:
     """The training side of an in-memory model's task (:func:`headsurgeon.tasks.task_of_model`;
-    every task but token classification trains as sequence classification today)."""
-    from ..tasks import TOKEN, task_of_model
+    sequence and token classification; other tasks and multi-label models are refused).
 
-    return TokenTask() if task_of_model(model) == TOKEN else SequenceTask()
+    Raises:
+        UnsupportedModelError: a multi-label, image, audio or unknown-task model.
+    """
+    from ..tasks import TOKEN, require_trainable, task_of_model
+
+    task = require_trainable(task_of_model(model), model.config, "train")
+    return TokenTask() if task == TOKEN else SequenceTask()
 
 
 __all__ = ["Example", "SequenceTask", "TokenTask", "make_token_collator", "task_for"]
