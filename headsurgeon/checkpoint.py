@@ -223,29 +223,32 @@ def remove_labels_from_checkpoint(
     link: bool = DEFAULT_LINK,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    force: bool = False,
 ) -> SurgeryResult:
     """Drop the head rows of ``names`` and re-index the remaining labels densely (order kept).
 
     Same streaming, atomicity and arguments as :func:`add_labels_to_checkpoint`. On a token
-    classifier an entity type (``PER``) stands for all its tags.
+    classifier an entity type (``PER``) stands for all its tags; removing ``O``, or some tags
+    of a type while others stay (``B-PER`` without ``I-PER``), breaks the tagging scheme and is
+    refused unless ``force``.
 
     Returns:
         the :class:`~headsurgeon.surgery.SurgeryResult` (``removed`` lists the names dropped).
 
     Raises:
-        LabelError: unknown names, duplicates, or removing every label; and the errors of
-        :func:`add_labels_to_checkpoint`.
+        LabelError: unknown names, duplicates, removing every label, or breaking the tagging
+        scheme; and the errors of :func:`add_labels_to_checkpoint`.
 
     Example:
         >>> remove_labels_from_checkpoint("model/", ["obsolete_intent"])
     """
     src, target, config = _prepare(src, output)
     before = _labels.labels_of(config)
-    after, kept = _labels.without(before, names, task=task_of(config))
+    after, kept = _labels.without(before, names, task=task_of(config), force=force)
     ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
         return _in_memory(src, target, "remove-label", "remove_labels", names, head_path=head_path,
-                          trust_remote_code=trust_remote_code)  # fmt: skip
+                          trust_remote_code=trust_remote_code, force=force)  # fmt: skip
     head = locate_in_checkpoint(ckpt, head_path, len(after))
     changes = _kept(ckpt, head.paths, kept)
     removed = [n for n in before if n not in set(after)]

@@ -221,14 +221,20 @@ def grown(existing: Sequence[str], names: Iterable[str], *, task: str | None = N
 
 
 def without(
-    existing: Sequence[str], names: Iterable[str], *, task: str | None = None
+    existing: Sequence[str],
+    names: Iterable[str],
+    *,
+    task: str | None = None,
+    force: bool = False,
 ) -> tuple[list[str], list[int]]:
     """Drop ``names``; return the dense remaining label list and the kept old ids (in order).
 
-    For a token classifier an entity type stands for all its tags (:func:`.schemes.tags_to_remove`).
+    For a token classifier an entity type stands for all its tags (:func:`.schemes.tags_to_remove`),
+    and tags whose removal breaks the model's tagging scheme (``O``, ``B-X`` without ``I-X``)
+    are refused unless ``force`` (:func:`.schemes.check_removal`).
 
     Raises:
-        LabelError: unknown names, duplicates, or removing every label.
+        LabelError: unknown names, duplicates, removing every label, or breaking the scheme.
     """
     if task == TOKEN:
         names = schemes.tags_to_remove(existing, list(names))
@@ -238,6 +244,8 @@ def without(
     kept = [i for i, n in enumerate(existing) if n not in set(drop)]
     if len(kept) < 1:
         raise LabelError("cannot remove every label: a classifier needs at least one")
+    if task == TOKEN:
+        schemes.check_removal(existing, drop, force=force)
     return [existing[i] for i in kept], kept
 
 

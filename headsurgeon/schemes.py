@@ -10,11 +10,14 @@ No torch, no transformers: the on-disk path (``inspect``, ``add-label``) imports
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import LabelError
+
+logger = logging.getLogger(__name__)
 
 OUTSIDE = "O"
 #: prefix letters of each scheme, in the order their tags are added for a new entity type
@@ -269,6 +272,61 @@ def tags_to_remove(labels: Sequence[str], names: Sequence[str]) -> list[str]:
             )
         out.extend(tags)
     return list(dict.fromkeys(out))
+
+
+def check_removal(labels: Sequence[str], drop: Sequence[str], *, force: bool = False) -> None:
+    """Refuse dropping tags ``drop`` from ``labels`` when that breaks their recognised scheme.
+
+    Removing the outside tag ``O``, or some tags of an entity type while others stay (``B-X``
+    without ``I-X``), leaves a tagger whose tags follow no scheme (``inspect``: "none
+    recognised") and whose entities can no longer be read. Whole entity types may go. Labels
+    that follow no scheme have nothing to break.
+
+    Args:
+        labels: the model's tags, by id.
+        drop: the tags to remove (already expanded from entity types).
+        force: remove them anyway; a warning says what breaks.
+
+    Raises:
+        LabelError: naming the tags, the scheme and the fix (remove the whole type by its name,
+        or ``--force`` / ``force=True``).
+    """
+    scheme = detect(labels)
+    gone = set(drop)
+    if scheme is None or not gone or gone >= set(labels):  # removing every label: the caller's
+        return
+    broken = _broken_by(scheme, labels, gone)
+    if broken is None:
+        return
+    problem, fix = broken
+    if force:
+        logger.warning("%s (removed anyway: --force)", problem)
+        return
+    raise LabelError(f"{problem}: {fix}, or pass --force (force=True) to remove the tags anyway")
+
+
+def _broken_by(scheme: Scheme, labels: Sequence[str], gone: set[str]) -> tuple[str, str] | None:
+    """``(problem, fix)`` when dropping ``gone`` breaks ``scheme``, else ``None``."""
+    types = {k: tags_of_type(labels, k) for k in scheme.entity_types(labels)}
+    if scheme.outside in gone:
+        kind = next((k for k, tags in types.items() if not gone >= set(tags)), next(iter(types)))
+        problem = (
+            f"removing {scheme.outside} (the tag of tokens outside any entity) would leave tags "
+            f"that follow no scheme (the model's is {scheme.name})"
+        )
+        example = f"remove-label MODEL {kind} removes {', '.join(types[kind])}"
+        return problem, f"keep {scheme.outside} and remove entity types by name ({example})"
+    for kind, tags in types.items():
+        left = [t for t in tags if t not in gone]
+        if left and len(left) < len(tags):
+            removed = ", ".join(t for t in tags if t in gone)
+            problem = (
+                f"removing {removed} but not {', '.join(left)} would break the model's "
+                f"{scheme.name} tagging of {kind}"
+            )
+            example = f"remove-label MODEL {kind} removes {', '.join(tags)}"
+            return problem, f"remove the whole type by its name ({example})"
+    return None
 
 
 def renamed_type(labels: Sequence[str], old: str, new: str) -> list[str] | None:

@@ -120,19 +120,25 @@ def add_labels(
 
 
 def remove_labels(
-    model, names: Sequence[str], *, head_path: str | Sequence[str] | None = None
+    model,
+    names: Sequence[str],
+    *,
+    head_path: str | Sequence[str] | None = None,
+    force: bool = False,
 ) -> SurgeryResult:
     """Drop the rows of ``names`` and re-index the remaining labels densely (old order kept).
 
-    On a token classifier an entity type (``PER``) stands for all its tags.
+    On a token classifier an entity type (``PER``) stands for all its tags; removing ``O``, or
+    some tags of a type while others stay, breaks its tagging scheme and is refused unless
+    ``force``.
 
     Raises:
-        LabelError: unknown names or removing every label.
+        LabelError: unknown names, removing every label, or breaking the tagging scheme.
     """
     import torch
 
     before = _labels.labels_of(model.config)
-    after, kept = _labels.without(before, names, task=task_of_model(model))
+    after, kept = _labels.without(before, names, task=task_of_model(model), force=force)
     head = locate_head(model, head_path)
     _check_layout(model, len(after))
     index = torch.tensor(kept)

@@ -214,7 +214,7 @@ def test_sequence_classifiers_take_names_as_they_are():
 
 
 def test_removing_an_entity_type_removes_its_tags():
-    after, kept = _labels.without(BIO, ["PER", "I-LOC"], task=tasks.TOKEN)
+    after, kept = _labels.without(BIO, ["PER", "I-LOC"], task=tasks.TOKEN, force=True)
     assert after == ["O", "B-ORG", "I-ORG", "B-LOC", "B-MISC", "I-MISC"] and kept == [
         0,
         3,
@@ -232,6 +232,56 @@ def test_removing_an_entity_type_removes_its_tags():
     with pytest.raises(LabelError, match="unknown label"):  # no scheme: names are labels
         _labels.without(BMES, ["PER"], task=tasks.TOKEN)
     assert _labels.without(BMES, ["M-PER"], task=tasks.TOKEN)[0] == ["O", "B-PER", "E-PER", "S-PER"]
+
+
+@pytest.mark.parametrize(
+    "labels, names, message",
+    [
+        (BIO, ["O"], "removing O (the tag of tokens outside any entity) would leave tags that "
+         "follow no scheme (the model's is BIO): keep O and remove entity types by name "
+         "(remove-label MODEL PER removes B-PER, I-PER), or pass --force"),
+        (BIO, ["O", "PER"], "removing O "),  # with a whole type: O is still refused
+        (BIO, ["B-PER"], "removing B-PER but not I-PER would break the model's BIO tagging of "
+         "PER: remove the whole type by its name (remove-label MODEL PER removes B-PER, I-PER), "
+         "or pass --force"),
+        (BIO, ["ORG", "I-LOC"], "removing I-LOC but not B-LOC"),
+        (BIOES, ["S-PER", "E-PER"], "removing E-PER, S-PER but not B-PER, I-PER would break "
+         "the model's BIOES tagging of PER"),
+        (BILOU, ["U-PER"], "(remove-label MODEL PER removes B-PER, I-PER, L-PER, U-PER)"),
+        (["O", "B_PER", "I_PER"], ["I_PER"], "removing I_PER but not B_PER"),
+        (IO, ["O"], "the model's is IO"),
+    ],
+)  # fmt: skip
+def test_removing_tags_that_break_the_scheme_is_refused_unless_forced(
+    labels, names, message, caplog
+):
+    """O, or some tags of a type while others stay, leave a tagger with no recognised scheme."""
+    with pytest.raises(LabelError) as refused:
+        _labels.without(labels, names, task=tasks.TOKEN)
+    assert message in str(refused.value) and "force" in str(refused.value)
+    with caplog.at_level("WARNING", logger="headsurgeon"):
+        after, _ = _labels.without(labels, names, task=tasks.TOKEN, force=True)
+    assert not set(after) & set(tags_to_remove(labels, names))
+    assert "removed anyway: --force" in caplog.text
+    if set(names) <= set(labels):  # the same labels on a sequence classifier: no scheme there
+        assert _labels.without(labels, names)[0] == after
+
+
+def test_a_type_goes_whole_or_not_at_all():
+    """Whole types (by name, or every tag named) still go; one tag of them is refused."""
+    with pytest.raises(LabelError, match="removing B-PER but not I-PER"):
+        _labels.without(BIO, ["B-PER"], task=tasks.TOKEN)
+    for labels, names, after in [
+        (BIO, ["PER", "LOC"], ["O", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]),
+        (BIO, ["B-PER", "I-PER"], ["O", *BIO[3:]]),  # every tag of a type, named one by one
+        (BIOES, ["ORG"], BIOES[:5]),
+        (IO, ["I-PER"], ["O", "I-ORG"]),  # IO: one tag is the whole type
+        (BMES, ["M-PER"], ["O", "B-PER", "E-PER", "S-PER"]),  # no scheme: nothing to break
+    ]:
+        assert _labels.without(labels, names, task=tasks.TOKEN)[0] == after
+        assert detect(labels) is None or detect(after) == detect(labels)
+    with pytest.raises(LabelError, match="cannot remove every label"):  # not the scheme's error
+        _labels.without(BIO[:3], ["O", "PER"], task=tasks.TOKEN)
 
 
 def test_renaming_an_entity_type_renames_its_tags():

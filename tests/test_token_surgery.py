@@ -234,6 +234,19 @@ NER = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
         (NER, ["add-label", "--name", "B-PER"], "already in the model: B-PER"),
         (NER, ["remove-label", "NOPE"], "'NOPE' is neither a label nor an entity type"),
         (NER[:3], ["remove-label", "PER", "O"], "cannot remove every label"),
+        (
+            NER,
+            ["remove-label", "O"],
+            "removing O (the tag of tokens outside any entity) would leave tags that follow no "
+            "scheme (the model's is BIO): keep O and remove entity types by name (remove-label "
+            "MODEL PER removes B-PER, I-PER), or pass --force",
+        ),
+        (
+            NER,
+            ["remove-label", "B-ORG"],
+            "removing B-ORG but not I-ORG would break the model's BIO tagging of ORG: remove the "
+            "whole type by its name (remove-label MODEL ORG removes B-ORG, I-ORG), or pass --force",
+        ),
         (NER, ["rename-label", "PER", "ORG"], "'ORG' is already an entity type or label"),
         (NER, ["rename-label", "PER", "B-PERSON"], "shaped like a tag"),
         (NER[1:], ["add-label", "--name", "LOC"], "follow no tagging scheme"),  # no O
@@ -249,6 +262,35 @@ def test_errors_are_one_line_and_change_nothing(ner, tmp_path, labels, args, mes
     assert message in res.output, res.output
     assert tree_hashes(src) == before and not (tmp_path / "out").exists()
     assert sorted(p.name for p in src.parent.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("names", [["O"], ["B-PER"], ["I-ORG", "O"]])
+def test_force_removes_tags_that_break_the_scheme(ner, tmp_path, names, caplog):
+    """--force (force=True) removes the tags anyway, with a warning: CLI in place and with -o,
+    the streaming API, the pickle fallback and in memory all drop the same rows."""
+    src = ner(NER)
+    parent = _reload(type(tiny_bert(NER, "BertForTokenClassification")), src)
+    kept = [i for i, t in enumerate(NER) if t not in names]
+    want = [NER[i] for i in kept]
+    res = run("remove-label", src, *names, "--force", "-o", tmp_path / "o", "--json")
+    assert res.exit_code == 0, res.output
+    with caplog.at_level("WARNING", logger="headsurgeon"):
+        result = remove_labels_from_checkpoint(src, names, force=True)  # in place
+    assert "removed anyway: --force" in caplog.text
+    assert result.labels_after == want == inspect_checkpoint(src)["labels"]
+    for folder in (tmp_path / "o", src):
+        small = _reload(type(parent), folder)
+        assert torch.equal(small.classifier.weight, parent.classifier.weight[kept]), folder
+    pickled = tmp_path / "pickled"
+    parent.save_pretrained(pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(parent.state_dict(), pickled / "pytorch_model.bin")
+    got = remove_labels_from_checkpoint(pickled, names, allow_pickle=True, force=True)
+    assert got.labels_after == want
+    model = tiny_bert(NER, "BertForTokenClassification")
+    with pytest.raises(LabelError, match="or pass --force"):
+        remove_labels(model, names)
+    assert remove_labels(model, names, force=True).labels_after == want
 
 
 def test_pickle_weights_grow_by_entity_type(ner, tmp_path):

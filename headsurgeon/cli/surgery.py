@@ -176,13 +176,22 @@ def add_label(
 @link_option
 @allow_pickle_option
 @trust_remote_code_option
+@click.option(
+    "--force",
+    is_flag=True,
+    default=False,
+    help="On a token classifier, remove tags even when that breaks its tagging scheme (O, or "
+    "B-X without I-X), with a warning. Default: refused; remove a whole entity type by its name.",
+)
 @json_option
 def remove_label(
-    model, names, output, head_path, link, allow_pickle, trust_remote_code, as_json
+    model, names, output, head_path, link, allow_pickle, trust_remote_code, force, as_json
 ) -> None:
     """Drop the labels NAMES from MODEL's head; the others are re-numbered densely, order kept.
 
     On a token classifier (NER) an entity type (PER) stands for all its tags (B-PER, I-PER).
+    Removing O, or one tag of a type while its other tags stay, would leave tags that follow no
+    scheme: refused unless --force.
 
     \b
     Examples:
@@ -199,6 +208,7 @@ def remove_label(
         link=link,
         allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code,
+        force=force,
     )
     where = output or model
     emit(
