@@ -72,7 +72,7 @@ def entity_failure_of(check: dict[str, Any]) -> str | None:
         text = f"old-type entity F1 dropped {drop:.2f} pt"
         before, after, n = (check.get(k) for k in ("f1_before", "f1_after", "n_old_entities"))
         if isinstance(before, num) and isinstance(after, num) and isinstance(n, int):
-            text += f" ({100 * before:.2f} -> {100 * after:.2f} on {n} old holdout entities)"
+            text += f" ({100 * before:.2f}% -> {100 * after:.2f}% on {n} old holdout entities)"
         if isinstance(max_drop, num):
             text += f", more than the {max_drop:g} pt allowed"
         reasons.append(text)
@@ -162,10 +162,10 @@ class EntityCheckReport:
         lines = [
             f"old-type check {verdict}: entity F1 (strict, micro) on {self.n_sentences} holdout "
             f"sentences, {self.n_old_entities} old entities of {len(self.old_labels)} types "
-            f"{100 * self.f1_before:.2f} -> {100 * self.f1_after:.2f} (drop {self.drop_pts:.2f} "
+            f"{100 * self.f1_before:.2f}% -> {100 * self.f1_after:.2f}% (drop {self.drop_pts:.2f} "
             f"pt, allowed {self.max_drop:g} pt{per_type})",
-            f"precision {100 * self.precision_before:.2f} -> {100 * self.precision_after:.2f}, "
-            f"recall {100 * self.recall_before:.2f} -> {100 * self.recall_after:.2f} "
+            f"precision {100 * self.precision_before:.2f}% -> {100 * self.precision_after:.2f}%, "
+            f"recall {100 * self.recall_before:.2f}% -> {100 * self.recall_after:.2f}% "
             f"({self.scheme} scheme)",
             f"old entities found before and missed after: {self.flipped_wrong} "
             f"({self.flipped_to_new} now tagged as a new type); missed before and found after: "
@@ -185,9 +185,11 @@ class EntityCheckReport:
 
 
 def _old_table(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per old type: support, then precision, recall and F1 before -> after."""
+    """One line per old type: support, then precision, recall and F1 before -> after, in
+    percent (as the aggregate, so the change reads in points)."""
     width = max(len("old type"), *(len(r["label"]) for r in rows))
-    out = [f"{'old type':<{width}}  support  {'precision':>14}  {'recall':>14}  {'F1':>14}  change"]
+    heads = f"{'precision %':>14}  {'recall %':>14}  {'F1 %':>14}"
+    out = [f"{'old type':<{width}}  support  {heads}  change"]
 
     def pair(a: float, b: float) -> str:
         return f"{100 * a:5.1f} -> {100 * b:5.1f}"
@@ -210,7 +212,7 @@ def _new_table(metrics: dict[str, dict[str, float]]) -> list[str]:
     for name, m in metrics.items():
         out.append(
             f"{name:<{width}}  {m['support']:>7}  {m['predicted']:>9}  "
-            f"{100 * m['precision']:>9.1f}  {100 * m['recall']:>6.1f}  {100 * m['f1']:>5.1f}"
+            f"{m['precision']:>9.3f}  {m['recall']:>6.3f}  {m['f1']:>5.3f}"
         )
     return out
 

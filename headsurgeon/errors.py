@@ -35,6 +35,11 @@ class CheckpointError(HeadSurgeonError, OSError):
     """A model folder or checkpoint is missing, corrupt, truncated or inconsistent."""
 
 
+class ModelMismatchError(CheckpointError):
+    """Two models compared as parent and child are not: another architecture or task, another
+    hidden size, or no label in common (``diff``)."""
+
+
 class DataError(HeadSurgeonError, ValueError):
     """A data file is missing, empty, malformed, or names labels the model does not have."""
 

@@ -76,7 +76,7 @@ def test_tolerances_decide_and_the_failure_says_why():
     assert not r.passed and r.labels_beyond == ["PER"]
     assert r.failure() == "1 old entity type(s) lost more F1 than the 10 pt allowed per type: PER (-19.0 pt)"  # fmt: skip
     assert hand_report().failure() == (
-        "old-type entity F1 dropped 19.05 pt (85.71 -> 66.67 on 4 old holdout entities), "
+        "old-type entity F1 dropped 19.05 pt (85.71% -> 66.67% on 4 old holdout entities), "
         "more than the 1 pt allowed"
     )
     assert hand_report(max_drop=20).failure() is None
@@ -186,12 +186,12 @@ def test_render_names_the_drop_and_every_type():
     text = hand_report(max_label_drop=5).render()
     assert text.splitlines()[0] == (
         "old-type check FAILED: entity F1 (strict, micro) on 3 holdout sentences, 4 old entities "
-        "of 2 types 85.71 -> 66.67 (drop 19.05 pt, allowed 1 pt, 5 pt per type)"
+        "of 2 types 85.71% -> 66.67% (drop 19.05 pt, allowed 1 pt, 5 pt per type)"
     )
     assert "old entities found before and missed after: 1 (0 now tagged as a new type)" in text
     assert "old types beyond the per-type tolerance: PER" in text
     assert re.search(r"PER +4 +100\.0 -> 100\.0 +75\.0 -> +50\.0 +85\.7 -> +66\.7 +-19\.0 pt", text)
-    assert re.search(r"PROD +0 +0 +0\.0 +0\.0 +0\.0", text)
+    assert re.search(r"PROD +0 +0 +0\.000 +0\.000 +0\.000", text)  # fractions, as for text
     assert hand_report(max_drop=20).render().startswith("old-type check PASSED")
 
 

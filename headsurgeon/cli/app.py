@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 
 import click
@@ -18,7 +19,7 @@ import click
 from .. import __version__
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
 from ..entity_check import DEFAULT_MAX_DROP as _ENTITY_MAX_DROP
-from ..errors import HeadSurgeonError
+from ..errors import HeadSurgeonError, OptionsError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
 
@@ -94,7 +95,10 @@ class _Group(click.Group):
         except HeadSurgeonError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            message = (
+                _as_options(str(e), self._params_of(ctx)) if isinstance(e, OptionsError) else e
+            )
+            click.echo(f"error: {message}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -107,6 +111,27 @@ class _Group(click.Group):
                 err=True,
             )
             ctx.exit(EXIT_ERROR)
+
+    def _params_of(self, ctx: click.Context) -> list[click.Parameter]:
+        """The options of the subcommand that ran (none when it cannot be told)."""
+        name = ctx.invoked_subcommand or (ctx.protected_args or [None])[0]
+        command = self.get_command(ctx, name) if name else None
+        return list(command.params) if command else []
+
+
+def _as_options(message: str, params: list[click.Parameter]) -> str:
+    """Spell the API's parameter names in ``message`` as the command's options (``max_drop`` ->
+    ``--max-drop``): the library speaks Python, the CLI user typed options. Names with an
+    underscore are replaced anywhere; one-word names only where the message says what they must
+    be (``seeds must be ...``), so ordinary words (a holdout, the data) stay words."""
+    for param in params:
+        longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        if not longs or not param.name:
+            continue
+        name = re.escape(param.name)
+        pattern = rf"(?<![\w-]){name}(?![\w-])" if "_" in param.name else rf"^{name}(?= must )"
+        message = re.sub(pattern, longs[0], message)
+    return message
 
 
 def emit(as_json: bool, data, text: str) -> None:

@@ -32,7 +32,7 @@ _FILE = click.Path(dir_okay=False)
 @click.option("--layers", required=True, metavar="K,K,...",
               help="Settings: numbers of top blocks to train (0: head and neck on cached features) "
               "or 'all' (--freeze none), e.g. 0,1,2,all.")  # fmt: skip
-@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1),
+@click.option("--seeds", default=1, show_default=True, type=int,
               help="Runs per setting, seeds --seed .. --seed+N-1 (one row each).")  # fmt: skip
 @click.option("--plot", type=_FILE, help="Draw drop and new-label F1 per setting as a PNG.")
 @click.option("-o", "--output", type=click.Path(file_okay=False),
