@@ -4,7 +4,7 @@ The shared BANKING parent (``../shared/parents/minilm-banking77-old50``, 50 old 
 one new intent (``lost_or_stolen_card``, 10 training examples drawn with seed 0) with
 ``--replay`` the train split of the old intents and ``--holdout`` their test split plus the new
 intent's, as ``benchmarks/incremental.py`` builds them. Timed, each as a separate process from
-a cold start: one ``sweep --layers 0,1,2`` (the sweep plot goes to ``benchmarks/sweep-banking.png``)
+a cold start: one ``sweep --layers 0,1,2`` (the sweep plot goes to ``docs/images/sweep-banking.png``)
 and three ``train --train-layers K`` runs with the same options. Prints the sweep's table, both
 wall times and their ratio. Use ``OMP_NUM_THREADS=1`` on a shared machine for stable times.
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 from parents import SHARED, dataset  # noqa: E402
 
 WORK = HERE / ".cache" / "sweep"
-PLOT = HERE / "sweep-banking.png"
+PLOT = HERE.parent / "docs" / "images" / "sweep-banking.png"
 SHOTS = 10
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
