@@ -8,17 +8,25 @@ links for ``-o``). Then:
 - in place: the temp folder and the model folder are swapped in one system call
   (``renameat2(RENAME_EXCHANGE)``, Linux), so a reader — or a process killed at any moment —
   sees the old folder or the new one, never a mix of new weights and an old ``config.json``
-  (which would not load: size mismatch). The old folder, now under the temp name, is deleted
-  (its folders made writable first: a read-only model folder works). If it cannot be deleted,
-  the two are swapped back, the new one is deleted and the command fails: nothing changed,
-  nothing left. Its unchanged files were hard links shared with the new folder only until that
-  deletion, and nothing writes into them. Where the swap is unavailable (other OSes, some
+  (which would not load: size mismatch). The old folder, now under the temp name, is deleted.
+  If it cannot be deleted, the two are swapped back, the new one is deleted and the command
+  fails: nothing changed, nothing left. Its unchanged files were hard links shared with the new
+  folder only until that deletion, and nothing writes into them. Where the swap is unavailable (other OSes, some
   filesystems) the changed files are moved in one by one with ``os.replace``, weights first,
   ``config.json`` last, and a warning says so.
 
 Paths (:func:`check_output`, the one check of every command that writes): ``-o`` is compared
 with MODEL after resolving symlinks, ``..`` and trailing slashes, and by inode
 (``os.path.samefile``, which also sees bind mounts); ``-o`` equal to MODEL or inside it is refused.
+An in-place edit of a write-protected MODEL (:func:`check_writable`) is refused before anything
+is written: a user who took the write bits away meant to keep it, and root, for whom
+``os.access`` says writable anyway, must not override that silently.
+
+Modes: in place, the folder and every file keep their modes. ``-o`` gets ordinary modes, what a
+new folder or file gets under the process umask (``0o777``/``0o666`` minus the umask), whatever
+MODEL's were: the copy of a read-only model is the user's to change and delete. With ``link``,
+a hard link shares its file's mode, so a read-only file is copied instead of linked (a warning
+says so); a linked file keeps its own (writable) mode.
 
 Leftovers of killed runs: temp folders are named ``.NAME.headsurgeon-PID-XXXXXXXX`` (PID: the
 writing process). A process killed before the swap leaves the model untouched and such a folder
@@ -51,6 +59,7 @@ from pathlib import Path
 
 from . import record as _record
 from .errors import CheckpointError
+from .process import pid_alive
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +85,10 @@ def check_output(
 
     Raises:
         CheckpointError: ``output`` is ``src``, is inside ``src``, or exists and is not an
-        empty folder.
+        empty folder; or, in place, ``src`` is write-protected (:func:`check_writable`).
     """
     if output is None:
+        check_writable(src)
         remove_stale(Path(os.path.realpath(src)))
         return None
     target = Path(output)
@@ -97,6 +107,38 @@ def check_output(
         raise CheckpointError(f"output {target} already exists and is not empty; choose another -o")
     # a symlink or a `.`/`..` name is written where it points (a rename would replace the link)
     return real if target.is_symlink() or target.name in ("", ".", "..") else target
+
+
+def check_writable(model: str | os.PathLike) -> None:
+    """Refuse to edit ``model`` in place when it is write-protected.
+
+    Write-protected: the folder, a folder below it or a file of the folder (the weights, config
+    and tokenizer files an edit replaces or carries) lacks the owner write bit, or this process
+    may not write it. The mode bits are read as well as ``os.access``, which says writable to
+    root whatever they are. Files in subfolders are not read: tools keep read-only files there
+    as a matter of course (git's objects in ``.git/`` are ``0o444``). Symlinks are not followed
+    (an edit replaces the link, never its target).
+
+    Raises:
+        CheckpointError: naming the first protected entry and the way out (``-o OUT``).
+    """
+    folder = os.path.realpath(model)
+    for root, _dirs, files in os.walk(folder):
+        names = sorted(files) if root == folder else []
+        for path in [root, *(os.path.join(root, name) for name in names)]:
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:  # gone meanwhile: nothing to protect
+                continue
+            if stat.S_ISLNK(mode) or (mode & stat.S_IWUSR and os.access(path, os.W_OK)):
+                continue
+            what = "the folder" if path == folder else os.path.relpath(path, folder)
+            why = " and is not writable by this user" if mode & stat.S_IWUSR else ""
+            raise CheckpointError(
+                f"{model} is read-only ({what} has mode {stat.filemode(mode)}{why}): headsurgeon "
+                "does not edit a write-protected model in place; write the result elsewhere "
+                f"with -o OUT (or make it writable first: chmod -R u+w {model})"
+            )
 
 
 def _relation(src: Path, out: Path) -> int | None:
@@ -135,19 +177,6 @@ def remove_stale(target: Path) -> None:
 def _owner_pid(name: str) -> int | None:
     match = _TEMP.search(name)
     return int(match.group(1)) if match else None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (always ``True`` where that cannot be told safely)."""
-    if os.name != "posix" or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
 
 
 def remove_tree(path: Path) -> None:
@@ -267,6 +296,7 @@ def commit(
 def _fill(src, output, tmp, target, writers, record, link, drop, carry) -> None:
     """Write the new folder ``tmp`` and publish it as ``target`` (see :func:`commit`)."""
     skip = set(writers) | set(drop) | {_record.RECORD_NAME}
+    ordinary = None if output is None else _new_folder_mode(tmp)  # while tmp is empty
     with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
         try:  # unchanged files are carried over while the changed ones are written
             if output is None:
@@ -280,13 +310,18 @@ def _fill(src, output, tmp, target, writers, record, link, drop, carry) -> None:
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-    for name in writers:  # a replaced file keeps its permissions
-        if (src / name).is_file():
-            shutil.copymode(src / name, tmp / name)
+    if output is None:  # in place, a replaced file keeps its permissions
+        for name in writers:
+            if (src / name).is_file():
+                shutil.copymode(src / name, tmp / name)
+        folder_mode = stat.S_IMODE(os.stat(src).st_mode)
+    else:  # a new folder: ordinary modes, not MODEL's (which may be read-only)
+        _ordinary_modes(src, tmp, ordinary)
+        folder_mode = ordinary  # set last: tmp is still written to
     _record.write_record(tmp, record)  # with the mode of config.json
     if output is None:  # the old folder is about to go: the new one must be on disk first
         _fsync_small(tmp, [*writers, _record.RECORD_NAME])
-    os.chmod(tmp, stat.S_IMODE(os.stat(src).st_mode))
+    os.chmod(tmp, folder_mode)
     if output is None:
         _swap_in(tmp, target, [*writers, _record.RECORD_NAME], drop)
         _fsync_dir(target.parent)
@@ -294,6 +329,37 @@ def _fill(src, output, tmp, target, writers, record, link, drop, carry) -> None:
         if target.exists():
             target.rmdir()
         os.replace(tmp, target)
+
+
+def _new_folder_mode(empty: Path) -> int:
+    """The mode a new folder gets in ``empty`` (``0o777`` minus the umask), by making one: the
+    umask cannot be read without setting it, process-wide."""
+    probe = empty / "mode-probe"
+    os.mkdir(probe)
+    try:
+        return stat.S_IMODE(os.stat(probe).st_mode) & 0o777
+    finally:
+        os.rmdir(probe)
+
+
+def _ordinary_modes(src: Path, tmp: Path, folder_mode: int) -> None:
+    """Give ``tmp``'s subfolders ``folder_mode`` and its files ``folder_mode & 0o666``; files
+    hard-linked to ``src``'s keep the source's mode (they are the same file)."""
+    for root, dirs, files in os.walk(tmp):
+        for name in dirs:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), folder_mode)
+        for name in files:
+            path = Path(root, name)
+            if not path.is_symlink() and not _same_file(path, src / path.relative_to(tmp)):
+                os.chmod(path, folder_mode & 0o666)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # b does not exist
+        return False
 
 
 def _link_tree(src: Path, dst: Path, skip: set[str]) -> None:
@@ -327,12 +393,23 @@ def _carry_files(
     carry: Callable[[Path, Path], None] | None,
     pool: ThreadPoolExecutor,
 ) -> list[Future]:
-    """Start carrying ``src``'s top-level files (tokenizer, weights, ...) into ``dst``."""
-    how = _link_or_copy if link else (carry or shutil.copy2)
+    """Start carrying ``src``'s top-level files (tokenizer, weights, ...) into ``dst``.
+
+    With ``link``, a read-only file is copied: its link would be read-only in ``dst`` too.
+    """
+    paths = [p for p in sorted(src.iterdir()) if p.name not in skip and p.is_file()]
+    copy = carry or shutil.copy2
+    protected = {p for p in paths if link and not p.stat().st_mode & stat.S_IWUSR}
+    if protected:
+        logger.warning(
+            "--link: %s copied, not linked: read-only in %s, and a hard link shares its file's "
+            "mode (the new folder would hold read-only files)",
+            ", ".join(sorted(p.name for p in protected)),
+            src,
+        )
     return [
-        pool.submit(how, path, dst / path.name)
-        for path in sorted(src.iterdir())
-        if path.name not in skip and path.is_file()
+        pool.submit(_link_or_copy if link and p not in protected else copy, p, dst / p.name)
+        for p in paths
     ]
 
 

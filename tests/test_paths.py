@@ -3,13 +3,11 @@ beside the model (or inside it) on success or on any kind of failure."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -196,20 +194,7 @@ def test_no_stray_entry_after_train(model, data):
     assert listing(model.parent) == sorted([*entries, "out"]) and tree_hashes(model) == before
 
 
-# --- a model folder that is read-only in a writable parent ---------------------------------
-
-
-def test_read_only_model_folder_in_place_leaves_nothing(model):
-    os.chmod(model, 0o555)
-    try:
-        entries = listing(model.parent)
-        res = run("add-label", model, "--name", "delta")
-        assert res.exit_code == 0, res.output
-        assert listing(model.parent) == entries
-        assert stat.S_IMODE(os.stat(model).st_mode) == 0o555  # still read-only
-        assert json.loads((model / "config.json").read_text())["id2label"]["3"] == "delta"
-    finally:
-        os.chmod(model, 0o755)
+# --- the old copy of an in-place edit (read-only models: test_readonly.py) -----------------
 
 
 def test_old_copy_that_cannot_be_deleted_is_put_back(model, monkeypatch):
@@ -230,49 +215,6 @@ def test_old_copy_that_cannot_be_deleted_is_put_back(model, monkeypatch):
     assert_refused(res, "could not delete the old copy", "nothing was changed")
     assert tree_hashes(model) == before and listing(model.parent) == entries
     assert len(calls) == 1
-
-
-NOBODY = 65534
-
-
-@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0, reason="needs root to setuid")
-def test_read_only_model_folder_as_a_plain_user(model, tmp_path):
-    """The reported case, for real: a non-root user, model folder 0555, parent writable.
-
-    A forked child drops to uid 65534 (the modules it needs are imported before the fork, since
-    that user may not read this checkout); its files live in a fresh folder under /tmp."""
-    warm = tmp_path / "warm"
-    shutil.copytree(model, warm)
-    assert run("add-label", warm, "--name", "delta").exit_code == 0  # imports what runs
-    home = Path(tempfile.mkdtemp(prefix="hs-plain-user-"))
-    try:
-        shutil.copytree(model, home / "model")
-        for p in [home, *home.rglob("*")]:
-            os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
-        os.chmod(home, 0o755)
-        os.chmod(home / "model", 0o555)
-        before, entries = tree_hashes(home / "model"), listing(home)
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 70
-            try:
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                code = main.main(["add-label", str(home / "model"), "--name", "delta"],
-                                 standalone_mode=False) or 0  # fmt: skip
-            except BaseException:
-                code = 71
-            finally:
-                os._exit(code)
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-        assert listing(home) == entries  # no hidden old copy left
-        assert tree_hashes(home / "model") != before
-        assert stat.S_IMODE(os.stat(home / "model").st_mode) == 0o555
-    finally:
-        for p in [home, *home.rglob("*")]:
-            if p.is_dir() and not p.is_symlink():
-                os.chmod(p, 0o755)
-        shutil.rmtree(home)
 
 
 # --- stale temp folders of killed runs ------------------------------------------------------
