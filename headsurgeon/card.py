@@ -26,6 +26,7 @@ from .checks import failure_of
 from .entity_check import KIND as ENTITY_KIND
 from .entity_check import entity_failure_of
 from .models import read_config
+from .record import PATH_FIELDS, base_name, hub_id_of
 from .uncertainty import describe_drop
 
 #: architecture class suffix → Hub pipeline tag
@@ -40,11 +41,8 @@ LIBRARY_NAME = "transformers"
 CARD_TAGS = ("headsurgeon",)
 #: a label table longer than this is folded into a <details> block
 FOLD_LABELS_OVER = 20
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_CACHE_SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
 _SKIP_FIELDS = {"op", "time", "version", "check", "report", "head", "labels_before", "labels_after"}
 _SKIP_FIELDS |= {"passed", "max_drop", "max_label_drop"}  # shown in the verdict
-_PATH_FIELDS = {"data", "replay", "holdout", "parent", "output", "source"}
 
 
 @dataclass
@@ -72,21 +70,6 @@ def pipeline_tag(architecture: str | None) -> str | None:
         if architecture and architecture.endswith(suffix):
             return tag
     return None
-
-
-def hub_id_of(parent: str | None) -> str | None:
-    """Return the Hub id the ``parent`` of a record names, or ``None`` for a local folder.
-
-    A Hub cache snapshot path (``.../models--org--name/snapshots/<sha>``) gives ``org/name``;
-    ``org/name`` that is not an existing local path is taken as a Hub id.
-    """
-    if not parent:
-        return None
-    cached = _CACHE_SNAPSHOT.search(parent)
-    if cached:
-        return f"{cached.group(1)}/{cached.group(2)}"
-    local = parent.startswith((".", "/", "~")) or os.path.exists(parent)
-    return parent if _HUB_ID.fullmatch(parent) and not local else None
 
 
 def label_changes(record: dict[str, Any] | None, labels_after: list[str]) -> LabelChanges:
@@ -186,7 +169,7 @@ def _front_matter(tag: str | None, base: str | None) -> str:
 def _summary(architecture, record, base, changes: LabelChanges, check) -> str:
     text = f"A {_code(str(architecture or 'transformers'))} classifier with {len(changes.after)} labels."
     if record:
-        local = Path(str(record.get("parent") or "?")).name  # no local paths in a public card
+        local = base_name(str(record.get("parent") or "?"))  # no local paths in a public card
         parent = (
             f"[{base}](https://huggingface.co/{base})"
             if base
@@ -297,15 +280,28 @@ def _fields(event: dict[str, Any], lead: str = "") -> str:
     for key, value in event.items():
         if key in _SKIP_FIELDS or value is None:
             continue
-        if isinstance(value, dict):
+        if key in PATH_FIELDS and isinstance(value, dict) and "name" in value:
+            items.append(f"{_plain(key)} {_file_text(value)}")
+        elif isinstance(value, dict):
             items += [f"{_plain(k)} {_code(_fmt(v))}" for k, v in value.items() if _scalar(v)]
         elif isinstance(value, list):
             if value and len(value) <= FOLD_LABELS_OVER and all(_scalar(v) for v in value):
                 items.append(f"{_plain(key)} {_names([str(v) for v in value])}")
         else:
-            shown = Path(value).name if key in _PATH_FIELDS and isinstance(value, str) else value
+            shown = base_name(value) if key in PATH_FIELDS and isinstance(value, str) else value
             items.append(f"{_plain(key)} {_code(_fmt(shown))}")
     return lead + ", ".join(items) if items else ""
+
+
+def _file_text(ref: dict[str, Any]) -> str:
+    """A recorded data file (:func:`~headsurgeon.record.file_ref`): its base name, how many
+    examples were read from it and the start of its sha256."""
+    count = ref.get("examples")
+    facts = [f"{_plain(count)} examples"] if isinstance(count, int) else []
+    if isinstance(ref.get("sha256"), str):
+        facts.append(f"sha256 {_code(ref['sha256'][:12])}")
+    text = _code(base_name(str(ref["name"])))
+    return text + (f" ({', '.join(facts)})" if facts else "")
 
 
 def _scalar(value: Any) -> bool:

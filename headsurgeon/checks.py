@@ -617,11 +617,17 @@ def record_check(
     _record.add_event(
         record,
         "check",
-        parent=str(parent),
-        holdout=None if holdout is None else str(holdout),
+        parent=_record.parent_ref(parent),  # names and hashes, no local paths
+        holdout=_record.file_ref(holdout, _holdout_size(report)) if holdout else None,
         passed=report.passed,
         max_drop=report.max_drop,
         max_label_drop=report.max_label_drop,
         report=report.to_dict(),
     )
     return _record.write_record(child, record)
+
+
+def _holdout_size(report) -> int:
+    """The holdout's examples (sentences for an entity check) the report scored."""
+    sentences = getattr(report, "n_sentences", None)
+    return sentences if sentences is not None else report.n_old_examples + report.n_new_examples

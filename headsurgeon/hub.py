@@ -11,6 +11,7 @@ result says ``changed=False``. The token comes from where ``huggingface_hub`` lo
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -40,6 +41,11 @@ IGNORED_FILES = (
 )
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_MESSAGE = 200
+#: keys of saved configs that older transformers filled with the local folder or file they came
+#: from: uploaded with a Hub id or a base name instead
+_PATH_KEYS = re.compile(
+    r'("(_?name_or_path|tokenizer_file|special_tokens_map_file)"\s*:\s*)("(?:[^"\\]|\\.)*")'
+)
 
 
 @dataclass
@@ -56,6 +62,9 @@ class PushResult:
         pr_url: the pull request opened with ``create_pr=True`` (``None`` otherwise).
         files: paths sent in the commit (before the client drops unchanged ones).
         deleted: stale remote weight files removed in the same commit.
+        rewritten: local paths the folder's files held (an older ``headsurgeon.json``, a config
+            saved with ``_name_or_path``), as ``file: field``; they were uploaded as a Hub id
+            or a base name, the local files left unchanged.
     """
 
     repo_id: str
@@ -67,6 +76,7 @@ class PushResult:
     pr_url: str | None = None
     files: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +132,7 @@ def push(
     files = model_files(folder)
     record = _record.read_record(folder)
     _check_gate(folder, record, force)
+    public, rewritten = public_contents(files, record)
     card = build_card(folder, repo_id, base_model=base_model).encode("utf-8")
     message = message or default_message(folder, record)
     api, endpoint = _api(token)
@@ -132,7 +143,7 @@ def push(
         stale = _stale_weights(head, files)
         commit = api.create_commit(
             repo_id,
-            _operations(files, card, stale),
+            _operations(files, card, stale, public),
             commit_message=message,
             revision=revision,
             create_pr=create_pr,
@@ -148,6 +159,7 @@ def push(
         pr_url=commit.pr_url if changed else None,
         files=[*files, CARD_NAME],
         deleted=stale,
+        rewritten=rewritten,
     )
     logger.info("push %s → %s: %s", folder, repo_id, commit.commit_url if changed else "no changes")
     return result
@@ -173,12 +185,73 @@ def _stale_weights(head, files: dict[str, Path]) -> list[str]:
     return sorted(p for p in remote - set(files) if _is_weight(p))
 
 
-def _operations(files: dict[str, Path], card: bytes, stale: list[str]) -> list:
+def _operations(files: dict[str, Path], card: bytes, stale: list[str], public=None) -> list:
+    """Add every file (``public``: the bytes to send instead of a file's own), the card;
+    delete ``stale``."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    operations = [CommitOperationAdd(name, str(path)) for name, path in files.items()]
+    public = public or {}
+    operations = [
+        CommitOperationAdd(name, public[name] if name in public else str(path))
+        for name, path in files.items()
+    ]
     operations.append(CommitOperationAdd(CARD_NAME, card))
     return operations + [CommitOperationDelete(p) for p in stale]
+
+
+def public_contents(
+    files: dict[str, Path], record: dict[str, Any] | None
+) -> tuple[dict[str, bytes], list[str]]:
+    """The bytes to upload instead of the files that hold a local path, and where they did.
+
+    A ``headsurgeon.json`` written before records kept names only holds absolute paths
+    (:func:`~headsurgeon.record.public_record`); configs saved by older transformers hold
+    ``_name_or_path`` and friends. Each such path becomes a Hub id or a base name in the
+    uploaded copy; the local files are never modified.
+
+    Returns:
+        ``({file name: bytes to upload}, ["file: field", ...])``; empty for a clean folder.
+    """
+    contents: dict[str, bytes] = {}
+    places: list[str] = []
+    if record is not None and _record.RECORD_NAME in files:
+        public, where = _record.public_record(record)
+        if where:
+            contents[_record.RECORD_NAME] = _record.dumps(public).encode("utf-8")
+            places += [f"{_record.RECORD_NAME}: {w}" for w in where]
+    for name, path in files.items():
+        if name.endswith(".json") and name != _record.RECORD_NAME:
+            text, where = _public_json(path)
+            if where:
+                contents[name] = text.encode("utf-8")
+                places += [f"{name}: {w}" for w in where]
+    if places:
+        logger.info(
+            "local paths uploaded as a Hub id or a base name (the local files are unchanged): %s",
+            ", ".join(places),
+        )
+    return contents, places
+
+
+def _public_json(path: Path) -> tuple[str, list[str]]:
+    """The text of a JSON file with the path-valued keys of :data:`_PATH_KEYS` reduced to a
+    Hub id (a model) or a base name, everything else byte for byte; and the keys changed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "", []  # not text: uploaded as it is
+    where: list[str] = []
+
+    def public(match: re.Match) -> str:
+        value = json.loads(match.group(3))
+        model = match.group(2).endswith("name_or_path")
+        shown = _record.parent_ref(value) if model else _record.base_name(value)
+        if not value or shown == value:
+            return match.group(0)
+        where.append(match.group(2))
+        return match.group(1) + json.dumps(shown)
+
+    return _PATH_KEYS.sub(public, text), where
 
 
 def model_files(folder: str | os.PathLike) -> dict[str, Path]:

@@ -6,20 +6,26 @@ Pure JSON, no torch. Shape::
 
     {
       "format": 1,
-      "parent": "path/or/hub-id of the model before headsurgeon's first change",
+      "parent": "org/name or folder name of the model before headsurgeon's first change",
       "parent_labels": ["..."],            # labels of that parent
       "base_model": "org/name",            # optional: the parent's Hub id (--base-model)
       "events": [
         {"op": "add-label", "time": "...", "version": "0.1.0", "labels": ["new"], "init": "mean", ...},
-        {"op": "train", ...},
-        {"op": "check", "passed": true, "report": {...}},
+        {"op": "train", "data": {"name": "new.csv", "sha256": "...", "examples": 80}, ...},
+        {"op": "check", "parent": "...", "holdout": {...}, "passed": true, "report": {...}},
       ]
     }
+
+The record travels with the model (``push`` uploads it), so it never holds a local path: the
+parent is a Hub id or a folder's base name (:func:`parent_ref`), a data file its base name, hash
+and count (:func:`file_ref`). Records of older versions held absolute paths;
+:func:`public_record` gives the copy ``push`` uploads, with those reduced to base names.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -35,6 +41,11 @@ FORMAT = 1
 _HUB_ID = re.compile(
     r"(?!.*(--|\.\.))[A-Za-z0-9]([\w.-]{0,94}[A-Za-z0-9])?/[\w.-]{1,96}(?<!\.git)", re.A
 )
+#: a Hub cache snapshot folder: ``.../models--org--name/snapshots/<sha>``
+_CACHE_SNAPSHOT = re.compile(r"models--([^/\\]+?)--([^/\\]+)[/\\]snapshots[/\\]")
+#: event fields that name a model folder or a data file (kept as a Hub id or a base name)
+PATH_FIELDS = frozenset({"parent", "data", "replay", "holdout", "output", "source", "plot"})
+_MODEL_FIELDS = frozenset({"parent", "source"})  # may name a Hub model rather than a folder
 
 
 def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -61,9 +72,15 @@ def read_record(folder: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
-def new_record(parent: str, parent_labels: list[str]) -> dict[str, Any]:
-    """Start a record for a model derived from ``parent`` (its labels given)."""
-    return {"format": FORMAT, "parent": parent, "parent_labels": list(parent_labels), "events": []}
+def new_record(parent: str | os.PathLike, parent_labels: list[str]) -> dict[str, Any]:
+    """Start a record for a model derived from ``parent`` (its labels given); the parent is
+    kept as :func:`parent_ref` names it (a Hub id or a folder name, never a local path)."""
+    return {
+        "format": FORMAT,
+        "parent": parent_ref(parent),
+        "parent_labels": list(parent_labels),
+        "events": [],
+    }
 
 
 def add_event(record: dict[str, Any], op: str, **fields: Any) -> dict[str, Any]:
@@ -86,6 +103,110 @@ def last_check(record: dict[str, Any] | None) -> dict[str, Any] | None:
 def is_hub_id(text: str) -> bool:
     """Whether ``text`` is a plausible Hub model id (``namespace/name``)."""
     return isinstance(text, str) and _HUB_ID.fullmatch(text) is not None and text[-1] not in ".-"
+
+
+def hub_id_of(parent: str | None) -> str | None:
+    """Return the Hub id a recorded parent names, or ``None`` for a local folder.
+
+    A Hub cache snapshot path (``.../models--org--name/snapshots/<sha>``) gives ``org/name``;
+    ``org/name`` that is not an existing local path is taken as a Hub id.
+    """
+    if not isinstance(parent, str) or not parent:
+        return None
+    cached = _CACHE_SNAPSHOT.search(parent)
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    local = parent.startswith((".", "/", "~")) or os.path.exists(parent)
+    return parent if is_hub_id(parent) and not local else None
+
+
+def base_name(path: str | os.PathLike) -> str:
+    """The last part of a POSIX or Windows path (whichever system wrote it); ``local`` for a
+    path with no name of its own (``/``, ``.``, ``..``)."""
+    name = re.split(r"[\\/]", os.fspath(path).rstrip("/\\"))[-1]
+    return name if name not in ("", ".", "..") else "local"
+
+
+def parent_ref(source: str | os.PathLike) -> str:
+    """What a record keeps of the model folder ``source``: its Hub id when it names one
+    (:func:`hub_id_of`), else the folder's base name, never a local path.
+
+    Example:
+        >>> parent_ref("/home/me/models/minilm-banking77-old50")
+        'minilm-banking77-old50'
+    """
+    text = os.fspath(source)
+    return hub_id_of(text) or base_name(os.path.abspath(text) if text else text)
+
+
+def file_ref(path: str | os.PathLike | None, examples: int | None = None) -> dict[str, Any] | None:
+    """What a record keeps of a data file: its base name, the sha256 of its bytes and how many
+    examples (sentences for token data) were read from it; ``None`` for no file.
+
+    Example:
+        >>> file_ref("/home/me/data/new.csv", 80)
+        {'name': 'new.csv', 'sha256': '9f2c...', 'examples': 80}
+    """
+    if path is None:
+        return None
+    ref: dict[str, Any] = {"name": base_name(path)}
+    if Path(path).is_file():
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        ref["sha256"] = digest.hexdigest()
+    if examples is not None:
+        ref["examples"] = int(examples)
+    return ref
+
+
+def public_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``record`` fit to publish, and where it differs: the path fields
+    (:data:`PATH_FIELDS`) of the record, of each event and of an event's ``check`` reduced to a
+    Hub id or a base name. Only those places: label names (keys and values elsewhere, e.g. a
+    rename ``{"data": "card/lost"}``) are never touched. Records of older versions held
+    absolute local paths there; a current record comes back unchanged (``[]``).
+
+    Returns:
+        ``(copy, places)``, places like ``parent`` or ``events[1].data``.
+    """
+    copy = json.loads(json.dumps(record))
+    places = _strip_paths(copy, "")
+    for i, event in enumerate(copy.get("events") or []):
+        places += _strip_paths(event, f"events[{i}]")
+        places += _strip_paths(event.get("check"), f"events[{i}].check")
+    return copy, places
+
+
+def _strip_paths(node: Any, at: str) -> list[str]:
+    """Reduce the path fields of the dict ``node`` in place; return the places changed."""
+    if not isinstance(node, dict):
+        return []
+    places = []
+    for key, value in node.items():
+        public = _public_value(key, value)
+        if public is not None and public != value:
+            node[key] = public
+            places.append(f"{at}.{key}" if at else key)
+    return places
+
+
+def _public_value(key: str, value: Any) -> Any:
+    """The public form of a path field (``None``: not a path field): a model field keeps a Hub
+    id, anything else becomes its base name; a :func:`file_ref` keeps its base name."""
+    if key not in PATH_FIELDS:
+        return None
+    if isinstance(value, str):
+        return (key in _MODEL_FIELDS and hub_id_of(value)) or base_name(value)
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return {**value, "name": base_name(value["name"])}
+    return None
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """The text of ``headsurgeon.json`` for ``record`` (as :func:`write_record` writes it)."""
+    return json.dumps(record, indent=2, sort_keys=False) + "\n"
 
 
 def set_base_model(record: dict[str, Any], base_model: str | None) -> dict[str, Any]:
@@ -118,8 +239,7 @@ def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=False)
-            fh.write("\n")
+            fh.write(dumps(record))
         if (folder / "config.json").is_file():
             shutil.copymode(folder / "config.json", tmp)
         os.replace(tmp, path)

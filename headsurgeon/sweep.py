@@ -326,9 +326,20 @@ def sweep(
             best = (outcome, run_options) if output is not None else None  # kept to write
     best_row.best = True
     if output is not None:
-        files = {"data": str(data), "replay": replay and str(replay), "holdout": str(holdout)}
+        files = _file_refs(inputs, data, replay, holdout)  # names and hashes, no local paths
         report.output = str(_write_best(inputs, src, output, report, *best, files))
     return report
+
+
+def _file_refs(inputs: _Inputs, data, replay, holdout) -> dict[str, Any]:
+    """The ``data``/``replay``/``holdout`` fields of the ``train`` event the best run records."""
+    from .record import file_ref
+
+    return {
+        "data": file_ref(data, len(inputs.data)),
+        "replay": file_ref(replay or None, len(inputs.replay)),
+        "holdout": file_ref(holdout, len(inputs.holdout)),
+    }
 
 
 def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code, allow_pickle):

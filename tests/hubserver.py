@@ -18,17 +18,24 @@ with Xet enabled gets a 501 that says to set ``HF_HUB_DISABLE_XET=1``.
 Example:
     >>> with HubServer(tmp_path) as hub:
     ...     HfApi(endpoint=hub.url, token=hub.token).create_repo("me/m")
+
+From the repository's folder, ``python -m tests.hubserver [--port 8765] [--root DIR]`` runs it
+until Ctrl-C or SIGTERM and prints the environment to paste before ``headsurgeon push``.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import errno
 import fnmatch
 import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +50,8 @@ POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1\n"
 GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS)
 HUB_DATE, UTC = "--date=format-local:%Y-%m-%dT%H:%M:%S.000Z", {"TZ": "UTC"}  # the Hub's format
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+TOKEN, USER = "hf_headsurgeon_test", "me"
+DEFAULT_PORT = 8765  # of ``python -m tests.hubserver``; the tests take a free port (0)
 
 
 class HubHTTPError(Exception):
@@ -166,7 +175,8 @@ class Repo:
 
 
 class HubServer:
-    """The test Hub: ``start()`` serves on a free 127.0.0.1 port in a thread, ``stop()`` ends it.
+    """The test Hub: ``start()`` serves on 127.0.0.1 (``port``; 0: a free one) in a thread,
+    ``stop()`` ends it.
 
     Attributes:
         url: ``http://127.0.0.1:PORT`` (use as ``HF_ENDPOINT``).
@@ -176,10 +186,10 @@ class HubServer:
         fail: ``{path: status}``: answer requests to ``path`` with that error status.
     """
 
-    def __init__(self, root: str | os.PathLike, token: str = "hf_headsurgeon_test", user="me"):
+    def __init__(self, root: str | os.PathLike, token: str = TOKEN, user=USER, port: int = 0):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.token, self.user = token, user
+        self.token, self.user, self.port = token, user, port
         self.requests: list[tuple[str, str]] = []
         self.fail: dict[str, int] = {}  # path → status to answer instead (failure injection)
         self.lock = threading.Lock()
@@ -193,7 +203,7 @@ class HubServer:
         class Handler(_Handler):
             hub = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -649,3 +659,69 @@ ROUTES = [
         ("HEAD", rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", _Handler.resolve),
     ]
 ]  # fmt: skip
+
+
+# -- python -m tests.hubserver -------------------------------------------------------------
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.hubserver",
+        description="Run the test Hub on 127.0.0.1 until Ctrl-C/SIGTERM, to try `headsurgeon "
+        "push` without the real Hub. Run it from the repository's folder.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder for the pushed repositories (bare git repos <root>/<org>/<name>.git); "
+        "default: a new temporary folder, kept after the server stops",
+    )
+    return parser.parse_args(argv)
+
+
+def _instructions(hub: HubServer) -> str:
+    root = hub.root.resolve()
+    return "\n".join(
+        [
+            f"test Hub on {hub.url} (token {hub.token}, namespace {hub.user}/); paste:",
+            f"export HF_ENDPOINT={hub.url}",
+            f"export HF_TOKEN={hub.token}",
+            "export HF_HUB_DISABLE_XET=1",
+            f"then: headsurgeon push MODEL --repo {hub.user}/NAME  (with HF_HUB_OFFLINE unset)",
+            f"pushes are stored in {root} as bare git repositories; read one with:",
+            f"  git --git-dir {root}/{hub.user}/NAME.git log --stat main",
+            f"  git --git-dir {root}/{hub.user}/NAME.git show main:headsurgeon.json",
+            "Ctrl-C stops the server.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C or SIGTERM, then stop cleanly; 1 when the port cannot be taken."""
+    args = _arguments(argv)
+    root = args.root or Path(tempfile.mkdtemp(prefix="headsurgeon-hub-"))
+    hub = HubServer(root, port=args.port)
+    try:
+        hub.start()
+    except (OSError, OverflowError) as e:
+        in_use = getattr(e, "errno", None) == errno.EADDRINUSE
+        why = "the port is in use" if in_use else getattr(e, "strerror", None) or str(e)
+        print(
+            f"error: cannot listen on 127.0.0.1:{args.port} ({why}): "
+            "pass --port with a free port (or stop what holds this one)",
+            file=sys.stderr,
+        )
+        return 1
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(_instructions(hub), flush=True)
+    while not stop.wait(0.5):  # a timeout keeps the main thread responsive to signals
+        pass
+    hub.stop()
+    print("test Hub stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -362,9 +362,10 @@ def test_swallowing_child_fails_the_cli_with_exit_3(tiny_text_folder, swallowing
     record = json.loads((child / "headsurgeon.json").read_text())
     event = record["events"][-1]
     assert event["op"] == "check" and event["passed"] is False
-    assert event["max_drop"] == DEFAULT_MAX_DROP and event["parent"] == str(tiny_text_folder)
-    assert event["holdout"] == str(holdout) and event["report"]["accuracy_after"] == 0
-    assert record["parent"] == str(tiny_text_folder) and record["parent_labels"] == LABELS
+    assert event["max_drop"] == DEFAULT_MAX_DROP and event["parent"] == tiny_text_folder.name
+    assert event["holdout"]["name"] == "holdout.csv" and event["report"]["accuracy_after"] == 0
+    assert event["holdout"]["sha256"] == holdout_before["holdout.csv"]  # names, no local paths
+    assert record["parent"] == tiny_text_folder.name and record["parent_labels"] == LABELS
 
 
 def test_cli_max_label_drop_fails_what_the_aggregate_allows(

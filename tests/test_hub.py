@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,9 +26,10 @@ from click.testing import CliRunner
 
 from headsurgeon.cli import main
 from tests.common import LABELS, point_client_at, tree_hashes
-from tests.hubserver import HubServer
+from tests.hubserver import POINTER_PREFIX, HubServer
 
 NEW = ["delta", "epsilon"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args):
@@ -436,3 +441,202 @@ def test_card_follows_every_event(tmp_path, tiny_text_folder):
     assert build_card(folder, "me/card") == card  # deterministic: a second push changes nothing
     assert hub_id_of("/root/.cache/huggingface/hub/models--org--m/snapshots/abc") == "org/m"
     assert hub_id_of(str(folder)) is None and hub_id_of("./org/m") is None
+
+
+# --- no local path goes up ---------------------------------------------------------------------
+
+
+def _uploaded(hub, repo_id, ref="main") -> dict[str, bytes]:
+    """Every file at ``ref`` as the test Hub stores it, read with git (LFS objects resolved)."""
+    git = ["git", "--git-dir", str(hub.gitdir(repo_id))]
+    listing = subprocess.run([*git, "ls-tree", "-r", "--name-only", "-z", ref],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    files = {}
+    for name in filter(None, listing.decode().split("\0")):
+        data = subprocess.run([*git, "show", f"{ref}:{name}"], capture_output=True, check=True)
+        files[name] = data.stdout
+        if data.stdout.startswith(POINTER_PREFIX):
+            oid = data.stdout.decode().split("oid sha256:")[1].split()[0]
+            files[name] = (
+                hub.gitdir(repo_id) / "lfs/objects" / oid[:2] / oid[2:4] / oid
+            ).read_bytes()
+    return files
+
+
+def _leaks(files: dict[str, bytes], *folders) -> dict[str, str]:
+    """``{file: folder}`` for each uploaded file holding one of ``folders`` (or its realpath)."""
+    needles = {str(f) for f in folders} | {os.path.realpath(f) for f in folders}
+    return {n: s for n, b in files.items() for s in needles if s.encode() in b}
+
+
+def _csv(path, rows):
+    path.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    return path
+
+
+def test_no_local_path_is_uploaded(hub, tiny_text_folder, tmp_path):
+    """Grown, trained and checked from files in tmp_path: no uploaded file names tmp_path; the
+    record keeps the parent's folder name and each data file's name, sha256 and count."""
+    from headsurgeon.record import read_record
+
+    parent, data = _copy(tiny_text_folder, tmp_path, "parent"), tmp_path / "data"
+    data.mkdir()
+    words = {"alpha": "card lost", "beta": "refund money", "gamma": "top up", "delta": "pin atm"}
+    new = _csv(data / "new.csv", [("pin atm cash", "delta"), ("atm pin", "delta")] * 3)
+    old = _csv(data / "old.csv", [(t, n) for n, t in words.items() if n != "delta"] * 2)
+    hold = _csv(data / "hold.csv", [(t, n) for n, t in words.items()] * 2)
+    grown, tuned = tmp_path / "grown", tmp_path / "tuned"
+    assert run("add-label", parent, "--name", "delta", "-o", grown).exit_code == 0
+    res = run("train", grown, "--data", new, "--replay", old, "--holdout", hold, "-o", tuned,
+              "--max-steps", 2, "--device", "cpu", "--max-drop", 100)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = run("check", parent, tuned, "--holdout", hold, "--max-drop", 100)
+    assert res.exit_code == 0, res.output
+    record = read_record(tuned)
+    assert record["parent"] == "parent"
+    train = next(e for e in record["events"] if e["op"] == "train")
+    sha = hashlib.sha256(new.read_bytes()).hexdigest()
+    assert train["data"] == {"name": "new.csv", "sha256": sha, "examples": 6}
+    assert train["replay"]["name"] == "old.csv" and train["holdout"]["examples"] == 8
+    check = record["events"][-1]
+    assert check["op"] == "check" and check["parent"] == "parent"
+    assert check["holdout"]["name"] == "hold.csv" and check["holdout"]["examples"] == 8
+
+    before = tree_hashes(tmp_path)
+    res = run("push", tuned, "--repo", "me/no-paths", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["rewritten"] == []  # nothing to rewrite: the record is clean
+    uploaded = _uploaded(hub, "me/no-paths")
+    assert {"headsurgeon.json", "training.json", "README.md", "config.json"} <= set(uploaded)
+    assert _leaks(uploaded, tmp_path) == {}
+    assert uploaded["headsurgeon.json"] == (tuned / "headsurgeon.json").read_bytes()
+    card = uploaded["README.md"].decode()
+    assert f"data `new.csv` (6 examples, sha256 `{sha[:12]}`)" in card
+    assert "the local model `parent`" in card
+    assert tree_hashes(tmp_path) == before
+
+
+def test_an_old_record_is_uploaded_without_its_local_paths(hub, grown, tmp_path):
+    """A record of an older version (absolute paths) and a config saved with _name_or_path:
+    push uploads base names and says so; the local files stay byte for byte."""
+    from huggingface_hub import snapshot_download
+
+    from headsurgeon import record as rec
+
+    folder = _copy(grown, tmp_path)
+    record = rec.read_record(folder)
+    record["parent"] = str(tmp_path / "models" / "minilm-old50")  # as versions before wrote
+    rec.add_event(record, "train", options={"freeze": "backbone"}, trained_labels=NEW,
+                  data=str(tmp_path / "data" / "new.csv"), replay=None,
+                  holdout=str(tmp_path / "data" / "hold.csv"))  # fmt: skip
+    rec.add_event(record, "check", parent=str(tmp_path / "models" / "minilm-old50"),
+                  holdout=str(tmp_path / "data" / "hold.csv"), passed=True,
+                  report={"accuracy_before": 0.9, "drop_pts": 0.0})  # fmt: skip
+    rec.write_record(folder, record)
+    config = json.loads((folder / "config.json").read_text())
+    config["_name_or_path"] = str(tmp_path / "models" / "minilm-old50")  # transformers 4 did
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    before = tree_hashes(folder)
+
+    res = run("push", folder, "--repo", "me/old-record", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["rewritten"] == [
+        "headsurgeon.json: parent",
+        "headsurgeon.json: events[1].data",
+        "headsurgeon.json: events[1].holdout",
+        "headsurgeon.json: events[2].parent",
+        "headsurgeon.json: events[2].holdout",
+        "config.json: _name_or_path",
+    ]
+    assert tree_hashes(folder) == before  # only the uploaded copies are rewritten
+    uploaded = _uploaded(hub, "me/old-record")
+    assert _leaks(uploaded, tmp_path) == {}
+    public = json.loads(uploaded["headsurgeon.json"])
+    assert public["parent"] == "minilm-old50" and public["parent_labels"] == LABELS
+    assert [public["events"][i][k] for i, k in ((1, "data"), (1, "holdout"), (2, "holdout"))] == [
+        "new.csv", "hold.csv", "hold.csv"]  # fmt: skip
+    assert json.loads(uploaded["config.json"])["_name_or_path"] == "minilm-old50"
+    snapshot = snapshot_download("me/old-record", cache_dir=tmp_path / "c")
+    assert rec.old_labels(rec.read_record(snapshot), LABELS + NEW) == LABELS  # still a record
+    assert rec.trained_labels(rec.read_record(snapshot)) == NEW
+    text = run("push", folder, "--repo", "me/old-record")  # the same bytes: nothing to commit
+    assert text.exit_code == 0 and text.output.startswith("no changes: me/old-record@main")
+    assert text.output.endswith("local paths uploaded as base names (local files unchanged): "
+                                "headsurgeon.json: parent, headsurgeon.json: events[1].data, "
+                                "headsurgeon.json: events[1].holdout, headsurgeon.json: "
+                                "events[2].parent, headsurgeon.json: events[2].holdout, "
+                                "config.json: _name_or_path\n")  # fmt: skip
+
+
+# --- python -m tests.hubserver -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_hub_command(port, root):
+    """``python -m tests.hubserver`` from the repository's folder, as README tells; its lines
+    up to the last one of its instructions."""
+    cmd = [sys.executable, "-m", "tests.hubserver", "--port", str(port), "--root", str(root)]
+    server = subprocess.Popen(cmd, cwd=REPO, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)  # fmt: skip
+    lines = []
+    while not lines or lines[-1] not in ("", "Ctrl-C stops the server.\n"):
+        lines.append(server.stdout.readline())
+    return server, cmd, lines
+
+
+def _stop(server, sig) -> tuple[str, str]:
+    server.send_signal(sig)
+    try:
+        return server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise
+
+
+def test_the_test_hub_is_one_command_a_real_push_can_use(grown, tmp_path):
+    port, root = _free_port(), tmp_path / "store"
+    server, cmd, lines = _start_hub_command(port, root)
+    try:
+        exports = [line.strip() for line in lines if line.startswith("export ")]
+        assert exports == [f"export HF_ENDPOINT=http://127.0.0.1:{port}",
+                           "export HF_TOKEN=hf_headsurgeon_test",
+                           "export HF_HUB_DISABLE_XET=1"]  # fmt: skip
+        assert f"pushes are stored in {root.resolve()} as bare git repositories" in "".join(lines)
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_OFFLINE")}
+        env |= dict(e.removeprefix("export ").split("=", 1) for e in exports)
+        env["HF_HOME"] = str(tmp_path / "hf-home")  # no login cache of the machine's user
+        push = subprocess.run([sys.executable, "-m", "headsurgeon", "push", str(grown), "--repo",
+                               "me/tried"], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert push.returncode == 0, push.stderr
+        assert f"pushed {grown} to http://127.0.0.1:{port}/me/tried (main)" in push.stdout
+        shown = [line.strip().replace("NAME", "tried").split() for line in lines
+                 if line.strip().startswith("git --git-dir")]  # fmt: skip
+        log = subprocess.run(shown[0], capture_output=True, text=True, check=True).stdout
+        assert "headsurgeon: 3 -> 5 labels (+delta, +epsilon)" in log and "config.json" in log
+        config = subprocess.run([*shown[1][:-1], "main:config.json"], capture_output=True,
+                                text=True, check=True).stdout  # fmt: skip
+        assert json.loads(config)["id2label"] == {str(i): n for i, n in enumerate(LABELS + NEW)}
+    finally:
+        out, err = _stop(server, signal.SIGTERM)
+    assert server.returncode == 0 and err == "" and out == "test Hub stopped\n"
+
+
+def test_the_test_hub_stops_on_ctrl_c_and_names_a_busy_port(tmp_path):
+    port = _free_port()
+    server, cmd, lines = _start_hub_command(port, tmp_path / "store")
+    try:
+        assert lines[-1] == "Ctrl-C stops the server.\n"
+        busy = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert busy.returncode == 1 and busy.stdout == ""
+        assert busy.stderr == (
+            f"error: cannot listen on 127.0.0.1:{port} (the port is in use): pass --port with "
+            "a free port (or stop what holds this one)\n"
+        )
+    finally:
+        out, err = _stop(server, signal.SIGINT)
+    assert server.returncode == 0 and err == "" and out == "test Hub stopped\n"

@@ -84,4 +84,7 @@ def push(model, repo_id, private, revision, create_pr, message, force, base_mode
         text = (
             f"pushed {model} to {result.repo_url} ({result.revision})\ncommit {result.commit_url}"
         )
+    if result.rewritten:  # an older headsurgeon.json or config held local paths
+        text += "\nlocal paths uploaded as base names (local files unchanged): "
+        text += ", ".join(result.rewritten)
     emit(as_json, result.to_dict(), text)

@@ -278,9 +278,9 @@ class TrainJob:
         stats = outcome.stats
         event = {
             "options": options.to_dict(),
-            "data": str(self.data),
-            "replay": self.replay and str(self.replay),
-            "holdout": self.holdout and str(self.holdout),
+            "data": _record.file_ref(self.data, len(read.examples)),  # names, no local paths
+            "replay": _record.file_ref(self.replay or None, len(read.replayed)),
+            "holdout": _record.file_ref(self.holdout or None, len(read.held or [])),
             "trained_labels": [n for n in _labels.labels_of(model.config) if n not in old],
             **{k: v for k, v in stats.items() if k != "seeds"},  # training, warnings too
             "seeds": [{k: v for k, v in r.items() if k != "history"} for r in stats["seeds"]],
