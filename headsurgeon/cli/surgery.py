@@ -69,9 +69,9 @@ link_option = click.option(
     help="With -o: hard-link the unchanged files (tokenizer, untouched shards) into the new folder "
     "instead of copying them: instant and no extra disk, but both folders then share those "
     "files' bytes. headsurgeon never writes into an existing file (it writes a new one and "
-    "renames it), but a tool that edits a file in place would change both. Default: copy at "
-    "kernel speed (a reflink where the filesystem supports it). In place, unchanged files are "
-    "always kept as they are.",
+    "renames it), but a tool that edits a file in place would change both. A read-only file is "
+    "copied instead (a link shares its mode). Default: copy at kernel speed (a reflink where the "
+    "filesystem supports it). In place, unchanged files are always kept as they are.",
 )
 
 
@@ -91,7 +91,8 @@ link_option = click.option(
     "--output",
     type=click.Path(file_okay=False),
     help="Write a new model folder here "
-    "(MODEL is not touched; tokenizer/processor files are carried over). Default: update MODEL in place.",
+    "(MODEL is not touched; tokenizer/processor files are carried over; new folder and files get "
+    "ordinary modes). Default: update MODEL in place (refused when MODEL is write-protected).",
 )
 @click.option(
     "--init",
@@ -170,7 +171,8 @@ def add_label(
     "-o",
     "--output",
     type=click.Path(file_okay=False),
-    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, "
+    "atomically (refused when MODEL is write-protected).",
 )
 @head_path_option
 @link_option
@@ -227,7 +229,8 @@ def remove_label(
     "-o",
     "--output",
     type=click.Path(file_okay=False),
-    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, atomically.",
+    help="Write a new model folder here (MODEL untouched). Default: update MODEL in place, "
+    "atomically (refused when MODEL is write-protected).",
 )
 @link_option
 @json_option
