@@ -251,7 +251,7 @@ def write_record(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
 
 def _remove_stale_temps(folder: Path) -> None:
     """Delete ``.headsurgeon.json.PID.tmp`` files whose writer is dead (a killed ``check``)."""
-    from .atomic import pid_alive
+    from .process import pid_alive
 
     for tmp in folder.glob(f".{RECORD_NAME}.*.tmp"):
         pid = tmp.name[len(RECORD_NAME) + 2 : -len(".tmp")]
