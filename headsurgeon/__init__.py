@@ -25,6 +25,7 @@ _EXPORTS = {
     "UnsupportedModelError": "errors",
     "LabelError": "errors",
     "CheckpointError": "errors",
+    "ModelMismatchError": "errors",
     "DataError": "errors",
     "OptionsError": "errors",
     "GateFailedError": "errors",

@@ -14,9 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from headsurgeon.cli import main
-from headsurgeon.diff import diff_checkpoints
+from headsurgeon.diff import diff_checkpoints, pair_labels
+from headsurgeon.errors import LabelError, ModelMismatchError
 from headsurgeon.safetensors_io import read_header
-from tests.common import WORDS, save_text_classifier, tiny_roberta, tree_hashes
+from tests.common import LABELS, WORDS, save_text_classifier, tiny_bert, tiny_roberta, tree_hashes
 
 NEW = "delta"
 
@@ -83,8 +84,10 @@ def test_freeze_none_moves_every_block_and_unprotected_old_rows(parent, data, tm
     for name in ("embeddings", "block 0", "block 1", "neck", "head"):
         assert g[name]["relative_change"] > 0, name
     assert not report.head.old.identical and report.head.old.rel > 0
+    assert report.head.changed_labels == LABELS
     assert report.moved_frozen == []  # nothing was frozen
     assert "3 old rows changed (relative" in report.render()
+    assert "old rows changed (3 of 3): alpha, beta, gamma" in report.render()
 
 
 def test_a_frozen_parameter_that_moved_is_flagged(parent, child, tmp_path):
@@ -168,13 +171,147 @@ def test_streams_shards_without_torch(parent, child, tmp_path):
 
 
 def test_add_label_child_without_train_event(parent, tmp_path):
-    from headsurgeon.checkpoint import add_labels_to_checkpoint
-
+    """add-label: every old row unchanged, the new labels named in the text, JSON and summary."""
     grown = tmp_path / "grown"
-    add_labels_to_checkpoint(parent, [NEW, "epsilon"], grown, init="zeros", bias="zeros")
+    assert cli("add-label", parent, "--name", NEW, "--name", "epsilon", "-o", grown,
+               "--init", "zeros", "--bias", "zeros").exit_code == 0  # fmt: skip
     report = diff_checkpoints(parent, grown)
     assert all(g["bit_identical"] for g in report.groups())
     assert (report.head.old_rows, report.head.new_rows, report.head.new_norm) == (3, 2, 0.0)
+    assert report.head.new_labels == [NEW, "epsilon"] and report.head.removed_labels == []
     assert report.train_event is None and report.moved_frozen == []
     assert report.summary().startswith("0 of 41 parameters changed")
+    assert "3 old rows bit-identical, 2 new rows (delta, epsilon; norm 0)" in report.summary()
     assert "no train event: nothing expected frozen" in report.summary()
+    assert f"new (only in {grown}): delta, epsilon" in report.render()
+    assert json.loads(cli("diff", parent, grown, "--json").output)["head"]["new_labels"] == [
+        NEW, "epsilon",
+    ]  # fmt: skip
+
+
+def test_remove_label_renumbers_rows_without_changing_them(parent, child, tmp_path):
+    """remove-label of the first label shifts every other row up by one: still unchanged."""
+    smaller = tmp_path / "smaller"
+    assert cli("remove-label", child, "alpha", "-o", smaller).exit_code == 0
+    report = diff_checkpoints(parent, smaller)
+    head = report.head
+    assert head.old.identical and head.old.rel == 0 and head.changed_labels == []
+    assert (head.old_rows, head.new_rows, head.removed_labels) == (2, 1, ["alpha"])
+    assert head.new_labels == [NEW]
+    assert head.renumbered == [("beta", 1, 0), ("gamma", 2, 1)]
+    assert groups(report)["head"]["bit_identical"]
+    assert "2 old rows bit-identical (2 renumbered), 1 removed (alpha)" in report.summary()
+    res = cli("diff", parent, smaller)
+    assert res.exit_code == 0 and f"removed (only in {parent}): alpha" in res.output
+    doc = json.loads(cli("diff", parent, smaller, "--json").output)
+    assert doc["head"]["removed_labels"] == ["alpha"] and doc["head"]["old_rows_bit_identical"]
+    assert "1 removed (alpha)" in doc["summary"] and "1 removed (alpha)" in res.output
+
+
+def test_rename_label_pairs_rows_through_the_record(parent, tmp_path):
+    """rename beta -> BETA, add a new 'beta', remove alpha: BETA is compared with the parent's
+    beta (renumbered), the new 'beta' is new, alpha removed; nothing changed."""
+    a, b, c = tmp_path / "renamed", tmp_path / "readded", tmp_path / "removed"
+    assert cli("rename-label", parent, "beta", "BETA", "-o", a).exit_code == 0
+    assert cli("add-label", a, "--name", "beta", "-o", b).exit_code == 0
+    assert cli("remove-label", b, "alpha", "-o", c).exit_code == 0
+    report = diff_checkpoints(parent, c)
+    head = report.head
+    assert head.old.identical and head.changed_labels == []
+    assert head.renamed == [("beta", "BETA")] and head.removed_labels == ["alpha"]
+    assert head.new_labels == ["beta"] and head.old_rows == 2
+    assert head.renumbered == [("BETA", 1, 0), ("gamma", 2, 1)]
+    text = cli("diff", parent, c).output
+    assert "1 renamed (beta -> BETA)" in text and "1 removed (alpha)" in text
+    assert f"renamed (recorded in {c / 'headsurgeon.json'}): beta -> BETA" in text
+
+
+def test_pair_labels_follows_entity_type_renames():
+    record = {"events": [
+        {"op": "rename-label", "old": "PER", "new": "PERSON",
+         "labels_after": ["O", "B-PERSON", "I-PERSON"]},
+    ]}  # fmt: skip
+    pairs = pair_labels(["O", "B-PER", "I-PER"], ["O", "B-PERSON", "I-PERSON", "B-LOC"], record)
+    assert pairs.pairs == [(0, 0), (1, 1), (2, 2)]
+    assert pairs.renamed == [("B-PER", "B-PERSON"), ("I-PER", "I-PERSON")]
+    assert pairs.removed == [] and pairs.new_ids == [3]
+    plain = pair_labels(["O", "B-PER", "I-PER"], ["O", "B-PERSON", "I-PERSON"])
+    assert plain.pairs == [(0, 0)] and plain.removed == ["B-PER", "I-PER"]
+
+
+NER_TAGS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+
+
+def _wider_bert(path):
+    import transformers
+
+    cfg = transformers.BertConfig(
+        vocab_size=99, hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64,
+        id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)},
+    )  # fmt: skip
+    transformers.BertForSequenceClassification(cfg).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "build", "says"),
+    [
+        ("ner", lambda p: tiny_bert(NER_TAGS, "BertForTokenClassification").save_pretrained(p),
+         "BertFor(Token|Sequence)Classification: another architecture or task"),
+        ("ner-no-arch", lambda p: _no_architectures(
+            tiny_bert(NER_TAGS, "BertForTokenClassification"), p), "no label in common"),
+        ("other-labels", lambda p: save_text_classifier(p, ["x", "y", "z", "w"]),
+         "no label in common"),
+        ("wider", _wider_bert, "another hidden size"),
+    ],
+    ids=["ner", "ner-no-architectures", "other-labels", "wider"],
+)  # fmt: skip
+def test_unrelated_models_are_refused(parent, tmp_path, kind, build, says):
+    """Another task, no shared label or another hidden size: one error line, never identical."""
+    other = tmp_path / kind
+    build(other)
+    before = tree_hashes(parent), tree_hashes(other)
+    for a, b in ((parent, other), (other, parent)):
+        with pytest.raises(ModelMismatchError, match=says):
+            diff_checkpoints(a, b)
+        res = cli("diff", a, b, "--json")
+        assert res.exit_code == 1 and res.output.startswith("error: ")
+        assert len(res.output.strip().splitlines()) == 1 and "bit-identical" not in res.output
+        assert "its own parent" in res.output
+    assert (tree_hashes(parent), tree_hashes(other)) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kind]  # nothing written
+
+
+def _no_architectures(model, path):
+    model.save_pretrained(path)
+    config = json.loads((path / "config.json").read_text())
+    del config["architectures"]
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda c: [c.pop(k, None) for k in ("id2label", "label2id", "num_labels")],
+         "config.json has no id2label"),
+        (lambda c: c.update(id2label={"0": "alpha", "1": "alpha", "2": "gamma"},
+                            label2id={"alpha": 1, "gamma": 2}),
+         "config.json names label 'alpha' more than once (ids 0, 1)"),
+    ],
+    ids=["no-id2label", "label-twice"],
+)  # fmt: skip
+def test_config_errors_name_the_folder(parent, tmp_path, edit, says):
+    backbone = tmp_path / "backbone"
+    shutil.copytree(parent, backbone)
+    config = json.loads((backbone / "config.json").read_text())
+    edit(config)
+    (backbone / "config.json").write_text(json.dumps(config))
+    before = tree_hashes(backbone)
+    for a, b in ((backbone, parent), (parent, backbone)):
+        res = cli("diff", a, b)
+        assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1
+        assert f"error: {backbone / says}" in res.output, res.output
+    with pytest.raises(LabelError, match=str(backbone)):
+        diff_checkpoints(parent, backbone)
+    assert tree_hashes(backbone) == before
