@@ -21,8 +21,11 @@ def diff(parent, child, plot, as_json):
 
     Streams both safetensors checkpoints one tensor at a time and prints, per layer group
     (embeddings, each block, the neck, the head), the relative change ||Δθ||/||θ|| and the
-    largest |Δ|; the head's old rows (bit-identical when protected) and new rows; the parameters
-    the last `train` in CHILD's headsurgeon.json froze but that moved; tensors only on one side.
+    largest |Δ|; the head's rows paired by label name (each old label against its own parent
+    row, through renames CHILD's headsurgeon.json records; bit-identical when protected), the
+    removed and the new labels by name; the parameters the last `train` in CHILD's
+    headsurgeon.json froze but that moved; tensors only on one side. Two models that are not
+    parent and child (another architecture, hidden size, no label in common) are refused.
 
     \b
     Example:
