@@ -99,7 +99,10 @@ def push(
     Args:
         folder: a saved model (``config.json``, weights, tokenizer/processor files and usually
             the ``headsurgeon.json`` record). Top-level files only; dotfiles and trainer state
-            are skipped; a ``README.md`` in the folder is replaced by the generated card.
+            are skipped; a ``README.md`` in the folder is replaced by the generated card. A
+            local path a file holds (a record of an older version, a config's
+            ``_name_or_path``) goes up as a Hub id or a base name (:func:`public_contents`);
+            the folder itself is never modified.
         repo_id: ``namespace/name`` on the Hub; created (``exist_ok``) if missing.
         private: visibility of a NEW repository (``None``: the Hub's default); an existing
             repository keeps its visibility.
@@ -113,7 +116,8 @@ def push(
             ``headsurgeon.json`` records, or its parent when that is a Hub id).
 
     Returns:
-        :class:`PushResult` (commit URL, repository URL, whether anything changed).
+        :class:`PushResult` (commit URL, repository URL, whether anything changed, the local
+        paths rewritten in the uploaded copies).
 
     Raises:
         CheckpointError: ``folder`` is not a saved model (no config or no weights).
