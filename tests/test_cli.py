@@ -206,7 +206,8 @@ def test_real_parent_through_cli(tmp_path):
 
 
 def test_readme_install_is_what_ci_runs():
-    """README's Install commands and .ci/run's are the same, in the same order (torch first)."""
+    """README's Install commands and .ci/run's are the same, in the same order (torch first):
+    CI's torch line is one of the documented per-machine lines, the rest are the same lines."""
     import re
     from pathlib import Path
 
@@ -215,17 +216,19 @@ def test_readme_install_is_what_ci_runs():
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Install", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     documented = [
         c.strip()
+        for block in re.findall(r"```bash\n(.*?)```", section, re.S)
         for line in block.splitlines()
-        if not line.startswith("#")
+        if line.strip() and not line.startswith("#")
         for c in line.split("&&")
     ]
+    torch_lines = [c for c in documented if c.startswith("pip install torch==")]
     ci = (root / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     ran = [line.split("||")[0].strip() for line in ci if line.startswith("pip install")]
-    assert documented == ran
-    assert ran[0].startswith("pip install torch==") and REAL_ARTEFACTS_INSTALL in ran[1:]
+    assert ran[0] in torch_lines and len(torch_lines) >= 2  # one line per kind of machine
+    assert [c for c in documented if c not in torch_lines] == ran[1:]
+    assert REAL_ARTEFACTS_INSTALL in ran[1:]
 
 
 def test_slow_list_names_tests_that_exist():
