@@ -511,6 +511,7 @@ def check_old_labels(
         max_length=max_length,
         device=device,
         progress=progress,
+        desc="scoring holdout",
     )
     return compare(
         *logits,

@@ -495,10 +495,12 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
     words = [s.tokens for s in sentences]
     lengths = [len(w) for w in words]
     tags = []
-    for source, labels in ((parent, parent_labels), (child, child_labels)):
+    for who, source, labels in (("parent", parent, parent_labels), ("child", child, child_labels)):
         model, tokenizer = _model_and_tokenizer(source, **trust)
         kwargs = {k: v for k, v in run.items() if v is not None}
-        logits = predict_word_logits(model, tokenizer, words, desc="tagging holdout", **kwargs)
+        logits = predict_word_logits(
+            model, tokenizer, words, desc=f"tagging holdout ({who})", unit="sentences", **kwargs
+        )
         tags.append(tags_from_logits(logits, labels, lengths))
     return compare_entities(
         [list(s.tags) for s in sentences], *tags, parent_labels, child_labels,

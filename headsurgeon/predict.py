@@ -57,8 +57,8 @@ def predict_logits(
         max_length: truncate to this many tokens; default: the tokenizer's ``model_max_length``
             when it is a real limit, else the model's ``max_position_embeddings``.
         device: where to run; default: where the model is.
-        progress: show a tqdm progress bar over batches.
-        desc: the bar's label (what is measured, e.g. ``scoring holdout``).
+        progress: report the pass as a :class:`~headsurgeon.progress.Step` (texts done).
+        desc: the step's label (what is measured, e.g. ``scoring holdout``).
 
     Returns:
         a float32 CPU tensor ``[len(texts), num_labels]``.
@@ -106,6 +106,7 @@ def eval_batches(
     device=None,
     progress: bool = False,
     desc: str = "evaluating",
+    unit: str = "texts",
 ):
     """Yield ``(indices, encoding)`` over ``texts`` in batches of similar token length.
 
@@ -113,9 +114,13 @@ def eval_batches(
     the memory peak). While the caller consumes the batches the model is in eval mode under
     ``torch.inference_mode()`` on ``device``; its mode and device are restored afterwards. Every
     batched pass over texts (prediction, feature caching) goes through here; with ``progress``
-    its bar on stderr is labelled ``desc``, which says what the pass computes.
+    the pass is a :class:`~headsurgeon.progress.Step` labelled ``desc`` (what the pass
+    computes) that counts the ``texts`` done in ``unit`` (a bar on a terminal, lines in a log:
+    see :mod:`headsurgeon.progress`).
     """
     import torch
+
+    from .progress import Step
 
     texts = list(texts)
     max_length = max_length or _max_length(model, tokenizer)
@@ -125,12 +130,9 @@ def eval_batches(
     was_training = model.training
     model.to(device).eval()
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=desc, unit="batch")
+    step = Step(desc, total=len(texts), unit=unit, enabled=progress and bool(texts))
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), step:
             for idx in batches:
                 enc = tokenizer(
                     [texts[i] for i in idx],
@@ -140,6 +142,7 @@ def eval_batches(
                     return_tensors="pt",
                 ).to(device)
                 yield idx, enc
+                step.advance(len(idx))
     finally:
         model.train(was_training)
         if device != home:
@@ -172,6 +175,7 @@ def predict_pair(
     max_length: int | None = None,
     device=None,
     progress: bool = False,
+    desc: str = "evaluating",
 ):
     """Return ``(parent_logits, child_logits)`` for ``texts``.
 
@@ -182,6 +186,8 @@ def predict_pair(
     Args:
         parent, child: ``(model, tokenizer)`` pairs.
         texts, batch_size, max_length, device, progress: as in :func:`predict_logits`.
+        desc: what the passes do; each pass's step says whose it is (``scoring holdout
+            (parent and child)`` for the shared pass, else ``(parent)`` then ``(child)``).
 
     Returns:
         two float32 CPU tensors ``[len(texts), num_labels]`` of the parent and of the child.
@@ -189,18 +195,23 @@ def predict_pair(
     texts = list(texts)
     kwargs = {"batch_size": batch_size, "device": device, "progress": progress}
     max_length = max_length or _max_length(*parent)
+    both = f"{desc} (parent and child)"
     if parent[0] is child[0] and parent[1] is child[1]:  # one model checked against itself
-        logits = predict_logits(*parent, texts, max_length=max_length, **kwargs)
+        logits = predict_logits(*parent, texts, max_length=max_length, desc=both, **kwargs)
         return logits, logits.clone()
     paths = _shared_head_paths(parent, child, texts, max_length)
     if paths is not None:
         logger.info("parent and child differ only in the head: one pass for both")
-        both = _predict_shared(parent, child, paths, texts, max_length=max_length, **kwargs)
-        if both is not None:
-            return both
+        shared = _predict_shared(
+            parent, child, paths, texts, max_length=max_length, desc=both, **kwargs
+        )
+        if shared is not None:
+            return shared
     return tuple(
-        predict_logits(model, tokenizer, texts, max_length=max_length, **kwargs)
-        for model, tokenizer in (parent, child)
+        predict_logits(
+            model, tokenizer, texts, max_length=max_length, desc=f"{desc} ({who})", **kwargs
+        )
+        for who, (model, tokenizer) in zip(("parent", "child"), (parent, child), strict=True)
     )
 
 

@@ -317,7 +317,7 @@ def sweep(
         max_drop = task_for(inputs.model).default_max_drop()
     report = SweepReport(str(model_dir), [], max_drop)
     best_row, best = None, None
-    for setting, run_options in runs:
+    for setting, run_options in _announced(runs, options.progress):
         row, outcome = _run(inputs, setting, run_options, max_drop, max_label_drop)
         report.rows.append(row)
         report.new_labels = list(outcome.report.new_labels)
@@ -340,6 +340,17 @@ def _file_refs(inputs: _Inputs, data, replay, holdout) -> dict[str, Any]:
         "replay": file_ref(replay or None, len(inputs.replay)),
         "holdout": file_ref(holdout, len(inputs.holdout)),
     }
+
+
+def _announced(runs: list, progress: bool):
+    """The runs, as a :class:`~headsurgeon.progress.Step` (``sweep``, counting runs) that
+    notes each run before it trains: which one, n of N, the time so far and what is left."""
+    from .progress import each
+
+    def name(run) -> str:
+        return f"{_describe(run[0].name)}, seed {run[1].seed}"
+
+    return each(runs, "sweep", "runs", name=name, enabled=progress)
 
 
 def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code, allow_pickle):

@@ -345,7 +345,7 @@ def test_swallowing_child_fails_the_cli_with_exit_3(tiny_text_folder, swallowing
     holdout = write_csv(tmp_path / "holdout.csv", holdout_examples())
     parent_before, holdout_before = tree_hashes(tiny_text_folder), tree_hashes(tmp_path)
     child_before = tree_hashes(child)
-    res = run("check", tiny_text_folder, child, "--holdout", holdout)
+    res = run("check", tiny_text_folder, child, "--holdout", holdout, "-q")  # -q: no progress
     assert res.exit_code == 3, res.output
     assert "old-label check FAILED" in res.stdout
     assert "18 to a new label" in res.stdout

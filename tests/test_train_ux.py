@@ -40,6 +40,7 @@ def cli(*args):
 
 
 def warnings_in(stderr: str) -> list[str]:
+    """The lines of a ``-q`` run's stderr: its warnings (--quiet silences progress only)."""
     return [line for line in stderr.splitlines() if line.strip()]
 
 
@@ -78,7 +79,7 @@ def test_train_model_refuses_data_without_new_labels(grown_dir):
 
 def test_no_replay_warns_that_calibration_is_skipped_and_records_it(grown_dir, files, tmp_path):
     out = tmp_path / "out"
-    res = cli("train", grown_dir, "--data", files["new_csv"], "-o", out, *FAST)
+    res = cli("train", grown_dir, "--data", files["new_csv"], "-o", out, *FAST, "-q")
     assert res.exit_code == 0, res.output
     assert warnings_in(res.stderr) == [
         "not calibrated: --calibrate counts false positives on replayed old examples and there "
@@ -92,7 +93,8 @@ def test_no_replay_warns_that_calibration_is_skipped_and_records_it(grown_dir, f
 
 def test_no_calibrate_without_replay_is_quiet(grown_dir, files, tmp_path):
     out = tmp_path / "out"
-    res = cli("train", grown_dir, "--data", files["new_csv"], "-o", out, "--no-calibrate", *FAST)
+    res = cli("train", grown_dir, "--data", files["new_csv"], "-o", out, "--no-calibrate", *FAST,
+              "-q")  # fmt: skip
     assert res.exit_code == 0, res.output
     assert warnings_in(res.stderr) == [  # no calibration warning; the check's absence is said
         f"no --holdout: the old-label check did not run; {out} is not gated"
@@ -105,7 +107,7 @@ def test_force_warns_on_stderr_when_it_writes_a_failed_model(grown_dir, files, t
     out = tmp_path / "forced"
     res = cli(
         "train", grown_dir, "--data", files["new_csv"], "--holdout", files["hold_csv"], "-o", out,
-        "--device", "cpu", "--batch-size", 4, "--force", "--no-calibrate", *BAD,
+        "--device", "cpu", "--batch-size", 4, "--force", "--no-calibrate", *BAD, "-q",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     (line,) = warnings_in(res.stderr)
@@ -153,17 +155,18 @@ def test_gate_advice_asks_for_replay_and_frozen_backbone_when_missing(grown_dir,
 
 # --- progress ----------------------------------------------------------------------------------
 
-BARS = {"caching block inputs", "caching features", "training", "scoring holdout"}
+BARS = {"caching block inputs", "caching features", "training", "calibrating", "scoring holdout"}
 
 
 @pytest.mark.parametrize("freeze", ["backbone", "none"])
 def test_progress_bars_say_what_they_measure_and_no_metrics_dict(
     grown_dir, files, tmp_path, monkeypatch, freeze
 ):
-    """On a terminal (bars on): every bar is labelled, stdout is the report alone."""
-    import headsurgeon.cli.train as cli_train
+    """On a terminal: every bar is labelled and counts texts or steps (the loss beside them),
+    stdout is the report alone."""
+    import headsurgeon.cli.app as app
 
-    monkeypatch.setattr(cli_train, "_progress", lambda as_json: True)
+    monkeypatch.setattr(app, "_stderr_is_terminal", lambda: True)
     res = cli(
         "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"],
         "--holdout", files["hold_csv"], "-o", tmp_path / "out", "--freeze", freeze,
@@ -172,7 +175,9 @@ def test_progress_bars_say_what_they_measure_and_no_metrics_dict(
     assert res.exit_code == 0, res.output
     frames = [f for f in re.split(r"[\r\n]", res.stderr) if "%|" in f]
     labels = {f.split(":")[0].strip() for f in frames}
-    assert "training" in labels and labels <= BARS, labels
+    assert {"training", "scoring holdout"} <= labels <= BARS, labels
+    assert any(re.search(r"\| 2/2 steps \[.*, loss ", f) for f in frames), frames
+    assert any(re.search(r"^scoring holdout: 100%.*\| 40/40 texts \[", f) for f in frames), frames
     for stream in (res.stdout, res.stderr):
         assert "train_runtime" not in stream and "{'" not in stream
     assert res.stdout.splitlines()[0].startswith("old-label check PASSED")
@@ -272,7 +277,7 @@ def test_no_holdout_warns_that_nothing_is_gated_and_records_it(grown_dir, files,
     out = tmp_path / "out"
     res = cli(
         "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"], "-o", out,
-        *FAST,
+        *FAST, "-q",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert warnings_in(res.stderr) == [

@@ -50,7 +50,7 @@ def _flag_after_command(key: str):
         if value:
             root = ctx.find_root()
             if root.obj is None:  # a command invoked on its own, without the group
-                root.obj = {"debug": False, "verbose": False}
+                root.obj = {"debug": False, "verbose": False, "quiet": False}
             root.obj[key] = True
             _configure_output(root.obj)
 
@@ -74,13 +74,38 @@ def _output_flags() -> list[click.Option]:
             callback=_flag_after_command("verbose"),
             help="Log progress to stderr (also accepted before the command).",
         ),
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_flag_after_command("quiet"),
+            help="No progress on stderr (also accepted before the command).",
+        ),
     ]
+
+
+def progress_shown(as_json: bool) -> bool:
+    """Whether this command reports its long steps' progress (not with ``--quiet`` or
+    ``--json``); when it does, stderr shows it until the command ends (bars on a terminal,
+    plain lines elsewhere: :func:`headsurgeon.progress.show`). stdout keeps the result alone."""
+    ctx = click.get_current_context()
+    if as_json or (ctx.find_root().obj or {}).get("quiet"):
+        return False
+    from ..progress import show
+
+    ctx.call_on_close(show(bars=_stderr_is_terminal()))
+    return True
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 class _Group(click.Group):
     """Turns every error into one line on stderr and an exit code (traceback with --debug).
 
-    Every command gets ``--debug`` and ``-v`` too, so they work after the subcommand as well.
+    Every command gets ``--debug``, ``-v`` and ``-q`` too, so they work after the subcommand as
+    well.
     """
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -194,8 +219,11 @@ base_model_option = click.option(
 @click.version_option(__version__, prog_name="headsurgeon")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress on stderr (long steps report it by default)."
+)
 @click.pass_context
-def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
+def main(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
     """Grow the label set of a trained Hugging Face classifier without losing what it knows.
 
     \b
@@ -205,7 +233,9 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
       headsurgeon train grown/ --data new.csv --replay old.csv --holdout test.csv -o tuned/
       headsurgeon push tuned/ --repo org/model
 
-    Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 the old-label check failed.
+    Long steps (train, check, sweep) report their progress on stderr (-q: off); stdout holds
+    the result alone. Exit codes: 0 ok, 1 error (one line on stderr), 2 usage, 3 the old-label
+    check failed.
     """
-    ctx.obj = {"debug": debug, "verbose": verbose}
+    ctx.obj = {"debug": debug, "verbose": verbose, "quiet": quiet}
     _configure_output(ctx.obj)

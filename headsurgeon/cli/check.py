@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..checks import DEFAULT_BATCH_SIZE
@@ -15,6 +13,7 @@ from .app import (
     main,
     max_drop_option,
     max_label_drop_option,
+    progress_shown,
     trust_remote_code_option,
 )
 
@@ -86,7 +85,7 @@ def check(
         parent, child, holdout, max_drop=max_drop, max_label_drop=max_label_drop,
         batch_size=batch_size,
         text_column=text_column, label_column=label_column,
-        progress=sys.stderr.isatty(),
+        progress=progress_shown(as_json),
         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     )  # fmt: skip
     emit(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 
 import click
 
@@ -19,6 +18,7 @@ from .app import (
     main,
     max_drop_option,
     max_label_drop_option,
+    progress_shown,
     trust_remote_code_option,
 )
 
@@ -71,9 +71,10 @@ def _option(f: dataclasses.Field):
 
 def train_options(command=None, *, exclude: tuple[str, ...] = ()):
     """Decorate ``command`` with one option per :class:`TrainOptions` field (``progress``
-    follows the terminal), in the dataclass's order, plus ``--no-calibrate``; the fields in
-    ``exclude`` get no option (a command that sets them itself: ``train_options(exclude=...)``).
-    Build the options from the values with :func:`options_from`."""
+    follows ``--quiet``/``--json``: :func:`~.app.progress_shown`), in the dataclass's order,
+    plus ``--no-calibrate``; the fields in ``exclude`` get no option (a command that sets them
+    itself: ``train_options(exclude=...)``). Build the options from the values with
+    :func:`options_from`."""
     if command is None:
         return lambda command: train_options(command, exclude=exclude)
     command = click.option(
@@ -95,7 +96,7 @@ def options_from(opts: dict, as_json: bool):
         values["calibrate"] = None
     if "calibrate_precision" in values and not values["calibrate_precision"]:
         values["calibrate_precision"] = None
-    return TrainOptions(**values, progress=_progress(as_json))
+    return TrainOptions(**values, progress=progress_shown(as_json))
 
 
 @main.command()
@@ -276,8 +277,3 @@ def _training_line(summary: dict) -> str:
         parts.append(f"holdout {span('holdout', '.4f')} (best)")
     files = f"; {', '.join(summary['files'])}" if summary.get("files") else ""
     return ", ".join(parts) + files
-
-
-def _progress(as_json: bool) -> bool:
-    """Progress bars on a terminal, never with --json."""
-    return sys.stderr.isatty() and not as_json

@@ -271,9 +271,8 @@ def calibration_set(plan, sets: ExampleSets, top) -> CalibrationSet | None:
         return None
     examples = sets.held or sets.replayed
     x = plan.features.of([e.text for e in examples])
-    return CalibrationSet(
-        examples, plan.parent(x), predictor(plan, examples, x, top), held_out=bool(sets.held)
-    )
+    predict = predictor(plan, examples, x, top, desc="calibrating")
+    return CalibrationSet(examples, plan.parent(x), predict, held_out=bool(sets.held))
 
 
 def calibration_skipped(plan, replayed, calibration) -> str | None:

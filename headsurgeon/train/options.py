@@ -164,7 +164,9 @@ class TrainOptions:
             new entity types only, so its ``O`` words learn the parent's distribution over the
             old tags rather than ``O``) or ``"all"`` (every tag of the new data is gold).
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
-        progress: show transformers' progress bars.
+        progress: report the long steps (caching, training, calibration, scoring) on the
+            ``headsurgeon.progress`` logger (:mod:`headsurgeon.progress`; the CLI shows them on
+            stderr unless ``--quiet`` or ``--json``). Off in processes other than the main.
     """
 
     freeze: str = DEFAULT_FREEZE

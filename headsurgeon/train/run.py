@@ -172,7 +172,7 @@ def train_model(
     train_h = [plan.hidden_cache[k] for k in keys(plan, sets.train)] if top is not None else None
     rows = plan.task.rows(plan, sets.train, train_x, train_h)
     trained, depths = _what_runs(plan, top, depths)
-    predict = predictor(plan, holdout, hold_x, top) if holdout else None
+    predict = predictor(plan, holdout, hold_x, top, "scoring holdout") if holdout else None
     scorer = holdout_scorer(plan, predict, holdout) if holdout else None
     calibration = calibration_set(plan, sets, top)
     uncalibrated = calibration_skipped(plan, sets.held or sets.replayed, calibration)

@@ -107,7 +107,7 @@ def training_args(options: TrainOptions, seed: int, output_dir: str):
         eval_strategy="no",
         logging_strategy="no",
         report_to=[],
-        disable_tqdm=not options.progress,
+        disable_tqdm=True,  # progress: headsurgeon's own callback (trainer.TrainingProgress)
         remove_unused_columns=False,
         use_cpu=device == "cpu",
         dataloader_num_workers=0,

@@ -31,6 +31,7 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
     """Train once per seed through :class:`~.trainer.HeadsurgeonTrainer`; keep the best seed's
     weights. Returns one record per seed (steps, loss, score, pruned, kept, ...); with a
     :class:`~.telemetry.Telemetry`, each seed's curve is recorded in it."""
+    from ..progress import Step
     from .schedule import total_steps, training_args
     from .trainer import quiet_bars
 
@@ -41,7 +42,9 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
     # run's successor deletes (named with the pid, like every temp folder headsurgeon makes)
     scratch = Path(tempfile.gettempdir()) / "train"
     atomic.remove_stale(scratch)
-    with atomic.temp_folder(scratch, "trainer") as tmp:
+    several = options.seeds > 1
+    seeds = Step("seeds", options.seeds, "seeds", enabled=options.progress and several)
+    with atomic.temp_folder(scratch, "trainer") as tmp, seeds:
         for k in range(options.seeds):
             seed = options.seed + k
             load_trainable(trained, initial)
@@ -49,7 +52,8 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
             swa, keep = _callbacks(options, total_steps(len(rows), options), scorer, trial_bar)
             callbacks = [c for c in (swa, keep) if c is not None]
             trainer = _trainer(plan, trained, rows, depths, args, callbacks)
-            quiet_bars(trainer, options.progress)  # a labelled bar, no metrics dict on stdout
+            desc = f"training seed {seed} ({k + 1}/{options.seeds})" if several else "training"
+            quiet_bars(trainer, options.progress, desc=desc, keep=keep)  # no metrics on stdout
             if telemetry is not None:
                 telemetry.begin(seed, trainer)
                 trainer.add_callback(telemetry)
@@ -63,6 +67,8 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
                 if not keep.pruned and (best_score is None or keep.best > best_score):
                     best_score, best_state = keep.best, trainable_state(trained)
             trainer.optimizer = trainer.lr_scheduler = None
+            seeds.advance(info=_seed_line(runs[-1], best_score))
+        seeds.finish(info=_kept_line(runs, best_score))
     if best_state is not None:
         load_trainable(trained, best_state)
     for k, run in enumerate(runs):
@@ -73,6 +79,23 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
         if telemetry is not None:
             telemetry.seeds[k]["kept"] = run["kept"]
     return runs
+
+
+def _seed_line(run: dict, best_score: float | None) -> str:
+    """What the seeds' progress says after a seed: its holdout score, pruned or not."""
+    if run.get("score") is None:
+        return f"seed {run['seed']}: loss {run['loss']:.4f}"
+    pruned = ", stopped at the trial" if run.get("pruned") else ""
+    best = "" if best_score is None else f" (best {best_score:.4f})"
+    return f"seed {run['seed']}: holdout {run['score']:.4f}{pruned}{best}"
+
+
+def _kept_line(runs: list[dict], best_score: float | None) -> str | None:
+    """What the seeds' progress says at the end: the seed kept and its holdout score."""
+    if best_score is None:
+        return None
+    kept = [r["seed"] for r in runs if r.get("score") == best_score and not r.get("pruned")]
+    return f"kept seed {kept[0]} (holdout {best_score:.4f})" if kept else None
 
 
 def _callbacks(options, steps: int, scorer, trial_bar):
@@ -204,35 +227,52 @@ class KeepBest(TrainerCallback):
             load_trainable(model, self.best_state)
 
 
-def predictor(plan, examples, x, top):
+def predictor(plan, examples, x, top, desc: str | None = None):
     """A function returning the current model's logits for ``examples`` (CPU float32; per word
     for tokens), by the cheapest path: the head on their cached features ``x``, the top blocks
-    on their cached block inputs, or the whole model."""
+    on their cached block inputs, or the whole model.
+
+    With ``desc`` (and ``options.progress``) each call is a :class:`~headsurgeon.progress.Step`
+    of that name (``scoring holdout``, ``calibrating``), whatever the path; the function takes
+    ``desc`` too, to override it (``None``: silent, as the evaluations during training)."""
+    from ..progress import Step
+
     model, task, options = plan.model, plan.task, plan.options
 
-    def predict():
-        if plan.features_only:
-            linear = model.get_submodule(plan.head.paths[0])
-            with torch.no_grad():
-                return linear(x.to(next(linear.parameters()).device)).float().cpu()
-        if top is not None:
-            collate = task.collator(plan.tokenizer, options.max_length)
-            rows = [
-                {"text": k, "hidden": plan.hidden_cache[k], "label": 0, "weight": 1.0}
-                for k in map(task.key, examples)
-            ]
-            out = []
-            device = next(model.parameters()).device
-            with torch.no_grad():
-                for start in range(0, len(rows), 64):
-                    batch = collate(rows[start : start + 64])
-                    inputs = {k: v.to(device) for k, v in batch.items() if k not in _NOT_INPUTS}
-                    logits = top(**inputs).logits.float().cpu()
-                    out.append(task.from_batch(logits, batch))
-            return torch.cat(out)
-        return task.predict(model, plan.tokenizer, examples, options)
+    def predict(desc: str | None = desc):
+        shown = options.progress and desc is not None
+        if not plan.features_only and top is None:
+            return task.predict(model, plan.tokenizer, examples, options, desc if shown else None)
+        with Step(desc or "", len(examples), task.unit, enabled=shown) as step:
+            if plan.features_only:
+                linear = model.get_submodule(plan.head.paths[0])
+                with torch.no_grad():
+                    logits = linear(x.to(next(linear.parameters()).device)).float().cpu()
+                step.advance(len(examples))
+                return logits
+            return _top_logits(plan, top, examples, step)
 
     return predict
+
+
+def _top_logits(plan, top, examples, step):
+    """The logits of ``examples`` by the top blocks on their cached inputs, 64 at a time."""
+    task = plan.task
+    collate = task.collator(plan.tokenizer, plan.options.max_length)
+    rows = [
+        {"text": k, "hidden": plan.hidden_cache[k], "label": 0, "weight": 1.0}
+        for k in map(task.key, examples)
+    ]
+    out = []
+    device = next(plan.model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(rows), 64):
+            batch = collate(rows[start : start + 64])
+            inputs = {k: v.to(device) for k, v in batch.items() if k not in _NOT_INPUTS}
+            logits = top(**inputs).logits.float().cpu()
+            out.append(task.from_batch(logits, batch))
+            step.advance(len(rows[start : start + 64]))
+    return torch.cat(out)
 
 
 #: what a training batch holds beside the model's inputs (targets and bookkeeping)
@@ -248,7 +288,7 @@ def holdout_scorer(plan, predict, holdout):
         was = model.training
         model.eval()
         try:
-            logits = predict()
+            logits = predict(None)  # silent: training's progress notes the score
         finally:
             model.train(was)
         return score_logits(logits)

@@ -46,6 +46,8 @@ class SequenceTask:
     pick = None
     #: examples are sentences of words, each word a scored row (token classification)
     per_word = False
+    #: what progress counts the examples in
+    unit = "texts"
 
     def stack(self, values: Sequence):
         import torch
@@ -105,13 +107,16 @@ class SequenceTask:
         """The logits a batch scores (one row per example here)."""
         return logits
 
-    def predict(self, model, tokenizer, examples, options):
+    def predict(self, model, tokenizer, examples, options, desc: str | None = None):
+        """The whole model's logits of ``examples`` (one batched pass); with ``desc`` (and
+        ``options.progress``) the pass reports its progress under that name."""
         from ..predict import predict_logits
 
         texts = [e.text for e in examples]
         return predict_logits(
             model, tokenizer, texts, batch_size=max(options.batch_size, 64),
-            max_length=options.max_length, progress=options.progress, desc="scoring holdout",
+            max_length=options.max_length, progress=options.progress and desc is not None,
+            desc=desc or "",
         ).float().cpu()  # fmt: skip
 
     def scorer(self, plan, holdout):
@@ -144,6 +149,7 @@ class TokenTask(SequenceTask):
     name = "token-classification"
     calibrates = False
     per_word = True
+    unit = "sentences"
     #: drawn at random: by length, the NER benchmark's new-type F1 fell in all three scenarios
     #: (70.8/72.3/66.1 -> 68.5/69.6/65.2)
     batches_by_length = False
@@ -288,7 +294,7 @@ class TokenTask(SequenceTask):
         index = batch["word_index"]
         return logits[index >= 0]
 
-    def predict(self, model, tokenizer, examples, options):
+    def predict(self, model, tokenizer, examples, options, desc: str | None = None):
         import torch
 
         from ..words import predict_word_logits
@@ -296,7 +302,7 @@ class TokenTask(SequenceTask):
         per = predict_word_logits(
             model, self.tokenizer(tokenizer), [s.tokens for s in examples],
             batch_size=max(options.batch_size, 64), max_length=options.max_length,
-            progress=options.progress, desc="scoring holdout",
+            progress=options.progress and desc is not None, desc=desc or "", unit=self.unit,
         )  # fmt: skip
         return torch.cat(per)
 

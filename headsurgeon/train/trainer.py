@@ -1,7 +1,8 @@
 """The transformers ``Trainer`` subclass headsurgeon trains with, and what it is fed.
 
 Not a home-made loop: ``torchrun``/``accelerate launch`` give multi-GPU, and the usual Trainer
-machinery (schedulers, logging, progress bars) applies. :class:`HeadsurgeonTrainer` wires in
+machinery (schedulers, callbacks) applies; :class:`TrainingProgress` reports its steps, epochs
+and evaluations (:mod:`headsurgeon.progress`). :class:`HeadsurgeonTrainer` wires in
 the loss of :mod:`.losses` (``compute_loss``) and the parameter groups of :mod:`.schedule`
 (``create_optimizer``); the callbacks are :class:`~.selection.KeepBest` and
 :class:`~.schedule.SWA`. Its inputs: :class:`Rows` batched by :func:`make_collator` (or the
@@ -11,11 +12,12 @@ task's collator), the head alone as :class:`FeatureModel` on cached features.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .losses import distillation, target_cross_entropy, weighted_cross_entropy
@@ -195,22 +197,71 @@ class HeadsurgeonTrainer(Trainer):
         return self.optimizer
 
 
-class TrainingBar(ProgressCallback):
-    """Trainer's progress bar, labelled, without the metrics dict it prints at the end."""
+class TrainingProgress(TrainerCallback):
+    """Training's progress, from Trainer's own loop: a :class:`~headsurgeon.progress.Step`
+    named ``desc`` counting the optimizer steps, each with its batch's loss (a
+    :class:`HeadsurgeonTrainer` keeps it in ``loss_parts``); a note per epoch with its mean
+    loss (another Trainer's epoch loss comes from ``on_log``, with ``logging_strategy="epoch"``),
+    and one per holdout evaluation of ``keep`` (:class:`~.selection.KeepBest`) and why it
+    stopped early. Only the main process reports; Trainer's metrics dict is not printed.
+    """
+
+    def __init__(self, desc: str = "training", trainer: Trainer | None = None, keep=None):
+        self.desc, self.trainer, self.keep = desc, trainer, keep
+        self.step = None
+        self.losses: list[float] = []
+        self.seen = 0  # the evaluations of ``keep`` already noted
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from tqdm.auto import tqdm
+        from ..progress import Step
 
-        if state.is_world_process_zero:
-            self.training_bar = tqdm(total=state.max_steps, desc="training", dynamic_ncols=True)
-        self.current_step = 0
+        enabled = state.is_world_process_zero
+        self.step = Step(self.desc, state.max_steps, "steps", enabled=enabled).start()
+        self.losses, self.seen = [], 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        parts = getattr(self.trainer, "loss_parts", None) or {}
+        loss = float(parts["loss"]) if "loss" in parts else None
+        if loss is not None:
+            self.losses.append(loss)
+        self.step.advance(to=state.global_step, info=None if loss is None else f"loss {loss:.4g}")
+        self._evaluations()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.losses:
+            self._epoch(state, sum(self.losses) / len(self.losses))
+        self.losses = []
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        per_step = hasattr(self.trainer, "loss_parts")  # else: Trainer's mean loss of an epoch
+        if not per_step and logs and "loss" in logs:
+            self._epoch(state, logs["loss"])
         return control  # the metrics go to headsurgeon.json, not to the terminal
 
+    def on_train_end(self, args, state, control, **kwargs):
+        self._evaluations()
+        keep = self.keep
+        if keep is not None and keep.pruned:
+            self.step.note("stopped at the seed trial: its holdout score trails an earlier seed's")
+        elif keep is not None and keep.stopped_early:
+            self.step.note(f"stopped early: no better holdout score in {keep.patience} evaluations")
+        self.step.finish()
 
-def quiet_bars(trainer: Trainer, progress: bool) -> None:
-    """Replace Trainer's printers: a labelled :class:`TrainingBar` with ``progress``, else none.
+    def _epoch(self, state, loss: float) -> None:
+        epoch = max(1, math.ceil(state.epoch - 1e-6))
+        self.step.note(f"epoch {epoch}/{state.num_train_epochs}, loss {loss:.4f}")
+
+    def _evaluations(self) -> None:
+        history = self.keep.history if self.keep is not None else []
+        for step, score in history[self.seen :]:
+            self.step.note(f"holdout {score:.4f} at step {step} (best {self.keep.best:.4f})")
+        self.seen = len(history)
+
+
+def quiet_bars(trainer: Trainer, progress: bool, *, desc: str = "training", keep=None) -> None:
+    """Replace Trainer's printers by :class:`TrainingProgress` (named ``desc``; ``keep``: the
+    run's :class:`~.selection.KeepBest`, whose evaluations it notes) with ``progress``, else
+    by nothing.
 
     Trainer prints its metrics dict on stdout (``PrinterCallback`` without bars, the bar's
     ``write`` with them); headsurgeon's stdout carries its report only.
@@ -218,4 +269,4 @@ def quiet_bars(trainer: Trainer, progress: bool) -> None:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if progress:
-        trainer.add_callback(TrainingBar)
+        trainer.add_callback(TrainingProgress(desc, trainer, keep))
