@@ -47,9 +47,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no loading bars in the logs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from headsurgeon import progress  # noqa: E402
 from headsurgeon.data import Example  # noqa: E402
 from headsurgeon.tasks import SEQUENCE  # noqa: E402
 from headsurgeon.train import TrainOptions  # noqa: E402
@@ -404,7 +406,7 @@ class Bench:
             head = locate_head(self.parent).paths[0]
             values = head_inputs(
                 self.parent, self.tokenizer, missing, head, batch_size=64,
-                max_length=MAX_LENGTH, progress=sys.stderr.isatty(),
+                max_length=MAX_LENGTH, progress=True,
             )  # fmt: skip
             cache.update(zip(missing, values, strict=True))
             CACHE.mkdir(parents=True, exist_ok=True)
@@ -430,7 +432,7 @@ class Bench:
             _, blocks = encoder_blocks(self.parent)
             values = block_inputs(
                 self.parent, self.tokenizer, missing, blocks, len(blocks) - top,
-                batch_size=64, max_length=MAX_LENGTH, progress=sys.stderr.isatty(),
+                batch_size=64, max_length=MAX_LENGTH, progress=True,
             )  # fmt: skip
             cache.update(zip(missing, values, strict=True))
             torch.save(cache, path)
@@ -715,14 +717,15 @@ def speed(bench: Bench, methods: list[str]) -> list[tuple[str, str, str, float, 
         f"{bench.name}: one evaluation pass over the replay ({len(bench.replay)} texts): {unit:.1f} s"
     )
     rows = []
-    for scenario in ("S1", "S2"):
+    # "previous" in S2: minutes of the whole replay; S1 shows the ratio it had
+    runs = [(s, m) for s in ("S1", "S2") for m in methods if (m, s) != ("previous", "S2")]
+    for scenario, method in progress.each(
+        runs, f"{bench.name} speed", "runs", name=lambda r: f"{r[0]} {r[1]}, cold"
+    ):
         intents = bench.draws[0][0][scenario]
-        for method in methods:
-            if method == "previous" and scenario == "S2":
-                continue  # minutes of the whole replay: S1 shows the ratio it had
-            r = bench.run_task(method, 0, intents, cold=True)
-            rows.append((bench.name, scenario, method, r["time"], unit))
-            log(f"  {scenario} {method}: {r['time']:.1f} s = x{r['time'] / unit:.2f}")
+        r = bench.run_task(method, 0, intents, cold=True)
+        rows.append((bench.name, scenario, method, r["time"], unit))
+        log(f"  {scenario} {method}: {r['time']:.1f} s = x{r['time'] / unit:.2f}")
     return rows
 
 
@@ -732,6 +735,32 @@ def speed_table(rows) -> str:
     for name, scenario, method, t, unit in rows:
         lines.append(f"| {name} | {scenario} | {method} | {t:.1f} | {unit:.1f} | x{t / unit:.2f} |")
     return "\n".join(lines)
+
+
+def run_draws(bench: Bench, args, names: list[str], methods: list[str]) -> list[tuple]:
+    """Every scenario, method and draw of ``bench`` (stored results reused), one progress step
+    of runs (which one, n of N, the time left); rows ``(data set, scenario, method, means)``."""
+    name, rows = bench.name, []
+    runs = [(s, m, d) for s in names for m in methods for d in bench.draws]
+    results: dict[tuple[str, str], list[dict]] = {}
+    for scenario, method, d in progress.each(
+        runs, f"{name} runs", "runs", name=lambda r: f"{r[0]} {r[1]} draw {r[2]}"
+    ):
+        task = bench.draws[d][0][scenario]
+        r = stored(
+            args, [name, scenario, d, task], method,
+            lambda m=method, d=d, t=task, b=bench: b.run_task(m, d, t), len(bench.old),
+        )  # fmt: skip
+        results.setdefault((scenario, method), []).append(r)
+        log(f"{name} {scenario} {method} draw {d}: drop {r['drop']:.2f} recall "
+            f"{r['recall']:.3f} precision {r['precision']:.3f} oracle "
+            f"{r['oracle']:.3f} (p>=0.8: {r.get('oracle_p80', math.nan):.3f}) flips to new {r.get('to_new', 0):.2f} to old "
+            f"{r.get('to_old', 0):.2f} fixed {r.get('fixed', 0):.2f} "
+            f"({r['time']:.0f} s)")  # fmt: skip
+    for scenario in names:
+        for method in methods:
+            rows.append((name, scenario, method, aggregate(results[(scenario, method)])))
+    return rows
 
 
 def main(argv=None) -> None:
@@ -762,32 +791,17 @@ def main(argv=None) -> None:
         p.error(f"unknown method(s) {', '.join(unknown)}; see --list")
     names = ["S1", "S2"] if args.scenario == "all" else [args.scenario]
     rows, speeds = [], []
-    for name in args.datasets.split(","):
-        bench = Bench(name, args)
-        print(f"{name}: parent {bench.folder.name} ({len(bench.old)} old labels, "
-              f"{len(bench.replay)} replay texts); draws 0..{args.draws - 1}, train seed "
-              f"{args.train_seed}")  # fmt: skip
-        for d, (tasks, _) in bench.draws.items():
-            print(f"  draw {d}: S1 {tasks['S1'][0]}; S2 {', '.join(tasks['S2'])}")
-        for scenario in names:
-            for method in methods:
-                results = []
-                for d, (tasks, _) in bench.draws.items():
-                    task = tasks[scenario]
-                    results.append(stored(
-                        args, [name, scenario, d, task], method,
-                        lambda m=method, d=d, t=task, b=bench: b.run_task(m, d, t),
-                        len(bench.old),
-                    ))  # fmt: skip
-                    r = results[-1]
-                    log(f"{name} {scenario} {method} draw {d}: drop {r['drop']:.2f} recall "
-                        f"{r['recall']:.3f} precision {r['precision']:.3f} oracle "
-                        f"{r['oracle']:.3f} (p>=0.8: {r.get('oracle_p80', math.nan):.3f}) flips to new {r.get('to_new', 0):.2f} to old "
-                        f"{r.get('to_old', 0):.2f} fixed {r.get('fixed', 0):.2f} "
-                        f"({r['time']:.0f} s)")  # fmt: skip
-                rows.append((name, scenario, method, aggregate(results)))
-        if args.speed:
-            speeds += speed(bench, SPEED_METHODS)
+    with progress.show():  # progress on stderr: bars on a terminal, plain lines in a log
+        for name in args.datasets.split(","):
+            bench = Bench(name, args)
+            print(f"{name}: parent {bench.folder.name} ({len(bench.old)} old labels, "
+                  f"{len(bench.replay)} replay texts); draws 0..{args.draws - 1}, train seed "
+                  f"{args.train_seed}")  # fmt: skip
+            for d, (tasks, _) in bench.draws.items():
+                print(f"  draw {d}: S1 {tasks['S1'][0]}; S2 {', '.join(tasks['S2'])}")
+            rows += run_draws(bench, args, names, methods)
+            if args.speed:
+                speeds += speed(bench, SPEED_METHODS)
     print()
     print(f"mean and worst over {args.draws} draws; gate passed: draws whose drop is within the "
           f"default gate ({GATE} pt); oracle: the best recall one bias shift could give within "

@@ -45,12 +45,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no loading bars in the logs
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import ner_data  # noqa: E402
 import parents  # noqa: E402
+
+from headsurgeon import progress  # noqa: E402
 
 RESULTS = ner_data.CACHE / "results.json"
 SCENARIOS = ("S1-50", "S1-200", "S2-200")
@@ -173,11 +176,13 @@ def defaults(bench: Bench, scenario: Scenario, work: Path) -> Path:
     (``--annotated new`` and every other option at its default; no ``--holdout``: the
     benchmark scores on its own test set)."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
-    from headsurgeon.train import train
+    from headsurgeon.train import TrainOptions, train
 
     grown = work / "grown"  # add-label records the parent's labels: train knows what is new
     add_labels_to_checkpoint(bench.parent, list(scenario.new_types), grown)
-    train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll")
+    options = TrainOptions(progress=True)  # the defaults; its steps' progress on stderr
+    train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll",
+          options=options)  # fmt: skip
     return work / "tuned"
 
 
@@ -278,14 +283,16 @@ def main(argv=None) -> None:
     for name in scenarios:
         if name not in SCENARIOS:
             sys.exit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    bench = Bench()
-    making = json.loads((bench.parent / "MAKING.json").read_text())
-    before = making["old_type_test_f1"]
     rows = []
-    for scenario in scenarios:
-        types = ", ".join(ner_data.scenario_types(scenario, bench.plan))
-        for method in methods:
+    with progress.show():  # progress on stderr: bars on a terminal, plain lines in a log
+        bench = Bench()
+        runs = [(s, m) for s in scenarios for m in methods]
+        for scenario, method in progress.each(
+            runs, "ner benchmark", "runs", name=lambda r: f"{r[1]} on {r[0]}"
+        ):
+            types = ", ".join(ner_data.scenario_types(scenario, bench.plan))
             rows.append({**stored(bench, method, scenario, args.fresh), "types": types})
+    before = json.loads((bench.parent / "MAKING.json").read_text())["old_type_test_f1"]
     print(
         f"SILVER data ({bench.data}); parent {bench.parent.name}: old types "
         f"{', '.join(bench.old)}, {len(bench.test)} test sentences; entity micro F1, seqeval "

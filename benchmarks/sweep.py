@@ -33,6 +33,8 @@ sys.path.insert(0, str(HERE))
 
 from parents import SHARED, dataset  # noqa: E402
 
+from headsurgeon import progress  # noqa: E402
+
 WORK = HERE / ".cache" / "sweep"
 PLOT = HERE.parent / "docs" / "images" / "sweep-banking.png"
 SHOTS = 10
@@ -72,6 +74,18 @@ def timed(argv: list[str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def _describe(layers: str):
+    """What each run of the benchmark is (``None``: the sweep), for the progress notes."""
+
+    def name(k: str | None) -> str:
+        if k is None:
+            return f"headsurgeon sweep --layers {layers} (a separate process)"
+        option = "--freeze none" if k == "all" else f"--train-layers {k}"
+        return f"headsurgeon train {option} (a separate process)"
+
+    return name
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--layers", default="0,1,2", help="settings (0,1,2)")
@@ -82,18 +96,22 @@ def main(argv=None) -> dict:
     common = ["--data", str(files["new"]), "--add", "--replay", str(files["replay"]),
               "--holdout", str(files["holdout"])]  # fmt: skip
     cli = [sys.executable, "-m", "headsurgeon"]
-    sweep_s, out = timed([*cli, "sweep", str(parent), *common, "--layers", args.layers,
-                          "--plot", str(PLOT), "--json"])  # fmt: skip
-    report = json.loads(out)
-    separate = []
-    for k in args.layers.split(","):
-        target = WORK / f"train-{k}"
-        shutil.rmtree(target, ignore_errors=True)
-        options = ["--freeze", "none"] if k == "all" else ["--train-layers", k]
-        seconds, _ = timed([*cli, "train", str(parent), *common, *options, "-o", str(target),
-                            "--json"])  # fmt: skip
-        shutil.rmtree(target, ignore_errors=True)
-        separate.append(seconds)
+    with progress.show():  # which run of how many, and the time left, on stderr
+        runs = [None, *args.layers.split(",")]  # the sweep, then one train per setting
+        separate = []
+        for k in progress.each(runs, "sweep benchmark", "runs", name=_describe(args.layers)):
+            if k is None:
+                sweep_s, out = timed([*cli, "sweep", str(parent), *common, "--layers", args.layers,
+                                      "--plot", str(PLOT), "--json"])  # fmt: skip
+                report = json.loads(out)
+                continue
+            target = WORK / f"train-{k}"
+            shutil.rmtree(target, ignore_errors=True)
+            options = ["--freeze", "none"] if k == "all" else ["--train-layers", k]
+            seconds, _ = timed([*cli, "train", str(parent), *common, *options, "-o", str(target),
+                                "--json"])  # fmt: skip
+            shutil.rmtree(target, ignore_errors=True)
+            separate.append(seconds)
     print("setting  drop pt  passed  new recall  new F1  seconds  top drift")
     for r in report["rows"]:
         print(
