@@ -210,6 +210,7 @@ class TrainingProgress(TrainerCallback):
         self.desc, self.trainer, self.keep = desc, trainer, keep
         self.step = None
         self.losses: list[float] = []
+        self.epoch_loss: float | None = None  # the last epoch's mean, for the end line
         self.seen = 0  # the evaluations of ``keep`` already noted
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -217,7 +218,7 @@ class TrainingProgress(TrainerCallback):
 
         enabled = state.is_world_process_zero
         self.step = Step(self.desc, state.max_steps, "steps", enabled=enabled).start()
-        self.losses, self.seen = [], 0
+        self.losses, self.epoch_loss, self.seen = [], None, 0
 
     def on_step_end(self, args, state, control, **kwargs):
         parts = getattr(self.trainer, "loss_parts", None) or {}
@@ -245,10 +246,12 @@ class TrainingProgress(TrainerCallback):
             self.step.note("stopped at the seed trial: its holdout score trails an earlier seed's")
         elif keep is not None and keep.stopped_early:
             self.step.note(f"stopped early: no better holdout score in {keep.patience} evaluations")
-        self.step.finish()
+        last = self.epoch_loss
+        self.step.finish(info=None if last is None else f"last epoch's loss {last:.4f}")
 
     def _epoch(self, state, loss: float) -> None:
         epoch = max(1, math.ceil(state.epoch - 1e-6))
+        self.epoch_loss = loss
         self.step.note(f"epoch {epoch}/{state.num_train_epochs}, loss {loss:.4f}")
 
     def _evaluations(self) -> None:
