@@ -467,7 +467,7 @@ def check_old_labels(
         OptionsError: a bad ``max_drop``, ``max_label_drop`` or ``batch_size``.
 
     Example:
-        >>> report = check_old_labels("parent/", "child/", "test.csv")
+        >>> report = check_old_labels("parent/", "child/", "holdout.csv")
         >>> print(report.render())
         >>> enforce(report)
     """

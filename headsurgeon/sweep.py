@@ -287,7 +287,7 @@ def sweep(
             ``.report`` holds the sweep's report).
 
     Example:
-        >>> report = sweep("grown/", "new.csv", replay="old.csv", holdout="test.csv",
+        >>> report = sweep("grown/", "new.csv", replay="replay.csv", holdout="holdout.csv",
         ...                layers="0,1,2,all")
         >>> print(report.render())
     """

@@ -230,7 +230,7 @@ def main(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
     Typical flow:
       headsurgeon inspect model/                        # what head, which labels
       headsurgeon add-label model/ --name refund -o grown/
-      headsurgeon train grown/ --data new.csv --replay old.csv --holdout test.csv -o tuned/
+      headsurgeon train grown/ --data new.csv --replay replay.csv --holdout holdout.csv -o tuned/
       headsurgeon push tuned/ --repo org/model
 
     Long steps (train, check, sweep) report their progress on stderr (-q: off); stdout holds

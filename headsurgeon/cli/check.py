@@ -73,7 +73,7 @@ def check(
 
     \b
     Example:
-      headsurgeon check parent/ tuned/ --holdout test.csv --max-drop 0.5
+      headsurgeon check parent/ tuned/ --holdout holdout.csv --max-drop 0.5
     """
     from ..checks import check_old_labels, enforce, record_check
     from ..plot import plot_report, require_matplotlib

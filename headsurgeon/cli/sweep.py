@@ -61,7 +61,7 @@ def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, m
 
     \b
     Example:
-      headsurgeon sweep parent/ --data new.csv --add --replay train.csv --holdout test.csv \\
+      headsurgeon sweep parent/ --data new.csv --add --replay replay.csv --holdout holdout.csv \\
           --layers 0,1,2,all --plot sweep.png
     """
     from ..errors import GateFailedError

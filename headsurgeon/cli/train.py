@@ -183,8 +183,8 @@ def train(
 
     \b
     Examples:
-      headsurgeon train grown/ --data new.csv --replay train.csv --holdout test.csv -o tuned/
-      headsurgeon train parent/ --data new.csv --add --replay train.csv -o tuned/
+      headsurgeon train grown/ --data new.csv --replay replay.csv --holdout holdout.csv -o tuned/
+      headsurgeon train parent/ --data new.csv --add --replay replay.csv -o tuned/
       torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
     """
     from ..errors import GateFailedError

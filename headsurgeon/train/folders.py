@@ -109,7 +109,7 @@ def train(
         GateFailedError: the old-label check failed (``.report`` holds the report).
 
     Example:
-        >>> result = train("grown/", "new.csv", "tuned/", replay="old.csv", holdout="test.csv")
+        >>> result = train("grown/", "new.csv", "tuned/", replay="replay.csv", holdout="holdout.csv")
         >>> result.report.drop_pts
         0.1
     """
