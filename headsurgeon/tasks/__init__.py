@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 
 SEQUENCE = "sequence-classification"
 TOKEN = "token-classification"
