@@ -218,3 +218,19 @@ def test_train_output_of_a_read_only_model_has_ordinary_modes(model, tmp_path):
     assert res.exit_code == 0, res.output
     assert_ordinary(out, 0o022, model)
     assert modes(model) == mode_before
+
+
+def test_check_of_a_read_only_child_reports_without_writing_into_it(model, tmp_path):
+    """check records into CHILD's headsurgeon.json; into a write-protected CHILD it does not
+    write (a note says so) and still reports and exits as the check decides."""
+    holdout = tmp_path / "holdout.csv"
+    holdout.write_text("text,label\nword alpha,alpha\nword beta,beta\nword gamma,gamma\n")
+    protect(model)
+    before, mode_before = tree_hashes(model), modes(model)
+    try:
+        res = run("check", model, model, "--holdout", holdout)
+        assert res.exit_code == 0, res.output
+        assert "is read-only: the check is not recorded" in res.stderr
+        assert tree_hashes(model) == before and modes(model) == mode_before
+    finally:
+        unprotect(model)

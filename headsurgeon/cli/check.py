@@ -93,8 +93,26 @@ def check(
         {"parent": parent, "child": child, "holdout": holdout, **report.to_dict()},
         report.render(),
     )
-    if not no_record:
+    if not no_record and _recordable(child):
         record_check(child, report, parent=parent, holdout=holdout)
     if plot:
         plot_report(report, plot)
     enforce(report, read_record(child))
+
+
+def _recordable(child: str) -> bool:
+    """Whether the check may be written into CHILD's headsurgeon.json: not into a write-protected
+    model (as in-place surgery refuses one), which gets a note instead."""
+    from ..atomic import check_writable
+    from ..errors import CheckpointError
+
+    try:
+        check_writable(child)
+    except CheckpointError:
+        click.echo(
+            f"note: {child} is read-only: the check is not recorded in its headsurgeon.json "
+            "(--no-record skips recording)",
+            err=True,
+        )
+        return False
+    return True
