@@ -61,7 +61,7 @@ class AudioExample:
     """One labelled audio file.
 
     Attributes:
-        path: the audio file (resolved against the data file's folder).
+        path: the audio file (a data file's paths joined to its folder, normalised).
         label: its label name.
         source: the data file (CSV, JSONL, metadata file) or folder it was found in.
         line: its line in ``source`` (``None`` for a file found by the folder layout).
@@ -282,7 +282,7 @@ def _example(
     if not isinstance(value, str) or not value.strip():
         shown = "empty" if value in ("", None) else f"a {type(value).__name__}"
         raise DataError(f"{path}:{line}: {audio_column!r} is {shown}, expected an audio file path")
-    audio = base / value.strip()
+    audio = Path(os.path.normpath(base / value.strip()))  # one path per file (no '..')
     if not audio.is_file():
         what = "is a folder, not an audio file" if audio.is_dir() else "not found"
         raise DataError(f"{path}:{line}: audio file {what}: {audio}")

@@ -12,6 +12,7 @@ transformers and torch are imported inside the functions.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CheckpointError, DataError
+from ...record import hub_id_of, read_record
 from .waveform import DEFAULT_MAX_SECONDS, check_max_seconds, read_waveform
 
 if TYPE_CHECKING:
@@ -43,13 +45,7 @@ def load_feature_extractor(model_dir: str | os.PathLike) -> Any:
     folder = Path(model_dir)
     config = folder / PREPROCESSOR_CONFIG
     if not config.is_file():
-        raise CheckpointError(
-            f"{folder} has no {PREPROCESSOR_CONFIG}: an audio classifier needs the feature "
-            "extractor it was trained with (its sampling rate, normalisation, padding). Save "
-            "the parent model's beside it: python -c \"from transformers import "
-            "AutoFeatureExtractor as F; F.from_pretrained('PARENT').save_pretrained("
-            f"'{folder}')\" (PARENT: the Hub id or folder the model was fine-tuned from)"
-        )
+        raise CheckpointError(_no_extractor(folder))
     from transformers import AutoFeatureExtractor
 
     try:
@@ -63,6 +59,33 @@ def load_feature_extractor(model_dir: str | os.PathLike) -> Any:
             "classifier needs an audio feature extractor with a positive sampling_rate (Hz)"
         )
     return extractor
+
+
+def _no_extractor(folder: Path) -> str:
+    parent = _parent_id(folder) or "PARENT"
+    where = "" if parent != "PARENT" else " (PARENT: the Hub id or folder it was fine-tuned from)"
+    return (
+        f"{folder} has no {PREPROCESSOR_CONFIG}: an audio classifier needs the feature extractor "
+        "it was trained with (sampling rate, normalisation, padding) saved beside its weights; "
+        'save the one of the model it was fine-tuned from into it: python -c "from '
+        f"transformers import AutoFeatureExtractor; AutoFeatureExtractor.from_pretrained("
+        f"'{parent}').save_pretrained('{folder}')\"{where}"
+    )
+
+
+def _parent_id(folder: Path) -> str | None:
+    """The Hub id the model in ``folder`` was made from, when its record or config names one."""
+    try:
+        record = read_record(folder) or {}
+    except CheckpointError:  # a broken record is reported by the commands that need it
+        record = {}
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    names = (record.get("base_model"), record.get("parent"), config.get("_name_or_path"))
+    return next((n for n in names if hub_id_of(n)), None)
 
 
 def padding_kwargs(extractor: Any) -> dict[str, Any]:

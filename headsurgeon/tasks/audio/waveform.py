@@ -100,10 +100,10 @@ def read_waveform(
         >>> read_waveform("clips/dog/1.wav", 16000).shape
         (16000,)
     """
+    check_max_seconds(max_seconds)
     sf = require_soundfile()
     import numpy as np
 
-    check_max_seconds(max_seconds)
     where = where or str(path)
     try:
         with sf.SoundFile(os.fspath(path)) as f:
@@ -111,11 +111,7 @@ def read_waveform(
             limit = -1 if max_seconds is None else math.ceil(max_seconds * rate)
             data = f.read(frames=limit, dtype="float32", always_2d=True)
     except (RuntimeError, OSError, ValueError, TypeError) as e:  # LibsndfileError is a RuntimeError
-        raise DataError(
-            f"{where}: cannot read the audio file {path}: {e}; soundfile reads WAV, FLAC, "
-            "OGG, MP3, AIFF and libsndfile's other formats: convert others (e.g. "
-            "ffmpeg -i in.m4a out.flac)"
-        ) from e
+        raise _unreadable(where, path, e) from e
     if data.shape[0] == 0:
         raise DataError(f"{where}: the audio file {path} holds no samples")
     if not np.isfinite(data).all():
@@ -179,8 +175,16 @@ def probe_audio(examples: Iterable[AudioExample]) -> list[float]:
         try:
             info = sf.info(os.fspath(e.path))
         except (RuntimeError, OSError, ValueError, TypeError) as err:
-            raise DataError(f"{e.where}: cannot read the audio file {e.path}: {err}") from err
+            raise _unreadable(e.where, e.path, err) from err
         if info.frames <= 0:
             raise DataError(f"{e.where}: the audio file {e.path} holds no samples")
         durations.append(info.frames / info.samplerate)
     return durations
+
+
+def _unreadable(where: str, path, error: Exception) -> DataError:
+    return DataError(
+        f"{where}: cannot read the audio file {path}: {error}; soundfile reads WAV, FLAC, OGG, "
+        "MP3, AIFF and libsndfile's other formats: convert others (e.g. ffmpeg -i in.m4a "
+        "out.flac)"
+    )
