@@ -22,9 +22,6 @@ from typing import Any
 
 from . import labels as _labels
 from . import record as _record
-from .checks import failure_of
-from .entity_check import KIND as ENTITY_KIND
-from .entity_check import entity_failure_of
 from .models import read_config
 from .record import PATH_FIELDS, base_name, hub_id_of
 from .uncertainty import describe_drop
@@ -224,23 +221,25 @@ def report_of(check: dict[str, Any]) -> dict[str, Any]:
     return report if isinstance(report, dict) else check
 
 
-def is_entity_check(check: dict[str, Any]) -> bool:
-    """Whether a recorded check is a token classifier's entity check (``kind == "entities"``,
-    :class:`~headsurgeon.entity_check.EntityCheckReport`); a label check's dict has no ``kind``."""
-    return {**check, **report_of(check)}.get("kind") == ENTITY_KIND
+def gate_of(check: dict[str, Any]) -> type:
+    """The gate report class whose dicts look like the recorded ``check``
+    (:func:`headsurgeon.tasks.report_type`: its ``kind``; a label check's dict has none): how
+    the card names the check and its measures (:class:`~headsurgeon.tasks.base.GateReport`)."""
+    from .tasks import report_type
+
+    return report_type({**check, **report_of(check)})
 
 
 def check_name(check: dict[str, Any]) -> str:
-    """``old-type check`` for an entity check, else ``old-label check``."""
-    return "old-type check" if is_entity_check(check) else "old-label check"
+    """The recorded check's name: ``old-label check``, ``old-type check`` (an entity check)..."""
+    return gate_of(check).NAME
 
 
 def check_failure(check: dict[str, Any]) -> str | None:
-    """Why a recorded check failed, in :meth:`CheckReport.failure`'s (or
-    :meth:`EntityCheckReport.failure`'s) words (``None``: no reason recorded). A ``check`` event
-    keeps its tolerances beside its ``report``."""
-    why = entity_failure_of if is_entity_check(check) else failure_of
-    return why({**check, **report_of(check)})
+    """Why a recorded check failed, in its gate's words (``None``: no reason recorded). A
+    ``check`` event keeps its tolerances beside its ``report``."""
+    merged = {**check, **report_of(check)}
+    return gate_of(merged).failure_of(merged)
 
 
 def _added(event: dict[str, Any]) -> list[str]:
@@ -311,14 +310,9 @@ def _scalar(value: Any) -> bool:
 def _verdict(check: dict[str, Any]) -> str:
     report = report_of(check)
     verdict = {True: "passed", False: "**failed**"}.get(check.get("passed"), "ran")
-    measures = (
-        (("f1_before", "entity F1 before"), ("f1_after", "after"))
-        if is_entity_check(check)
-        else (("accuracy_before", "accuracy before"), ("accuracy_after", "after"))
-    )
     facts = [
         f"{label} {_plain(report[key])}"
-        for key, label in (*measures, ("drop_pts", "drop (pts)"))
+        for key, label in (*gate_of(check).MEASURES, ("drop_pts", "drop (pts)"))
         if key in report
     ]
     max_drop = check.get("max_drop", report.get("max_drop"))
@@ -340,13 +334,10 @@ def _check_section(check: dict[str, Any] | None) -> str:
     if check is None:
         return ""
     report = report_of(check)
-    entities = is_entity_check(check)
-    out = [f"## {check_name(check).capitalize()}\n", f"Result: {_verdict(check)}.\n"]
-    if entities:
-        out.append(
-            "Entity-level F1 with strict matching (seqeval), micro-averaged over the parent's "
-            "entity types, of the parent (before) and this model (after) on the same holdout.\n"
-        )
+    gate = gate_of(check)
+    out = [f"## {gate.NAME.capitalize()}\n", f"Result: {_verdict(check)}.\n"]
+    if gate.ABOUT:
+        out.append(f"{gate.ABOUT}\n")
     rows = [(k, v) for k, v in report.items() if _scalar(v) and v is not None]
     if rows:
         out += ["| measure | value |", "|---|---|"]
@@ -354,38 +345,26 @@ def _check_section(check: dict[str, Any] | None) -> str:
         out.append("")
     per_label = report.get("per_label")
     if isinstance(per_label, list) and per_label and all(isinstance(r, dict) for r in per_label):
-        what = "old entity type" if entities else "old label"
-        rows = [_entity_row(r) for r in per_label] if entities else per_label
-        out += [f"### Per {what}\n", *_fold(_table(rows), f"Every {what}"), ""]
+        rows = [_named_row(r, gate.COLUMNS) for r in per_label]
+        out += [f"### Per {gate.ROW}\n", *_fold(_table(rows), f"Every {gate.ROW}"), ""]
     for key in ("new_label_metrics", "new_labels"):
         new = report.get(key)
         if isinstance(new, dict) and new:
             rows = [
                 {"label": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in new.items()
             ]
-            out += [f"### New {'entity types' if entities else 'labels'}\n", *_table(rows), ""]
+            out += [f"### New {gate.NEW}\n", *_table(rows), ""]
             break
     return "\n".join(out)
 
 
-#: an entity check's per-type columns, as the card names them (before/after are F1)
-_ENTITY_COLUMNS = {
-    "label": "type",
-    "support": "support",
-    "before": "F1 before",
-    "after": "F1 after",
-    "change_pts": "change pts",
-    "precision_before": "P before",
-    "precision_after": "P after",
-    "recall_before": "R before",
-    "recall_after": "R after",
-}
-
-
-def _entity_row(row: dict[str, Any]) -> dict[str, Any]:
-    """An entity check's per-type row with readable column names (unknown keys kept as are)."""
-    named = {_ENTITY_COLUMNS[k]: row[k] for k in _ENTITY_COLUMNS if k in row}
-    return named | {k: v for k, v in row.items() if k not in _ENTITY_COLUMNS}
+def _named_row(row: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """A per-label row with the gate's readable column names (``columns``; keys it does not
+    name kept as are)."""
+    if not columns:
+        return row
+    named = {columns[k]: row[k] for k in columns if k in row}
+    return named | {k: v for k, v in row.items() if k not in columns}
 
 
 def _fold(lines: list[str], summary: str) -> list[str]:

@@ -21,24 +21,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import atomic, schemes
+from . import atomic
 from . import labels as _labels
 from . import record as _record
 from .errors import CheckpointError, HeadSurgeonError, OptionsError
 from .models import read_config
 from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
-from .shards import (
-    PICKLE_PATTERNS,
-    SAFE_INDEX,
-    WEIGHT_PATTERNS,
-    Checkpoint,
-    locate_in_checkpoint,
-    meta_skeleton,
-    open_checkpoint,
-    require_weights,
-)
+from .shards import Checkpoint, locate_in_checkpoint, meta_skeleton, open_checkpoint
 from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
 from .tasks import TOKEN, task_of, task_of_name
+from .tasks.token import schemes
+from .weights import PICKLE_PATTERNS, SAFE_INDEX, WEIGHT_PATTERNS, require_weights
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,3 +185,22 @@ def by_label(examples: Iterable[Example]) -> dict[str, list[Example]]:
     for e in examples:
         groups.setdefault(e.label, []).append(e)
     return groups
+
+
+def sample_replay(
+    replay: Sequence[Example],
+    labels: Sequence[str],
+    per_label: int,
+    seed: int,
+    whole: Collection[str] = (),
+) -> list[Example]:
+    """``per_label`` examples of each label in ``labels`` (all when 0, and all of the ``whole``
+    labels), seeded, in a stable order."""
+    groups = by_label(e for e in replay if e.label in set(labels))
+    rng = random.Random(seed)
+    out = []
+    for name in labels:
+        group = groups.get(name, [])
+        capped = per_label and len(group) > per_label and name not in set(whole)
+        out.extend(rng.sample(group, per_label) if capped else group)
+    return out

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import schemes
 from .errors import CheckpointError, HeadSurgeonError, LabelError, ModelMismatchError
 from .models import read_config
 from .record import RECORD_NAME, read_record
 from .safetensors_io import TensorInfo
-from .shards import Checkpoint, locate_in_checkpoint, open_checkpoint, require_weights
+from .shards import Checkpoint, locate_in_checkpoint, open_checkpoint
+from .tasks.token import schemes
+from .weights import require_weights
 
 logger = logging.getLogger(__name__)
 

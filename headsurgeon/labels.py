@@ -14,9 +14,9 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import schemes
 from .errors import LabelError
 from .tasks import TOKEN
+from .tasks.token import schemes
 
 #: keys some configs keep the label count in instead of ``len(id2label)``: PvtConfig has a real
 #: ``num_labels`` field; timm's wrapper saves ``num_classes`` (and ``label_names``) on disk
@@ -208,7 +208,7 @@ def grown(existing: Sequence[str], names: Iterable[str], *, task: str | None = N
     """Return ``existing`` + validated new ``names`` (new ids follow the old ones in order).
 
     For a token classifier (``task`` ``"token-classification"``) a name may be an entity type:
-    it stands for every tag of the model's scheme for it (:func:`.schemes.tags_to_add`).
+    it stands for every tag of the model's scheme for it (:func:`.tasks.token.schemes.tags_to_add`).
 
     Raises:
         LabelError: empty, duplicate or existing names; an entity type the model has; an
@@ -229,9 +229,9 @@ def without(
 ) -> tuple[list[str], list[int]]:
     """Drop ``names``; return the dense remaining label list and the kept old ids (in order).
 
-    For a token classifier an entity type stands for all its tags (:func:`.schemes.tags_to_remove`),
+    For a token classifier an entity type stands for all its tags (:func:`.tasks.token.schemes.tags_to_remove`),
     and tags whose removal breaks the model's tagging scheme (``O``, ``B-X`` without ``I-X``)
-    are refused unless ``force`` (:func:`.schemes.check_removal`).
+    are refused unless ``force`` (:func:`.tasks.token.schemes.check_removal`).
 
     Raises:
         LabelError: unknown names, duplicates, removing every label, or breaking the scheme.
@@ -253,7 +253,7 @@ def renamed(existing: Sequence[str], old: str, new: str, *, task: str | None = N
     """Return the label list with ``old`` renamed to ``new`` (ids unchanged).
 
     For a token classifier, ``old`` may be an entity type: every tag of it is renamed
-    (``B-PER`` → ``B-PERSON``; :func:`.schemes.renamed_type`).
+    (``B-PER`` → ``B-PERSON``; :func:`.tasks.token.schemes.renamed_type`).
 
     Raises:
         LabelError: ``old`` unknown, ``new`` the same as ``old``, not a usable name, or already

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, UnsupportedModelError
-from .shards import check_weights
+from .weights import check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def weights_kwargs(folder: str | os.PathLike, allow_pickle: bool = False) -> dic
         CheckpointError: pickle weights (or a config naming a non-safetensors weight file)
         without ``allow_pickle``.
     """
-    from .shards import PICKLE_PATTERNS, SAFE_INDEX, SAFE_SINGLE
+    from .weights import PICKLE_PATTERNS, SAFE_INDEX, SAFE_SINGLE
 
     folder = Path(folder)
     explicit = read_config(folder).get("transformers_weights")  # transformers loads it first

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .checks import CheckReport
-from .entity_check import KIND, EntityCheckReport
 from .errors import OptionsError
+
+if TYPE_CHECKING:
+    from .tasks.base import GateReport
 
 
 def require_matplotlib():
@@ -33,46 +35,18 @@ def require_matplotlib():
     return plt
 
 
-def plot_report(report: CheckReport | EntityCheckReport, path: str | os.PathLike) -> Path:
-    """Draw each old label's accuracy before and after (worst change on top) into ``path``; an
-    :class:`~headsurgeon.entity_check.EntityCheckReport` is drawn by :func:`plot_entity_report`.
+def plot_report(report: GateReport, path: str | os.PathLike) -> Path:
+    """Draw each old label's measure before and after (worst change on top) into ``path``: a
+    label check's accuracy, an entity check's F1 per old type (the report's
+    :meth:`~headsurgeon.tasks.base.GateReport.chart` names the axis and the title).
 
     Needs matplotlib (``pip install matplotlib`` or ``pip install headsurgeon[plot]``).
 
     Raises:
         OptionsError: matplotlib is not installed.
     """
-    if getattr(report, "kind", None) == KIND:
-        return plot_entity_report(report, path)
-    title = (
-        f"old-label check {'passed' if report.passed else 'FAILED'}: "
-        f"{report.accuracy_before:.1%} -> {report.accuracy_after:.1%} "
-        f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g}"
-        + ("" if report.max_label_drop is None else f", {report.max_label_drop:g} per label")
-        + ")"
-        + ("" if report.drop_uncertainty is None else "\n" + report.drop_uncertainty.describe())
-    )
-    return _draw_before_after(
-        report.per_label, "accuracy (recall) on the label's holdout examples", title, path
-    )
-
-
-def plot_entity_report(report: EntityCheckReport, path: str | os.PathLike) -> Path:
-    """Draw each old entity type's F1 (strict) before and after (worst change on top) into
-    ``path``.
-
-    Raises:
-        OptionsError: matplotlib is not installed.
-    """
-    title = (
-        f"old-type check {'passed' if report.passed else 'FAILED'}: entity F1 "
-        f"{100 * report.f1_before:.2f} -> {100 * report.f1_after:.2f} "
-        f"(drop {report.drop_pts:.2f} pt, allowed {report.max_drop:g}"
-        + ("" if report.max_label_drop is None else f", {report.max_label_drop:g} per type")
-        + f")\n{report.n_old_entities} old entities in {report.n_sentences} sentences, "
-        f"{report.scheme} scheme"
-    )
-    return _draw_before_after(report.per_label, "entity F1 (strict)", title, path)
+    xlabel, title = report.chart()
+    return _draw_before_after(report.per_label, xlabel, title, path)
 
 
 def _draw_before_after(rows: list[dict], xlabel: str, title: str, path) -> Path:

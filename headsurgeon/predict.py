@@ -332,3 +332,25 @@ def load_for_prediction(
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def model_and_tokenizer(source, *, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """``(model, tokenizer)`` of ``source``: a model folder (:func:`load_for_prediction`) or a
+    ``(model, tokenizer)`` pair, returned as is."""
+    if isinstance(source, (str, os.PathLike)):
+        return load_for_prediction(
+            source, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
+    model, tokenizer = source
+    return model, tokenizer
+
+
+def labels_of_source(source) -> list[str]:
+    """The labels, in class-id order, of a model folder (its ``config.json``) or of a
+    ``(model, tokenizer)`` pair."""
+    from .labels import labels_of
+    from .models import read_config
+
+    if isinstance(source, (str, os.PathLike)):
+        return labels_of(read_config(source))
+    return labels_of(source[0].config)

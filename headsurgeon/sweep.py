@@ -217,10 +217,12 @@ def _cells(cells) -> str:
 
 @dataclass
 class _Inputs:
-    """What every run of a sweep shares: the model (never trained itself), its data and caches."""
+    """What every run of a sweep shares: the model (never trained itself), its task, its data
+    and caches."""
 
     model: Any
     tokenizer: Any
+    task: Any
     data: list
     replay: list
     holdout: list
@@ -292,10 +294,34 @@ def sweep(
         >>> print(report.render())
     """
     from .atomic import check_output
-    from .checks import DEFAULT_MAX_DROP, check_max_drop
+    from .gate import check_max_drop
 
     settings = parse_layers(layers if isinstance(layers, str) else ",".join(map(str, layers)))
     options = options or TrainOptions()
+    runs = _runs(settings, seeds, options)
+    check_max_drop(max_drop, max_label_drop)
+    src = Path(model_dir)
+    if output is not None:
+        check_output(src, Path(output), in_place=False)
+    inputs = _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code,
+                   allow_pickle)  # fmt: skip
+    _check_blocks(inputs, settings)
+    if max_drop is None:  # the task's default: points of accuracy, of entity F1...
+        max_drop = inputs.task.default_max_drop()
+    report = SweepReport(str(model_dir), [], max_drop)
+    best = _run_all(inputs, runs, report, (max_drop, max_label_drop), options.progress, output)
+    if output is not None:
+        files = _file_refs(inputs, data, replay, holdout)  # names and hashes, no local paths
+        report.output = str(_write_best(inputs, src, output, report, *best, files))
+    return report
+
+
+def _runs(settings: list[Setting], seeds, options: TrainOptions) -> list[tuple]:
+    """``(setting, options)`` of every run: each setting, ``seeds`` seeds each.
+
+    Raises:
+        OptionsError: ``seeds < 1`` or ``options.seeds > 1``.
+    """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise OptionsError(f"--seeds must be a number >= 1, got {seeds!r}")
     if options.seeds != 1:
@@ -303,32 +329,22 @@ def sweep(
             f"sweep trains each seed as its own run: pass seeds={options.seeds} to sweep "
             "(--seeds), not TrainOptions.seeds"
         )
-    runs = [(s, s.options(options, options.seed + i)) for s in settings for i in range(seeds)]
-    check_max_drop(DEFAULT_MAX_DROP if max_drop is None else max_drop, max_label_drop)
-    src = Path(model_dir)
-    if output is not None:
-        check_output(src, Path(output), in_place=False)
-    inputs = _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code,
-                   allow_pickle)  # fmt: skip
-    _check_blocks(inputs, settings)
-    if max_drop is None:  # the task's default: points of accuracy, or of entity F1 for tokens
-        from .train.tasks import task_for
+    return [(s, s.options(options, options.seed + i)) for s in settings for i in range(seeds)]
 
-        max_drop = task_for(inputs.model).default_max_drop()
-    report = SweepReport(str(model_dir), [], max_drop)
+
+def _run_all(inputs: _Inputs, runs: list, report: SweepReport, tolerances, progress, output):
+    """Train every run into ``report``'s rows and mark the best; ``(outcome, options)`` of the
+    best run when it is to be written (``output``), else ``None``."""
     best_row, best = None, None
-    for setting, run_options in _announced(runs, options.progress):
-        row, outcome = _run(inputs, setting, run_options, max_drop, max_label_drop)
+    for setting, run_options in _announced(runs, progress):
+        row, outcome = _run(inputs, setting, run_options, *tolerances)
         report.rows.append(row)
         report.new_labels = list(outcome.report.new_labels)
         if best_row is None or row.key() > best_row.key():
             best_row = row
             best = (outcome, run_options) if output is not None else None  # kept to write
     best_row.best = True
-    if output is not None:
-        files = _file_refs(inputs, data, replay, holdout)  # names and hashes, no local paths
-        report.output = str(_write_best(inputs, src, output, report, *best, files))
-    return report
+    return best
 
 
 def _file_refs(inputs: _Inputs, data, replay, holdout) -> dict[str, Any]:
@@ -360,14 +376,14 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
     from .locate import locate_head
     from .models import load_model, load_tokenizer, read_config
     from .surgery import add_labels
-    from .tasks import TOKEN, require_trainable, task_of
+    from .tasks import task_for_config
     from .train.folders import DataFiles
 
     config = read_config(src)
     labels = _labels.labels_of(config)
     files = DataFiles(data, replay, holdout)
-    token = require_trainable(task_of(config), config, str(src)) == TOKEN
-    examples, replayed, held, added = files.read(labels, token, add, columns)
+    task = task_for_config(config, str(src))
+    examples, replayed, held, added = files.read(task, labels, add, columns)
     record = _record.record_for(src, labels)
     old = _record.old_labels(record, labels)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -378,7 +394,9 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
     model.eval()
     paths = list(locate_head(model, head_path).paths)
     trained = _record.trained_labels(record)
-    return _Inputs(model, tokenizer, examples, replayed, held, old, trained, paths, added, record)
+    return _Inputs(
+        model, tokenizer, task, examples, replayed, held, old, trained, paths, added, record
+    )
 
 
 def _encoder_blocks(model, head_paths) -> int:

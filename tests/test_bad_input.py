@@ -220,7 +220,7 @@ def test_config_transformers_cannot_read_is_one_line(tiny_folder, tmp_path):
 
 
 def test_index_that_omits_a_shards_tensor_is_refused(tmp_path):
-    from headsurgeon.shards import check_weights
+    from headsurgeon.weights import check_weights
     from tests.common import tiny_bert
 
     tiny_bert().save_pretrained(tmp_path, max_shard_size="20KB")

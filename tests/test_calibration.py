@@ -184,7 +184,7 @@ def test_the_record_says_what_the_gate_rule_measured():
 def test_few_old_labels_raise_the_default_counts():
     """With few old labels the default per-label counts rise to MIN_OLD_EXAMPLES in all (15
     labels: 67 each); many labels keep 20; values given are kept; token defaults do not scale."""
-    from headsurgeon.train.options import MIN_OLD_EXAMPLES
+    from headsurgeon.tasks.text import MIN_OLD_EXAMPLES
 
     seq = "sequence-classification"
     few = TrainOptions().for_task(seq, old_labels=15)

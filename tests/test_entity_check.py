@@ -9,13 +9,13 @@ import pytest
 from headsurgeon import record as rec
 from headsurgeon.card import _plain, build_card
 from headsurgeon.checks import enforce, record_check
-from headsurgeon.entity_check import (
+from headsurgeon.errors import DataError, GateFailedError, LabelError, OptionsError
+from headsurgeon.tasks.token.gate import (
     DEFAULT_MAX_DROP,
     EntityCheckReport,
     compare_entities,
     entity_failure_of,
 )
-from headsurgeon.errors import DataError, GateFailedError, LabelError, OptionsError
 
 BIO = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 GROWN = BIO + ["B-PROD", "I-PROD"]

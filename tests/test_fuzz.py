@@ -513,7 +513,7 @@ def indexes(draw, base: dict, tensors: list[str], shards: list[str]) -> bytes:
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_fuzz_index_json(scale, scratch, sharded_dir):
-    from headsurgeon.shards import SAFE_INDEX, read_weights
+    from headsurgeon.weights import SAFE_INDEX, read_weights
 
     base = json.loads((sharded_dir / SAFE_INDEX).read_text())
     tensors = sorted(base["weight_map"])

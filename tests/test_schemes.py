@@ -10,9 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from headsurgeon import labels as _labels
-from headsurgeon import schemes, tasks
+from headsurgeon import tasks
 from headsurgeon.errors import LabelError
-from headsurgeon.schemes import Scheme, detect, spans, tags_of_types, tags_to_add, tags_to_remove
+from headsurgeon.tasks.token import schemes
+from headsurgeon.tasks.token.schemes import (
+    Scheme,
+    detect,
+    spans,
+    tags_of_types,
+    tags_to_add,
+    tags_to_remove,
+)
 
 BIO = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 BIOES = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-ORG", "I-ORG", "E-ORG", "S-ORG"]

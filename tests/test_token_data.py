@@ -11,19 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headsurgeon.errors import DataError, HeadSurgeonError, LabelError, OptionsError
-from headsurgeon.schemes import Scheme, detect, spans
-from headsurgeon.token_data import (
+from headsurgeon.tasks.sniff import check_data_task, looks_like_token_data
+from headsurgeon.tasks.token.data import (
     IGNORE,
     Sentence,
     align,
-    check_data_task,
     entity_types,
-    looks_like_token_data,
     read_sentences,
     split_words,
     to_scheme,
     word_predictions,
 )
+from headsurgeon.tasks.token.schemes import Scheme, detect, spans
 
 BIO = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 BIOES = ["O"] + [f"{p}-{t}" for t in ("PER", "ORG", "LOC", "MISC") for p in "BIES"]

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from headsurgeon.cli import main
 from headsurgeon.surgery import add_labels
-from headsurgeon.token_data import Sentence
+from headsurgeon.tasks.token.data import Sentence
 from headsurgeon.train import TrainOptions, train_model
 from tests.common import WORDS, tiny_bert, tiny_tokenizer, tree_hashes
 
@@ -87,9 +87,9 @@ def test_surgery_by_type_then_each_training_path_keeps_old_rows():
 
 
 def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
+    from headsurgeon.tasks.token.task import TokenTask
     from headsurgeon.train.calibration import Tolerance
     from headsurgeon.train.plan import make_plan
-    from headsurgeon.train.tasks import TokenTask
 
     model = grown_model()
     s = sentences(1, ["ORG", "PER"], 3, untagged=("PER",))[0]
@@ -116,10 +116,9 @@ def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
 
 
 def test_the_new_word_weight_gives_the_new_types_their_share():
+    from headsurgeon.tasks.token.task import TOKEN_NEW_SHARE, TokenTask
     from headsurgeon.train.calibration import Tolerance
-    from headsurgeon.train.options import TOKEN_NEW_SHARE
     from headsurgeon.train.plan import make_plan
-    from headsurgeon.train.tasks import TokenTask
 
     rows = sentences(3, ["ORG"], 1) + sentences(20, ["PER"], 2)
     xs = [torch.zeros(len(r.tokens), 32) for r in rows]

@@ -239,8 +239,9 @@ def make_trainer(model, options, callbacks=(), rows=None):
     """A HeadsurgeonTrainer as train_model builds it (depths from the model when it has a head).
     Trainer makes its output folder: a fresh temp folder, deleted at exit."""
     from headsurgeon.locate import locate_head
+    from headsurgeon.tasks.text import make_collator
     from headsurgeon.train.schedule import layer_depths, training_args
-    from headsurgeon.train.trainer import HeadsurgeonTrainer, Rows, make_collator
+    from headsurgeon.train.trainer import HeadsurgeonTrainer, Rows
 
     depths = layer_depths(model, locate_head(model).paths) if hasattr(model, "config") else {}
     return HeadsurgeonTrainer(
@@ -487,7 +488,7 @@ def tiny_mpnet(names):
 def test_llrd_depths_follow_execution_order():
     """MPNet registers ``encoder.relative_attention_bias`` after its blocks but uses it before
     them: with the probe it decays like the embeddings, not at the head's LR."""
-    from headsurgeon.train.features import probe_model
+    from headsurgeon.train.blocks import probe_model
     from headsurgeon.train.schedule import layer_depths
     from tests.common import tiny_tokenizer
 
@@ -504,9 +505,10 @@ def test_llrd_depths_follow_execution_order():
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert", "mpnet"])
 def test_top_blocks_on_cached_inputs_match_the_full_model(arch, files):
-    from headsurgeon.train.features import TopBlocks, block_inputs, blocks_return_tuples
+    from headsurgeon.tasks.text import make_collator
+    from headsurgeon.train.blocks import blocks_return_tuples
+    from headsurgeon.train.features import TopBlocks, block_inputs
     from headsurgeon.train.freezing import encoder_blocks
-    from headsurgeon.train.trainer import make_collator
     from tests.common import tiny_bert, tiny_distilbert, tiny_roberta, tiny_tokenizer
 
     build = {"bert": tiny_bert, "roberta": tiny_roberta, "distilbert": tiny_distilbert}
@@ -848,14 +850,14 @@ def test_new_repeats_repeat_new_rows_at_a_share_of_the_weight():
     weight); old examples stay one row at weight 1."""
     from types import SimpleNamespace
 
-    from headsurgeon.train.tasks import SequenceTask
+    from headsurgeon.tasks.text import TextTask
 
     plan = SimpleNamespace(
         new_labels=[NEW], labels=[*LABELS, NEW], features_only=True, parent=None,
         options=TrainOptions(new_repeats=4, new_weight=10.0, distill=0.0),
     )  # fmt: skip
     train = [*examples(NEW, 2, 0), *examples(LABELS[0], 3, 0)]
-    rows = SequenceTask().rows(plan, train, torch.zeros(len(train), 4), None)
+    rows = TextTask().rows(plan, train, torch.zeros(len(train), 4), None)
     new = [r for r in rows if r["label"] == len(LABELS)]
     assert len(new) == 8 and {r["weight"] for r in new} == {2.5}
     assert len(rows) == 11 and sum(r["weight"] for r in rows) == 2 * 10.0 + 3
@@ -864,7 +866,7 @@ def test_new_repeats_repeat_new_rows_at_a_share_of_the_weight():
 def test_several_new_labels_train_more_epochs_by_default():
     """Text classifiers: 4 epochs for one new label, SEVERAL_NEW_EPOCHS for more; token
     classifiers keep 4; an explicit --epochs is kept."""
-    from headsurgeon.train.options import SEVERAL_NEW_EPOCHS
+    from headsurgeon.tasks.text import SEVERAL_NEW_EPOCHS
 
     seq, tok = "sequence-classification", "token-classification"
     assert TrainOptions().for_task(seq, None, 50, 1).epochs == 4.0
@@ -879,12 +881,13 @@ def test_rows_of_block_inputs_are_batched_by_length_for_text_only(grown_dir):
     random sampler."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from headsurgeon.train.tasks import SequenceTask, TokenTask
+    from headsurgeon.tasks.text import TextTask
+    from headsurgeon.tasks.token.task import TokenTask
     from headsurgeon.train.trainer import Rows
 
     lengths = [1 + i % 40 for i in range(400)]
     rows = [{"hidden": torch.zeros(n, 4), "label": 0, "weight": 1.0} for n in lengths]
-    assert Rows(rows, SequenceTask.batches_by_length).lengths == lengths
+    assert Rows(rows, TextTask.batches_by_length).lengths == lengths
     assert Rows(rows, TokenTask.batches_by_length).lengths is None
     assert Rows([{"features": torch.zeros(4), "label": 0, "weight": 1.0}]).lengths is None
     model = load(grown_dir)[0]

@@ -18,8 +18,8 @@ import click
 
 from .. import __version__
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
-from ..entity_check import DEFAULT_MAX_DROP as _ENTITY_MAX_DROP
 from ..errors import HeadSurgeonError, OptionsError
+from ..tasks.token.gate import DEFAULT_MAX_DROP as _ENTITY_MAX_DROP
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
 

@@ -246,7 +246,7 @@ def rename_label(model, old, new, output, link, as_json) -> None:
       headsurgeon rename-label ner/ PER PERSON
     """
     from ..checkpoint import rename_label_in_checkpoint
-    from ..schemes import tags_of_type
+    from ..tasks.token.schemes import tags_of_type
 
     labels = rename_label_in_checkpoint(model, old, new, output, link=link)
     where = output or model

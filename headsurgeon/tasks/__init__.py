@@ -1,14 +1,20 @@
-"""The task of a classifier (sequence, token, image, audio classification), from its class name.
+"""The task of a classifier (sequence, token, image, audio classification), and the registry of
+the tasks ``train``, ``check`` and ``sweep`` handle.
 
 transformers names a model class after its task (``BertForTokenClassification``), and a saved
-config keeps that name in ``architectures``. The task decides what a label is (a token model's
-labels are tags of entity types) and, later, how data is read and scored.
+config keeps that name in ``architectures`` (:func:`task_of`). The task decides what a label is
+(a token model's labels are tags of entity types), how data is read and scored: one module per
+task implements :class:`~.base.Task` (:mod:`.text`, :mod:`.token`), and one line of
+:data:`REGISTRY` (or :func:`register`) makes it known; :func:`task_for` / :func:`task_for_config`
+give a model's. The registry holds ``"module:Class"`` strings imported on demand, so this module
+imports no task (and no task module imports train, checks or the CLI).
 
 No torch, no transformers: the on-disk path (``inspect``, ``add-label``) imports this.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,8 +93,12 @@ def task_of_model(model: Any) -> str:
 
 #: ``config.problem_type`` of a multi-label classifier (transformers trains it with BCE)
 MULTI_LABEL = "multi_label_classification"
-#: the tasks ``train``, ``check`` and ``sweep`` handle today (surgery handles every task)
-TRAINABLE = (SEQUENCE, TOKEN)
+#: the tasks ``train``, ``check`` and ``sweep`` handle (surgery handles every task): task name →
+#: ``"module:Class"`` of its :class:`~.base.Task`, imported when first asked for
+REGISTRY: dict[str, str] = {
+    SEQUENCE: "headsurgeon.tasks.text:TextTask",
+    TOKEN: "headsurgeon.tasks.token.task:TokenTask",
+}
 
 
 def problem_type_of(config: Any) -> str | None:
@@ -127,10 +137,73 @@ def require_trainable(task: str, config: Any, what: str) -> str:
             f"{what}: config problem_type is {problem!r}; train, check and sweep support "
             "single-label classifiers only: refused"
         )
-    if task not in TRAINABLE:
+    if task not in REGISTRY:
         raise UnsupportedModelError(
             f"{what}: this is a {task.replace('-', ' ')} model; train, check and sweep support "
             "sequence (text) classifiers and token classifiers (NER) only: refused. add-label, "
             "remove-label, rename-label, inspect, diff and push work on it"
         )
     return task
+
+
+def register(name: str, target: str) -> None:
+    """Make ``train``, ``check`` and ``sweep`` handle the task ``name`` (a name
+    :func:`task_of` gives) with the :class:`~.base.Task` class at ``target``
+    (``"package.module:Class"``, imported when first asked for)."""
+    REGISTRY[name] = target
+
+
+def task_named(name: str):
+    """A :class:`~.base.Task` of the registered task ``name``.
+
+    Raises:
+        UnsupportedModelError: ``name`` is not registered.
+    """
+    target = REGISTRY.get(name)
+    if target is None:
+        raise UnsupportedModelError(
+            f"no task {name!r} is registered for train, check and sweep (registered: "
+            f"{', '.join(REGISTRY)})"
+        )
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def task_for_config(config: Any, what: str = "train"):
+    """The :class:`~.base.Task` of a saved model (its config's ``architectures``).
+
+    Args:
+        config: a ``config.json`` dict or a transformers config.
+        what: who asks, for the refusal's message (``"check"``, a folder name, ...).
+
+    Raises:
+        UnsupportedModelError: a multi-label, image, audio or unknown-task model
+            (:func:`require_trainable`).
+    """
+    return task_named(require_trainable(task_of(config), config, what))
+
+
+def task_for(model: Any, what: str = "train"):
+    """The :class:`~.base.Task` of an in-memory model (its class name; see
+    :func:`task_for_config`).
+
+    Raises:
+        UnsupportedModelError: as :func:`task_for_config`.
+    """
+    return task_named(require_trainable(task_of_model(model), model.config, what))
+
+
+def registered() -> list:
+    """A :class:`~.base.Task` of every registered task, in registration order."""
+    return [task_named(name) for name in REGISTRY]
+
+
+def report_type(check: Mapping[str, Any]) -> type:
+    """The gate report class (:class:`~.base.GateReport`) whose dicts look like ``check`` (a
+    report's :meth:`to_dict`, or a recorded check with its ``report`` inside): the one whose
+    ``KIND`` is the dict's ``kind``; a dict of no known kind is read as the accuracy gate's."""
+    inner = check.get("report")
+    kind = {**check, **(inner if isinstance(inner, Mapping) else {})}.get("kind")
+    types = list(dict.fromkeys(t.report_type for t in registered()))
+    found = next((t for t in types if t.KIND == kind), None)
+    return found or next(t for t in types if t.KIND is None)

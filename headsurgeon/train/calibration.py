@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..data import Example
+from ..gate import Tolerance
 
 if TYPE_CHECKING:
     from .replay import ExampleSets
@@ -57,14 +58,6 @@ class CalibrationSet:
     held_out: bool
 
 
-@dataclass
-class Tolerance:
-    """The gate's tolerances calibration must respect (points)."""
-
-    max_drop: float
-    max_label_drop: float | None = None
-
-
 class Calibration:
     """One calibration of the new labels' biases on a :class:`CalibrationSet`.
 
@@ -72,7 +65,7 @@ class Calibration:
         labels: every label of the model (class-id order).
         new_labels: the labels to shift.
         options: :class:`~headsurgeon.train.options.TrainOptions` (``calibrate*`` fields).
-        tolerance: the gate's :class:`Tolerance`.
+        tolerance: the gate's :class:`~headsurgeon.gate.Tolerance`.
     """
 
     def __init__(self, labels, new_labels, options, tolerance: Tolerance):
@@ -263,14 +256,14 @@ def calibration_set(plan, sets: ExampleSets, top) -> CalibrationSet | None:
     """The old examples one run calibrates on (the held-out slice, else the training replay)
     with the parent's logits and the child's predictor; ``None`` when the run does not calibrate
     or nothing cheaper than the whole model can predict them (``top``: the top blocks' runner)."""
-    from .selection import predictor
+    from .scoring import predictor
 
     if not (plan.calibrating and (sets.held or sets.replayed)):
         return None
     if not (plan.features_only or top is not None):
         return None
     examples = sets.held or sets.replayed
-    x = plan.features.of([e.text for e in examples])
+    x = plan.features.of(plan.keys(examples))
     predict = predictor(plan, examples, x, top, desc="calibrating")
     return CalibrationSet(examples, plan.parent(x), predict, held_out=bool(sets.held))
 

@@ -8,15 +8,16 @@ and the runner of the top blocks on them.
   run (in shards under several processes);
 - :class:`TopBlocks`: runs only the top blocks (and what follows them) from cached block inputs;
   :func:`run_top_blocks` wraps a run's model in it, :func:`top_cut` says where it cuts;
-- :func:`probe_blocks`: one tiny pass showing the blocks' output type and which modules run
-  before or after them.
+- :func:`right_padded`: the tokenizer every pass of a training uses.
+
+Each example's features are what its task picks (:attr:`~headsurgeon.tasks.base.Task.pick`: one
+vector, or one per word) under its key (:meth:`~headsurgeon.tasks.base.Task.key`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,9 +25,8 @@ import torch.nn as nn
 
 from ..errors import UnsupportedModelError
 from . import processes
-from .freezing import encoder_blocks
+from .blocks import encoder_blocks
 from .new_rows import imprint_wanted
-from .plan import keys
 
 if TYPE_CHECKING:
     from .replay import ExampleSets
@@ -35,21 +35,20 @@ logger = logging.getLogger(__name__)
 
 
 class FeatureStore:
-    """Backbone features (the head's inputs) of texts, from a cache or one batched pass.
+    """Backbone features (the head's inputs) of examples by key, from a cache or one batched pass.
 
-    ``task`` (:mod:`.tasks`) picks the features of a text (one vector, or one per word) and
-    stacks those of many (:meth:`of`); :meth:`each` returns them one list entry per text."""
+    ``task`` (:class:`~headsurgeon.tasks.base.Task`) picks the features of an example (one
+    vector, or one per word) and stacks those of many (:meth:`of`); :meth:`each` returns them
+    one list entry per key."""
 
-    def __init__(self, model, tokenizer, head_path, options, cache, task=None):
-        from .tasks import SequenceTask
-
+    def __init__(self, model, tokenizer, head_path, options, cache, task):
         self.model, self.tokenizer, self.head_path, self.options = (
             model,
             tokenizer,
             head_path,
             options,
         )
-        self.task = task or SequenceTask()
+        self.task = task
         self.cache = {} if cache is None else cache
 
     def of(self, texts: Sequence[str]):
@@ -106,7 +105,8 @@ def head_inputs(
 
     One batched eval pass (``torch.inference_mode``); returns ``float32[n, in_features]`` on CPU.
     With ``pick`` (a task's ``pick(head, head_path, captured, output, encoding)``, see
-    :mod:`.tasks`) the features of each text are what it picks, returned as a list.
+    :class:`~headsurgeon.tasks.base.Task`) the features of each text are what it picks,
+    returned as a list.
     """
     from ..predict import eval_batches
 
@@ -162,81 +162,6 @@ def _pooled_position(head, x: torch.Tensor, logits) -> torch.Tensor | None:
     return x[torch.arange(x.shape[0], device=x.device), last]
 
 
-@dataclass
-class BlockProbe:
-    """What one tiny forward pass shows about the encoder blocks.
-
-    Attributes:
-        as_tuple: the blocks return tuples (the encoder reads ``layer_outputs[0]``).
-        after: names of the modules that ran only after the last block (neck, head, ...).
-        before: names of the modules that ran only before the first block (embeddings, ...).
-    """
-
-    as_tuple: bool
-    after: list[str]
-    before: list[str] = field(default_factory=list)
-
-
-def probe_model(model, tokenizer, head_paths: Sequence[str]) -> BlockProbe | None:
-    """:func:`probe_blocks` on the model's encoder blocks (``None`` when it has no list of blocks)."""
-    try:
-        _, blocks = encoder_blocks(model, head_paths)
-    except UnsupportedModelError:
-        return None
-    return probe_blocks(model, tokenizer, blocks)
-
-
-def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
-    """Run the model once on a one-word text and record the blocks' output type and which
-    modules ran only before the first block or only after the last."""
-    from ..predict import eval_batches
-
-    names = {id(m): n for n, m in model.named_modules()}
-    block_ids = {id(m) for b in blocks for m in b.modules()}
-    phase = ["before"]
-    seen: dict[str, set[str]] = {}
-    as_tuple: list[bool] = []
-
-    def enter(module, _args):
-        if id(module) not in block_ids and id(module) in names:
-            seen.setdefault(names[id(module)], set()).add(phase[0])
-
-    def enter_first(_module, _args):
-        phase[0] = "during"
-
-    def leave_first(_module, _args, output):
-        as_tuple.append(isinstance(output, tuple | list))
-
-    def leave_last(_module, _args, _output):
-        phase[0] = "after"
-
-    hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
-    hooks.append(blocks[0].register_forward_pre_hook(enter_first))
-    hooks.append(blocks[0].register_forward_hook(leave_first))
-    hooks.append(blocks[-1].register_forward_hook(leave_last))
-    try:
-        with torch.no_grad():
-            for _idx, batch in eval_batches(model, tokenizer, ["a"], batch_size=1, max_length=8):
-                model(**batch)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    after = [n for n, phases in seen.items() if phases == {"after"}]
-    # modules holding the blocks start before them, but their own parameters may run anywhere
-    path = names.get(id(blocks), "")
-    before = [
-        n
-        for n, phases in seen.items()
-        if phases == {"before"} and n != "" and not path.startswith(n + ".")
-    ]
-    return BlockProbe(as_tuple=bool(as_tuple and as_tuple[0]), after=after, before=before)
-
-
-def blocks_return_tuples(model, tokenizer, blocks: nn.ModuleList) -> bool:
-    """Whether the blocks return tuples (see :func:`probe_blocks`)."""
-    return probe_blocks(model, tokenizer, blocks).as_tuple
-
-
 def block_inputs(
     model,
     tokenizer,
@@ -264,63 +189,80 @@ def block_inputs(
     """
     from ..predict import eval_batches
 
-    captured: list[torch.Tensor] = []
-    at_head: list[torch.Tensor] = []
-    stop = head_path is None
-
-    def grab(_module, args):
-        captured.append(args[0].detach())
-        if stop:
-            raise _Stop
-
-    def grab_output(_module, _args, output):
-        captured.append(_first(output).detach())
-        if stop:
-            raise _Stop
-
-    if index == len(blocks):
-        hooks = [blocks[index - 1].register_forward_hook(grab_output)]
-    else:
-        hooks = [blocks[index].register_forward_pre_hook(grab)]
-    head = None if stop else model.get_submodule(head_path)
-    if head is not None:
-        hooks.append(head.register_forward_pre_hook(lambda _m, a: at_head.append(a[0].detach())))
-        features = (
-            torch.zeros(len(texts), head.in_features) if pick is None else [None] * len(texts)
-        )
-    out: list[torch.Tensor | None] = [None] * len(texts)
+    capture = _BlockCapture(model, blocks, index, head_path, pick, len(texts))
     try:
         for idx, batch in eval_batches(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
             progress=progress, desc="caching block inputs",
         ):  # fmt: skip
-            captured.clear()
-            at_head.clear()
-            output = None
-            try:
-                output = model(**batch)
-            except _Stop:
-                pass
-            h = captured[0] if captured else None
-            if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
-                raise UnsupportedModelError(
-                    "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
-                    "--train-layers runs without a cache here; use --freeze none"
-                )
-            lengths = batch["attention_mask"].sum(1).tolist()
-            for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
-                out[i] = h[row, : int(n)].float().cpu().clone()
-            if head is not None and pick is None:
-                features[torch.tensor(idx)] = _one_vector(head, head_path, at_head, output)
-            elif head is not None:
-                for i, value in zip(
-                    idx, pick(head, head_path, at_head, output, batch), strict=True
-                ):
-                    features[i] = value
+            capture.take(idx, batch)
     finally:
-        for hook in hooks:
+        capture.remove()
+    return capture.out if capture.head is None else (capture.out, capture.features)
+
+
+class _BlockCapture:
+    """The hooks of one :func:`block_inputs` pass and what they captured: each text's block
+    inputs (``out``) and, with a ``head_path``, its features (``features``)."""
+
+    def __init__(self, model, blocks: nn.ModuleList, index: int, head_path, pick, n: int):
+        self.model, self.head_path, self.pick = model, head_path, pick
+        self.captured: list[torch.Tensor] = []
+        self.at_head: list[torch.Tensor] = []
+        self.stop = head_path is None  # nothing is needed past the block
+        if index == len(blocks):
+            self.hooks = [blocks[index - 1].register_forward_hook(self._grab_output)]
+        else:
+            self.hooks = [blocks[index].register_forward_pre_hook(self._grab)]
+        self.head = None if self.stop else model.get_submodule(head_path)
+        if self.head is not None:
+            grab = self.head.register_forward_pre_hook(
+                lambda _m, a: self.at_head.append(a[0].detach())
+            )
+            self.hooks.append(grab)
+            self.features = torch.zeros(n, self.head.in_features) if pick is None else [None] * n
+        self.out: list[torch.Tensor | None] = [None] * n
+
+    def _grab(self, _module, args):
+        self.captured.append(args[0].detach())
+        if self.stop:
+            raise _Stop
+
+    def _grab_output(self, _module, _args, output):
+        self.captured.append(_first(output).detach())
+        if self.stop:
+            raise _Stop
+
+    def take(self, idx: list[int], batch) -> None:
+        """Run one batch (texts ``idx``) and keep what the hooks captured."""
+        self.captured.clear()
+        self.at_head.clear()
+        output = None
+        try:
+            output = self.model(**batch)
+        except _Stop:
+            pass
+        h = self.captured[0] if self.captured else None
+        if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
+            raise UnsupportedModelError(
+                "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
+                "--train-layers runs without a cache here; use --freeze none"
+            )
+        lengths = batch["attention_mask"].sum(1).tolist()
+        for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
+            self.out[i] = h[row, : int(n)].float().cpu().clone()
+        if self.head is not None and self.pick is None:
+            self.features[torch.tensor(idx)] = _one_vector(
+                self.head, self.head_path, self.at_head, output
+            )
+        elif self.head is not None:
+            picked = self.pick(self.head, self.head_path, self.at_head, output, batch)
+            for i, value in zip(idx, picked, strict=True):
+                self.features[i] = value
+
+    def remove(self) -> None:
+        for hook in self.hooks:
             hook.remove()
-    return out if head is None else (out, features)
 
 
 class _Stop(Exception):
@@ -362,8 +304,8 @@ class TopBlocks(nn.Module):
     forward pre-hook feeds ``blocks[index]`` the cached hidden states of the batch. With
     ``index == len(blocks)`` no block runs: the last one is swapped for :class:`_Feed`, which
     returns the cached output of the blocks (only the neck and the head run). ``as_tuple``: the
-    real blocks return tuples (see :func:`blocks_return_tuples`). Call :meth:`restore` to put
-    the real blocks back.
+    real blocks return tuples (see :func:`~.blocks.blocks_return_tuples`). Call :meth:`restore`
+    to put the real blocks back.
     """
 
     def __init__(self, model, blocks: nn.ModuleList, index: int, as_tuple: bool = False):
@@ -482,7 +424,7 @@ def run_top_blocks(plan, texts):
 def _share_caches(plan, sets: ExampleSets, with_feats: bool) -> None:
     """Under several processes: compute the caches in shards and gather them, so each text is
     computed once (no-op with one process: the caller's passes compute them)."""
-    train, held = keys(plan, sets.train), keys(plan, sets.scored)
+    train, held = plan.keys(sets.train), plan.keys(sets.scored)
     if plan.cut is not None:  # the block inputs of every text, with the features from the same pass
         caches = [plan.hidden_cache]
         if with_feats or sets.holdout:
@@ -498,11 +440,12 @@ def _share_caches(plan, sets: ExampleSets, with_feats: bool) -> None:
 
 
 def fill_caches(plan, sets: ExampleSets):
-    """The passes over the data: block inputs and features. ``(train_x, hold_x)``."""
-    options = plan.options
-    tokens = plan.task.per_word
+    """The passes over the data: block inputs and features. ``(train_x, hold_x)``: the
+    training examples' features as the task's rows take them (``None`` when not needed), the
+    holdout's stacked."""
+    options, task = plan.options, plan.task
     need_train_feats = (
-        tokens
+        task.needs_train_features
         or plan.features_only
         or options.distill > 0
         or imprint_wanted(options)
@@ -511,13 +454,12 @@ def fill_caches(plan, sets: ExampleSets):
     _share_caches(plan, sets, need_train_feats)
     if plan.cut is not None and (need_train_feats or sets.holdout):
         # the top-blocks path caches block inputs anyway: take the features from the same pass
-        every = keys(plan, [*sets.train, *sets.scored])
+        every = plan.keys([*sets.train, *sets.scored])
         cache_inputs(plan, every, plan.hidden_cache, plan.features.cache)
-    train_keys = keys(plan, sets.train)
     train_x = None
     if need_train_feats:
-        train_x = plan.features.each(train_keys) if tokens else plan.features.of(train_keys)
-    hold_x = plan.features.of(keys(plan, sets.holdout)) if sets.holdout else None
+        train_x = task.train_features(plan.features, plan.keys(sets.train))
+    hold_x = plan.features.of(plan.keys(sets.holdout)) if sets.holdout else None
     if sets.holdout:
-        plan.holdout_lengths = [len(plan.features.cache[k]) for k in keys(plan, sets.holdout)]
+        plan.holdout_lengths = [len(plan.features.cache[k]) for k in plan.keys(sets.holdout)]
     return train_x, hold_x

@@ -12,14 +12,12 @@ from typing import Any
 from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
-from ..checks import DEFAULT_MAX_DROP, check_max_drop
-from ..data import LABEL_COLUMN, TEXT_COLUMN, check_labels, read_examples
+from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..errors import GateFailedError
-from ..tasks import SEQUENCE, TOKEN, require_trainable, task_of
+from ..gate import check_max_drop
 from . import processes
 from .options import TrainOptions
 from .run import require_examples, train_model
-from .tasks import TokenTask
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ def train(
         options: :class:`TrainOptions`.
         add: first add the data's labels the model does not have (imprinted from their examples).
         force: write even when the check fails (the failure is recorded).
-        max_drop: check tolerance in points (default ``checks.DEFAULT_MAX_DROP``).
+        max_drop: check tolerance in points (default: the task's, see :func:`train_model`).
         max_label_drop: per-label check tolerance in points (default: not checked).
         text_column, label_column: column names of the data files.
         head_path: explicit head path(s).
@@ -114,31 +112,18 @@ def train(
         0.1
     """
     return TrainJob(
-        model_dir,
-        data,
-        output,
-        replay=replay,
-        holdout=holdout,
-        options=options,
-        add=add,
-        force=force,
-        max_drop=max_drop,
-        max_label_drop=max_label_drop,
-        text_column=text_column,
-        label_column=label_column,
-        head_path=head_path,
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
-        base_model=base_model,
-    ).run()
+        model_dir, data, output, replay=replay, holdout=holdout, options=options, add=add,
+        force=force, max_drop=max_drop, max_label_drop=max_label_drop, text_column=text_column,
+        label_column=label_column, head_path=head_path, trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle, base_model=base_model,
+    ).run()  # fmt: skip
 
 
 @dataclass
 class _Read:
-    """What one ``train`` read before loading the model: the data for its task, the record
-    and the old labels."""
+    """What one ``train`` read before loading the model: the data for its task (the model's
+    :class:`~headsurgeon.tasks.base.Task`), the record and the old labels."""
 
-    task_name: str
     task: Any
     examples: list
     replayed: list
@@ -178,9 +163,7 @@ class TrainJob:
 
         src, output = Path(self.model_dir), Path(self.output)
         check_output(src, output, in_place=False)  # the check every writing command shares
-        check_max_drop(
-            DEFAULT_MAX_DROP if self.max_drop is None else self.max_drop, self.max_label_drop
-        )
+        check_max_drop(self.max_drop, self.max_label_drop)
         read = self.read(src)
         model, tokenizer, options = self.load(src, read)
         outcome = train_model(
@@ -216,14 +199,14 @@ class TrainJob:
             DataError: as :func:`train`.
         """
         from ..models import read_config
+        from ..tasks import task_for_config
 
         config = read_config(src)
         labels = _labels.labels_of(config)
         files = DataFiles(self.data, self.replay, self.holdout)
-        token = require_trainable(task_of(config), config, str(src)) == TOKEN
-        task_name, task = (TOKEN, TokenTask()) if token else (SEQUENCE, None)
+        task = task_for_config(config, str(src))
         examples, replayed, held, added = files.read(
-            labels, token, self.add, (self.text_column, self.label_column)
+            task, labels, self.add, (self.text_column, self.label_column)
         )
         record = _record.record_for(src, labels)
         _record.set_base_model(record, self.base_model)
@@ -239,7 +222,7 @@ class TrainJob:
                 _record.RECORD_NAME,
             )
         require_examples(examples, new, str(self.data), task)
-        return _Read(task_name, task, examples, replayed, held, added, record, old)
+        return _Read(task, examples, replayed, held, added, record, old)
 
     def load(self, src: Path, read: _Read):
         """The model (grown by ``--add``'s labels, its top blocks made trainable as the
@@ -247,7 +230,7 @@ class TrainJob:
         from ..locate import locate_head
         from ..models import load_model, load_tokenizer
         from ..surgery import add_labels
-        from .freezing import model_blocks, top_blocks
+        from .blocks import model_blocks, top_blocks
 
         model = load_model(
             src, trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle
@@ -259,7 +242,7 @@ class TrainJob:
         new = [n for n in labels if n not in set(read.old)]
         blocks = model_blocks(model, self.head_path)
         options = (self.options or TrainOptions()).for_task(
-            read.task_name, blocks, len(read.old), len(new)
+            read.task, blocks, len(read.old), len(new)
         )
         if options.freeze == "backbone" and options.train_layers:  # before any pass over data
             top_blocks(model, locate_head(model, self.head_path).paths, options.train_layers)
@@ -289,9 +272,10 @@ class TrainJob:
             event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
         else:
             event["check_skipped"] = "no holdout"
-            check = "old-type" if read.task_name == TOKEN else "old-label"
             logger.warning(
-                "no --holdout: the %s check did not run; %s is not gated", check, self.output
+                "no --holdout: the %s did not run; %s is not gated",
+                read.task.check_name,
+                self.output,
             )
         _record.add_event(record, "train", **event)
 
@@ -334,69 +318,24 @@ def _telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class DataFiles:
-    """The data files of one ``train`` (or ``sweep``): read for the model's task, checked
+    """The data files of one ``train`` (or ``sweep``): read by the model's task, checked
     against its labels."""
 
     data: Any
     replay: Any
     holdout: Any
 
-    def _given(self):
-        return (("--data", self.data), ("--replay", self.replay), ("--holdout", self.holdout))
+    def given(self) -> list[tuple[str, Any]]:
+        """``(option, path)`` of each file given."""
+        files = (("--data", self.data), ("--replay", self.replay), ("--holdout", self.holdout))
+        return [(option, path) for option, path in files if path]
 
-    def _check_task(self, token_model: bool) -> None:
-        from ..token_data import check_data_task
-
-        for option, path in self._given():
-            if path:
-                check_data_task(path, token_model=token_model, option=option)
-
-    def read(self, labels, token: bool, add: bool, columns=(TEXT_COLUMN, LABEL_COLUMN)):
-        """``(data, replay, holdout or None, labels to add)`` for a token classifier
-        (:meth:`read_sentences`) or a sequence classifier (:meth:`read_examples`, ``columns``:
-        text and label)."""
-        if token:
-            return self.read_sentences(labels, add)
-        return self.read_examples(labels, add, *columns)
-
-    def read_examples(self, labels, add, text_column, label_column):
-        """Sequence classification: ``(data, replay, holdout or None, labels to add)``."""
-        self._check_task(token_model=False)
-        read = {"text_column": text_column, "label_column": label_column}
-        examples = read_examples(self.data, **read)
-        replayed = read_examples(self.replay, **read) if self.replay else []
-        held = read_examples(self.holdout, **read) if self.holdout else None
-        names = dict.fromkeys(e.label for e in examples)
-        added = [n for n in names if n not in labels] if add else []
-        check_labels(examples, labels + added, source=str(self.data))
-        for role, path, rows in (
-            ("--replay", self.replay, replayed),
-            ("--holdout", self.holdout, held or []),
-        ):
-            only = f"{role} must hold only the model's labels"
-            check_labels(rows, labels + added, source=str(path), only_known=only)
-        return examples, replayed, held, added
-
-    def read_sentences(self, labels, add):
-        """Token classification: sentences in the model's tagging scheme; with ``add`` the
-        tags of the data's entity types the model lacks are to be added."""
-        from .. import schemes
-        from ..token_data import entity_types, read_holdout, read_sentences, to_scheme
-
-        self._check_task(token_model=True)
-        raw = read_sentences(self.data)
-        added = []
-        if add:
-            scheme = schemes.detect(labels)
-            have = set(scheme.entity_types(labels)) if scheme else set()
-            missing = [t for t in entity_types(raw) if t not in have]
-            added = schemes.tags_of_types(scheme, labels, missing)
-            added = [t for t in added if t not in labels]
-        grown = labels + added
-        examples = to_scheme(raw, grown)
-        replayed = read_sentences(self.replay, labels=grown) if self.replay else []
-        held = read_holdout(self.holdout, grown) if self.holdout else None
-        return examples, replayed, held, added
+    def read(self, task, labels, add: bool, columns=(TEXT_COLUMN, LABEL_COLUMN)):
+        """``(data, replay, holdout or None, labels to add)`` as ``task`` reads them
+        (:meth:`~headsurgeon.tasks.base.Task.read_data`; ``columns``: text and label columns
+        of a text classifier's files); with ``add`` the data's labels the model lacks are to
+        be added."""
+        return task.read_data(self, labels, add, columns)
 
 
 def gate_advice(

@@ -3,7 +3,8 @@
 - :func:`set_trainable`: ``requires_grad`` by the freezing policy (``--freeze``,
   ``--train-layers``, the neck of :func:`neck_parameters`);
 - :func:`reinit_top_blocks`: ``--reinit-top`` (the model's own init on the top blocks);
-- :func:`top_blocks`: the check that refuses more blocks than the model has;
+- :func:`~.blocks.top_blocks` (:mod:`.blocks`): the check that refuses more blocks than the
+  model has;
 - protected heads: :class:`ProtectedLinear` holds the old labels' rows and biases as frozen
   buffers and only the new rows as parameters; :func:`fuse_heads` turns it back into a plain
   ``nn.Linear`` whose old rows are the buffers copied bit for bit, so protection holds by
@@ -15,17 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import OptionsError, UnsupportedModelError
 from ..surgery import _swap
-
-if TYPE_CHECKING:
-    from .features import BlockProbe
+from .blocks import BlockProbe, encoder_blocks, parameter_owners, top_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -98,59 +95,6 @@ def fuse_heads(model, paths: Sequence[str]) -> None:
             _swap(model, path, module.fused())
 
 
-def encoder_blocks(model, head_paths: Sequence[str] = ()) -> tuple[str, nn.ModuleList]:
-    """Find the encoder's blocks: the longest ``nn.ModuleList`` of same-class modules.
-
-    Returns:
-        ``(path, module_list)``.
-
-    Raises:
-        UnsupportedModelError: no such list (``--train-layers``/``--reinit-top``/``--llrd`` need one).
-    """
-    best = None
-    for name, module in model.named_modules():
-        if any(name == p or name.startswith(p + ".") for p in head_paths):
-            continue
-        if isinstance(module, nn.ModuleList) and len(module) > 0:
-            if len({type(m) for m in module}) == 1 and (best is None or len(module) > len(best[1])):
-                best = (name, module)
-    if best is None:
-        raise UnsupportedModelError(
-            f"{type(model).__name__} has no list of repeated encoder blocks: "
-            "--train-layers, --reinit-top and --llrd need one; use --freeze none or backbone"
-        )
-    return best
-
-
-def top_blocks(
-    model, head_paths: Sequence[str], k: int, option: str = "--train-layers"
-) -> list[nn.Module]:
-    """The top ``k`` encoder blocks (``--train-layers K``, ``--reinit-top K``).
-
-    Raises:
-        OptionsError: ``k`` is more than the model has blocks (``option`` names the flag).
-        UnsupportedModelError: the model has no list of blocks (see :func:`encoder_blocks`).
-    """
-    path, blocks = encoder_blocks(model, head_paths)
-    if k > len(blocks):
-        raise OptionsError(
-            f"{option} {k} is more than the {len(blocks)} encoder blocks of "
-            f"{type(model).__name__} ({path}): pass a number from 0 to {len(blocks)}"
-        )
-    return list(blocks)[len(blocks) - k :]
-
-
-def model_blocks(model, head_path=None) -> int | None:
-    """How many encoder blocks ``model`` has (``None`` when it has no list of them)."""
-    from ..errors import HeadSurgeonError
-    from ..locate import locate_head
-
-    try:
-        return len(encoder_blocks(model, locate_head(model, head_path).paths)[1])
-    except HeadSurgeonError:
-        return None
-
-
 def set_trainable(
     model, head_paths: Sequence[str], freeze: str, train_layers: int, neck: Sequence[str] = ()
 ) -> list[str]:
@@ -186,15 +130,6 @@ def neck_parameters(model, head_paths: Sequence[str], probe: BlockProbe | None) 
         and not any(_under(module, p) for p in head_paths)
         and model.get_parameter(name).is_floating_point()
     ]
-
-
-def parameter_owners(model) -> dict[str, str]:
-    """Parameter name → name of the module that holds it."""
-    return {
-        f"{module}.{name}" if module else name: module
-        for module, m in model.named_modules()
-        for name, _ in m.named_parameters(recurse=False)
-    }
 
 
 def _under(name: str, path: str) -> bool:

@@ -19,10 +19,10 @@ ANNOTATED_CHOICES = ("new", "all")
 
 # Defaults, picked from benchmarks/incremental.py (README "Train new labels").
 DEFAULT_FREEZE = "backbone"
-DEFAULT_TRAIN_LAYERS = None  # the task's (TASK_DEFAULTS)
+DEFAULT_TRAIN_LAYERS = None  # the task's (TrainOptions.for_task)
 DEFAULT_TRAIN_NECK = True
 DEFAULT_PROTECT_OLD_ROWS = True
-DEFAULT_REPLAY_PER_LABEL = None  # the task's (TASK_DEFAULTS); 0: every replay example
+DEFAULT_REPLAY_PER_LABEL = None  # the task's (for_task); 0: every replay example
 #: old labels per new label replayed whole (the parent's reading of the new examples)
 DEFAULT_REPLAY_CONFUSABLE = 0
 DEFAULT_DISTILL = 1.0
@@ -36,7 +36,7 @@ DEFAULT_EVAL_EVERY = 0
 DEFAULT_EARLY_STOPPING = 0
 DEFAULT_SEEDS = 1
 DEFAULT_SEED = 0
-DEFAULT_EPOCHS = None  # the task's (TASK_DEFAULTS), and for text the number of new labels
+DEFAULT_EPOCHS = None  # the task's (for_task), and for text the number of new labels
 DEFAULT_LR = 3e-3
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_LENGTH = 128
@@ -44,41 +44,17 @@ DEFAULT_WEIGHT_DECAY = 0.0
 DEFAULT_MAX_STEPS = -1
 DEFAULT_DEVICE = "auto"
 DEFAULT_ANNOTATED = "new"
-DEFAULT_NEW_WEIGHT = None  # the task's (TASK_DEFAULTS)
+DEFAULT_NEW_WEIGHT = None  # the task's (for_task)
 #: text classification: each new example appears this many times per epoch, each at
 #: new_weight / N (the same total weight in more, smaller steps; the replay is not repeated)
 DEFAULT_NEW_REPEATS = 1
-#: defaults that differ by task (``None`` above): a text's label is one example, where a token
-#: classifier's new type is a few words among many, and its replay a sentence per old tag
-TASK_DEFAULTS = {
-    "sequence-classification": {
-        "train_layers": 1, "new_weight": 10.0, "replay_per_label": 20, "calibrate_per_label": 20,
-        "epochs": 4.0,
-    },
-    "token-classification": {
-        "train_layers": 3, "new_weight": None, "replay_per_label": 100, "calibrate_per_label": 20,
-        "epochs": 4.0,
-    },
-}  # fmt: skip
-#: text classification adding several labels at once trains this many epochs (ten new banking
-#: intents: recall 0.78 -> 0.86 at 4 -> 8 epochs, five stackoverflow topics 0.78 -> 0.79, every
-#: draw within its gate; one new label lost precision with 8: benchmarks/incremental.py)
-SEVERAL_NEW_EPOCHS = 8.0
-#: text classification: the default per-label counts (replayed, held out for calibration) rise
-#: so that each comes to at least this many old examples in all. With few broad labels (15
-#: stackoverflow topics) 20 per label gave 300 held-out examples, too few to tell a 0.5 pt drop
-#: (one example is 0.33 pt) and too few replayed to hold the old labels (benchmarks/incremental.py)
-MIN_OLD_EXAMPLES = 1000
-#: the per-label counts MIN_OLD_EXAMPLES raises
-_SCALED = ("replay_per_label", "calibrate_per_label")
-#: token classification with ``new_weight`` None: the new types' words get the weight that makes
-#: them this share of the scored words' total weight (chosen on the NER benchmark's 50/200/400
-#: sentence scenarios: benchmarks/ner.py)
-TOKEN_NEW_SHARE = 0.035
+#: the fields left ``None`` above take the model's task's values (``Task.defaults``: text
+#: classification in :mod:`headsurgeon.tasks.text`, token classification in
+#: :mod:`headsurgeon.tasks.token.task`), resolved by :meth:`TrainOptions.for_task`
 #: "gate": against the gate's tolerance on held-out replay; a number: points of the replay; None: off
 DEFAULT_CALIBRATE: float | str | None = "gate"
 #: old examples per old label held out of the replay to calibrate on
-DEFAULT_CALIBRATE_PER_LABEL = None  # the task's (TASK_DEFAULTS)
+DEFAULT_CALIBRATE_PER_LABEL = None  # the task's (for_task)
 #: fraction of the gate's tolerance (--max-drop, --max-label-drop) calibration may spend
 DEFAULT_CALIBRATE_SAFETY = 0.5
 #: weight of the old examples training fixed against those it broke, in the held-out estimate
@@ -113,7 +89,7 @@ class TrainOptions:
             buffers during training, fused back into a plain ``nn.Linear`` before saving).
         replay_per_label: old examples replayed per old label (0: all of them), sampled by
             ``seed``; for token classification sentences per old tag. ``None``: the task's
-            default (:data:`TASK_DEFAULTS`).
+            default (:meth:`for_task`).
         replay_confusable: with ``replay_per_label``, the old labels the parent reads each new
             label's examples as (the top K by mean probability) are replayed whole.
         distill: weight of the KL divergence between the parent's and the child's old-label
@@ -132,12 +108,13 @@ class TrainOptions:
             when it trails the best so far; the best by holdout score is kept (needs a holdout).
         seed: first seed (also seeds the replay sample and the ``normal`` init).
         epochs, lr, batch_size, weight_decay: the usual; ``max_steps`` > 0 caps the steps.
-            ``epochs`` ``None``: 4, or :data:`SEVERAL_NEW_EPOCHS` for a text classifier
-            learning several new labels at once.
+            ``epochs`` ``None``: 4, or :data:`~headsurgeon.tasks.text.SEVERAL_NEW_EPOCHS` for a
+            text classifier learning several new labels at once.
         max_length: tokenizer truncation length.
         new_weight: loss weight of the new labels' examples (token classification: words of
             the new types) relative to the others; ``None``: the task's default (text: 10;
-            token: the weight giving the new types' words :data:`TOKEN_NEW_SHARE` of the total).
+            token: the weight giving the new types' words
+            :data:`~headsurgeon.tasks.token.task.TOKEN_NEW_SHARE` of the total).
         new_repeats: text classification: each new example appears this many times per epoch,
             each at ``new_weight / new_repeats`` (more, smaller steps on the new examples; the
             replay is not repeated).
@@ -249,7 +226,7 @@ class TrainOptions:
             raise OptionsError(f"llrd must be in (0, 1], got {self.llrd!r}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise OptionsError(f"max_steps must be -1 (no cap) or > 0, got {self.max_steps!r}")
-        if self.reinit_top > self.trained_blocks_bound:
+        if self.reinit_top and self.reinit_top > self.trained_blocks_bound:
             raise OptionsError(
                 f"reinit_top={self.reinit_top} re-initialises blocks that would not train "
                 f"(train_layers={self.train_layers}); raise train_layers or use freeze='none'"
@@ -259,41 +236,45 @@ class TrainOptions:
 
     @property
     def trained_blocks_bound(self) -> float:
-        """How many top blocks train at most (``inf`` with ``freeze='none'``)."""
+        """How many top blocks train at most (``inf`` with ``freeze='none'``; with
+        ``train_layers`` ``None``, the largest default of the registered tasks)."""
         if self.freeze == "none":
             return float("inf")
-        return (
-            max(d["train_layers"] for d in TASK_DEFAULTS.values())
-            if self.train_layers is None
-            else self.train_layers
-        )
+        if self.train_layers is not None:
+            return self.train_layers
+        from ..tasks import registered
+
+        return max(task.defaults()["train_layers"] for task in registered())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def for_task(
         self,
-        task: str,
+        task,
         blocks: int | None = None,
         old_labels: int | None = None,
         new_labels: int | None = None,
     ) -> TrainOptions:
-        """These options with the task's defaults in place of ``None`` (:data:`TASK_DEFAULTS`;
-        ``train_layers`` at most the model's ``blocks`` when given; for text classification
-        with ``old_labels`` (their number) the per-label counts raised to
-        :data:`MIN_OLD_EXAMPLES` in all, and with ``new_labels`` above 1
-        :data:`SEVERAL_NEW_EPOCHS`; a ``None`` that stays, such as a token classifier's
-        ``new_weight``, is resolved from the data in training)."""
-        defaults = dict(TASK_DEFAULTS.get(task, TASK_DEFAULTS["sequence-classification"]))
+        """These options with the task's defaults in place of ``None``.
+
+        Args:
+            task: a :class:`~headsurgeon.tasks.base.Task`, or a registered task's name.
+            blocks: the model's encoder blocks: ``train_layers`` is at most that many.
+            old_labels, new_labels: how many there are (a text classifier's per-label counts
+                rise with few old labels, its epochs with several new ones:
+                :meth:`~headsurgeon.tasks.text.TextTask.defaults`).
+
+        A ``None`` that stays, such as a token classifier's ``new_weight``, is resolved from
+        the data in training.
+        """
+        if isinstance(task, str):
+            from ..tasks import task_named
+
+            task = task_named(task)
+        defaults = task.defaults(old_labels, new_labels)
         if blocks is not None:  # a default never asks for more blocks than the model has
             defaults["train_layers"] = min(defaults["train_layers"], blocks)
-        if task != "token-classification":  # text: the counts of labels shape the defaults
-            if old_labels:
-                least = -(-MIN_OLD_EXAMPLES // old_labels)  # ceil
-                for name in _SCALED:
-                    defaults[name] = max(defaults[name], least)
-            if (new_labels or 0) > 1:
-                defaults["epochs"] = SEVERAL_NEW_EPOCHS
         unset = {k: v for k, v in defaults.items() if getattr(self, k) is None and v is not None}
         return replace(self, **unset) if unset else self
 

@@ -1,8 +1,9 @@
 """``TrainPlan``: what one ``train_model`` call works on, decided once and handed to every stage.
 
-Labels (old, new, their ids), the task (:mod:`.tasks`), the head, the device, what trains (the
-probe of the blocks, the neck, features only or the top blocks and where they are cut), the
-caches and the parent's old-label head. Stages take the plan instead of 8–13 arguments.
+Labels (old, new, their ids), the task (:class:`~headsurgeon.tasks.base.Task`), the head, the
+device, what trains (the probe of the blocks, the neck, features only or the top blocks and
+where they are cut), the caches and the parent's old-label head. Stages take the plan instead of
+8–13 arguments.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 from .. import labels as _labels
 from ..errors import OptionsError
+from ..gate import Tolerance
 from . import processes
-from .calibration import Tolerance
 from .options import TrainOptions
+from .processes import resolve_device
 
 
 @dataclass
@@ -26,7 +28,7 @@ class TrainPlan:
     Attributes:
         model, tokenizer: the model and its tokenizer (the task's view of it: right padded,
             words split for token classification).
-        task: :class:`~.tasks.SequenceTask` or :class:`~.tasks.TokenTask`.
+        task: the model's :class:`~headsurgeon.tasks.base.Task`.
         options: the :class:`TrainOptions` (``progress`` off in processes other than the main).
         labels, old_labels, new_labels: every label in class-id order; the protected and
             checked ones; the others.
@@ -37,13 +39,14 @@ class TrainPlan:
         neck: parameter names of the neck that trains (frozen backbone).
         features_only: only the head trains, on cached features.
         cut: ``(blocks, index)`` of the top-blocks path, else ``None``.
-        features: the :class:`~.features.FeatureStore` (the head's inputs of texts).
-        hidden_cache: text → input of the lowest trained block.
+        features: the :class:`~.features.FeatureStore` (the head's inputs of examples, by key).
+        hidden_cache: key → input of the lowest trained block.
         parent: the parent's old-label head, features → old-label logits.
         tolerance: the gate's tolerances.
-        data_keys: keys of the new data's examples (token targets depend on it).
-        holdout_lengths: words per holdout sentence that have features (token classification).
-        token_new_weight: the new types' word weight used (token classification).
+        data_keys: keys of the new data's examples (a task's targets may depend on it).
+        holdout_lengths: the features' lengths of each holdout example (words that have
+            features, for a task with one feature per word).
+        task_stats: what the task's stages decided from the data, for the run's stats.
     """
 
     model: Any
@@ -66,7 +69,7 @@ class TrainPlan:
     parent: Callable[[Any], Any] | None = None
     data_keys: set[str] = field(default_factory=set)
     holdout_lengths: list[int] = field(default_factory=list)
-    token_new_weight: float | None = None
+    task_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def frozen(self) -> bool:
@@ -81,6 +84,10 @@ class TrainPlan:
             and self.task.calibrates
         )
 
+    def keys(self, examples: Sequence[Any]) -> list[str]:
+        """The cache keys of ``examples`` (the task's)."""
+        return [self.task.key(e) for e in examples]
+
 
 def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_path, caches):
     """Decide everything :class:`TrainPlan` holds (one probe pass at most; no data pass).
@@ -89,9 +96,10 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
         OptionsError: a model with parallel heads asked to train on cached features.
     """
     from ..locate import locate_head
-    from .features import FeatureStore, parent_head, probe_model, right_padded, top_cut
-    from .freezing import model_blocks, neck_parameters
-    from .tasks import task_for
+    from ..tasks import task_for
+    from .blocks import model_blocks, probe_model
+    from .features import FeatureStore, parent_head, right_padded, top_cut
+    from .freezing import neck_parameters
 
     task = task_for(model)
     labels = _labels.labels_of(model.config)
@@ -102,7 +110,7 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
     new_labels = [n for n in labels if n not in set(old_labels)]
     # the task's defaults where options leave them None
     blocks = model_blocks(model, head_path)
-    options = options.for_task(task.name, blocks, len(old_labels), len(new_labels))
+    options = options.for_task(task, blocks, len(old_labels), len(new_labels))
     head = locate_head(model, head_path)
     tokenizer = task.tokenizer(right_padded(tokenizer))
     device = resolve_device(options.device)
@@ -142,22 +150,3 @@ def make_plan(model, tokenizer, data, *, old_labels, options, tolerance, head_pa
         parent=parent_head(model, head.paths[0], old_ids),
         data_keys={task.key(e) for e in data},
     )
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``mps`` when available, else ``cpu``; under a
-    launcher ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``)."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            device = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            device = "mps"
-        else:
-            device = "cpu"
-    return processes.local_device(device)
-
-
-def keys(plan: TrainPlan, examples: Sequence[Any]) -> list[str]:
-    return [plan.task.key(e) for e in examples]

@@ -65,6 +65,21 @@ def local_device(device: str) -> str:
     return device
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``mps`` when available, else ``cpu``; under a
+    launcher ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``)."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    return local_device(device)
+
+
 def per_process_batch(batch_size: int) -> int:
     """Rows per process and step so that the global batch stays ``batch_size``."""
     n = count()

@@ -2,8 +2,8 @@
 
 - :func:`split_slice`: a seeded slice of each old label's examples held out of training, for the
   calibration against the gate (:mod:`.calibration`);
-- :func:`sample_replay`: up to ``per_label`` examples of each old label (class-balanced, seeded),
-  the whole of the *confusable* labels;
+- :func:`~headsurgeon.data.sample_replay`: up to ``per_label`` examples of each old label
+  (class-balanced, seeded), the whole of the *confusable* labels (a text task's replay);
 - :func:`confusable_labels`: the old labels the parent reads each new label's examples as (its
   near-synonyms): replaying all of their examples teaches the trained layers the boundary where
   the new label's false positives and misses are;
@@ -14,10 +14,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..data import Example, by_label
+from ..data import (
+    Example,
+    by_label,
+    sample_replay,  # noqa: F401  (headsurgeon.train.sample_replay)
+)
 
 
 def split_slice(
@@ -41,25 +45,6 @@ def split_slice(
         held.extend(e for i, e in enumerate(group) if i in chosen)
         rest.extend(e for i, e in enumerate(group) if i not in chosen)
     return held, rest
-
-
-def sample_replay(
-    replay: Sequence[Example],
-    labels: Sequence[str],
-    per_label: int,
-    seed: int,
-    whole: Collection[str] = (),
-) -> list[Example]:
-    """``per_label`` examples of each label in ``labels`` (all when 0, and all of the ``whole``
-    labels), seeded, in a stable order."""
-    groups = by_label(e for e in replay if e.label in set(labels))
-    rng = random.Random(seed)
-    out = []
-    for name in labels:
-        group = groups.get(name, [])
-        capped = per_label and len(group) > per_label and name not in set(whole)
-        out.extend(rng.sample(group, per_label) if capped else group)
-    return out
 
 
 def confusable_labels(parent_logits, data: Sequence[Example], old_labels: Sequence[str], k: int):
@@ -102,7 +87,7 @@ def example_sets(plan, data, replay, holdout) -> ExampleSets:
         held, rest = [], list(replay)
     confusable = []
     if options.replay_per_label and options.replay_confusable and replay and plan.task.calibrates:
-        data_x = plan.features.of([e.text for e in data])  # a few texts: the new examples
+        data_x = plan.features.of(plan.keys(data))  # a few examples: the new ones
         parent = plan.parent(data_x)
         confusable = confusable_labels(parent, data, plan.old_labels, options.replay_confusable)
     replayed = plan.task.sample_replay(

@@ -17,10 +17,10 @@ from typing import Any
 from .. import labels as _labels
 from ..data import Example
 from ..errors import DataError, OptionsError
+from ..gate import Tolerance
 from . import processes
-from .calibration import Tolerance, calibrate, calibration_set, calibration_skipped
+from .calibration import calibrate, calibration_set, calibration_skipped
 from .options import TrainOptions
-from .plan import keys
 from .replay import ExampleSets, example_sets
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ class TrainOutcome:
 
     Attributes:
         model: the trained model (heads fused back into plain ``nn.Linear``), on its device.
-        report: the old-label :class:`~headsurgeon.checks.CheckReport` (``None`` without holdout).
+        report: the gate's report (:class:`~headsurgeon.tasks.base.GateReport`; ``None`` without
+            holdout).
         stats: JSON-able facts: data sizes, labels, steps, seeds tried, scores, wall time.
         holdout_logits: ``(parent, child)`` logits of the holdout the report was computed from
             (the parent's over its old labels, the child's over every label; CPU float32),
@@ -50,16 +51,14 @@ class TrainOutcome:
     telemetry: dict[str, Any] = field(default_factory=dict)
 
 
-def require_examples(data, new_labels: Sequence[str], source: str, task=None) -> None:
+def require_examples(data, new_labels: Sequence[str], source: str, task) -> None:
     """Refuse data with no example of any new label: it cannot teach one (their rows would only
-    be pushed down, then calibration would raise them blind).
+    be pushed down, then calibration would raise them blind). ``task``: the model's
+    :class:`~headsurgeon.tasks.base.Task` (which labels an example teaches).
 
     Raises:
         DataError: naming the new labels and the labels the data has.
     """
-    from .tasks import SequenceTask
-
-    task = task or SequenceTask()
     if not new_labels or any(task.labels_in(e) & set(new_labels) for e in data):
         return
     counts: dict[str, int] = {}
@@ -102,9 +101,10 @@ def train_model(
 ) -> TrainOutcome:
     """Train ``model`` on ``data`` (new labels' examples) without forgetting its old labels.
 
-    The model's task decides what an example is (:mod:`.tasks`): a text and its label
-    (:class:`~headsurgeon.data.Example`, sequence classification) or a sentence's words and
-    their tags (:class:`~headsurgeon.token_data.Sentence`, token classification).
+    The model's task decides what an example is (:class:`~headsurgeon.tasks.base.Task`): a
+    text and its label (:class:`~headsurgeon.data.Example`, sequence classification) or a
+    sentence's words and their tags (:class:`~headsurgeon.tasks.token.data.Sentence`, token
+    classification).
 
     Args:
         model: a classification model whose head already has every label of ``data``.
@@ -119,13 +119,14 @@ def train_model(
             has no example in ``data``); the others are "new".
         trained_labels: new labels whose rows were trained before (not re-initialised unless
             ``options.init`` is given).
-        max_drop: the check's tolerance in points (default ``checks.DEFAULT_MAX_DROP``, for
-            token classification ``entity_check.DEFAULT_MAX_DROP`` points of entity F1); the
-            calibration spends ``options.calibrate_safety`` of it.
+        max_drop: the check's tolerance in points (default: the task's, 0.5 pt of accuracy, for
+            token classification 1.0 pt of entity F1); the calibration spends
+            ``options.calibrate_safety`` of it.
         max_label_drop: the check's per-label tolerance in points (default: not checked).
         head_path: explicit head path(s).
-        feature_cache: text → backbone feature; read and filled, so callers can persist it.
-        hidden_cache: text → input of the lowest trained block (with ``train_layers``; the
+        feature_cache: key (a text) → backbone feature; read and filled, so callers can
+            persist it.
+        hidden_cache: key → input of the lowest trained block (with ``train_layers``; the
             blocks' output when only the neck trains); read and filled likewise. Only the top
             blocks (or the neck) then run during training and evaluation.
 
@@ -142,71 +143,125 @@ def train_model(
             example of any new label.
         OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
     """
-    from .features import fill_caches, run_top_blocks
-    from .freezing import fuse_heads, what_trains
-    from .new_rows import init_new_rows
-    from .plan import make_plan
-    from .schedule import layer_depths
-    from .selection import holdout_scorer, predictor, run_seeds
-    from .tasks import task_for
-
-    options = options or TrainOptions()
     start = time.perf_counter()
+    options = options or TrainOptions()
+    tolerances = (max_drop, max_label_drop)
+    caches = (feature_cache, hidden_cache)
+    plan = _plan(model, tokenizer, data, replay, holdout, options, old_labels, tolerances,
+                 head_path, caches)  # fmt: skip
+    return _train(_prepare(plan, data, replay, holdout, trained_labels), data, start)
+
+
+def _plan(model, tokenizer, data, replay, holdout, options, old_labels, tolerances, head_path,
+          caches):  # fmt: skip
+    """Check the data and the options against the model's task, and make the run's plan."""
+    from ..tasks import task_for
+    from .plan import make_plan
+
     task = task_for(model)
     task.check_data(data, replay, holdout, _labels.labels_of(model.config))
     if (options.seeds > 1 or options.eval_every) and not holdout:
         raise OptionsError("seeds > 1 and eval_every need a holdout to score on (--holdout)")
+    max_drop, max_label_drop = tolerances
     tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
     plan = make_plan(
         model, tokenizer, data, old_labels=old_labels, options=options, tolerance=tolerance,
-        head_path=head_path, caches=(feature_cache, hidden_cache),
+        head_path=head_path, caches=caches,
     )  # fmt: skip
     require_examples(data, plan.new_labels, "the data", plan.task)
     _warn_unseen(plan, data)
+    return plan
+
+
+@dataclass
+class _Run:
+    """One run, prepared: its examples, what trains and how it is scored and calibrated."""
+
+    plan: Any
+    sets: ExampleSets
+    hold_x: Any
+    initialised: dict[str, str]
+    trainable: list[str]
+    reinit: list[str]
+    top: Any
+    rows: list[dict]
+    trained: Any
+    depths: dict[str, int]
+    predict: Any
+    scorer: Any
+    calibration: Any
+    uncalibrated: str | None
+
+
+def _prepare(plan, data, replay, holdout, trained_labels) -> _Run:
+    """The stages before training: the examples, the caches, the new rows, what trains, the
+    rows, the holdout's scorer and what calibration will run on."""
+    from .features import fill_caches, run_top_blocks
+    from .freezing import what_trains
+    from .new_rows import init_new_rows
+    from .schedule import layer_depths
+    from .scoring import holdout_scorer, predictor
+
     sets = example_sets(plan, data, replay, holdout)
     train_x, hold_x = fill_caches(plan, sets)
     initialised = init_new_rows(plan, trained_labels, data, sets.train, train_x)
     trainable, reinit = what_trains(plan)
-    depths = layer_depths(model, plan.head.paths, plan.probe)
-    top = run_top_blocks(plan, keys(plan, [*sets.train, *sets.scored]))
-    train_h = [plan.hidden_cache[k] for k in keys(plan, sets.train)] if top is not None else None
+    depths = layer_depths(plan.model, plan.head.paths, plan.probe)
+    top = run_top_blocks(plan, plan.keys([*sets.train, *sets.scored]))
+    train_h = [plan.hidden_cache[k] for k in plan.keys(sets.train)] if top is not None else None
     rows = plan.task.rows(plan, sets.train, train_x, train_h)
     trained, depths = _what_runs(plan, top, depths)
     predict = predictor(plan, holdout, hold_x, top, "scoring holdout") if holdout else None
     scorer = holdout_scorer(plan, predict, holdout) if holdout else None
     calibration = calibration_set(plan, sets, top)
     uncalibrated = calibration_skipped(plan, sets.held or sets.replayed, calibration)
+    return _Run(plan, sets, hold_x, initialised, trainable, reinit, top, rows, trained, depths,
+                predict, scorer, calibration, uncalibrated)  # fmt: skip
+
+
+def _train(run: _Run, data, start: float) -> TrainOutcome:
+    """Train and select (:mod:`.selection`), fuse the heads, calibrate, check: the outcome."""
+    from .freezing import fuse_heads
+    from .selection import run_seeds
+
+    plan, model = run.plan, run.plan.model
     main = processes.is_main()  # the others train with it, then leave the rest to it
     watch = Watch(plan)
     try:
-        runs = run_seeds(plan, trained, rows, depths, scorer, watch.telemetry)
+        runs = run_seeds(plan, run.trained, run.rows, run.depths, run.scorer, watch.telemetry)
         unchanged, moved = watch.fingerprints.compare()
         fuse_heads(model, plan.head.paths)
         model.eval()  # Trainer leaves it in train mode: no dropout in calibration or the check
-        calibrated = calibrate(plan, calibration) if main else None
+        calibrated = calibrate(plan, run.calibration) if main else None
         heads = [p for path in plan.head.paths for p in model.get_submodule(path).parameters()]
         calibrated = processes.share_from_main(heads, calibrated)
-        child_logits = predict() if holdout and main else None
-        unpredicted = watch.unpredicted(sets.train, top) if main else []
+        child_logits = run.predict() if run.predict is not None and main else None
+        unpredicted = watch.unpredicted(run.sets.train, run.top) if main else []
     finally:
-        if top is not None:
-            top.restore()
-    report, logits = _check(plan, holdout, hold_x, child_logits)
-    stats = {
-        **_data_stats(plan, data, sets),
-        "initialised": initialised,
-        **_trained_stats(plan, trainable, reinit, top),
+        if run.top is not None:
+            run.top.restore()
+    report, logits = _check(plan, run.sets.holdout, run.hold_x, child_logits)
+    stats = _stats(run, data, calibrated, runs, start)
+    telemetry = watch.finish(unchanged, moved, unpredicted)
+    stats["training"], stats["warnings"] = telemetry["summary"], telemetry["warnings"]
+    return TrainOutcome(model, report, stats, logits, telemetry)
+
+
+def _stats(run: _Run, data, calibrated: dict[str, Any], runs: list[dict], start: float):
+    """The JSON-able facts of a run (:attr:`TrainOutcome.stats`, before the telemetry's)."""
+    plan = run.plan
+    return {
+        **_data_stats(plan, data, run.sets),
+        "initialised": run.initialised,
+        **_trained_stats(plan, run.trainable, run.reinit, run.top),
         "calibrated_bias_shifts": calibrated.get("shifts", {}),
         "calibration": calibrated,
-        "calibration_skipped": uncalibrated,
+        "calibration_skipped": run.uncalibrated,
         "device": plan.device,
         "processes": processes.count(),
         "seeds": runs,
         "wall_time_s": round(time.perf_counter() - start, 2),
     }
-    telemetry = watch.finish(unchanged, moved, unpredicted)
-    stats["training"], stats["warnings"] = telemetry["summary"], telemetry["warnings"]
-    return TrainOutcome(model, report, stats, logits, telemetry)
 
 
 class Watch:
@@ -224,19 +279,18 @@ class Watch:
 
     def unpredicted(self, train, top) -> list[str]:
         """The new labels the trained model never predicts on their own training examples
-        (sequence classification; token classification is not checked)."""
-        from .selection import predictor
+        (where the task says which they are:
+        :meth:`~headsurgeon.tasks.base.Task.new_label_examples`)."""
+        from .scoring import predictor
         from .telemetry import unpredicted_labels
 
         plan = self.plan
-        if plan.task.per_word:
+        found = plan.task.new_label_examples(plan, train)
+        if not found or not found[0]:
             return []
-        mine = [e for e in train if e.label in set(plan.new_labels)]
-        if not mine:
-            return []
-        x = plan.features.of(keys(plan, mine)) if plan.features_only else None
+        mine, gold = found
+        x = plan.features.of(plan.keys(mine)) if plan.features_only else None
         logits = predictor(plan, mine, x, top)()
-        gold = [plan.labels.index(e.label) for e in mine]
         return unpredicted_labels(logits, gold, plan.labels, plan.new_labels)
 
     def finish(self, unchanged, moved, unpredicted) -> dict[str, Any]:
@@ -246,8 +300,11 @@ class Watch:
         telemetry = self.telemetry.to_dict()
         telemetry["warnings"] = diagnose(telemetry, unchanged, moved, unpredicted)
         telemetry["summary"] = summary(telemetry)
-        if self.plan.task.per_word:
-            telemetry["not_checked"] = ["new labels predicted on their examples (token task)"]
+        plan = self.plan
+        if plan.task.new_label_examples(plan, []) is None:
+            telemetry["not_checked"] = [
+                f"new labels predicted on their examples ({plan.task.name})"
+            ]
         return telemetry
 
 
@@ -296,5 +353,5 @@ def _trained_stats(plan, trainable: list[str], reinit: list[str], top) -> dict[s
         "neck_parameters": plan.neck,
         "features_cached": plan.features_only,
         "block_inputs_cached": top is not None,
-        **({} if plan.token_new_weight is None else {"new_word_weight": plan.token_new_weight}),
+        **plan.task_stats,
     }

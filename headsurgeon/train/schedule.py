@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from transformers import TrainerCallback
 
 from ..errors import UnsupportedModelError
 from . import processes
-from .freezing import encoder_blocks, parameter_owners
+from .blocks import BlockProbe, encoder_blocks, parameter_owners
 from .options import TrainOptions
-
-if TYPE_CHECKING:
-    from .features import BlockProbe
 
 
 def layer_depths(
@@ -89,9 +85,7 @@ def training_args(options: TrainOptions, seed: int, output_dir: str):
     by Trainer: headsurgeon scores and records)."""
     from transformers import TrainingArguments
 
-    from .plan import resolve_device
-
-    device = resolve_device(options.device)
+    device = processes.resolve_device(options.device)
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=processes.per_process_batch(options.batch_size),

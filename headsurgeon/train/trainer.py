@@ -5,8 +5,9 @@ machinery (schedulers, callbacks) applies; :class:`TrainingProgress` reports its
 and evaluations (:mod:`headsurgeon.progress`). :class:`HeadsurgeonTrainer` wires in
 the loss of :mod:`.losses` (``compute_loss``) and the parameter groups of :mod:`.schedule`
 (``create_optimizer``); the callbacks are :class:`~.selection.KeepBest` and
-:class:`~.schedule.SWA`. Its inputs: :class:`Rows` batched by :func:`make_collator` (or the
-task's collator), the head alone as :class:`FeatureModel` on cached features.
+:class:`~.schedule.SWA`. Its inputs: :class:`Rows` batched by the task's collator
+(:meth:`~headsurgeon.tasks.base.Task.collator`), the head alone as :class:`FeatureModel` on
+cached features.
 """
 
 from __future__ import annotations
@@ -57,39 +58,6 @@ class Rows(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.rows[i]
-
-
-def make_collator(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
-    """Batch rows: stack features, or tokenize texts with dynamic padding."""
-
-    def collate(rows: list[dict]) -> dict:
-        batch = {
-            "labels": torch.tensor([r["label"] for r in rows], dtype=torch.long),
-            "weight": torch.tensor([r["weight"] for r in rows], dtype=torch.float32),
-        }
-        if "parent_logits" in rows[0]:
-            batch["parent_logits"] = torch.stack([r["parent_logits"] for r in rows])
-        if "features" in rows[0]:
-            batch["features"] = torch.stack([r["features"] for r in rows])
-            return batch
-        batch.update(
-            tokenizer(
-                [r["text"] for r in rows],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-        )
-        if "hidden" in rows[0]:  # cached block inputs, padded like the tokens
-            width = batch["input_ids"].shape[1]
-            hidden = torch.zeros(len(rows), width, rows[0]["hidden"].shape[-1])
-            for i, r in enumerate(rows):
-                hidden[i, : len(r["hidden"])] = r["hidden"]
-            batch["hidden"] = hidden
-        return batch
-
-    return collate
 
 
 class HeadsurgeonTrainer(Trainer):

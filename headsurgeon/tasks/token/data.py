@@ -14,7 +14,7 @@ No torch; transformers only inside :func:`align`. Three formats:
   end on word boundaries.
 
 With the model's tags (``labels``), :func:`read_sentences` checks that every entity type is
-one the model has and rewrites the tags in the model's scheme (:mod:`headsurgeon.schemes`):
+one the model has and rewrites the tags in the model's scheme (:mod:`.schemes`):
 IOB1 data (``I-X`` opening an entity), BIO data for a BIOES model, ``B_X`` for ``B-X``...
 Errors are :class:`DataError` with one line naming the file and line, as :mod:`headsurgeon.data`.
 """
@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .data import _columns
-from .errors import DataError, LabelError, OptionsError, UnsupportedModelError
-from .labels import check_name
+from ...data import _columns
+from ...errors import DataError, LabelError, OptionsError, UnsupportedModelError
+from ...labels import check_name
 from .schemes import OUTSIDE, Scheme, detect, spans
 
 logger = logging.getLogger(__name__)
@@ -349,7 +349,7 @@ def _tag_name(tag: str, where: str) -> str:
 def to_scheme(sentences: Sequence[Sentence], labels: Sequence[str]) -> list[Sentence]:
     """The sentences with their tags rewritten for a model whose tags are ``labels``.
 
-    With a recognisable scheme (:func:`~headsurgeon.schemes.detect`), each sentence's entities
+    With a recognisable scheme (:func:`~.schemes.detect`), each sentence's entities
     are read leniently (IOB1, BIO, BIOES, BILOU, IO; ``-`` or ``_`` separator) and written again
     in the model's scheme; without one, the tags must be the model's labels as they are.
 
@@ -497,119 +497,6 @@ def _entities(s: Sentence) -> list[tuple[int, int, str]]:
         k = next(k for k, t in enumerate(canon) if t[0] in "LU")
         raise DataError(f"{s.where(k)}: the sentence mixes BIOES (E-, S-) and BILOU (L-, U-) tags")
     return spans(canon, Scheme("BILOU" if used & {"L", "U"} else "BIOES"))
-
-
-# --- sniffing: which task a file is for ---------------------------------------------------
-
-_SNIFF_BYTES = 1 << 16
-_SNIFF_LINES = 200
-_TAG_SHAPED = re.compile(r"O|[A-Z][-_]\S+")
-
-
-def looks_like_token_data(path: str | os.PathLike) -> bool:
-    """Whether ``path`` looks like token-classification data (cheap: reads at most 64 KiB).
-
-    True for a ``-DOCSTART-`` line, CoNLL-shaped lines (a word, then a tag-shaped last column:
-    ``O``, ``B-PER``...), or JSON lines with ``tokens`` or character ``entities``. Never raises:
-    an unreadable file is False (its reader then says what is wrong).
-    """
-    return _sniff(Path(path))[0] == "token"
-
-
-def check_data_task(path: str | os.PathLike, *, token_model: bool, option: str = "--data") -> None:
-    """Refuse a data file written for the other task than the model's.
-
-    Args:
-        path: the data file.
-        token_model: the model tags tokens (else it classifies sequences).
-        option: how the user gave the file, for the message (``--holdout``...).
-
-    Raises:
-        DataError: one line naming the file and the line that gave it away; files the sniff
-            cannot place pass (their reader reports what is wrong).
-    """
-    verdict, line = _sniff(Path(path))
-    if token_model and verdict == "sequence":
-        raise DataError(
-            f"{path}:{line}: {option} looks like sequence-classification data (a text and one "
-            "label per row) but the model tags tokens; give CoNLL (token<TAB>tag per line, "
-            "blank line between sentences) or JSONL with tokens+tags or text+entities"
-        )
-    if not token_model and verdict == "token":
-        raise DataError(
-            f"{path}:{line}: {option} looks like token-classification data (a tag per word) but "
-            "the model classifies whole texts; give .csv/.tsv/.jsonl rows with a text and its "
-            "label, or a token-classification model"
-        )
-
-
-def _sniff(path: Path) -> tuple[str | None, int]:
-    """``("token" | "sequence" | None, line that decided)``."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-    except OSError:
-        return None, 0
-    text = head.decode("utf-8-sig", errors="replace")
-    lines = text.splitlines()[:_SNIFF_LINES]
-    if len(head) == _SNIFF_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last one may be cut
-    if path.suffix.lower() in JSONL_SUFFIXES:
-        return _sniff_json(lines)
-    return _sniff_table(lines, path.suffix.lower())
-
-
-def _sniff_json(lines: list[str]) -> tuple[str | None, int]:
-    for n, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if not isinstance(row, dict):
-            continue
-        label = row.get("label")
-        if (
-            "tokens" in row
-            or "entities" in row
-            or (isinstance(label, list) and all(isinstance(x, (list, dict)) for x in label))
-        ):
-            return "token", n
-        if "text" in row and isinstance(label, (str, int, float)):
-            return "sequence", n
-    return None, 0
-
-
-def _sniff_table(lines: list[str], suffix: str) -> tuple[str | None, int]:
-    rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
-    for n, line in rows:
-        if line.split() and line.split()[0] == DOCSTART:
-            return "token", n
-    body = rows[1:] if len(rows) > 1 else rows  # the first line may be a header
-    if not body:
-        return None, 0
-    tokenish = [n for n, line in rows if _token_line(line)]  # the header too: to name a line
-    if len(set(tokenish) & {n for n, _ in body}) >= 0.8 * len(body):
-        return "token", tokenish[0]
-    texts = [n for n, line in body if _text_line(line)]
-    if suffix == ".csv" or len(texts) >= 0.5 * len(body):
-        return "sequence", (texts or [body[0][0]])[0]
-    return None, 0
-
-
-def _token_line(line: str) -> bool:
-    fields = _fields(line)
-    return (
-        2 <= len(fields) <= 10
-        and not any(c.isspace() for c in fields[0])
-        and bool(_TAG_SHAPED.fullmatch(fields[-1]))
-    )
-
-
-def _text_line(line: str) -> bool:
-    """A row whose first delimited field is a text of several words."""
-    sep = "\t" if "\t" in line else ","
-    first, _, rest = line.partition(sep)
-    return bool(rest.strip()) and len(first.split()) >= 2
 
 
 # --- subword alignment (transformers) -----------------------------------------------------

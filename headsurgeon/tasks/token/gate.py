@@ -4,10 +4,12 @@ Token accuracy is dominated by ``O`` and hides regressions, so a token classifie
 as NER users judge it: entity-level (span) micro F1 with strict matching, computed by
 ``seqeval`` (its ``mode="strict"`` entity extraction, the library the transformers examples
 use). :func:`compare_entities` turns the gold, parent and child tag sequences of a holdout into
-an :class:`EntityCheckReport`, which has the interface of :class:`~headsurgeon.checks.CheckReport`
-(``passed``, ``drop_pts``, ``per_label``, ``to_dict``, ``worst``, ``failure``, ``render``) and
-``kind == "entities"``, so it goes wherever a check report goes (``enforce``, ``record_check``,
-``--json``, ``--plot``, the model card).
+an :class:`EntityCheckReport`, a :class:`~headsurgeon.tasks.base.GateReport` as the accuracy
+gate's :class:`~headsurgeon.tasks.accuracy.CheckReport` is (``passed``, ``drop_pts``,
+``per_label``, ``to_dict``, ``worst``, ``failure``, ``render``) with ``kind == "entities"``, so
+it goes wherever a check report goes (``enforce``, ``record_check``, ``--json``, ``--plot``, the
+model card). :func:`check_old_types` runs the gate's passes on a holdout (both models tag its
+sentences).
 
 How it is scored:
 
@@ -23,18 +25,23 @@ How it is scored:
   the data readers do: gold is the truth, predictions are judged strictly.
 - New types: the child's P/R/F1 on the gold filtered to the new types.
 
-Pure and light: no torch, no transformers (seqeval is imported inside the functions).
+Light: no torch, no transformers at import (seqeval and the passes import them inside the
+functions).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from .checks import beyond_reason, check_max_drop
-from .errors import DataError, LabelError, OptionsError
+from ...errors import DataError, LabelError, OptionsError
+from ...gate import DEFAULT_SHOW, Tolerance, beyond_reason, check_max_drop, labels_beyond
+from ..sniff import check_data_task
+from .data import read_holdout
 from .schemes import Scheme, detect, spans
+from .words import predict_word_logits, tags_from_logits
 
 __all__ = [
     "DEFAULT_MAX_DROP",
@@ -49,9 +56,7 @@ __all__ = [
 DEFAULT_MAX_DROP = 1.0
 #: largest allowed drop of one old type's F1, in points; None: not checked
 DEFAULT_MAX_LABEL_DROP: float | None = None
-#: old types shown by :meth:`EntityCheckReport.render`
-DEFAULT_SHOW = 10
-#: the ``kind`` of an entity report's dict (a :class:`~headsurgeon.checks.CheckReport`'s has none)
+#: the ``kind`` of an entity report's dict (an accuracy report's has none)
 KIND = "entities"
 
 #: seqeval's strict scheme class of each of our schemes (IO is turned into BIO first)
@@ -143,6 +148,44 @@ class EntityCheckReport:
     passed: bool
     kind: str = KIND
 
+    #: how checks, cards and pushes name this gate and read its recorded dict (see
+    #: :class:`headsurgeon.tasks.base.GateReport`)
+    KIND: ClassVar[str | None] = KIND
+    NAME: ClassVar[str] = "old-type check"
+    MEASURES: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("f1_before", "entity F1 before"),
+        ("f1_after", "after"),
+    )
+    ABOUT: ClassVar[str | None] = (
+        "Entity-level F1 with strict matching (seqeval), micro-averaged over the parent's "
+        "entity types, of the parent (before) and this model (after) on the same holdout."
+    )
+    ROW: ClassVar[str] = "old entity type"
+    NEW: ClassVar[str] = "entity types"
+    #: the per-type columns, as the card names them (before/after are F1)
+    COLUMNS: ClassVar[dict[str, str]] = {
+        "label": "type",
+        "support": "support",
+        "before": "F1 before",
+        "after": "F1 after",
+        "change_pts": "change pts",
+        "precision_before": "P before",
+        "precision_after": "P after",
+        "recall_before": "R before",
+        "recall_after": "R after",
+    }
+    OLD_UNITS: ClassVar[str] = "old entities"
+
+    @staticmethod
+    def failure_of(check: dict[str, Any]) -> str | None:
+        """Why a recorded entity check failed (:func:`entity_failure_of`)."""
+        return entity_failure_of(check)
+
+    @property
+    def holdout_size(self) -> int:
+        """The holdout sentences the report scored."""
+        return self.n_sentences
+
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able data (with ``"kind": "entities"``)."""
         return asdict(self)
@@ -182,6 +225,18 @@ class EntityCheckReport:
             lines.append(f"({len(self.per_label) - show} more old type(s) not shown)")
         lines += _new_table(self.new_label_metrics)
         return "\n".join(lines)
+
+    def chart(self) -> tuple[str, str]:
+        """``(x-axis label, title)`` of the per-type chart (:func:`headsurgeon.plot.plot_report`)."""
+        title = (
+            f"old-type check {'passed' if self.passed else 'FAILED'}: entity F1 "
+            f"{100 * self.f1_before:.2f} -> {100 * self.f1_after:.2f} "
+            f"(drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g}"
+            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} per type")
+            + f")\n{self.n_old_entities} old entities in {self.n_sentences} sentences, "
+            f"{self.scheme} scheme"
+        )
+        return "entity F1 (strict)", title
 
 
 def _old_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -266,26 +321,9 @@ def compare_entities(
     gold = _checked_gold(gold, parent_tags, child_tags, parent_labels, child_labels, scheme)
 
     removed = [t for t in old if t not in set(child_types)]
-    gold_old = _entities(gold, scheme, old)
-    supported = {e[3] for e in gold_old}
-    # a removed type the holdout has no entity of (removal intended, the holdout cut to match)
-    # is not scored: the parent's predictions of it would count against "before" alone
-    old = [t for t in old if t in supported or t not in set(removed)]
-    if not gold_old:
-        raise DataError(
-            f"the holdout's {len(gold)} sentence(s) hold no entity of an old type "
-            f"({', '.join(old)}): add held-out sentences with the parent's entity types"
-        )
+    gold_old, old = _scored_old(gold, scheme, old, removed)
     before, after = _entities(parent_tags, scheme, old), _entities(child_tags, scheme, old)
-    p_before, r_before, f1_before = _prf(gold_old, before)
-    p_after, r_after, f1_after = _prf(gold_old, after)
-    drop_pts = 100.0 * (f1_before - f1_after)
-    per_label = _per_type(gold_old, before, after, old)
-    beyond = (
-        []
-        if max_label_drop is None
-        else [r["label"] for r in per_label if -r["change_pts"] > max_label_drop]
-    )
+    measures = _old_measures(gold_old, before, after, old, max_label_drop)
     lost = [e for e in gold_old if e in before and e not in after]
     gold_new, child_new = _entities(gold, scheme, new), _entities(child_tags, scheme, new)
     return EntityCheckReport(
@@ -298,23 +336,54 @@ def compare_entities(
         n_sentences=len(gold),
         n_old_entities=len(gold_old),
         n_new_entities=len(gold_new),
-        precision_before=p_before,
-        recall_before=r_before,
-        f1_before=f1_before,
-        precision_after=p_after,
-        recall_after=r_after,
-        f1_after=f1_after,
-        drop_pts=drop_pts,
-        per_label=per_label,
+        **measures,
         flipped_wrong=len(lost),
-        flipped_fixed=sum(e in after and e not in before for e in gold_old),
         flipped_to_new=sum(_tagged_new(e, child_tags, scheme, set(new)) for e in lost),
         new_label_metrics={t: _type_metrics(gold_new, child_new, t) for t in new},
         max_drop=float(max_drop),
         max_label_drop=None if max_label_drop is None else float(max_label_drop),
-        labels_beyond=beyond,
-        passed=drop_pts <= max_drop and not beyond,
+        passed=measures["drop_pts"] <= max_drop and not measures["labels_beyond"],
     )
+
+
+def _scored_old(gold, scheme: Scheme, old: list[str], removed: list[str]):
+    """``(the gold entities of the old types, the old types scored)``.
+
+    Raises:
+        DataError: the holdout holds no entity of an old type.
+    """
+    gold_old = _entities(gold, scheme, old)
+    supported = {e[3] for e in gold_old}
+    # a removed type the holdout has no entity of (removal intended, the holdout cut to match)
+    # is not scored: the parent's predictions of it would count against "before" alone
+    old = [t for t in old if t in supported or t not in set(removed)]
+    if not gold_old:
+        raise DataError(
+            f"the holdout's {len(gold)} sentence(s) hold no entity of an old type "
+            f"({', '.join(old)}): add held-out sentences with the parent's entity types"
+        )
+    return gold_old, old
+
+
+def _old_measures(gold_old, before, after, old, max_label_drop) -> dict[str, Any]:
+    """The old types' scores of an :class:`EntityCheckReport`: precision, recall and F1 before
+    and after, the drop, the per-type rows, the types beyond ``max_label_drop`` and the old
+    entities the child finds that the parent missed."""
+    p_before, r_before, f1_before = _prf(gold_old, before)
+    p_after, r_after, f1_after = _prf(gold_old, after)
+    per_label = _per_type(gold_old, before, after, old)
+    return {
+        "precision_before": p_before,
+        "recall_before": r_before,
+        "f1_before": f1_before,
+        "precision_after": p_after,
+        "recall_after": r_after,
+        "f1_after": f1_after,
+        "drop_pts": 100.0 * (f1_before - f1_after),
+        "per_label": per_label,
+        "labels_beyond": labels_beyond(per_label, max_label_drop),
+        "flipped_fixed": sum(e in after and e not in before for e in gold_old),
+    }
 
 
 def _checked_gold(gold, parent_tags, child_tags, parent_labels, child_labels, scheme):
@@ -462,8 +531,8 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
 
     Args:
         parent, child: model folders, or ``(model, tokenizer)`` pairs (fast tokenizers).
-        holdout: a CoNLL/JSONL file (:func:`headsurgeon.token_data.read_sentences`) or a list
-            of :class:`~headsurgeon.token_data.Sentence`.
+        holdout: a CoNLL/JSONL file (:func:`headsurgeon.tasks.token.data.read_sentences`) or a
+            list of :class:`~headsurgeon.tasks.token.data.Sentence`.
         max_drop: tolerated drop of old-type entity F1 in points (default
             :data:`DEFAULT_MAX_DROP`); max_label_drop: per type.
         run: ``batch_size``, ``max_length``, ``device``, ``progress``, ``trust_remote_code``,
@@ -472,15 +541,26 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
     Raises:
         DataError: an unreadable holdout, a tag neither model has, no old-type entity.
     """
-    import os
-
-    from .checks import _labels_of, _model_and_tokenizer
-    from .token_data import check_data_task, read_holdout
-    from .words import predict_word_logits, tags_from_logits
+    from ...predict import labels_of_source, model_and_tokenizer
 
     max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
     check_max_drop(max_drop, max_label_drop)
-    parent_labels, child_labels = _labels_of(parent), _labels_of(child)
+    parent_labels, child_labels = labels_of_source(parent), labels_of_source(child)
+    sentences = read_holdout_sentences(holdout, parent_labels, child_labels)
+    trust = {k: run.pop(k, False) for k in ("trust_remote_code", "allow_pickle")}
+    return tag_and_compare(
+        parent, child, sentences, parent_labels, child_labels,
+        Tolerance(max_drop, max_label_drop), load=lambda s: model_and_tokenizer(s, **trust), **run,
+    )  # fmt: skip
+
+
+def read_holdout_sentences(holdout, parent_labels, child_labels) -> list:
+    """The holdout's sentences: a CoNLL/JSONL file's, in the child's scheme, or a list of
+    :class:`~headsurgeon.tasks.token.data.Sentence` as given.
+
+    Raises:
+        DataError: a file of the other task's data, an unreadable file, no sentence.
+    """
     if isinstance(holdout, (str, os.PathLike)):
         check_data_task(holdout, token_model=True, option="--holdout")
         # the parent's types too: entities of a type the child lost are missed after, as a
@@ -491,12 +571,20 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
         sentences = list(holdout)
     if not sentences:
         raise DataError("the holdout holds no sentence")
-    trust = {k: run.pop(k, False) for k in ("trust_remote_code", "allow_pickle")}
+    return sentences
+
+
+def tag_and_compare(
+    parent, child, sentences, parent_labels, child_labels, tolerance: Tolerance, *, load, **run
+) -> EntityCheckReport:
+    """Tag ``sentences`` with the parent, then with the child (``load``: source → ``(model,
+    tokenizer)``; ``run``: ``batch_size``, ``max_length``, ``device``, ``progress``) and compare
+    their tags on the old types (:func:`compare_entities`)."""
     words = [s.tokens for s in sentences]
     lengths = [len(w) for w in words]
     tags = []
     for who, source, labels in (("parent", parent, parent_labels), ("child", child, child_labels)):
-        model, tokenizer = _model_and_tokenizer(source, **trust)
+        model, tokenizer = load(source)
         kwargs = {k: v for k, v in run.items() if v is not None}
         logits = predict_word_logits(
             model, tokenizer, words, desc=f"tagging holdout ({who})", unit="sentences", **kwargs
@@ -504,5 +592,5 @@ def check_old_types(parent, child, holdout, *, max_drop=None, max_label_drop=Non
         tags.append(tags_from_logits(logits, labels, lengths))
     return compare_entities(
         [list(s.tags) for s in sentences], *tags, parent_labels, child_labels,
-        max_drop=max_drop, max_label_drop=max_label_drop,
+        max_drop=tolerance.max_drop, max_label_drop=tolerance.max_label_drop,
     )  # fmt: skip

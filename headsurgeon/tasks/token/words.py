@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import OptionsError
+from ...errors import OptionsError
 
 #: joins a sentence's words into the key of its caches (a control character no word holds)
 SEP = "\x1f"
@@ -85,7 +85,7 @@ def predict_word_logits(model, tokenizer, sentences: Sequence[Sequence[str]], **
     Words cut by truncation (``max_length``) get no row. ``kwargs``: those of
     :func:`headsurgeon.predict.eval_batches` (batch_size, max_length, device, progress, desc).
     """
-    from .predict import eval_batches
+    from ...predict import eval_batches
 
     words = tokenizer if isinstance(tokenizer, WordTokenizer) else WordTokenizer(tokenizer)
     keys = [key(s) for s in sentences]

@@ -1,144 +1,56 @@
-"""The task seam: what differs between sequence and token classification in training.
+"""NER's task: one tag per word (``...ForTokenClassification``).
 
-``train_model`` runs one pipeline (caches → rows → ``Trainer`` → select → check) for every task;
-a task object says how to key and tokenize its examples, which head inputs are features (one
-vector per text, or one per word), how training rows and batches look, how holdout logits are
-read, and how the gate scores them. :class:`SequenceTask` is text classification (one label per
-text); :class:`TokenTask` tags every word (a word's prediction is its first subword's, see
-:mod:`headsurgeon.words`). Image/audio tasks would add a class here.
+:class:`TokenTask` is what ``train``, ``check`` and ``sweep`` ask of a token classifier:
+examples are :class:`~.data.Sentence` s read from CoNLL/JSONL in the model's scheme, keyed by
+their words (:func:`.words.key`); a sentence's features are one vector per word (its first
+subword's); training targets are per word; the gate is the entity gate (:mod:`.gate`).
+:func:`make_token_collator` batches its rows.
+
+No torch at import.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Sequence
 from typing import Any
 
-from ..data import Example, check_labels
-from ..errors import DataError
+from ...errors import DataError, UnsupportedModelError
+from .. import TOKEN
+from ..sniff import check_data_task
+from . import schemes
+from .data import entity_types, read_holdout, read_sentences, to_scheme
+from .gate import (
+    DEFAULT_MAX_DROP,
+    EntityCheckReport,
+    compare_entities,
+    read_holdout_sentences,
+    tag_and_compare,
+)
+from .words import (
+    WordTokenizer,
+    key,
+    per_word,
+    predict_word_logits,
+    tags_from_logits,
+    word_index,
+)
 
-logger = logging.getLogger(__name__)
-
-
-class SequenceTask:
-    """One label per text (``...ForSequenceClassification``)."""
-
-    name = "sequence-classification"
-    calibrates = True
-    #: training rows of cached block inputs go in batches of similar length (less padding;
-    #: measured on the incremental benchmark's 20 draws)
-    batches_by_length = True
-
-    def key(self, example) -> str:
-        return example.text
-
-    def default_max_drop(self) -> float:
-        from ..checks import DEFAULT_MAX_DROP
-
-        return DEFAULT_MAX_DROP
-
-    def tokenizer(self, tokenizer):
-        return tokenizer
-
-    #: how the feature passes pick each example's features from the head's captured input
-    #: (``None``: one vector per example, :func:`~.features.head_inputs`' own rule)
-    pick = None
-    #: examples are sentences of words, each word a scored row (token classification)
-    per_word = False
-    #: what progress counts the examples in
-    unit = "texts"
-
-    def stack(self, values: Sequence):
-        import torch
-
-        return torch.stack(list(values))
-
-    def check_data(self, data, replay, holdout, labels) -> None:
-        check_labels(data, labels, source="data")
-        only = "{} must hold only the model's labels"
-        check_labels(replay, labels, source="replay", only_known=only.format("replay"))
-        if holdout is not None:
-            check_labels(holdout, labels, source="holdout", only_known=only.format("holdout"))
-
-    def labels_in(self, example) -> set[str]:
-        return {example.label}
-
-    def sample_replay(self, rest, old_labels, per_label, seed, whole=()):
-        from .replay import sample_replay
-
-        return sample_replay(rest, old_labels, per_label, seed, whole=whole)
-
-    def rows(self, plan, train_rows, train_x, train_h) -> list[dict]:
-        """Training rows: label, weight, features or text (+ cached block inputs, parent logits)."""
-        new_set, labels, options = set(plan.new_labels), plan.labels, plan.options
-        repeats = options.new_repeats
-        rows = []
-        for i, e in enumerate(train_rows):
-            new = e.label in new_set
-            row = {
-                "label": labels.index(e.label),
-                "weight": options.new_weight / repeats if new else 1.0,
-            }
-            if plan.features_only:
-                row["features"] = train_x[i]
-            else:
-                row["text"] = e.text
-            if train_h is not None:
-                row["hidden"] = train_h[i]
-            if options.distill > 0:
-                row["parent_logits"] = plan.parent(train_x[i : i + 1])[0]
-            rows += [row] * (repeats if new else 1)
-        return rows
-
-    def labelled_features(self, examples, x) -> dict[str, Any]:
-        """Features of the examples of each label (for imprinting)."""
-        out: dict[str, list[int]] = {}
-        for i, e in enumerate(examples):
-            out.setdefault(e.label, []).append(i)
-        return {n: x[idx] for n, idx in out.items()}
-
-    def collator(self, tokenizer, max_length: int):
-        from .trainer import make_collator
-
-        return make_collator(tokenizer, max_length)
-
-    def from_batch(self, logits, batch):
-        """The logits a batch scores (one row per example here)."""
-        return logits
-
-    def predict(self, model, tokenizer, examples, options, desc: str | None = None):
-        """The whole model's logits of ``examples`` (one batched pass); with ``desc`` (and
-        ``options.progress``) the pass reports its progress under that name."""
-        from ..predict import predict_logits
-
-        texts = [e.text for e in examples]
-        return predict_logits(
-            model, tokenizer, texts, batch_size=max(options.batch_size, 64),
-            max_length=options.max_length, progress=options.progress and desc is not None,
-            desc=desc or "",
-        ).float().cpu()  # fmt: skip
-
-    def scorer(self, plan, holdout):
-        """Holdout accuracy (every label) of logits."""
-        import torch
-
-        labels = plan.labels
-        gold = torch.tensor([labels.index(e.label) for e in holdout])
-        return lambda logits: (logits.argmax(-1) == gold).float().mean().item()
-
-    def report(self, plan, holdout, parent_logits, child_logits, tolerance):
-        from ..checks import compare
-
-        return compare(
-            parent_logits, child_logits, holdout, plan.old_labels, plan.labels,
-            max_drop=tolerance.max_drop, max_label_drop=tolerance.max_label_drop,
-        )  # fmt: skip
+#: token classification's values of the ``TrainOptions`` fields left ``None`` (``new_weight``
+#: stays ``None``: resolved from the data, see :meth:`TokenTask.new_weight`)
+OPTION_DEFAULTS = {
+    "train_layers": 3, "new_weight": None, "replay_per_label": 100, "calibrate_per_label": 20,
+    "epochs": 4.0,
+}  # fmt: skip
+#: with ``new_weight`` None: the new types' words get the weight that makes them this share of
+#: the scored words' total weight (chosen on the NER benchmark's 50/200/400 sentence scenarios:
+#: benchmarks/ner.py)
+TOKEN_NEW_SHARE = 0.035
 
 
-class TokenTask(SequenceTask):
+class TokenTask:
     """One tag per word (``...ForTokenClassification``); examples are
-    :class:`~headsurgeon.token_data.Sentence` s (``tokens``, ``tags``).
+    :class:`~.data.Sentence` s (``tokens``, ``tags``).
 
     Training targets per word: gold tags, except that with ``annotated="new"`` the ``O`` words
     of the new data (annotated for the new types only: their old entities are tagged ``O``)
@@ -146,33 +58,62 @@ class TokenTask(SequenceTask):
     words, as ExtendNER); the replay is fully annotated and gold.
     """
 
-    name = "token-classification"
-    calibrates = False
-    per_word = True
+    name = TOKEN
     unit = "sentences"
+    check_name = EntityCheckReport.NAME
+    report_type = EntityCheckReport
+    option_defaults = OPTION_DEFAULTS
+    calibrates = False
     #: drawn at random: by length, the NER benchmark's new-type F1 fell in all three scenarios
     #: (70.8/72.3/66.1 -> 68.5/69.6/65.2)
     batches_by_length = False
+    #: every training sentence's word features: the ``O`` words' targets come from the parent
+    needs_train_features = True
 
     def key(self, example) -> str:
-        from ..words import key
-
         return key(example.tokens)
 
     def default_max_drop(self) -> float:
-        from ..entity_check import DEFAULT_MAX_DROP
-
         return DEFAULT_MAX_DROP
 
-    def tokenizer(self, tokenizer):
-        from ..words import WordTokenizer
+    def defaults(self, old_labels: int | None = None, new_labels: int | None = None) -> dict:
+        """:data:`OPTION_DEFAULTS` (the counts of labels do not change them)."""
+        return dict(OPTION_DEFAULTS)
 
+    def read_data(self, files, labels, add, columns=None):
+        """Sentences in the model's tagging scheme from ``files`` (a
+        :class:`~headsurgeon.train.folders.DataFiles`; CoNLL or JSONL, ``columns`` unused);
+        with ``add`` the tags of the data's entity types the model lacks are to be added:
+        ``(data, replay, holdout or None, tags to add)``."""
+        for option, path in files.given():
+            check_data_task(path, token_model=True, option=option)
+        raw = read_sentences(files.data)
+        added = []
+        if add:
+            scheme = schemes.detect(labels)
+            have = set(scheme.entity_types(labels)) if scheme else set()
+            missing = [t for t in entity_types(raw) if t not in have]
+            added = schemes.tags_of_types(scheme, labels, missing)
+            added = [t for t in added if t not in labels]
+        grown = labels + added
+        examples = to_scheme(raw, grown)
+        replayed = read_sentences(files.replay, labels=grown) if files.replay else []
+        held = read_holdout(files.holdout, grown) if files.holdout else None
+        return examples, replayed, held, added
+
+    def read_holdout(self, holdout, parent_labels, child_labels, columns=None) -> list:
+        """``check``'s holdout sentences (:func:`.gate.read_holdout_sentences`)."""
+        return read_holdout_sentences(holdout, parent_labels, child_labels)
+
+    def tokenizer(self, tokenizer):
         return tokenizer if isinstance(tokenizer, WordTokenizer) else WordTokenizer(tokenizer)
 
-    def pick(self, head, head_path, captured, output, enc) -> list:
-        from ..errors import UnsupportedModelError
-        from ..words import per_word
+    def train_features(self, store, keys: list[str]):
+        """One ``[words, hidden]`` tensor per sentence."""
+        return store.each(keys)
 
+    def pick(self, head, head_path, captured, output, enc) -> list:
+        """Each sentence's word features (first subwords) from the head's captured input."""
         x = captured[0] if len(captured) == 1 else None
         if x is None or x.dim() != 3:
             raise UnsupportedModelError(
@@ -217,13 +158,11 @@ class TokenTask(SequenceTask):
 
     def new_weight(self, plan, train_rows, train_x_list) -> float:
         """The loss weight of the new types' words: ``options.new_weight``, or when it is
-        ``None`` the weight that gives them :data:`~.options.TOKEN_NEW_SHARE` of the scored
+        ``None`` the weight that gives them :data:`TOKEN_NEW_SHARE` of the scored
         words' total weight (at least 1). Fixed weights suit one data size only: 50 new
         sentences against a few hundred replayed ones need several times the weight of 400."""
         if plan.options.new_weight is not None:
             return plan.options.new_weight
-        from .options import TOKEN_NEW_SHARE
-
         new = set(plan.new_labels)
         n_new = n_all = 0
         for s, x in zip(train_rows, train_x_list, strict=True):
@@ -259,7 +198,8 @@ class TokenTask(SequenceTask):
         """Word rows (features only) or sentence rows (text key, block inputs, word targets)."""
         data_keys = plan.data_keys
         annotated_new = plan.options.annotated == "new"
-        weight = plan.token_new_weight = self.new_weight(plan, train_rows, train_x_list)
+        weight = self.new_weight(plan, train_rows, train_x_list)
+        plan.task_stats["new_word_weight"] = weight
         rows = []
         for i, s in enumerate(train_rows):
             x = train_x_list[i]
@@ -297,8 +237,6 @@ class TokenTask(SequenceTask):
     def predict(self, model, tokenizer, examples, options, desc: str | None = None):
         import torch
 
-        from ..words import predict_word_logits
-
         per = predict_word_logits(
             model, self.tokenizer(tokenizer), [s.tokens for s in examples],
             batch_size=max(options.batch_size, 64), max_length=options.max_length,
@@ -318,8 +256,6 @@ class TokenTask(SequenceTask):
         per sentence)."""
         from seqeval.metrics import f1_score
 
-        from ..words import tags_from_logits
-
         gold = [list(s.tags) for s in holdout]
         labels, lengths = plan.labels, plan.holdout_lengths
 
@@ -331,9 +267,6 @@ class TokenTask(SequenceTask):
         return score
 
     def report(self, plan, holdout, parent_logits, child_logits, tolerance):
-        from ..entity_check import compare_entities
-        from ..words import tags_from_logits
-
         lengths = plan.holdout_lengths
         n = [len(s.tags) for s in holdout]
         old = [plan.labels[i] for i in plan.old_ids]
@@ -344,13 +277,22 @@ class TokenTask(SequenceTask):
             max_drop=tolerance.max_drop, max_label_drop=tolerance.max_label_drop,
         )  # fmt: skip
 
+    def check(self, parent, child, examples, parent_labels, child_labels, tolerance, *, load,
+              **run):  # fmt: skip
+        """Each model tags the sentences in turn (:func:`.gate.tag_and_compare`)."""
+        return tag_and_compare(
+            parent, child, examples, parent_labels, child_labels, tolerance, load=load, **run
+        )
+
+    def new_label_examples(self, plan, examples):
+        """``None``: whether the new tags are predicted on their words is not checked."""
+        return None
+
 
 def make_token_collator(tokenizer, max_length: int):
     """Batch token rows: stacked word features, or tokenized sentences whose first subwords
     carry their word's target and weight (other positions weigh 0)."""
     import torch
-
-    from ..words import word_index
 
     def collate(rows: list[dict]) -> dict:
         if "features" in rows[0]:
@@ -387,19 +329,3 @@ def make_token_collator(tokenizer, max_length: int):
         return batch
 
     return collate
-
-
-def task_for(model) -> SequenceTask:
-    """The training side of an in-memory model's task (:func:`headsurgeon.tasks.task_of_model`;
-    sequence and token classification; other tasks and multi-label models are refused).
-
-    Raises:
-        UnsupportedModelError: a multi-label, image, audio or unknown-task model.
-    """
-    from ..tasks import TOKEN, require_trainable, task_of_model
-
-    task = require_trainable(task_of_model(model), model.config, "train")
-    return TokenTask() if task == TOKEN else SequenceTask()
-
-
-__all__ = ["Example", "SequenceTask", "TokenTask", "make_token_collator", "task_for"]

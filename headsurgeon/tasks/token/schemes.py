@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import LabelError
+from ...errors import LabelError
 
 logger = logging.getLogger(__name__)
 
