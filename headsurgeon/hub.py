@@ -22,10 +22,10 @@ from typing import Any
 
 from . import record as _record
 from .card import build_card, check_failure, check_name, label_changes, report_of
-from .checkpoint import WEIGHT_PATTERNS
 from .errors import CheckpointError, GateFailedError, HubError, OptionsError
 from .labels import labels_of
 from .models import read_config
+from .weights import WEIGHT_PATTERNS
 
 logger = logging.getLogger(__name__)
 
@@ -153,20 +153,13 @@ def push(
             create_pr=create_pr,
         )
     changed = commit.oid != head.sha
-    result = PushResult(
-        repo_id=repo_id,
-        repo_url=str(repo_url),
-        revision=revision or "main",
-        commit_url=commit.commit_url,
-        commit_oid=commit.oid,
-        changed=changed,
-        pr_url=commit.pr_url if changed else None,
-        files=[*files, CARD_NAME],
-        deleted=stale,
-        rewritten=rewritten,
-    )
     logger.info("push %s → %s: %s", folder, repo_id, commit.commit_url if changed else "no changes")
-    return result
+    return PushResult(
+        repo_id=repo_id, repo_url=str(repo_url), revision=revision or "main",
+        commit_url=commit.commit_url, commit_oid=commit.oid, changed=changed,
+        pr_url=commit.pr_url if changed else None, files=[*files, CARD_NAME], deleted=stale,
+        rewritten=rewritten,
+    )  # fmt: skip
 
 
 def _ensure_repo(api, repo_id: str, private: bool | None, revision: str | None):

@@ -217,8 +217,13 @@ def train(
         if e.report is not None:
             emit(as_json, {"output": None, "check": e.report.to_dict()}, e.report.render())
         raise
-    if not result.main_process:
-        return
+    if result.main_process:
+        emit(as_json, result.to_dict(), _summary(result))
+
+
+def _summary(result) -> str:
+    """What ``train`` prints: the check's report, the calibration and training lines, then
+    what was trained and written."""
     stats = result.stats
     cal = stats.get("calibration") or {}
     held = f"; {cal['examples']} held out to calibrate" if cal.get("held_out") else ""
@@ -232,7 +237,7 @@ def train(
         lines.insert(0, _calibration_line(cal))
     if result.report is not None:
         lines.insert(0, result.report.render())
-    emit(as_json, result.to_dict(), "\n".join(lines))
+    return "\n".join(lines)
 
 
 def _calibration_line(cal: dict) -> str:
