@@ -88,7 +88,7 @@ def test_imagefolder_layout_labels_images_by_their_folder(tmp_path):
         ("dog/b.jpg", "dog"),
         ("owl/x.webp", "owl"),
     ]
-    assert all(e.line is None and e.where() == str(e.path) for e in examples)
+    assert all(e.line is None and e.where == str(e.path) for e in examples)
 
 
 def test_metadata_files_give_the_labels_as_datasets_reads_them(tmp_path, caplog):
@@ -134,7 +134,7 @@ def test_data_files_hold_paths_relative_to_themselves(tmp_path):
         ((tmp_path / "imgs" / "a.png").resolve(), "cat", 2),
         (outside, "dog", 3),
     ]
-    assert rows[0].where() == f"{data / 'new.csv'}:2"
+    assert rows[0].where == f"{data / 'new.csv'}:2"
     [tsv] = read_image_examples(data / "new.tsv", image_column="pic", label_column="kind")
     assert (tsv.path.name, tsv.label) == ("b.png", "owl")
     [jsonl] = read_image_examples(data / "new.jsonl")

@@ -72,7 +72,7 @@ def open_rgb(image: ImageExample | str | os.PathLike) -> Any:
 def _where(image, path: Path) -> str:
     """``FILE:LINE: `` of the row listing the image, or nothing (the message names the path)."""
     if isinstance(image, ImageExample) and image.line is not None:
-        return f"{image.where()}: "
+        return f"{image.where}: "
     return ""
 
 

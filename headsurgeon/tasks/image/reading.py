@@ -31,7 +31,7 @@ from pathlib import Path
 from ...data import LABEL_COLUMN, _columns, _jsonl_rows, _table_rows
 from ...errors import DataError, LabelError
 from ...labels import check_name
-from ...token_data import looks_like_token_data
+from ..sniff import looks_like_token_data
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class ImageExample:
     source: str
     line: int | None = None
 
+    @property
     def where(self) -> str:
         """``FILE:LINE`` of the row that lists the image, or the image's path (folder layout)."""
         return str(self.path) if self.line is None else f"{self.source}:{self.line}"
@@ -412,7 +413,7 @@ def check_image_labels(
     if not unknown:
         return
     listed = ", ".join(
-        f"{u!r} ({counts[u]} image{'s' * (counts[u] != 1)}, first at {first[u].where()})"
+        f"{u!r} ({counts[u]} image{'s' * (counts[u] != 1)}, first at {first[u].where})"
         for u in unknown[:10]
     )
     more = " ..." if len(unknown) > 10 else ""
