@@ -63,6 +63,7 @@ class Split:
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     def old_digits(self) -> list[int]:
+        """The digits the parent knows, sorted."""
         return sorted(random.Random(self.label_seed).sample(range(10), self.old))
 
 

@@ -233,6 +233,7 @@ def parent_folder(recipe: ImageRecipe = RECIPE, *, rebuild: bool = False) -> Pat
 
 
 def describe(folder: Path) -> str:
+    """What a built parent is and scores, from its ``MAKING.json``, for people."""
     info = json.loads((folder / "MAKING.json").read_text())
     return (
         f"image parent: ViT {info['parameters']:,} parameters, {len(info['old_labels'])} old "
