@@ -50,7 +50,6 @@ class TextTask:
     unit = "texts"
     check_name = CheckReport.NAME
     report_type = CheckReport
-    option_defaults = OPTION_DEFAULTS
     calibrates = True
     #: training rows of cached block inputs go in batches of similar length (less padding;
     #: measured on the incremental benchmark's 20 draws)
@@ -60,6 +59,7 @@ class TextTask:
     pick = None
 
     def default_max_drop(self) -> float:
+        """The accuracy gate's default tolerance (:data:`~.accuracy.DEFAULT_MAX_DROP`)."""
         return DEFAULT_MAX_DROP
 
     def defaults(self, old_labels: int | None = None, new_labels: int | None = None) -> dict:
@@ -96,6 +96,7 @@ class TextTask:
         return examples, replayed, held, added
 
     def check_data(self, data, replay, holdout, labels) -> None:
+        """Refuse examples of labels the model does not have (replay and holdout: old ones)."""
         check_labels(data, labels, source="data")
         only = "{} must hold only the model's labels"
         check_labels(replay, labels, source="replay", only_known=only.format("replay"))
@@ -123,23 +124,29 @@ class TextTask:
         return examples
 
     def key(self, example) -> str:
+        """An example's key: its text."""
         return example.text
 
     def labels_in(self, example) -> set[str]:
+        """The one label an example teaches."""
         return {example.label}
 
     def sample_replay(self, rest, old_labels, per_label, seed, whole=()):
+        """``per_label`` examples of each old label (:func:`~headsurgeon.data.sample_replay`)."""
         return sample_replay(rest, old_labels, per_label, seed, whole=whole)
 
     def tokenizer(self, tokenizer):
+        """The model's tokenizer as it is."""
         return tokenizer
 
     def stack(self, values: Sequence):
+        """One feature vector per example, stacked."""
         import torch
 
         return torch.stack(list(values))
 
     def train_features(self, store, keys: list[str]):
+        """The training examples' features, stacked (``[examples, hidden]``)."""
         return store.of(keys)
 
     def rows(self, plan, train_rows, train_x, train_h) -> list[dict]:
@@ -172,6 +179,7 @@ class TextTask:
         return {n: x[idx] for n, idx in out.items()}
 
     def collator(self, tokenizer, max_length: int):
+        """:func:`make_collator`."""
         return make_collator(tokenizer, max_length)
 
     def from_batch(self, logits, batch):
@@ -199,6 +207,7 @@ class TextTask:
         return lambda logits: (logits.argmax(-1) == gold).float().mean().item()
 
     def report(self, plan, holdout, parent_logits, child_logits, tolerance):
+        """The accuracy gate on the holdout (the parent's logits over the old labels)."""
         return compare(
             parent_logits, child_logits, holdout, plan.old_labels, plan.labels,
             max_drop=tolerance.max_drop, max_label_drop=tolerance.max_label_drop,

@@ -55,14 +55,14 @@ class TokenTask:
     Training targets per word: gold tags, except that with ``annotated="new"`` the ``O`` words
     of the new data (annotated for the new types only: their old entities are tagged ``O``)
     take the parent's distribution over the old tags as a soft target (distillation on ``O``
-    words, as ExtendNER); the replay is fully annotated and gold.
+    words, as ExtendNER); the replay is fully annotated and gold. Implements
+    :class:`~headsurgeon.tasks.base.Task` (on its own: it shares no code with the text task).
     """
 
     name = TOKEN
     unit = "sentences"
     check_name = EntityCheckReport.NAME
     report_type = EntityCheckReport
-    option_defaults = OPTION_DEFAULTS
     calibrates = False
     #: drawn at random: by length, the NER benchmark's new-type F1 fell in all three scenarios
     #: (70.8/72.3/66.1 -> 68.5/69.6/65.2)
@@ -71,9 +71,11 @@ class TokenTask:
     needs_train_features = True
 
     def key(self, example) -> str:
+        """A sentence's key: its words joined (:func:`.words.key`)."""
         return key(example.tokens)
 
     def default_max_drop(self) -> float:
+        """The entity gate's default tolerance (:data:`.gate.DEFAULT_MAX_DROP`, points of F1)."""
         return DEFAULT_MAX_DROP
 
     def defaults(self, old_labels: int | None = None, new_labels: int | None = None) -> dict:
@@ -106,6 +108,7 @@ class TokenTask:
         return read_holdout_sentences(holdout, parent_labels, child_labels)
 
     def tokenizer(self, tokenizer):
+        """A :class:`~.words.WordTokenizer` view of the model's (fast) tokenizer."""
         return tokenizer if isinstance(tokenizer, WordTokenizer) else WordTokenizer(tokenizer)
 
     def train_features(self, store, keys: list[str]):
@@ -123,11 +126,13 @@ class TokenTask:
         return [v.float().cpu() for v in per_word(x, enc)]
 
     def stack(self, values: Sequence):
+        """The word features of many sentences, one row per word."""
         import torch
 
         return torch.cat(list(values))
 
     def check_data(self, data, replay, holdout, labels) -> None:
+        """Refuse sentences with tags the model does not have."""
         for source, rows in (("data", data), ("replay", replay), ("holdout", holdout or [])):
             unknown = sorted({t for s in rows for t in s.tags} - set(labels))
             if unknown:
@@ -138,6 +143,7 @@ class TokenTask:
                 )
 
     def labels_in(self, example) -> set[str]:
+        """The tags a sentence teaches (``O`` is none)."""
         return set(example.tags) - {"O"}
 
     def sample_replay(self, rest, old_labels, per_label, seed, whole=()):
@@ -218,6 +224,7 @@ class TokenTask:
         return rows
 
     def labelled_features(self, examples, x_list) -> dict[str, Any]:
+        """The word features of each tag (for imprinting)."""
         import torch
 
         out: dict[str, list] = {}
@@ -227,6 +234,7 @@ class TokenTask:
         return {t: torch.stack(v) for t, v in out.items()}
 
     def collator(self, tokenizer, max_length: int):
+        """:func:`make_token_collator`."""
         return make_token_collator(tokenizer, max_length)
 
     def from_batch(self, logits, batch):
@@ -235,6 +243,7 @@ class TokenTask:
         return logits[index >= 0]
 
     def predict(self, model, tokenizer, examples, options, desc: str | None = None):
+        """The whole model's per-word logits of the sentences, one row per word."""
         import torch
 
         per = predict_word_logits(
@@ -267,6 +276,7 @@ class TokenTask:
         return score
 
     def report(self, plan, holdout, parent_logits, child_logits, tolerance):
+        """The entity gate on the holdout, from per-word logits."""
         lengths = plan.holdout_lengths
         n = [len(s.tags) for s in holdout]
         old = [plan.labels[i] for i in plan.old_ids]
