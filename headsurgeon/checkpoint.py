@@ -29,7 +29,7 @@ from .models import read_config
 from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
 from .shards import Checkpoint, locate_in_checkpoint, meta_skeleton, open_checkpoint
 from .surgery import BIAS_POLICIES, DEFAULT_BIAS, DEFAULT_INIT, SurgeryResult
-from .tasks import TOKEN, task_of, task_of_name
+from .tasks import TOKEN, commands_for, task_of, task_of_name
 from .tasks.token import schemes
 from .weights import PICKLE_PATTERNS, SAFE_INDEX, WEIGHT_PATTERNS, require_weights
 
@@ -60,8 +60,9 @@ def inspect_checkpoint(
 
     Returns:
         ``{"path", "architecture", "model_type", "task", "head": HeadRef dict, "num_labels",
-        "labels"}``; ``task`` is ``"sequence-classification"``, ``"token-classification"``,
-        ... or ``"unknown"`` (:mod:`.tasks`). A token classifier also has ``"scheme"`` (``"BIO"``,
+        "labels", "commands"}``; ``task`` is ``"sequence-classification"``,
+        ``"token-classification"``, ... or ``"unknown"`` (:mod:`.tasks`); ``commands`` are the
+        commands its task supports (:func:`~.tasks.commands_for`). A token classifier also has ``"scheme"`` (``"BIO"``,
         ``"BIOES"``, ``"BILOU"``, ``"IO"`` or ``None`` when none is recognised) and
         ``"entity_types"``.
 
@@ -92,6 +93,7 @@ def inspect_checkpoint(
         "task": task,
         "problem_type": raw.get("problem_type"),
         **(schemes.describe(labels) if task == TOKEN else {}),
+        "commands": commands_for(task, raw),
         "head": head,
         "num_labels": len(labels),
         "labels": labels,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import record as _record
-from .data import LABEL_COLUMN, TEXT_COLUMN
+from .data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, TEXT_COLUMN, Columns
 from .errors import GateFailedError
 from .gate import Tolerance, check_max_drop
 from .predict import DEFAULT_BATCH_SIZE, predict_logits
@@ -72,20 +72,27 @@ def check_old_labels(
     progress: bool = False,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    image_column: str = IMAGE_COLUMN,
+    audio_column: str = AUDIO_COLUMN,
 ) -> GateReport:
     """Evaluate parent and child on the holdout and compare them on the parent's labels.
 
     Args:
-        parent, child: model folders, or ``(model, tokenizer)`` pairs; folders are loaded on
-            the CPU and moved in turn to the evaluation device.
+        parent, child: model folders, or ``(model, preprocessor)`` pairs (a tokenizer, an image
+            processor, a feature extractor); folders are loaded on the CPU and moved in turn to
+            the evaluation device.
         holdout: a file (``.csv``/``.tsv``/``.jsonl`` of texts; CoNLL/JSONL sentences for a
-            token classifier) or a list of examples (:class:`~headsurgeon.data.Example`,
-            :class:`~headsurgeon.tasks.token.data.Sentence`).
+            token classifier; a folder of images or clips by label, or a file of their paths,
+            for an image or audio classifier) or a list of examples
+            (:class:`~headsurgeon.data.Example`, :class:`~headsurgeon.tasks.token.data.Sentence`,
+            :class:`~headsurgeon.tasks.image.ImageExample`,
+            :class:`~headsurgeon.tasks.audio.AudioExample`).
         max_drop: tolerated drop in percentage points (default: the task's, 0.5 pt of
             old-label accuracy; 1.0 pt of old-type entity F1 for token classifiers).
         max_label_drop: tolerated drop of any one old label, in points (``None``: not checked).
         batch_size, max_length, progress: see :func:`predict_logits`.
         text_column, label_column: columns of a text holdout file.
+        image_column, audio_column: the column of image (audio) paths of a holdout file.
         device: where to evaluate; default: CUDA when available, else where the models are
             (models are moved back afterwards).
         trust_remote_code: let folders whose config names custom code (``auto_map``) run it.
@@ -98,10 +105,10 @@ def check_old_labels(
 
     Raises:
         DataError: unreadable holdout, a holdout label neither model has, no old-label example.
-        CheckpointError: a folder without a model or without tokenizer files, or pickle weights
-            without ``allow_pickle``.
+        CheckpointError: a folder without a model or without its preprocessor (tokenizer
+            files, ``preprocessor_config.json``), or pickle weights without ``allow_pickle``.
         UnsupportedModelError: custom code without ``trust_remote_code``; a model the check
-            would score wrongly (multi-label, image, ...).
+            would score wrongly (multi-label, multiple choice, ...).
         OptionsError: a bad ``max_drop``, ``max_label_drop`` or ``batch_size``.
 
     Example:
@@ -111,12 +118,12 @@ def check_old_labels(
     """
     from .predict import labels_of_source, model_and_tokenizer
 
-    _task_of(parent)  # refuses a model check would score wrongly (multi-label, image, ...)
+    _task_of(parent)  # refuses a model check would score wrongly (multi-label, ...)
     task = _task_of(child)
     tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
     check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
     parent_labels, child_labels = labels_of_source(parent), labels_of_source(child)
-    columns = (text_column, label_column)
+    columns = Columns(text_column, label_column, image_column, audio_column)
     examples = task.read_holdout(holdout, parent_labels, child_labels, columns)
     if device is None:
         import torch
@@ -125,7 +132,7 @@ def check_old_labels(
     trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
     return task.check(
         parent, child, examples, parent_labels, child_labels, tolerance,
-        load=lambda source: model_and_tokenizer(source, **trust),
+        load=lambda source: model_and_tokenizer(source, preprocessor=task.preprocessor, **trust),
         batch_size=batch_size, max_length=max_length, device=device, progress=progress,
     )  # fmt: skip
 

@@ -21,7 +21,39 @@ from .labels import check_name
 
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "label"
+#: the column of image paths in an image classifier's data files
+IMAGE_COLUMN = "image"
+#: the column of audio file paths in an audio classifier's data files
+AUDIO_COLUMN = "audio"
 SUFFIXES = (".csv", ".tsv", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns of labelled data files: the label's, and the input's of each kind of model
+    (a text classifier reads ``text``, an image classifier ``image``, an audio classifier
+    ``audio``); each task reads the one of its inputs.
+
+    Example:
+        >>> Columns(image="path").image
+        'path'
+    """
+
+    text: str = TEXT_COLUMN
+    label: str = LABEL_COLUMN
+    image: str = IMAGE_COLUMN
+    audio: str = AUDIO_COLUMN
+
+    @classmethod
+    def of(cls, columns: Columns | Sequence[str] | None) -> Columns:
+        """``columns`` as :class:`Columns`: itself, the defaults (``None``), or a ``(text,
+        label)`` pair as the API took before images."""
+        if columns is None:
+            return cls()
+        if isinstance(columns, Columns):
+            return columns
+        text, label = columns
+        return cls(text=text, label=label)
 
 
 @dataclass(frozen=True)

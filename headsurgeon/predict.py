@@ -1,10 +1,14 @@
-"""Batched evaluation: a classifier's logits on many texts, fast on CPU and GPU.
+"""Batched evaluation: a classifier's logits on many examples, fast on CPU and GPU.
 
 :func:`predict_logits` runs one pass over the texts, sorted by token length so that each batch
 pads little, and returns the logits in input order. :func:`predict_pair` evaluates a parent and a
 child: when they differ only in their heads (``add-label``, a frozen-backbone ``train``), the
 backbone runs once and both heads read its features, which halves the cost; otherwise each model
 gets its own pass. Torch and transformers are imported inside the functions.
+
+The "texts" are what the tokenizer given takes: texts for a tokenizer, the examples' keys for a
+task's view of its preprocessor (an image processor, a feature extractor: see
+:class:`headsurgeon.tasks.base.Inputs`), which also measures its inputs for the batching.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def predict_logits(
     if batch_size < 1:
         raise OptionsError(f"batch_size must be at least 1, got {batch_size}")
     texts = list(texts)
-    if len(texts) > 1 and tokenizer.pad_token is None:
+    if len(texts) > 1 and getattr(tokenizer, "pad_token", "") is None:  # a tokenizer's
         raise OptionsError(
             "the tokenizer has no pad token, so texts cannot be batched: set "
             "tokenizer.pad_token (e.g. to tokenizer.eos_token) and model.config.pad_token_id"
@@ -123,6 +127,7 @@ def eval_batches(
     from .progress import Step
 
     texts = list(texts)
+    unit = getattr(tokenizer, "unit", None) or unit  # a task's view names what it counts
     max_length = max_length or _max_length(model, tokenizer)
     order = _by_length(tokenizer, texts, max_length)
     home = next(model.parameters()).device
@@ -161,8 +166,14 @@ def _token_ids(tokenizer, texts: list[str], max_length: int | None) -> list[list
 
 
 def _by_length(tokenizer, texts: list[str], max_length: int | None) -> list[int]:
-    """Indices of ``texts``, longest first (so the first batch shows the memory peak)."""
-    lengths = [len(ids) for ids in _token_ids(tokenizer, texts, max_length)]
+    """Indices of ``texts``, longest first (so the first batch shows the memory peak); a
+    task's view of another preprocessor measures its inputs itself
+    (:meth:`~headsurgeon.tasks.base.Inputs.lengths`)."""
+    measure = getattr(tokenizer, "lengths", None)
+    if callable(measure):
+        lengths = measure(texts) if texts else []
+    else:
+        lengths = [len(ids) for ids in _token_ids(tokenizer, texts, max_length)]
     return sorted(range(len(texts)), key=lambda i: -lengths[i])
 
 
@@ -240,14 +251,20 @@ def _shared_head_paths(parent, child, texts, max_length) -> tuple[str, ...] | No
         b = cs[key]
         if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b.to(a.device)):
             return None
+    return paths if _same_inputs(ptok, ctok, texts, max_length) else None
+
+
+def _same_inputs(ptok, ctok, texts, max_length) -> bool:
+    """Whether the two preprocessors make the same inputs of ``texts``."""
+    same_inputs = getattr(ptok, "same_inputs", None)  # a task's view of another preprocessor
+    if callable(same_inputs):
+        return ptok is ctok or same_inputs(ctok)
     same_tokens = (ptok.pad_token_id, ptok.padding_side) == (ctok.pad_token_id, ctok.padding_side)
-    if (
+    return not (
         not same_tokens
         or ptok is not ctok
         and (_token_ids(ptok, texts, max_length) != _token_ids(ctok, texts, max_length))
-    ):
-        return None
-    return paths
+    )
 
 
 def _predict_shared(parent, child, paths, texts, *, device, **kwargs):
@@ -296,50 +313,76 @@ def _predict_shared(parent, child, paths, texts, *, device, **kwargs):
     return logits[:, :n_parent].contiguous(), logits[:, n_parent:].contiguous()
 
 
-def load_for_prediction(
-    folder: str | os.PathLike, *, trust_remote_code: bool = False, allow_pickle: bool = False
-):
-    """Load the classifier and tokenizer saved in ``folder`` (on CPU) ready for batching.
-
-    A tokenizer without a pad token (decoder models) pads with its EOS token.
-    ``trust_remote_code`` and ``allow_pickle``: see :func:`headsurgeon.models.load_model`.
-
-    Returns:
-        ``(model, tokenizer)``.
+def load_text_tokenizer(folder: str | os.PathLike, trust_remote_code: bool = False):
+    """The tokenizer saved in ``folder`` (a text or token classifier's preprocessor).
 
     Raises:
-        CheckpointError: the folder has no model, no tokenizer files, or they do not load.
+        CheckpointError: the folder has no tokenizer files, or they do not load.
+        UnsupportedModelError: custom code without ``trust_remote_code``.
     """
-    from .models import load_model, load_tokenizer, read_config
+    from .models import load_tokenizer
 
     folder = Path(folder)
-    read_config(folder)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(
             f"{folder} has no tokenizer files; expected one of {', '.join(TOKENIZER_FILES)}: "
             "copy the parent's tokenizer files into it (tokenizer.save_pretrained)"
         )
     try:
-        tokenizer = load_tokenizer(folder, trust_remote_code)
+        return load_tokenizer(folder, trust_remote_code)
     except HeadSurgeonError:
         raise
     except (OSError, ValueError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"could not load the tokenizer in {folder}: {first}") from e
+
+
+def load_for_prediction(
+    folder: str | os.PathLike,
+    *,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    preprocessor=None,
+):
+    """Load the classifier and its preprocessor saved in ``folder`` (on CPU) ready for batching.
+
+    A tokenizer without a pad token (decoder models) pads with its EOS token.
+    ``trust_remote_code`` and ``allow_pickle``: see :func:`headsurgeon.models.load_model`.
+    ``preprocessor``: ``(folder, trust_remote_code)`` → the model's preprocessor (a task's
+    :meth:`~headsurgeon.tasks.base.Task.preprocessor`); default: its tokenizer
+    (:func:`load_text_tokenizer`).
+
+    Returns:
+        ``(model, preprocessor)``.
+
+    Raises:
+        CheckpointError: the folder has no model, no preprocessor (tokenizer files, ...), or
+            they do not load.
+    """
+    from .models import load_model, read_config
+
+    folder = Path(folder)
+    read_config(folder)
+    tokenizer = (preprocessor or load_text_tokenizer)(folder, trust_remote_code)
     model = load_model(folder, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+    if getattr(tokenizer, "pad_token", "") is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
 
 
-def model_and_tokenizer(source, *, trust_remote_code: bool = False, allow_pickle: bool = False):
-    """``(model, tokenizer)`` of ``source``: a model folder (:func:`load_for_prediction`) or a
-    ``(model, tokenizer)`` pair, returned as is."""
+def model_and_tokenizer(
+    source, *, trust_remote_code: bool = False, allow_pickle: bool = False, preprocessor=None
+):
+    """``(model, preprocessor)`` of ``source``: a model folder (:func:`load_for_prediction`,
+    ``preprocessor`` its loader) or a ``(model, preprocessor)`` pair, returned as is."""
     if isinstance(source, (str, os.PathLike)):
         return load_for_prediction(
-            source, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+            source,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            preprocessor=preprocessor,
         )
     model, tokenizer = source
     return model, tokenizer

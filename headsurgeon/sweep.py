@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .data import LABEL_COLUMN, TEXT_COLUMN
+from .data import LABEL_COLUMN, TEXT_COLUMN, Columns
 from .errors import GateFailedError, OptionsError
 from .train import TrainOptions
 
@@ -247,7 +247,7 @@ def sweep(
     add: bool = False,
     max_drop: float | None = None,
     max_label_drop: float | None = None,
-    columns: tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN),
+    columns: Columns | tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN),
     head_path: str | Sequence[str] | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
@@ -262,10 +262,11 @@ def sweep(
     that notes the sweep in ``headsurgeon.json``.
 
     Args:
-        model_dir: a sequence or token classifier saved with ``save_pretrained`` (with its
-            tokenizer).
-        data: the new labels' training examples (``.csv``/``.tsv``/``.jsonl``; for a token
-            classifier, CoNLL or JSONL sentences, as ``train`` reads them).
+        model_dir: a sequence, token, image or audio classifier saved with
+            ``save_pretrained`` (with its tokenizer, image processor or feature extractor).
+        data: the new labels' training examples, as ``train`` reads them
+            (``.csv``/``.tsv``/``.jsonl`` texts; CoNLL or JSONL sentences for a token
+            classifier; a folder or file of images or clips for an image or audio classifier).
         replay: old labels' examples to replay; holdout: the file the check runs on.
         layers: settings, ``"0,1,2,all"`` or ``[0, 1, 2, "all"]``: K top blocks unfrozen
             (``0``: the head and the neck on cached features) or ``all`` (``--freeze none``).
@@ -274,7 +275,7 @@ def sweep(
         add: first add the data's labels the model does not have (as ``train --add``).
         max_drop, max_label_drop: the check's tolerances in points (as ``train``; the default
             ``max_drop`` is the task's: 0.5 pt of accuracy, 1.0 pt of entity F1 for tokens).
-        columns: text and label columns of the files.
+        columns: the files' :class:`~headsurgeon.data.Columns` (or the text and label columns).
         head_path, trust_remote_code, allow_pickle: as :func:`headsurgeon.train.folders.train`.
         output: a new folder for the best run's model (``None``: nothing is written).
 
@@ -370,11 +371,11 @@ def _announced(runs: list, progress: bool):
 
 
 def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code, allow_pickle):
-    """Read the files once and load the model (grown by ``add``) and its tokenizer once."""
+    """Read the files once and load the model (grown by ``add``) and its preprocessor once."""
     from . import labels as _labels
     from . import record as _record
     from .locate import locate_head
-    from .models import load_model, load_tokenizer, read_config
+    from .models import load_model, read_config
     from .surgery import add_labels
     from .tasks import task_for_config
     from .train.folders import DataFiles
@@ -386,8 +387,8 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
     examples, replayed, held, added = files.read(task, labels, add, columns)
     record = _record.record_for(src, labels)
     old = _record.old_labels(record, labels)
+    tokenizer = task.preprocessor(src, trust_remote_code)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
-    tokenizer = load_tokenizer(src, trust_remote_code)
     if added:
         add_labels(model, added, init="mean", head_path=head_path)
         _record.add_event(record, "add-label", labels=added, init="imprint", by="sweep --add")

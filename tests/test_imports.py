@@ -138,10 +138,10 @@ def test_a_task_is_one_module_and_one_registration(monkeypatch):
     from headsurgeon import tasks
     from headsurgeon.errors import UnsupportedModelError
 
-    config = {"architectures": ["ViTForImageClassification"], "model_type": "vit"}
-    with pytest.raises(UnsupportedModelError, match="image classification model"):
+    config = {"architectures": ["BertForMultipleChoice"], "model_type": "bert"}
+    with pytest.raises(UnsupportedModelError, match="multiple choice model"):
         tasks.task_for_config(config)
     with pytest.raises(UnsupportedModelError, match="registered: sequence-classification"):
-        tasks.task_named(tasks.IMAGE)
-    monkeypatch.setitem(tasks.REGISTRY, tasks.IMAGE, "headsurgeon.tasks.text:TextTask")
+        tasks.task_named(tasks.MULTIPLE_CHOICE)
+    monkeypatch.setitem(tasks.REGISTRY, tasks.MULTIPLE_CHOICE, "headsurgeon.tasks.text:TextTask")
     assert type(tasks.task_for_config(config)).__name__ == "TextTask"

@@ -1,9 +1,9 @@
 """Models that train, check and sweep cannot handle correctly are refused, never processed wrongly.
 
 A multi-label text classifier (``problem_type: multi_label_classification``) was trained with
-softmax cross-entropy and gated on argmax accuracy with exit 0; image and audio classifiers have
-no data reader. Each is refused with one line saying why, before any file is written, while the
-surgery commands (which are right for every task) keep working on them.
+softmax cross-entropy and gated on argmax accuracy with exit 0. It is refused with one line
+saying why, before any file is written, while the surgery commands (which are right for every
+task) keep working on it; an image classifier given a text file is told what it reads.
 """
 
 import json
@@ -86,7 +86,7 @@ def test_the_python_api_refuses_a_multi_label_model(multi):
         check_old_labels(multi / "parent", (model, tokenizer), multi / "data.csv")
 
 
-def test_an_image_classifier_is_refused_by_train_with_its_task_named(tmp_path):
+def test_an_image_classifier_given_text_data_says_what_it_reads(tmp_path):
     from transformers import ViTConfig, ViTForImageClassification
 
     config = ViTConfig(
@@ -97,5 +97,5 @@ def test_an_image_classifier_is_refused_by_train_with_its_task_named(tmp_path):
     (tmp_path / "data.csv").write_text("text,label\nx,cat\n")
     before = tree_hashes(tmp_path)
     res = run("train", tmp_path / "vit", "--data", tmp_path / "data.csv", "-o", tmp_path / "o")
-    _one_error_line(res, "image classification", "refused")
+    _one_error_line(res, "text-classification data", "the model classifies images")
     assert tree_hashes(tmp_path) == before and not (tmp_path / "o").exists()

@@ -18,6 +18,7 @@ import click
 
 from .. import __version__
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
+from ..data import AUDIO_COLUMN, IMAGE_COLUMN
 from ..errors import HeadSurgeonError, OptionsError
 from ..tasks.token.gate import DEFAULT_MAX_DROP as _ENTITY_MAX_DROP
 
@@ -205,6 +206,20 @@ allow_pickle_option = click.option(
     default=False,
     help="Accept pytorch_model*.bin (pickle) weights, unpickled with weights_only=True "
     "(tensors only). Only for files you trust; safetensors weights never need it.",
+)
+image_column_option = click.option(
+    "--image-column",
+    default=IMAGE_COLUMN,
+    show_default=True,
+    help="Image classifiers: the column of image paths (relative to the file) in .csv/.tsv/"
+    ".jsonl data files.",
+)
+audio_column_option = click.option(
+    "--audio-column",
+    default=AUDIO_COLUMN,
+    show_default=True,
+    help="Audio classifiers: the column of audio file paths (relative to the file) in .csv/"
+    ".tsv/.jsonl data files.",
 )
 base_model_option = click.option(
     "--base-model",

@@ -8,7 +8,9 @@ from ..checks import DEFAULT_BATCH_SIZE
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from .app import (
     allow_pickle_option,
+    audio_column_option,
     emit,
+    image_column_option,
     json_option,
     main,
     max_drop_option,
@@ -24,9 +26,10 @@ from .app import (
 @click.option(
     "--holdout",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Held-out labelled texts (.csv/.tsv/.jsonl) with examples of the parent's labels; for "
-    "token classifiers CoNLL or JSONL sentences (entity F1 per type is checked).",
+    "token classifiers CoNLL or JSONL sentences (entity F1 per type is checked); for image and "
+    "audio classifiers a folder DIR/<label>/<file> or a .csv/.tsv/.jsonl of file paths.",
 )
 @max_drop_option
 @max_label_drop_option
@@ -34,8 +37,14 @@ from .app import (
 @click.option(
     "--label-column", default=LABEL_COLUMN, show_default=True, help="Column of the labels."
 )
+@image_column_option
+@audio_column_option
 @click.option(
-    "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, show_default=True, help="Texts per pass."
+    "--batch-size",
+    type=int,
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Examples per pass.",
 )
 @click.option(
     "--plot",
@@ -56,6 +65,8 @@ def check(
     max_label_drop,
     text_column,
     label_column,
+    image_column,
+    audio_column,
     batch_size,
     plot,
     no_record,
@@ -85,6 +96,7 @@ def check(
         parent, child, holdout, max_drop=max_drop, max_label_drop=max_label_drop,
         batch_size=batch_size,
         text_column=text_column, label_column=label_column,
+        image_column=image_column, audio_column=audio_column,
         progress=progress_shown(as_json),
         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     )  # fmt: skip

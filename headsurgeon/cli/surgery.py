@@ -24,7 +24,9 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
 
     For a token classifier (NER) the task line also names the tagging scheme (BIO, BIOES,
     BILOU, IO) and the entity types; for a model saved with a problem type (e.g.
-    multi_label_classification) it names it.
+    multi_label_classification) it names it. The commands line says which commands the
+    model's task supports (surgery, diff and push for every model; train, check and sweep for
+    single-label text, image and audio classifiers and token classifiers).
 
     Reads config.json and the safetensors headers only (no weights, no torch): fast on any
     size. When the headers leave the head ambiguous, the architecture is built on the meta
@@ -55,6 +57,7 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
         (
             f"architecture: {info['architecture']} ({info['model_type']})\n"
             f"task:         {task}\n"
+            f"commands:     {', '.join(info['commands'])}\n"
             f"head:         {', '.join(head['paths'])}  Linear({head['in_features']} -> {head['out_features']}, "
             f"bias={head['bias']})  dtype {head['dtype']}  [{head['method']}]\n"
             f"labels ({info['num_labels']}): {labels}"

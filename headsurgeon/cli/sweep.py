@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ..data import LABEL_COLUMN, TEXT_COLUMN
+from ..data import LABEL_COLUMN, TEXT_COLUMN, Columns
 from .app import (
     allow_pickle_option,
+    audio_column_option,
     emit,
     head_path_option,
+    image_column_option,
     json_option,
     main,
     max_drop_option,
@@ -18,16 +20,19 @@ from .app import (
 from .train import options_from, train_options
 
 _FILE = click.Path(dir_okay=False)
+#: a data file, or a folder of images or clips by label
+_DATA = click.Path()
 
 
 @main.command()
 @click.argument("model", type=click.Path(file_okay=False))
 @click.option(
-    "--data", required=True, type=_FILE, help="Training file with the new labels' examples."
-)
-@click.option("--replay", type=_FILE, help="File of old labels' examples to replay.")
+    "--data", required=True, type=_DATA,
+    help="Training file (or folder of images/clips) with the new labels' examples.",
+)  # fmt: skip
+@click.option("--replay", type=_DATA, help="Old labels' examples to replay, as --data.")
 @click.option(
-    "--holdout", required=True, type=_FILE, help="Held-out file the old-label check runs on."
+    "--holdout", required=True, type=_DATA, help="Held-out examples the old-label check runs on."
 )
 @click.option("--layers", required=True, metavar="K,K,...",
               help="Settings: numbers of top blocks to train (0: head and neck on cached features) "
@@ -43,13 +48,15 @@ _FILE = click.Path(dir_okay=False)
 @click.option("--add", is_flag=True, help="First add the data's labels MODEL does not have.")
 @click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Text column.")
 @click.option("--label-column", default=LABEL_COLUMN, show_default=True, help="Label column.")
+@image_column_option
+@audio_column_option
 @head_path_option
 @trust_remote_code_option
 @allow_pickle_option
 @json_option
 def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, max_label_drop,
-          add, text_column, label_column, head_path, trust_remote_code, allow_pickle, as_json,
-          **opts):  # fmt: skip
+          add, text_column, label_column, image_column, audio_column, head_path, trust_remote_code,
+          allow_pickle, as_json, **opts):  # fmt: skip
     """Train MODEL on --data once per setting of --layers (and seed); compare the runs.
 
     Each run trains a fresh copy of MODEL as `train` would with --train-layers K (or --freeze
@@ -77,7 +84,8 @@ def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, m
         report = run(
             model, data, replay=replay, holdout=holdout, layers=layers, seeds=seeds,
             options=options, add=add, max_drop=max_drop, max_label_drop=max_label_drop,
-            columns=(text_column, label_column), head_path=list(head_path) or None,
+            columns=Columns(text_column, label_column, image_column, audio_column),
+            head_path=list(head_path) or None,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, output=output,
         )  # fmt: skip
     except GateFailedError as e:  # no run passed: show them, then exit 3 (-o not written)

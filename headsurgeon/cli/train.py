@@ -11,9 +11,11 @@ from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..train import options as _topt  # no torch: options only
 from .app import (
     allow_pickle_option,
+    audio_column_option,
     base_model_option,
     emit,
     head_path_option,
+    image_column_option,
     json_option,
     main,
     max_drop_option,
@@ -104,19 +106,22 @@ def options_from(opts: dict, as_json: bool):
 @click.option(
     "--data",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Training file (.csv/.tsv/.jsonl) with the new labels' examples; for token classifiers "
-    "CoNLL (.conll/.txt/.tsv/.iob/.bio) or JSONL (tokens+tags, or text+entities).",
+    "CoNLL (.conll/.txt/.tsv/.iob/.bio) or JSONL (tokens+tags, or text+entities); for image "
+    "and audio classifiers a folder DIR/<label>/<file> (or with a metadata.csv) or a "
+    ".csv/.tsv/.jsonl of file paths.",
 )
 @click.option(
     "--replay",
-    type=click.Path(dir_okay=False),
-    help="File of old labels' examples to replay (e.g. the parent's training data).",
+    type=click.Path(),
+    help="Old labels' examples to replay (e.g. the parent's training data), as --data.",
 )
 @click.option(
     "--holdout",
-    type=click.Path(dir_okay=False),
-    help="Held-out file: the old-label check runs on it (and --eval-every, --seeds score on it).",
+    type=click.Path(),
+    help="Held-out examples, as --data: the old-label check runs on them (and --eval-every, "
+    "--seeds score on them).",
 )
 @click.option(
     "-o",
@@ -145,6 +150,8 @@ def options_from(opts: dict, as_json: bool):
     show_default=True,
     help="Label column of the data files.",
 )
+@image_column_option
+@audio_column_option
 @head_path_option
 @trust_remote_code_option
 @allow_pickle_option
@@ -162,6 +169,8 @@ def train(
     add,
     text_column,
     label_column,
+    image_column,
+    audio_column,
     head_path,
     trust_remote_code,
     allow_pickle,
@@ -185,6 +194,7 @@ def train(
     Examples:
       headsurgeon train grown/ --data new.csv --replay replay.csv --holdout holdout.csv -o tuned/
       headsurgeon train parent/ --data new.csv --add --replay replay.csv -o tuned/
+      headsurgeon train vit-grown/ --data new/ --replay old/ --holdout test/ -o vit-tuned/
       torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
     """
     from ..errors import GateFailedError
@@ -212,6 +222,8 @@ def train(
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
             base_model=base_model,
+            image_column=image_column,
+            audio_column=audio_column,
         )
     except GateFailedError as e:  # print the report, then let _Group map the error (exit 3)
         if e.report is not None:

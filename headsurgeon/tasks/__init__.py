@@ -98,7 +98,12 @@ MULTI_LABEL = "multi_label_classification"
 REGISTRY: dict[str, str] = {
     SEQUENCE: "headsurgeon.tasks.text:TextTask",
     TOKEN: "headsurgeon.tasks.token.task:TokenTask",
+    IMAGE: "headsurgeon.tasks.image.task:ImageTask",
 }
+#: what every model whose head is found supports, whatever its task
+SURGERY_COMMANDS = ("inspect", "add-label", "remove-label", "rename-label", "diff", "push")
+#: what a model of a registered task supports too
+TRAINING_COMMANDS = ("train", "check", "sweep")
 
 
 def problem_type_of(config: Any) -> str | None:
@@ -111,9 +116,10 @@ def problem_type_of(config: Any) -> str | None:
 def require_trainable(task: str, config: Any, what: str) -> str:
     """Refuse a model that ``train``/``check``/``sweep`` would handle wrongly; return its task.
 
-    Sequence classifiers (single-label) and token classifiers are trained and checked; a
-    multi-label classifier would be trained with softmax cross-entropy and gated on argmax
-    accuracy (a silent wrong result), and image, audio or unknown tasks have no data reader.
+    Single-label sequence (text), image and audio classifiers and token classifiers are
+    trained and checked; a multi-label classifier would be trained with softmax cross-entropy
+    and gated on argmax accuracy (a silent wrong result), and unknown tasks (multiple choice,
+    ...) have no data reader.
 
     Args:
         task: the model's task (:func:`task_of` or :func:`task_of_model`).
@@ -124,26 +130,43 @@ def require_trainable(task: str, config: Any, what: str) -> str:
         UnsupportedModelError: naming what was found and what is supported.
     """
     problem = problem_type_of(config)
-    if task == SEQUENCE and problem == MULTI_LABEL:
+    kind = task.replace("-", " ")
+    if task != TOKEN and problem == MULTI_LABEL:
         raise UnsupportedModelError(
             f"{what}: this is a multi-label classifier (config problem_type "
-            f"'{MULTI_LABEL}'); train, check and sweep support single-label sequence "
-            "classifiers and token classifiers only, and would train and gate it as "
+            f"'{MULTI_LABEL}'); train, check and sweep support single-label classifiers "
+            "(text, image, audio) and token classifiers only, and would train and gate it as "
             "single-label (softmax, argmax): refused. add-label, remove-label, rename-label, "
             "inspect, diff and push work on it"
         )
-    if task == SEQUENCE and problem not in (None, "single_label_classification"):
+    if task != TOKEN and problem not in (None, "single_label_classification"):
         raise UnsupportedModelError(
             f"{what}: config problem_type is {problem!r}; train, check and sweep support "
-            "single-label classifiers only: refused"
+            f"single-label classifiers only ({kind}): refused"
         )
     if task not in REGISTRY:
         raise UnsupportedModelError(
-            f"{what}: this is a {task.replace('-', ' ')} model; train, check and sweep support "
-            "sequence (text) classifiers and token classifiers (NER) only: refused. add-label, "
-            "remove-label, rename-label, inspect, diff and push work on it"
+            f"{what}: this is a {kind} model; train, check and sweep support "
+            f"{_supported()} only: refused. add-label, remove-label, rename-label, inspect, "
+            "diff and push work on it"
         )
     return task
+
+
+def _supported() -> str:
+    """The registered tasks, in words (``sequence classification, token classification``)."""
+    return ", ".join(f"{name.replace('-', ' ')} models" for name in REGISTRY)
+
+
+def commands_for(task: str, config: Any) -> list[str]:
+    """The commands a model of ``task`` (with ``config``) supports: surgery, inspection and
+    push for every model, ``train``/``check``/``sweep`` for the tasks they handle
+    (:func:`require_trainable`)."""
+    try:
+        require_trainable(task, config, "inspect")
+    except UnsupportedModelError:
+        return list(SURGERY_COMMANDS)
+    return [*SURGERY_COMMANDS, *TRAINING_COMMANDS]
 
 
 def register(name: str, target: str) -> None:

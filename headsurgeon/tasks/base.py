@@ -7,7 +7,15 @@ and validate data, how to key and preprocess an example, what the training rows 
 hold, how the head's input of an example is picked, how logits are predicted and scored, and
 which gate judges the child (a :class:`GateReport`). A task is one module with one class, and
 one line in :mod:`headsurgeon.tasks`' registry: :class:`~headsurgeon.tasks.text.TextTask`
-(one label per text), :class:`~headsurgeon.tasks.token.task.TokenTask` (one tag per word).
+(one label per text), :class:`~headsurgeon.tasks.token.task.TokenTask` (one tag per word),
+:class:`~headsurgeon.tasks.image.task.ImageTask` (one label per image),
+:class:`~headsurgeon.tasks.audio.task.AudioTask` (one label per clip).
+
+Every batched pass (prediction, feature and block-input caching, training batches) runs on the
+examples' keys through the task's view of the model's preprocessor (:meth:`Task.tokenizer`):
+called like a tokenizer with a list of keys, it returns the model's inputs. A tokenizer is its
+own view; other views (:class:`Inputs`) also say how long each input is and what stands in for
+it when its block inputs are cached.
 
 Here only types: nothing is imported at run time, no torch.
 """
@@ -73,6 +81,35 @@ class GateReport(Protocol):
         """``(x-axis label, title)`` of the per-label chart."""
 
 
+class Inputs(Protocol):
+    """A task's view of a preprocessor other than a tokenizer (an image processor, a feature
+    extractor): what the generic passes ask of it beside calling it. A tokenizer has none of
+    these: its inputs are token sequences (``input_ids``, ``attention_mask``)."""
+
+    #: the keys of the one-example pass that probes the blocks (:mod:`headsurgeon.train.blocks`)
+    probe_keys: Sequence[str]
+    #: what the passes' progress counts (``images``)
+    unit: str
+
+    def __call__(self, keys: Sequence[str], **kwargs) -> Any:
+        """The model's inputs of the examples of ``keys`` (a ``BatchFeature``); tokenizer
+        arguments (``padding``, ``max_length``...) are accepted and ignored."""
+
+    def lengths(self, keys: Sequence[str]) -> list[int]:
+        """How long each example's input is (batches of similar length pad little)."""
+
+    def stand_in(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Inputs for a batch whose block inputs are cached (what runs below the cached block
+        is replaced: the shapes count, not the values)."""
+
+    def block_lengths(self, model, batch, hidden, keys: Sequence[str]) -> list[int] | None:
+        """Each example's positions in ``hidden`` (a block's input of ``batch``), what is cached
+        of it; ``None`` when the block input cannot be cached (not one tensor...)."""
+
+    def same_inputs(self, other) -> bool:
+        """Whether ``other`` makes the same inputs of the same keys."""
+
+
 class Task(Protocol):
     """One task's answers to the generic machinery (``plan`` is a
     :class:`~headsurgeon.train.plan.TrainPlan`; examples are the task's own type)."""
@@ -121,8 +158,13 @@ class Task(Protocol):
         """The replayed old examples (seeded)."""
 
     # --- preprocessing, targets, batches ------------------------------------------------
+    def preprocessor(self, model_dir, trust_remote_code: bool = False):
+        """The preprocessor saved with the model in ``model_dir`` (its tokenizer, image
+        processor or feature extractor); a folder without one is refused."""
+
     def tokenizer(self, tokenizer):
-        """The preprocessor training and feature passes use (the model's, or a view of it)."""
+        """The view of the preprocessor that training's and ``check``'s batched passes call
+        with keys (the tokenizer itself, a view of it, or an :class:`Inputs`)."""
 
     def stack(self, values: Sequence):
         """The features of many examples as one tensor."""

@@ -39,9 +39,17 @@ def check_data_task(path: str | os.PathLike, *, token_model: bool, option: str =
         option: how the user gave the file, for the message (``--holdout``...).
 
     Raises:
-        DataError: one line naming the file and the line that gave it away; files the sniff
-            cannot place pass (their reader reports what is wrong).
+        DataError: one line naming the file and the line that gave it away (or a folder:
+            images or clips, for a model that reads files of texts); files the sniff cannot
+            place pass (their reader reports what is wrong).
     """
+    if Path(path).is_dir():  # image or audio data by label, for another kind of model
+        wanted = (
+            "tags tokens; give a CoNLL or JSONL file of sentences"
+            if token_model
+            else "classifies texts; give a .csv/.tsv/.jsonl file of texts and their labels"
+        )
+        raise DataError(f"{path}: {option} is a folder, but the model {wanted}")
     verdict, line = _sniff(Path(path))
     if token_model and verdict == "sequence":
         raise DataError(

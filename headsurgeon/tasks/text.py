@@ -4,7 +4,8 @@
 are :class:`~headsurgeon.data.Example` s (a text and its label) read from CSV/TSV/JSONL, keyed
 by their text; a text's feature is one vector (the head's input at its one position); a
 training row is a label, a weight, and features or a text; the gate is the accuracy gate
-(:mod:`.accuracy`). :func:`make_collator` batches its rows.
+(:mod:`.accuracy`). What it shares with the other single-label tasks (rows, scoring, the gate)
+is :class:`~.single.OneLabelTask`'s. :func:`make_collator` batches its rows.
 
 No torch at import.
 """
@@ -12,228 +13,74 @@ No torch at import.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-from ..data import check_labels, read_examples, sample_replay
-from ..errors import DataError
+from ..data import Columns, read_examples
 from . import SEQUENCE
-from .accuracy import DEFAULT_MAX_DROP, CheckReport, compare, old_indices
+from .single import (  # noqa: F401  (the text task's defaults, named from here before)
+    MIN_OLD_EXAMPLES,
+    OPTION_DEFAULTS,
+    SEVERAL_NEW_EPOCHS,
+    OneLabelTask,
+    label_batch,
+)
 from .sniff import check_data_task
 
 logger = logging.getLogger(__name__)
 
-#: text classification's values of the ``TrainOptions`` fields left ``None``
-OPTION_DEFAULTS = {
-    "train_layers": 1, "new_weight": 10.0, "replay_per_label": 20, "calibrate_per_label": 20,
-    "epochs": 4.0,
-}  # fmt: skip
-#: adding several labels at once trains this many epochs (ten new banking intents: recall
-#: 0.78 -> 0.86 at 4 -> 8 epochs, five stackoverflow topics 0.78 -> 0.79, every draw within its
-#: gate; one new label lost precision with 8: benchmarks/incremental.py)
-SEVERAL_NEW_EPOCHS = 8.0
-#: the default per-label counts (replayed, held out for calibration) rise so that each comes to
-#: at least this many old examples in all. With few broad labels (15 stackoverflow topics) 20
-#: per label gave 300 held-out examples, too few to tell a 0.5 pt drop (one example is 0.33 pt)
-#: and too few replayed to hold the old labels (benchmarks/incremental.py)
-MIN_OLD_EXAMPLES = 1000
-#: the per-label counts MIN_OLD_EXAMPLES raises
-_SCALED = ("replay_per_label", "calibrate_per_label")
 
-
-class TextTask:
+class TextTask(OneLabelTask):
     """One label per text (see the module docstring); implements
     :class:`~headsurgeon.tasks.base.Task`."""
 
     name = SEQUENCE
     unit = "texts"
-    check_name = CheckReport.NAME
-    report_type = CheckReport
-    calibrates = True
-    #: training rows of cached block inputs go in batches of similar length (less padding;
-    #: measured on the incremental benchmark's 20 draws)
-    batches_by_length = True
-    needs_train_features = False
-    #: one vector per example: :func:`~headsurgeon.train.features.head_inputs`' own rule
-    pick = None
 
-    def default_max_drop(self) -> float:
-        """The accuracy gate's default tolerance (:data:`~.accuracy.DEFAULT_MAX_DROP`)."""
-        return DEFAULT_MAX_DROP
+    def preprocessor(self, model_dir, trust_remote_code: bool = False):
+        """The tokenizer saved in ``model_dir`` (:func:`~headsurgeon.predict.load_text_tokenizer`:
+        a folder without tokenizer files is refused)."""
+        from ..predict import load_text_tokenizer
 
-    def defaults(self, old_labels: int | None = None, new_labels: int | None = None) -> dict:
-        """:data:`OPTION_DEFAULTS`, the per-label counts raised to :data:`MIN_OLD_EXAMPLES` in
-        all with ``old_labels`` (their number), and :data:`SEVERAL_NEW_EPOCHS` with more than
-        one new label."""
-        defaults = dict(OPTION_DEFAULTS)
-        if old_labels:
-            least = -(-MIN_OLD_EXAMPLES // old_labels)  # ceil
-            for name in _SCALED:
-                defaults[name] = max(defaults[name], least)
-        if (new_labels or 0) > 1:
-            defaults["epochs"] = SEVERAL_NEW_EPOCHS
-        return defaults
+        return load_text_tokenizer(model_dir, trust_remote_code)
 
     def read_data(self, files, labels, add, columns):
         """``(data, replay, holdout or None, labels to add)`` read from ``files`` (a
-        :class:`~headsurgeon.train.folders.DataFiles`; ``columns``: text and label)."""
+        :class:`~headsurgeon.train.folders.DataFiles`; ``columns``: a
+        :class:`~headsurgeon.data.Columns`, or the text and label columns)."""
         for option, path in files.given():
             check_data_task(path, token_model=False, option=option)
-        read = {"text_column": columns[0], "label_column": columns[1]}
-        examples = read_examples(files.data, **read)
-        replayed = read_examples(files.replay, **read) if files.replay else []
-        held = read_examples(files.holdout, **read) if files.holdout else None
-        names = dict.fromkeys(e.label for e in examples)
-        added = [n for n in names if n not in labels] if add else []
-        check_labels(examples, labels + added, source=str(files.data))
-        for role, path, rows in (
-            ("--replay", files.replay, replayed),
-            ("--holdout", files.holdout, held or []),
-        ):
-            only = f"{role} must hold only the model's labels"
-            check_labels(rows, labels + added, source=str(path), only_known=only)
-        return examples, replayed, held, added
-
-    def check_data(self, data, replay, holdout, labels) -> None:
-        """Refuse examples of labels the model does not have (replay and holdout: old ones)."""
-        check_labels(data, labels, source="data")
-        only = "{} must hold only the model's labels"
-        check_labels(replay, labels, source="replay", only_known=only.format("replay"))
-        if holdout is not None:
-            check_labels(holdout, labels, source="holdout", only_known=only.format("holdout"))
+        columns = Columns.of(columns)
+        read = {"text_column": columns.text, "label_column": columns.label}
+        return self._read_files(files, labels, add, lambda path: read_examples(path, **read))
 
     def read_holdout(self, holdout, parent_labels, child_labels, columns) -> list:
-        """``check``'s holdout: a file's examples (``columns``: text and label) or the given
+        """``check``'s holdout: a file's examples (``columns``: a
+        :class:`~headsurgeon.data.Columns`, or the text and label columns) or the given
         examples, once they hold only the two models' labels and some old one.
 
         Raises:
             DataError: token data, an unreadable file, no example, an unknown label, no
                 example of an old label.
         """
-        path = isinstance(holdout, (str, os.PathLike))
-        if path:
-            check_data_task(holdout, token_model=False, option="--holdout")
-            examples = read_examples(holdout, text_column=columns[0], label_column=columns[1])
-        else:
-            examples = list(holdout)
-        if not examples:
-            raise DataError("the holdout holds no examples")
-        source = str(holdout) if path else "the holdout"
-        old_indices([e.label for e in examples], parent_labels, child_labels, source)
-        return examples
+        columns = Columns.of(columns)
+
+        def read(path):
+            check_data_task(path, token_model=False, option="--holdout")
+            return read_examples(path, text_column=columns.text, label_column=columns.label)
+
+        return self._read_holdout(holdout, parent_labels, child_labels, read)
 
     def key(self, example) -> str:
         """An example's key: its text."""
         return example.text
 
-    def labels_in(self, example) -> set[str]:
-        """The one label an example teaches."""
-        return {example.label}
-
-    def sample_replay(self, rest, old_labels, per_label, seed, whole=()):
-        """``per_label`` examples of each old label (:func:`~headsurgeon.data.sample_replay`)."""
-        return sample_replay(rest, old_labels, per_label, seed, whole=whole)
-
     def tokenizer(self, tokenizer):
         """The model's tokenizer as it is."""
         return tokenizer
 
-    def stack(self, values: Sequence):
-        """One feature vector per example, stacked."""
-        import torch
-
-        return torch.stack(list(values))
-
-    def train_features(self, store, keys: list[str]):
-        """The training examples' features, stacked (``[examples, hidden]``)."""
-        return store.of(keys)
-
-    def rows(self, plan, train_rows, train_x, train_h) -> list[dict]:
-        """Training rows: label, weight, features or text (+ cached block inputs, parent logits)."""
-        new_set, labels, options = set(plan.new_labels), plan.labels, plan.options
-        repeats = options.new_repeats
-        rows = []
-        for i, e in enumerate(train_rows):
-            new = e.label in new_set
-            row = {
-                "label": labels.index(e.label),
-                "weight": options.new_weight / repeats if new else 1.0,
-            }
-            if plan.features_only:
-                row["features"] = train_x[i]
-            else:
-                row["text"] = e.text
-            if train_h is not None:
-                row["hidden"] = train_h[i]
-            if options.distill > 0:
-                row["parent_logits"] = plan.parent(train_x[i : i + 1])[0]
-            rows += [row] * (repeats if new else 1)
-        return rows
-
-    def labelled_features(self, examples, x) -> dict[str, Any]:
-        """Features of the examples of each label (for imprinting)."""
-        out: dict[str, list[int]] = {}
-        for i, e in enumerate(examples):
-            out.setdefault(e.label, []).append(i)
-        return {n: x[idx] for n, idx in out.items()}
-
     def collator(self, tokenizer, max_length: int):
         """:func:`make_collator`."""
         return make_collator(tokenizer, max_length)
-
-    def from_batch(self, logits, batch):
-        """The logits a batch scores (one row per example here)."""
-        return logits
-
-    def predict(self, model, tokenizer, examples, options, desc: str | None = None):
-        """The whole model's logits of ``examples`` (one batched pass); with ``desc`` (and
-        ``options.progress``) the pass reports its progress under that name."""
-        from ..predict import predict_logits
-
-        texts = [e.text for e in examples]
-        return predict_logits(
-            model, tokenizer, texts, batch_size=max(options.batch_size, 64),
-            max_length=options.max_length, progress=options.progress and desc is not None,
-            desc=desc or "",
-        ).float().cpu()  # fmt: skip
-
-    def scorer(self, plan, holdout):
-        """Holdout accuracy (every label) of logits."""
-        import torch
-
-        labels = plan.labels
-        gold = torch.tensor([labels.index(e.label) for e in holdout])
-        return lambda logits: (logits.argmax(-1) == gold).float().mean().item()
-
-    def report(self, plan, holdout, parent_logits, child_logits, tolerance):
-        """The accuracy gate on the holdout (the parent's logits over the old labels)."""
-        return compare(
-            parent_logits, child_logits, holdout, plan.old_labels, plan.labels,
-            max_drop=tolerance.max_drop, max_label_drop=tolerance.max_label_drop,
-        )  # fmt: skip
-
-    def check(self, parent, child, examples, parent_labels, child_labels, tolerance, *, load,
-              **run):  # fmt: skip
-        """Both models loaded, one batched pass for both when they differ only in their heads
-        (:func:`~headsurgeon.predict.predict_pair`), then the accuracy gate."""
-        from ..predict import predict_pair
-
-        parent, child = load(parent), load(child)
-        logger.info("evaluating parent and child on %d holdout examples", len(examples))
-        logits = predict_pair(
-            parent, child, [e.text for e in examples], **run, desc="scoring holdout"
-        )
-        return compare(
-            *logits, examples, parent_labels, child_labels,
-            max_drop=tolerance.max_drop, max_label_drop=tolerance.max_label_drop,
-        )  # fmt: skip
-
-    def new_label_examples(self, plan, examples):
-        """The examples of the new labels and their class ids."""
-        new = set(plan.new_labels)
-        mine = [e for e in examples if e.label in new]
-        return mine, [plan.labels.index(e.label) for e in mine]
 
 
 def make_collator(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
@@ -241,12 +88,7 @@ def make_collator(tokenizer, max_length: int) -> Callable[[list[dict]], dict]:
     import torch
 
     def collate(rows: list[dict]) -> dict:
-        batch = {
-            "labels": torch.tensor([r["label"] for r in rows], dtype=torch.long),
-            "weight": torch.tensor([r["weight"] for r in rows], dtype=torch.float32),
-        }
-        if "parent_logits" in rows[0]:
-            batch["parent_logits"] = torch.stack([r["parent_logits"] for r in rows])
+        batch = label_batch(rows)
         if "features" in rows[0]:
             batch["features"] = torch.stack([r["features"] for r in rows])
             return batch

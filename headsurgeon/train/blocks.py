@@ -108,7 +108,8 @@ def probe_model(model, tokenizer, head_paths: Sequence[str]) -> BlockProbe | Non
 
 
 def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
-    """Run the model once on a one-word text and record the blocks' output type and which
+    """Run the model once on a one-word text (a task's view of another preprocessor: on its
+    ``probe_keys``, a blank image or silence) and record the blocks' output type and which
     modules ran only before the first block or only after the last."""
     from ..predict import eval_batches
 
@@ -137,7 +138,8 @@ def probe_blocks(model, tokenizer, blocks: nn.ModuleList) -> BlockProbe:
     hooks.append(blocks[-1].register_forward_hook(leave_last))
     try:
         with torch.no_grad():
-            for _idx, batch in eval_batches(model, tokenizer, ["a"], batch_size=1, max_length=8):
+            probe = list(getattr(tokenizer, "probe_keys", None) or ["a"])
+            for _idx, batch in eval_batches(model, tokenizer, probe, batch_size=1, max_length=8):
                 model(**batch)
     finally:
         for hook in hooks:

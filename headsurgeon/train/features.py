@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -190,12 +191,14 @@ def block_inputs(
     from ..predict import eval_batches
 
     capture = _BlockCapture(model, blocks, index, head_path, pick, len(texts))
+    lengths = getattr(tokenizer, "block_lengths", None)  # a task's view of another preprocessor
     try:
         for idx, batch in eval_batches(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length,
             progress=progress, desc="caching block inputs",
         ):  # fmt: skip
-            capture.take(idx, batch)
+            keys = [texts[i] for i in idx]
+            capture.take(idx, batch, None if lengths is None else partial(lengths, keys=keys))
     finally:
         capture.remove()
     return capture.out if capture.head is None else (capture.out, capture.features)
@@ -233,8 +236,10 @@ class _BlockCapture:
         if self.stop:
             raise _Stop
 
-    def take(self, idx: list[int], batch) -> None:
-        """Run one batch (texts ``idx``) and keep what the hooks captured."""
+    def take(self, idx: list[int], batch, measure=None) -> None:
+        """Run one batch (texts ``idx``) and keep what the hooks captured; ``measure(model,
+        batch, hidden)`` gives each example's positions in the block input (default: its
+        tokens, from the attention mask)."""
         self.captured.clear()
         self.at_head.clear()
         output = None
@@ -243,12 +248,12 @@ class _BlockCapture:
         except _Stop:
             pass
         h = self.captured[0] if self.captured else None
-        if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
+        lengths = (measure or _token_lengths)(self.model, batch, h)
+        if lengths is None:
             raise UnsupportedModelError(
-                "the encoder blocks do not take one [batch, tokens, hidden] tensor: "
+                "the encoder blocks do not take one [batch, positions, hidden] tensor: "
                 "--train-layers runs without a cache here; use --freeze none"
             )
-        lengths = batch["attention_mask"].sum(1).tolist()
         for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
             self.out[i] = h[row, : int(n)].float().cpu().clone()
         if self.head is not None and self.pick is None:
@@ -263,6 +268,14 @@ class _BlockCapture:
     def remove(self) -> None:
         for hook in self.hooks:
             hook.remove()
+
+
+def _token_lengths(_model, batch, h) -> list[int] | None:
+    """Each text's tokens in a block input ``h`` of a tokenized batch (``None``: ``h`` is not
+    one ``[batch, tokens, hidden]`` tensor)."""
+    if h is None or h.dim() != 3 or h.shape[:2] != batch["input_ids"].shape:
+        return None
+    return batch["attention_mask"].sum(1).tolist()
 
 
 class _Stop(Exception):
@@ -306,12 +319,17 @@ class TopBlocks(nn.Module):
     returns the cached output of the blocks (only the neck and the head run). ``as_tuple``: the
     real blocks return tuples (see :func:`~.blocks.blocks_return_tuples`). Call :meth:`restore`
     to put the real blocks back.
+
+    LayerDrop (a config's ``layerdrop``, wav2vec2's 0.1) is off meanwhile: a block dropped in
+    training would skip the hook that feeds it, and run the blocks on what stood in for the
+    inputs.
     """
 
     def __init__(self, model, blocks: nn.ModuleList, index: int, as_tuple: bool = False):
         super().__init__()
         self.model = model
         self._blocks, self._index = blocks, index
+        self._layerdrop = _no_layerdrop(model.config)
         self._current: torch.Tensor | None = None
         self._saved = [blocks[i] for i in range(min(index, len(blocks)))]
         for i in range(len(self._saved)):
@@ -339,6 +357,23 @@ class TopBlocks(nn.Module):
             self._hook.remove()
         for i, block in enumerate(self._saved):
             self._blocks[i] = block
+        for name, value in self._layerdrop.items():
+            setattr(self.model.config, name, value)
+
+
+#: config fields of the probability that training skips a block
+_LAYERDROP = ("layerdrop", "encoder_layerdrop")
+
+
+def _no_layerdrop(config) -> dict[str, float]:
+    """Turn ``config``'s LayerDrop off; return the values to put back."""
+    saved = {}
+    for name in _LAYERDROP:
+        value = getattr(config, name, None)
+        if isinstance(value, (int, float)) and value > 0:
+            saved[name] = value
+            setattr(config, name, 0.0)
+    return saved
 
 
 def right_padded(tokenizer):

@@ -12,7 +12,7 @@ from typing import Any
 from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
-from ..data import LABEL_COLUMN, TEXT_COLUMN
+from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, TEXT_COLUMN, Columns
 from ..errors import GateFailedError
 from ..gate import check_max_drop
 from . import processes
@@ -66,6 +66,8 @@ def train(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     base_model: str | None = None,
+    image_column: str = IMAGE_COLUMN,
+    audio_column: str = AUDIO_COLUMN,
 ) -> TrainResult:
     """Train the model saved in ``model_dir`` on ``data`` and write it to ``output``, gated.
 
@@ -78,16 +80,23 @@ def train(
     the others return a result with ``main_process=False``.
 
     Args:
-        model_dir: a folder saved with ``save_pretrained`` (with its tokenizer).
-        data: training file (``.csv``/``.tsv``/``.jsonl``) of the new labels' examples.
-        output: a new (or empty) folder; written atomically, tokenizer files carried over.
-        replay: file of old labels' examples to replay; holdout: file to check on.
+        model_dir: a folder saved with ``save_pretrained`` (with its tokenizer, or the image
+            processor or feature extractor of an image or audio classifier).
+        data: the new labels' examples, as the model's task reads them: a ``.csv``/``.tsv``/
+            ``.jsonl`` file of texts; CoNLL or JSONL sentences for a token classifier; a folder
+            of images or audio clips by label (``DIR/<label>/<file>``) or a file of their paths
+            for an image or audio classifier.
+        output: a new (or empty) folder; written atomically, tokenizer (processor) files
+            carried over.
+        replay: old labels' examples to replay; holdout: examples to check on (as ``data``).
         options: :class:`TrainOptions`.
         add: first add the data's labels the model does not have (imprinted from their examples).
         force: write even when the check fails (the failure is recorded).
         max_drop: check tolerance in points (default: the task's, see :func:`train_model`).
         max_label_drop: per-label check tolerance in points (default: not checked).
         text_column, label_column: column names of the data files.
+        image_column, audio_column: the column of image (audio) paths in an image (audio)
+            classifier's data files.
         head_path: explicit head path(s).
         trust_remote_code: let a model whose config names custom code (``auto_map``) run it.
         allow_pickle: accept ``pytorch_model*.bin`` weights (unpickled with ``weights_only=True``).
@@ -115,7 +124,8 @@ def train(
         model_dir, data, output, replay=replay, holdout=holdout, options=options, add=add,
         force=force, max_drop=max_drop, max_label_drop=max_label_drop, text_column=text_column,
         label_column=label_column, head_path=head_path, trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle, base_model=base_model,
+        allow_pickle=allow_pickle, base_model=base_model, image_column=image_column,
+        audio_column=audio_column,
     ).run()  # fmt: skip
 
 
@@ -156,6 +166,13 @@ class TrainJob:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     base_model: str | None = None
+    image_column: str = IMAGE_COLUMN
+    audio_column: str = AUDIO_COLUMN
+
+    @property
+    def columns(self) -> Columns:
+        """The data files' columns (the task reads its input's)."""
+        return Columns(self.text_column, self.label_column, self.image_column, self.audio_column)
 
     def run(self) -> TrainResult:
         """Train, gate and write (see :func:`train`)."""
@@ -205,9 +222,7 @@ class TrainJob:
         labels = _labels.labels_of(config)
         files = DataFiles(self.data, self.replay, self.holdout)
         task = task_for_config(config, str(src))
-        examples, replayed, held, added = files.read(
-            task, labels, self.add, (self.text_column, self.label_column)
-        )
+        examples, replayed, held, added = files.read(task, labels, self.add, self.columns)
         record = _record.record_for(src, labels)
         _record.set_base_model(record, self.base_model)
         old = _record.old_labels(record, labels)
@@ -226,16 +241,18 @@ class TrainJob:
 
     def load(self, src: Path, read: _Read):
         """The model (grown by ``--add``'s labels, its top blocks made trainable as the
-        resolved options say), its tokenizer and the options resolved for it."""
+        resolved options say), its preprocessor (tokenizer, image processor...: the task's,
+        loaded first so that a folder without one is refused before the model loads) and the
+        options resolved for it."""
         from ..locate import locate_head
-        from ..models import load_model, load_tokenizer
+        from ..models import load_model
         from ..surgery import add_labels
         from .blocks import model_blocks, top_blocks
 
+        tokenizer = read.task.preprocessor(src, self.trust_remote_code)
         model = load_model(
             src, trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle
         )
-        tokenizer = load_tokenizer(src, self.trust_remote_code)
         if read.added:
             add_labels(model, read.added, init="mean", head_path=self.head_path)
         labels = _labels.labels_of(model.config)
@@ -330,12 +347,12 @@ class DataFiles:
         files = (("--data", self.data), ("--replay", self.replay), ("--holdout", self.holdout))
         return [(option, path) for option, path in files if path]
 
-    def read(self, task, labels, add: bool, columns=(TEXT_COLUMN, LABEL_COLUMN)):
+    def read(self, task, labels, add: bool, columns: Columns | None = None):
         """``(data, replay, holdout or None, labels to add)`` as ``task`` reads them
-        (:meth:`~headsurgeon.tasks.base.Task.read_data`; ``columns``: text and label columns
-        of a text classifier's files); with ``add`` the data's labels the model lacks are to
-        be added."""
-        return task.read_data(self, labels, add, columns)
+        (:meth:`~headsurgeon.tasks.base.Task.read_data`; ``columns``: the files'
+        :class:`~headsurgeon.data.Columns`, or a text classifier's text and label columns);
+        with ``add`` the data's labels the model lacks are to be added."""
+        return task.read_data(self, labels, add, Columns.of(columns))
 
 
 def gate_advice(

@@ -24,14 +24,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...data import _columns, _jsonl_rows, _table_rows
+from ...data import AUDIO_COLUMN, LABEL_COLUMN, _columns, _jsonl_rows, _table_rows
 from ...errors import DataError, LabelError
 from ...labels import check_name
 
 logger = logging.getLogger(__name__)
 
-AUDIO_COLUMN = "audio"
-LABEL_COLUMN = "label"
 #: the metadata files' column naming each audio file (``datasets``' ``audiofolder`` convention)
 FILE_NAME_COLUMN = "file_name"
 METADATA_FILES = ("metadata.csv", "metadata.jsonl")

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from .loading import open_rgb, require_pillow, to_rgb
+from .loading import check_images, open_rgb, require_pillow, to_rgb
 from .processing import DEFAULT_BATCH_SIZE, load_image_processor, pixel_batches, processed_size
 from .reading import (
     IMAGE_COLUMN,
@@ -38,6 +38,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "ImageExample",
     "check_image_labels",
+    "check_images",
     "load_image_processor",
     "open_rgb",
     "pixel_batches",

@@ -10,6 +10,8 @@ transformers' own ``convert_to_rgb`` does (transparent pixels' colours are often
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +53,34 @@ def open_rgb(image: ImageExample | str | os.PathLike) -> Any:
     """
     Image = require_pillow()
     path = Path(image.path if isinstance(image, ImageExample) else image)
-    try:
+    with _reading(Image, image, path):
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not in the processor
             rgb = to_rgb(_upright(img))
             return img.copy() if rgb is img else rgb  # closing the file frees img's pixels
+
+
+def check_images(examples: Iterable[ImageExample]) -> None:
+    """Open every example's image header (Pillow's ``verify``: no decoding) before any work, so
+    that a missing, unreadable or corrupt file stops a run before anything is computed or
+    written.
+
+    Raises:
+        DataError: Pillow missing, or a file that is not a readable image, naming the row that
+            lists it (its path for the folder layout).
+    """
+    Image = require_pillow()
+    for e in examples:
+        with _reading(Image, e, e.path), Image.open(e.path) as img:
+            img.verify()
+
+
+@contextmanager
+def _reading(Image, image, path: Path):
+    """Turn what Pillow raises on a bad file into a :class:`DataError` naming it (and the row
+    listing it)."""
+    try:
+        yield
     except FileNotFoundError as e:
         raise DataError(f"{_where(image, path)}image not found: {path}") from e
     except Image.UnidentifiedImageError as e:

@@ -28,14 +28,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...data import LABEL_COLUMN, _columns, _jsonl_rows, _table_rows
+from ...data import IMAGE_COLUMN, LABEL_COLUMN, _columns, _jsonl_rows, _table_rows
 from ...errors import DataError, LabelError
 from ...labels import check_name
 from ..sniff import looks_like_token_data
 
 logger = logging.getLogger(__name__)
 
-IMAGE_COLUMN = "image"
 #: the column ``datasets``' metadata files name the image in
 FILE_NAME = "file_name"
 SUFFIXES = (".csv", ".tsv", ".jsonl")

@@ -74,6 +74,13 @@ class TokenTask:
         """A sentence's key: its words joined (:func:`.words.key`)."""
         return key(example.tokens)
 
+    def preprocessor(self, model_dir, trust_remote_code: bool = False):
+        """The tokenizer saved in ``model_dir`` (:func:`~headsurgeon.predict.load_text_tokenizer`:
+        a folder without tokenizer files is refused)."""
+        from ...predict import load_text_tokenizer
+
+        return load_text_tokenizer(model_dir, trust_remote_code)
+
     def default_max_drop(self) -> float:
         """The entity gate's default tolerance (:data:`.gate.DEFAULT_MAX_DROP`, points of F1)."""
         return DEFAULT_MAX_DROP
