@@ -24,6 +24,7 @@ from . import labels as _labels
 from . import record as _record
 from .models import read_config
 from .record import PATH_FIELDS, base_name, hub_id_of
+from .tasks import AUDIO_MODEL_TYPES
 from .uncertainty import describe_drop
 
 #: architecture class suffix → Hub pipeline tag
@@ -61,8 +62,17 @@ class LabelChanges:
     renamed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def pipeline_tag(architecture: str | None) -> str | None:
-    """Return the Hub pipeline tag of a transformers class name, or ``None`` if not a classifier."""
+#: the Hub pipeline tag of a speech model's ``...ForSequenceClassification`` (wav2vec2, HuBERT...)
+SPEECH_TAG = "audio-classification"
+
+
+def pipeline_tag(architecture: str | None, model_type: str | None = None) -> str | None:
+    """Return the Hub pipeline tag of a transformers class name (and the config's
+    ``model_type``: a speech model's sequence classifier classifies audio), or ``None`` if not
+    a classifier."""
+    speech = model_type in AUDIO_MODEL_TYPES
+    if speech and architecture and architecture.endswith("ForSequenceClassification"):
+        return SPEECH_TAG
     for suffix, tag in PIPELINE_TAGS:
         if architecture and architecture.endswith(suffix):
             return tag
@@ -133,7 +143,7 @@ def build_card(
     labels_after = _labels.labels_of(config)
     record = _record.read_record(folder)
     architecture = (config.get("architectures") or [None])[0]
-    tag = pipeline_tag(architecture)
+    tag = pipeline_tag(architecture, config.get("model_type"))
     recorded = (record or {}).get("base_model")
     base = base_model or (recorded if _record.is_hub_id(recorded) else None)
     base = base or hub_id_of((record or {}).get("parent"))

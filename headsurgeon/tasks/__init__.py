@@ -99,6 +99,7 @@ REGISTRY: dict[str, str] = {
     SEQUENCE: "headsurgeon.tasks.text:TextTask",
     TOKEN: "headsurgeon.tasks.token.task:TokenTask",
     IMAGE: "headsurgeon.tasks.image.task:ImageTask",
+    AUDIO: "headsurgeon.tasks.audio.task:AudioTask",
 }
 #: what every model whose head is found supports, whatever its task
 SURGERY_COMMANDS = ("inspect", "add-label", "remove-label", "rename-label", "diff", "push")
