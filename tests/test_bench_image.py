@@ -72,20 +72,21 @@ def test_draws_are_seeded_and_s1_is_the_first_of_s2(monkeypatch):
     assert len({tasks["S1"][0] for tasks, _ in draws}) > 1
 
 
+@pytest.mark.slow  # 7 runs of tiny models, transformers' Trainer imported: ~11 s on this machine
 def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, capsys, monkeypatch):
     plot = tmp_path / "image.png"
-    bench.main(["--draws", "1", "--methods", "naive,joint", "--plot", str(plot)])
+    bench.main(["--draws", "1", "--plot", str(plot)])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| S")]
     assert [row.split(" | ")[:2] for row in rows] == [
-        ["| S1", "naive"], ["| S1", "joint"], ["| S2", "naive"], ["| S2", "joint"],
-    ]  # fmt: skip
+        [f"| {s}", m] for s in ("S1", "S2") for m in ("defaults", "naive", "joint")
+    ]
     assert all(len(row.split(" | ")) == len(bench.COLUMNS) for row in rows)
     assert plot.read_bytes().startswith(b"\x89PNG")
     results = json.loads((tmp_path / "cache" / "results-image.json").read_text())
-    assert len(results) == 4
+    assert len(results) == 6
     for key, r in results.items():
-        scenario, draw, labels = json.loads(key)[1:4]
+        scenario, draw, labels, _, method, spec = json.loads(key)[1:7]
         assert (scenario, draw) in {("S1", 0), ("S2", 0)} and r["labels"] == labels
         assert len(labels) == (1 if scenario == "S1" else 3) and set(labels) <= set(NEW)
         assert r["drop"] == pytest.approx(100 * (r["before"] - r["after"]))
@@ -93,6 +94,11 @@ def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, ca
         assert r["drop"] == pytest.approx(r["to_new"] + r["to_old"] - r["fixed"])
         assert all(0 <= v <= 1 for v in (*r["recalls"], *r["precisions"], r["oracle"]))
         assert r["passed"] == (r["holdout_drop"] <= 0.5) and r["time"] >= r["train_s"] > 0
+        if method == "defaults":  # train's own gate, on the same holdout, with default options
+            assert r["gate_passed"] == r["passed"] and r["gate_drop"] == r["holdout_drop"]
+            assert r["options"] == spec and spec["calibrate"] == "gate" and spec["distill"] == 1
+            assert r["time"] >= r["command_s"] >= r["train_s"]
+    assert "S1 defaults: drop " in out and "S2 defaults: drop " in out  # against the targets
 
     data = tmp_path / "images"
     parents = tmp_path / "parents"
@@ -104,7 +110,7 @@ def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, ca
         pytest.fail(f"stored result {a} recomputed")
 
     monkeypatch.setattr(bench.Bench, "run", refuse)
-    bench.main(["--draws", "1", "--methods", "naive,joint"])
+    bench.main(["--draws", "1"])
     assert [r for r in capsys.readouterr().out.splitlines() if r.startswith("| S")] == rows
     monkeypatch.setattr(bench.Bench, "run", lambda self, *a: calls.append(a) or real_run(self, *a))
     bench.main(["--draws", "1", "--methods", "naive", "--scenario", "S1", "--fresh"])
