@@ -51,7 +51,7 @@ def predict_logits(
 
     Texts are sorted by token length so each batch pads little (much faster on CPU), and the
     logits come back in the input order. The model runs in eval mode under
-    ``torch.inference_mode()``; its mode and device are restored afterwards.
+    ``torch.no_grad()``; its mode and device are restored afterwards.
 
     Args:
         model: a transformers sequence-classification model.
@@ -116,7 +116,7 @@ def eval_batches(
 
     Texts are sorted longest first (little padding: much faster on CPU; the first batch shows
     the memory peak). While the caller consumes the batches the model is in eval mode under
-    ``torch.inference_mode()`` on ``device``; its mode and device are restored afterwards. Every
+    ``torch.no_grad()`` on ``device``; its mode and device are restored afterwards. Every
     batched pass over texts (prediction, feature caching) goes through here; with ``progress``
     the pass is a :class:`~headsurgeon.progress.Step` labelled ``desc`` (what the pass
     computes) that counts the ``texts`` done in ``unit`` (a bar on a terminal, lines in a log:
@@ -137,7 +137,9 @@ def eval_batches(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     step = Step(desc, total=len(texts), unit=unit, enabled=progress and bool(texts))
     try:
-        with torch.inference_mode(), step:
+        # no_grad, not inference_mode: a tensor a model caches during the pass (BEiT's
+        # relative position index) must stay usable when training follows
+        with torch.no_grad(), step:
             for idx in batches:
                 enc = tokenizer(
                     [texts[i] for i in idx],

@@ -293,6 +293,61 @@ def test_a_cnn_trains_its_top_stage_on_cached_inputs(images, tmp_path):
     )
 
 
+def _vision(name: str):
+    """A tiny image classifier of the family ``name`` (cat/dog/owl) for SIZE-pixel images."""
+    import transformers as t
+
+    labels = {"id2label": dict(enumerate(OLD)), "label2id": {n: i for i, n in enumerate(OLD)}}
+    vit = {"image_size": SIZE, "patch_size": 4, "hidden_size": 16, "num_hidden_layers": 2,
+           "num_attention_heads": 2, "intermediate_size": 24}  # fmt: skip
+    configs = {
+        "deit": (t.DeiTForImageClassification, t.DeiTConfig(**vit, **labels)),
+        "beit": (t.BeitForImageClassification,
+                 t.BeitConfig(**vit, use_relative_position_bias=True, **labels)),
+        "swin": (t.SwinForImageClassification,
+                 t.SwinConfig(image_size=SIZE, patch_size=2, embed_dim=8, depths=[1, 2],
+                              num_heads=[1, 2], window_size=2, **labels)),
+        "convnext": (t.ConvNextForImageClassification,
+                     t.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
+                                      **labels)),
+        "mobilevit": (t.MobileViTForImageClassification,
+                      t.MobileViTConfig(image_size=SIZE, hidden_sizes=[16, 16, 16],
+                                        neck_hidden_sizes=[8, 8, 8, 8, 8, 8, 16],
+                                        num_attention_heads=2, **labels)),
+    }  # fmt: skip
+    cls, config = configs[name]
+    return cls(config).eval()
+
+
+@pytest.mark.parametrize("name", ["deit", "beit", "swin", "convnext", "mobilevit"])
+def test_vision_families_train_by_default_keeping_old_rows(images, name, caplog):
+    """Default options on each family: the top block on cached inputs where they stand for the
+    model (DeiT, BEiT whose first pass caches a tensor, ConvNeXt's stages), else the whole model
+    with the same parameters trained (Swin's stages read more than a block's output, MobileViT's
+    blocks see patches), never a crash; the old rows stay bit-identical."""
+    from headsurgeon.locate import locate_head
+    from headsurgeon.surgery import add_labels
+    from headsurgeon.tasks.image import read_image_examples
+    from headsurgeon.train import TrainOptions, train_model
+
+    torch.manual_seed(0)
+    model = _vision(name)
+    add_labels(model, [NEW])
+    heads = locate_head(model).paths
+    before = {p: model.get_submodule(p).weight.detach()[:3].clone() for p in heads}
+    outcome = train_model(
+        model, processor(), read_image_examples(images / "new"),
+        replay=read_image_examples(images / "old"), holdout=read_image_examples(images / "test"),
+        options=TrainOptions(device="cpu", max_steps=2), old_labels=OLD, max_drop=100,
+    )  # fmt: skip
+    cached = outcome.stats["block_inputs_cached"]
+    assert cached == (name in ("deit", "beit", "convnext")), outcome.stats
+    assert ("do not reproduce" in caplog.text) == (name == "swin")
+    for p in heads:
+        assert torch.equal(outcome.model.get_submodule(p).weight[:3], before[p])
+    assert outcome.report.n_old_examples == 24
+
+
 def test_the_key_of_an_image_is_its_content_and_path(tmp_path):
     from headsurgeon.tasks.image import read_image_examples
     from headsurgeon.tasks.image.task import ImageTask

@@ -104,7 +104,7 @@ def head_inputs(
     the model's logits at one position per example (the last real token): the feature is the
     input at the position whose head output equals the model's logits.
 
-    One batched eval pass (``torch.inference_mode``); returns ``float32[n, in_features]`` on CPU.
+    One batched eval pass (``torch.no_grad``); returns ``float32[n, in_features]`` on CPU.
     With ``pick`` (a task's ``pick(head, head_path, captured, output, encoding)``, see
     :class:`~headsurgeon.tasks.base.Task`) the features of each text are what it picks,
     returned as a list.
@@ -448,12 +448,63 @@ def cache_inputs(plan, texts, hidden_cache, feature_cache=None):
 def run_top_blocks(plan, texts):
     """With the top-blocks path (``plan.cut``, see :func:`top_cut`): cache the block inputs of
     ``texts`` and wrap the model so only the top blocks run (K=0 with a neck: only the neck and
-    the head). ``None`` when not applicable."""
+    the head). ``None`` when not applicable: the blocks' inputs cannot be cached, or the top
+    blocks on one example's cached inputs do not give the whole model's logits (blocks whose
+    callers read more than their output, such as Swin's stages: then the whole model runs, its
+    top blocks trained all the same)."""
     if plan.cut is None:
         return None
     if not cache_inputs(plan, texts, plan.hidden_cache):
         return None
-    return TopBlocks(plan.model, *plan.cut, plan.probe.as_tuple)
+    key = _unpadded(plan.tokenizer, texts)
+    whole = _whole_logits(plan, key) if key is not None else None
+    top = TopBlocks(plan.model, *plan.cut, plan.probe.as_tuple)
+    if whole is not None and not _reproduces(plan, top, key, whole):
+        top.restore()
+        logger.warning(
+            "the top blocks on cached inputs do not reproduce %s's logits: the whole model "
+            "runs in training (the same parameters train, more slowly)",
+            type(plan.model).__name__,
+        )
+        return None
+    return top
+
+
+def _unpadded(tokenizer, texts):
+    """The text to check the top blocks on: the longest (for a view that measures its inputs:
+    its cached inputs were computed without padding), else the first; ``None``: no text."""
+    measure = getattr(tokenizer, "lengths", None)
+    if not texts or not callable(measure):
+        return texts[0] if texts else None
+    lengths = measure(texts)
+    return texts[max(range(len(texts)), key=lambda i: lengths[i])]
+
+
+def _whole_logits(plan, key):
+    """The whole model's logits of one example (CPU float32)."""
+    from ..predict import eval_batches
+
+    batches = eval_batches(
+        plan.model, plan.tokenizer, [key], batch_size=1, max_length=plan.options.max_length
+    )
+    return [_first(plan.model(**batch).logits).float().cpu() for _idx, batch in batches][0]
+
+
+def _reproduces(plan, top, key, whole) -> bool:
+    """Whether ``top`` on ``key``'s cached inputs gives ``whole`` (the model's logits)."""
+    from .scoring import NOT_INPUTS
+
+    row = {"text": key, "hidden": plan.hidden_cache[key], "label": 0, "weight": 1.0}
+    batch = plan.task.collator(plan.tokenizer, plan.options.max_length)([row])
+    device = next(plan.model.parameters()).device
+    inputs = {k: v.to(device) for k, v in batch.items() if k not in NOT_INPUTS}
+    try:
+        with torch.no_grad():
+            cached = top(**inputs).logits.float().cpu()
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
+        logger.info("the top blocks fail on cached inputs: %s", e)
+        return False
+    return cached.shape == whole.shape and torch.allclose(cached, whole, rtol=1e-3, atol=1e-4)
 
 
 def _share_caches(plan, sets: ExampleSets, with_feats: bool) -> None:

@@ -54,7 +54,7 @@ def _top_logits(plan, top, examples, step):
     with torch.no_grad():
         for start in range(0, len(rows), 64):
             batch = collate(rows[start : start + 64])
-            inputs = {k: v.to(device) for k, v in batch.items() if k not in _NOT_INPUTS}
+            inputs = {k: v.to(device) for k, v in batch.items() if k not in NOT_INPUTS}
             logits = top(**inputs).logits.float().cpu()
             out.append(task.from_batch(logits, batch))
             step.advance(len(rows[start : start + 64]))
@@ -63,7 +63,7 @@ def _top_logits(plan, top, examples, step):
 
 #: what a collated batch holds beside the model's inputs (targets and bookkeeping, as the
 #: trainer's loss reads them: one label per example, or a target per scored position)
-_NOT_INPUTS = ("labels", "weight", "target", "word_index", "parent_logits")
+NOT_INPUTS = ("labels", "weight", "target", "word_index", "parent_logits")
 
 
 def holdout_scorer(plan, predict, holdout):

@@ -165,7 +165,7 @@ class AudioInputs:
         samples (models that pad to a fixed size: every frame). ``None`` where the cache
         cannot stand for the model: not one ``[clips, frames, hidden]`` tensor, or a
         classifier that sums every layer's output (``use_weighted_layer_sum``)."""
-        if hidden is None or hidden.dim() != 3:
+        if hidden is None or hidden.dim() != 3 or hidden.shape[0] != len(keys):
             return None
         if getattr(model.config, "use_weighted_layer_sum", False):
             return None

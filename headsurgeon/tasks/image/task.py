@@ -146,8 +146,9 @@ class ImageInputs:
         return {k: torch.zeros(len(keys), *shape) for k, shape in self._shape.items()}
 
     def block_lengths(self, model, batch, hidden, keys) -> list[int] | None:
-        """Every image's cached block input is whole (``None``: not one tensor per image)."""
-        if hidden is None or hidden.dim() < 3:
+        """Every image's cached block input is whole (``None``: not one tensor with a row per
+        image: MobileViT's blocks see patches)."""
+        if hidden is None or hidden.dim() < 3 or hidden.shape[0] != len(keys):
             return None
         return [hidden.shape[1]] * hidden.shape[0]
 
