@@ -8,6 +8,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -121,9 +122,11 @@ def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, ca
 
 def test_list_and_unknown_methods(bench, capsys):
     bench.main(["--list"])
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [
-        "defaults", "naive", "joint",
-    ]  # fmt: skip
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed[:3] == ["defaults", "naive", "joint"] and "no-calibrate" in listed
+    data = SimpleNamespace(data=Path("/d"))  # a variant is defaults with more train arguments
+    assert bench.train_args("defaults", data) == []
+    assert bench.train_args("replay-all", data) == ["--replay", str(Path("/d/parent"))]
     with pytest.raises(SystemExit):
         bench.main(["--methods", "naive,nope"])
     assert "unknown method(s) nope" in capsys.readouterr().err
