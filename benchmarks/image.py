@@ -474,6 +474,7 @@ def run_all(bench: Bench, args, names: list[str], methods: list[str]) -> list[tu
 
 
 def main(argv=None) -> None:
+    """Run the benchmark (``argv``: its command line) and print the table on stdout."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", choices=["S1", "S2", "all"], default="all")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
