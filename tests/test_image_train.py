@@ -148,6 +148,9 @@ def test_the_readme_pipeline_on_an_image_model(images, tmp_path):
     res = run("check", d / "vit", out, "--holdout", d / "test", "--max-drop", "100")
     assert res.exit_code == 0 and "old-label check PASSED" in res.output, res.output
     assert "on 24 holdout examples of 3 old labels" in res.output
+    res = run("check", d / "vit", d / "grown", "--holdout", d / "test", "--no-record")
+    assert "scoring holdout (parent and child)" in res.output  # heads differ only: one pass
+    assert "accuracy on 24 holdout examples of 3 old labels 100.00% -> 100.00%" in res.output
     res = run("push", out, "--repo", "me/vit-fox")
     assert res.exit_code == 0, res.output
     card = open(hf_hub_download("me/vit-fox", "README.md", cache_dir=tmp_path / "c")).read()
@@ -397,3 +400,18 @@ def test_bad_input_is_one_error_line_and_nothing_is_written(images, tmp_path, ba
         assert "text-classification data" in line and "the model classifies images" in line
     assert tree_hashes(d) == before and tree_hashes(tmp_path) == inputs
     assert not (tmp_path / "out").exists()
+
+
+def test_a_multi_label_image_model_is_refused_in_one_line(images, tmp_path):
+    """train/check/sweep score single-label image classifiers only: a multi-label one would be
+    trained with softmax and gated on argmax (a silent wrong result), so it is refused."""
+    model = tiny_vit([*OLD, NEW])
+    model.config.problem_type = "multi_label_classification"
+    model.save_pretrained(tmp_path / "multi")
+    processor().save_pretrained(tmp_path / "multi")
+    before = tree_hashes(tmp_path)
+    res = run("train", tmp_path / "multi", "--data", images / "new", "-o", tmp_path / "out")
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1, res.output
+    assert "multi-label" in res.stderr and "refused" in res.stderr
+    assert tree_hashes(tmp_path) == before and not (tmp_path / "out").exists()
+    assert "train, check, sweep" not in run("inspect", tmp_path / "multi").output
