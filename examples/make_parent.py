@@ -136,8 +136,7 @@ def freeze(model, train_blocks: int) -> list[dict]:
     """Freeze all but the top ``train_blocks`` encoder blocks, the pooler and the head; return
     the optimizer's parameter groups (head and pooler first: they get ``head_lr``)."""
     blocks = model.base_model.encoder.layer
-    if not 0 <= train_blocks <= len(blocks):
-        raise BuildError(f"train_blocks {train_blocks}: the backbone has {len(blocks)} blocks")
+    train_blocks = min(train_blocks, len(blocks))  # a smaller backbone: all of its blocks
     for p in model.parameters():
         p.requires_grad_(False)
     base = model.base_model
@@ -391,7 +390,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         making = build(args.kind, args.output, seed=args.seed, backbone=args.backbone)
-    except BuildError as e:
+    except (BuildError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     score = making.get("old_label_holdout_accuracy") or making.get("old_type_holdout_f1")
