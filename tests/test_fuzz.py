@@ -128,14 +128,17 @@ def scratch():
     """A fresh folder per example (hypothesis calls the check many times in one test)."""
 
     class Scratch:
+        def __init__(self) -> None:
+            self.paths: list[Path] = []
+
         def __call__(self) -> Path:
-            self.path = Path(tempfile.mkdtemp(prefix="hs-fuzz-"))
-            return self.path
+            self.paths.append(Path(tempfile.mkdtemp(prefix="hs-fuzz-")))
+            return self.paths[-1]
 
     s = Scratch()
     yield s
-    if hasattr(s, "path"):
-        shutil.rmtree(s.path, ignore_errors=True)
+    for path in s.paths:  # every example's folder, not only the last one
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
