@@ -61,8 +61,17 @@ def test_inspect_reads_headers_without_torch_or_transformers(tiny_folder):
         "model_type": "bert",
         "task": "sequence-classification",
         "problem_type": None,
-        "commands": ["inspect", "add-label", "remove-label", "rename-label", "diff", "push",
-                     "train", "check", "sweep"],  # fmt: skip
+        "commands": [
+            "inspect",
+            "add-label",
+            "remove-label",
+            "rename-label",
+            "diff",
+            "push",
+            "train",
+            "check",
+            "sweep",
+        ],  # fmt: skip
         "head": {
             "paths": ["classifier"],
             "in_features": 32,

@@ -63,7 +63,9 @@ def test_the_readme_quick_start_runs_verbatim(tmp_path):
     finally:
         hub.terminate()
         hub.wait(timeout=30)
-    assert res.returncode == 0, f"{shlex.quote(script)}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert res.returncode == 0, (
+        f"{shlex.quote(script)}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    )
     assert "old-label check PASSED" in res.stdout
     assert "pushed" in res.stdout.lower() or "commit" in res.stdout.lower(), res.stdout
     assert tree_hashes(ROOT / "examples" / "banking") == before
