@@ -24,7 +24,7 @@ from typing import Any
 from . import atomic
 from . import labels as _labels
 from . import record as _record
-from .errors import CheckpointError, HeadSurgeonError, OptionsError
+from .errors import CheckpointError, HeadSurgeonError, LabelError, OptionsError
 from .models import read_config
 from .safetensors_io import Entry, SafetensorsHeader, copy_file, write_file
 from .shards import Checkpoint, locate_in_checkpoint, meta_skeleton, open_checkpoint
@@ -76,7 +76,7 @@ def inspect_checkpoint(
     """
     folder = Path(folder)
     raw = read_config(folder)
-    labels = _labels.labels_of(raw)
+    labels = _labels_in(folder, raw)
     architecture = (raw.get("architectures") or [None])[0]
     # pickle weights are never unpickled here: their shapes come from the meta-device probe
     ckpt = open_checkpoint(folder, raw, allow_pickle=True)
@@ -166,7 +166,7 @@ def add_labels_to_checkpoint(
     _check_choice("bias", bias, BIAS_POLICIES)
     _record.set_base_model({}, base_model)  # validate before any work
     src, target, config = _prepare(src, output)
-    before = _labels.labels_of(config)
+    before = _labels_in(src, config)
     after = _labels.grown(before, names, task=task_of(config))
     ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
@@ -238,7 +238,7 @@ def remove_labels_from_checkpoint(
         >>> remove_labels_from_checkpoint("model/", ["obsolete_intent"])
     """
     src, target, config = _prepare(src, output)
-    before = _labels.labels_of(config)
+    before = _labels_in(src, config)
     after, kept = _labels.without(before, names, task=task_of(config), force=force)
     ckpt = open_checkpoint(src, config, allow_pickle, trust_remote_code=trust_remote_code)
     if ckpt is None:
@@ -278,7 +278,7 @@ def rename_label_in_checkpoint(
         >>> rename_label_in_checkpoint("model/", "card_lost", "lost_or_stolen_card")
     """
     src, target, config = _prepare(src, output)
-    before = _labels.labels_of(config)
+    before = _labels_in(src, config)
     after = _labels.renamed(before, old, new, task=task_of(config))
     require_weights(src)  # weights are carried over unread, but never broken ones
     new_config = dict(config)
@@ -421,3 +421,12 @@ def write_model(
 
 def _mover(saved: Path) -> atomic.Writer:
     return lambda path: os.replace(saved, path)
+
+
+def _labels_in(folder: str | os.PathLike, config: dict[str, Any]) -> list[str]:
+    """The labels of the model in ``folder`` (its ``config``); a bad config's error names the
+    folder, since a user may have several open."""
+    try:
+        return _labels.labels_of(config)
+    except LabelError as e:
+        raise LabelError(f"{Path(folder) / 'config.json'}: {e}") from e

@@ -60,3 +60,18 @@ def test_ordinary_words_in_an_options_message_stay_words():
     assert _as_options("the data holds no example of replay_per_label", params) == (
         "the data holds no example of --replay-per-label"
     )
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["add-label", "--name", "x"]])
+def test_a_folder_without_labels_is_named_in_the_error(tmp_path, command):
+    """A backbone (no id2label, no num_labels) given where a classifier is expected: the error
+    names the folder's config, so a user with several folders open knows which one."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=37)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "backbone")
+    res = run(command[0], tmp_path / "backbone", *command[1:])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith(f"error: {tmp_path / 'backbone' / 'config.json'}: "), res.stderr
+    assert "no id2label" in res.stderr and res.stderr.count("\n") == 1
