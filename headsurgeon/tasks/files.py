@@ -14,10 +14,13 @@ No torch, no Pillow, no soundfile.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..data import Columns
 from ..errors import DataError
+from .single import OneLabelTask
 
 _CHUNK = 1 << 20
 
@@ -64,3 +67,93 @@ class FileKeys:
         a cache filled by another run)."""
         found = self._examples.get(key)
         return found if found is not None else default(path_of(key))
+
+
+class FileTask(OneLabelTask):
+    """What the one-label tasks whose examples are files share (an image, an audio clip): keys
+    of their content (:class:`FileKeys`), ``train``'s and ``check``'s files read with every
+    file probed before any work, and the preprocessor seen through the task's view (it is
+    called with keys, as a tokenizer with texts).
+
+    A subclass names what differs: :attr:`path_column` (the :class:`~headsurgeon.data.Columns`
+    field of the paths), and the methods :meth:`load_preprocessor`, :meth:`read_examples`,
+    :meth:`check_labels`, :meth:`probe`, :meth:`view_type` and :meth:`make_collator`.
+    """
+
+    #: the :class:`~headsurgeon.data.Columns` field naming the files' path column
+    path_column: str
+
+    def __init__(self) -> None:
+        self._keys = FileKeys()
+
+    # --- what a file task supplies ------------------------------------------------------
+    def load_preprocessor(self, model_dir):
+        """The image processor / feature extractor saved in ``model_dir`` (refused, saying
+        how to add it, when there is none)."""
+        raise NotImplementedError
+
+    def read_examples(self, path, path_column: str, label_column: str) -> list:
+        """The examples listed by ``path`` (a folder or a file of paths)."""
+        raise NotImplementedError
+
+    def check_labels(self, examples, known, **where) -> None:
+        """Refuse examples whose labels are not ``known`` (the reader's own wording)."""
+        raise NotImplementedError
+
+    def probe(self, examples) -> None:
+        """Refuse, naming it, the first file whose header cannot be read."""
+        raise NotImplementedError
+
+    def view_type(self) -> type:
+        """The class of the preprocessor's view (called as ``view(preprocessor, keys)``)."""
+        raise NotImplementedError
+
+    def make_collator(self, view) -> Callable[[list[dict]], dict]:
+        """The batches of training rows, through ``view``."""
+        raise NotImplementedError
+
+    # --- the Task methods they make -----------------------------------------------------
+    def preprocessor(self, model_dir, trust_remote_code: bool = False):
+        """The preprocessor saved in ``model_dir`` (:meth:`load_preprocessor`)."""
+        return self.load_preprocessor(model_dir)
+
+    def _reader(self, columns, probe: bool) -> Callable[[Any], list]:
+        columns = Columns.of(columns)
+
+        def read(path):
+            examples = self.read_examples(path, getattr(columns, self.path_column), columns.label)
+            if probe:
+                self.probe(examples)
+            return examples
+
+        return read
+
+    def read_data(self, files, labels, add, columns):
+        """``(data, replay, holdout or None, labels to add)`` from ``files`` (a
+        :class:`~headsurgeon.train.folders.DataFiles`: folders or files of paths; ``columns``:
+        a :class:`~headsurgeon.data.Columns`), every file's header checked."""
+        read_files = self._read_files(
+            files, labels, add, self._reader(columns, probe=False), check=self.check_labels
+        )
+        data, replay, holdout, _ = read_files
+        self.probe([*data, *replay, *(holdout or [])])
+        return read_files
+
+    def read_holdout(self, holdout, parent_labels, child_labels, columns) -> list:
+        """``check``'s holdout files (a folder or a file of paths), once they hold only the two
+        models' labels and some old one, and every file's header reads."""
+        read = self._reader(columns, probe=True)
+        return self._read_holdout(holdout, parent_labels, child_labels, read)
+
+    def key(self, example) -> str:
+        """A file's key: the sha256 of its bytes and its path (:func:`file_key`)."""
+        return self._keys.key(example)
+
+    def tokenizer(self, tokenizer):
+        """The preprocessor as the batched passes use it (the task's view)."""
+        view = self.view_type()
+        return tokenizer if isinstance(tokenizer, view) else view(tokenizer, self._keys)
+
+    def collator(self, tokenizer, max_length: int):
+        """:meth:`make_collator` through the view (``max_length`` unused)."""
+        return self.make_collator(self.tokenizer(tokenizer))

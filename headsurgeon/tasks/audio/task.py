@@ -24,10 +24,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ...data import Columns, check_labels
+from ...data import check_labels
 from .. import AUDIO
-from ..files import FileKeys
-from ..single import OneLabelTask, label_batch, pad_stack
+from ..files import FileKeys, FileTask
+from ..single import label_batch, pad_stack
 from .data import AudioExample, read_audio_examples
 from .features import AudioCollator, load_feature_extractor
 from .waveform import DEFAULT_MAX_SECONDS, probe_audio, require_soundfile
@@ -36,65 +36,37 @@ from .waveform import DEFAULT_MAX_SECONDS, probe_audio, require_soundfile
 SILENCE = "silence"
 
 
-class AudioTask(OneLabelTask):
+class AudioTask(FileTask):
     """One label per clip (see the module docstring); implements
     :class:`~headsurgeon.tasks.base.Task`."""
 
     name = AUDIO
     unit = "clips"
+    path_column = "audio"
 
-    def __init__(self) -> None:
-        self._keys = FileKeys()
-
-    def preprocessor(self, model_dir, trust_remote_code: bool = False):
-        """The feature extractor saved in ``model_dir``
-        (:func:`~.features.load_feature_extractor`; a folder without one is refused, saying
-        how to add it)."""
+    def load_preprocessor(self, model_dir):
+        """:func:`~.features.load_feature_extractor`."""
         return load_feature_extractor(model_dir)
 
-    def read_data(self, files, labels, add, columns):
-        """``(data, replay, holdout or None, labels to add)`` from ``files`` (a
-        :class:`~headsurgeon.train.folders.DataFiles`: folders or files of audio paths;
-        ``columns``: a :class:`~headsurgeon.data.Columns`), every file's header checked."""
-        columns = Columns.of(columns)
+    def read_examples(self, path, path_column: str, label_column: str) -> list:
+        """:func:`~.data.read_audio_examples`."""
+        return read_audio_examples(path, audio_column=path_column, label_column=label_column)
 
-        def read(path):
-            return read_audio_examples(path, audio_column=columns.audio, label_column=columns.label)
+    def check_labels(self, examples, known, **where) -> None:
+        """:func:`headsurgeon.data.check_labels`."""
+        check_labels(examples, known, **where)
 
-        read_files = self._read_files(files, labels, add, read, check=check_labels)
-        data, replay, holdout, _ = read_files
-        probe_audio([*data, *replay, *(holdout or [])])
-        return read_files
+    def probe(self, examples) -> None:
+        """:func:`~.waveform.probe_audio`."""
+        probe_audio(examples)
 
-    def read_holdout(self, holdout, parent_labels, child_labels, columns) -> list:
-        """``check``'s holdout clips (a folder or a file of paths; ``columns``: a
-        :class:`~headsurgeon.data.Columns`), once they hold only the two models' labels and
-        some old one, and every file's header reads."""
-        columns = Columns.of(columns)
+    def view_type(self) -> type:
+        """:class:`AudioInputs`."""
+        return AudioInputs
 
-        def read(path):
-            examples = read_audio_examples(
-                path, audio_column=columns.audio, label_column=columns.label
-            )
-            probe_audio(examples)
-            return examples
-
-        return self._read_holdout(holdout, parent_labels, child_labels, read)
-
-    def key(self, example) -> str:
-        """A clip's key: the sha256 of its bytes and its path
-        (:func:`~headsurgeon.tasks.files.file_key`)."""
-        return self._keys.key(example)
-
-    def tokenizer(self, tokenizer):
-        """The feature extractor as the batched passes use it (:class:`AudioInputs`)."""
-        return (
-            tokenizer if isinstance(tokenizer, AudioInputs) else AudioInputs(tokenizer, self._keys)
-        )
-
-    def collator(self, tokenizer, max_length: int):
-        """:func:`make_audio_collator` (``max_length`` unused)."""
-        return make_audio_collator(self.tokenizer(tokenizer))
+    def make_collator(self, view):
+        """:func:`make_audio_collator`."""
+        return make_audio_collator(view)
 
 
 class AudioInputs:

@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...data import Columns
 from .. import IMAGE
-from ..files import FileKeys
-from ..single import OneLabelTask, label_batch, pad_stack
+from ..files import FileKeys, FileTask
+from ..single import label_batch, pad_stack
 from .loading import check_images, open_rgb, require_pillow
 from .processing import load_image_processor, processed_size
 from .reading import check_image_labels, read_image_examples
@@ -36,7 +35,7 @@ BLANK = "blank"
 _BLANK_SIDE = 32
 
 
-class ImageTask(OneLabelTask):
+class ImageTask(FileTask):
     """One label per image (see the module docstring); implements
     :class:`~headsurgeon.tasks.base.Task`."""
 
@@ -44,59 +43,31 @@ class ImageTask(OneLabelTask):
     unit = "images"
     #: every image makes as many positions: there is no padding to save
     batches_by_length = False
+    path_column = "image"
 
-    def __init__(self) -> None:
-        self._keys = FileKeys()
-
-    def preprocessor(self, model_dir, trust_remote_code: bool = False):
-        """The image processor saved in ``model_dir``
-        (:func:`~.processing.load_image_processor`; a folder without one is refused, saying
-        how to add it)."""
+    def load_preprocessor(self, model_dir):
+        """:func:`~.processing.load_image_processor`."""
         return load_image_processor(model_dir)
 
-    def read_data(self, files, labels, add, columns):
-        """``(data, replay, holdout or None, labels to add)`` from ``files`` (a
-        :class:`~headsurgeon.train.folders.DataFiles`: folders or files of image paths;
-        ``columns``: a :class:`~headsurgeon.data.Columns`), every image's header checked."""
-        columns = Columns.of(columns)
+    def read_examples(self, path, path_column: str, label_column: str) -> list:
+        """:func:`~.reading.read_image_examples`."""
+        return read_image_examples(path, image_column=path_column, label_column=label_column)
 
-        def read(path):
-            return read_image_examples(path, image_column=columns.image, label_column=columns.label)
+    def check_labels(self, examples, known, **where) -> None:
+        """:func:`~.reading.check_image_labels`."""
+        check_image_labels(examples, known, **where)
 
-        read_files = self._read_files(files, labels, add, read, check=check_image_labels)
-        data, replay, holdout, _ = read_files
-        check_images([*data, *replay, *(holdout or [])])
-        return read_files
+    def probe(self, examples) -> None:
+        """:func:`~.loading.check_images`."""
+        check_images(examples)
 
-    def read_holdout(self, holdout, parent_labels, child_labels, columns) -> list:
-        """``check``'s holdout images (a folder or a file of paths; ``columns``: a
-        :class:`~headsurgeon.data.Columns`), once they hold only the two models' labels and
-        some old one, and every image's header reads."""
-        columns = Columns.of(columns)
+    def view_type(self) -> type:
+        """:class:`ImageInputs`."""
+        return ImageInputs
 
-        def read(path):
-            examples = read_image_examples(
-                path, image_column=columns.image, label_column=columns.label
-            )
-            check_images(examples)
-            return examples
-
-        return self._read_holdout(holdout, parent_labels, child_labels, read)
-
-    def key(self, example) -> str:
-        """An image's key: the sha256 of its bytes and its path
-        (:func:`~headsurgeon.tasks.files.file_key`)."""
-        return self._keys.key(example)
-
-    def tokenizer(self, tokenizer):
-        """The image processor as the batched passes use it (:class:`ImageInputs`)."""
-        return (
-            tokenizer if isinstance(tokenizer, ImageInputs) else ImageInputs(tokenizer, self._keys)
-        )
-
-    def collator(self, tokenizer, max_length: int):
-        """:func:`make_image_collator` (``max_length`` unused)."""
-        return make_image_collator(self.tokenizer(tokenizer))
+    def make_collator(self, view):
+        """:func:`make_image_collator`."""
+        return make_image_collator(view)
 
 
 class ImageInputs:
