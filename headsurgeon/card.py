@@ -365,6 +365,17 @@ def _check_section(check: dict[str, Any] | None) -> str:
             ]
             out += [f"### New {gate.NEW}\n", *_table(rows), ""]
             break
+    thresholds = report.get("thresholds")  # a gate that decides each label at its threshold
+    if isinstance(thresholds, dict) and thresholds:
+        out += [
+            "### Decision thresholds\n",
+            "Each label fires when its sigmoid reaches its threshold (`config.json` "
+            "`label_thresholds`; 0.5 when unset). New labels' biases were calibrated so that "
+            "0.5 is their threshold.\n",
+            *_fold(_table([{"label": k, "threshold": v} for k, v in thresholds.items()]),
+                   "Every label"),
+            "",
+        ]  # fmt: skip
     return "\n".join(out)
 
 

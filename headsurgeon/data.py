@@ -26,6 +26,8 @@ IMAGE_COLUMN = "image"
 #: the column of audio file paths in an audio classifier's data files
 AUDIO_COLUMN = "audio"
 SUFFIXES = (".csv", ".tsv", ".jsonl")
+#: what separates the labels of a multi-label CSV/TSV cell
+LABEL_SEP = ";"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Columns:
     label: str = LABEL_COLUMN
     image: str = IMAGE_COLUMN
     audio: str = AUDIO_COLUMN
+    #: what separates a multi-label file's labels in one cell
+    label_sep: str = LABEL_SEP
 
     @classmethod
     def of(cls, columns: Columns | Sequence[str] | None) -> Columns:
@@ -236,3 +240,26 @@ def sample_replay(
         capped = per_label and len(group) > per_label and name not in set(whole)
         out.extend(rng.sample(group, per_label) if capped else group)
     return out
+
+
+def split_slice(
+    replay: Sequence[Example], old_labels: Sequence[str], per_label: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Hold ``per_label`` examples of each old label out of ``replay`` (seeded).
+
+    At most a third of a label's examples are held out, so training keeps the rest.
+
+    Returns:
+        ``(held_out, rest)``; both in the replay's label order.
+    """
+    if per_label <= 0:
+        return [], [e for e in replay if e.label in set(old_labels)]
+    groups = by_label(e for e in replay if e.label in set(old_labels))
+    rng = random.Random(f"calibration-{seed}")
+    held, rest = [], []
+    for name in old_labels:
+        group = groups.get(name, [])
+        chosen = set(rng.sample(range(len(group)), min(per_label, len(group) // 3)))
+        held.extend(e for i, e in enumerate(group) if i in chosen)
+        rest.extend(e for i, e in enumerate(group) if i not in chosen)
+    return held, rest

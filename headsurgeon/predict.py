@@ -399,3 +399,32 @@ def labels_of_source(source) -> list[str]:
     if isinstance(source, (str, os.PathLike)):
         return labels_of(read_config(source))
     return labels_of(source[0].config)
+
+
+def predict_labels(model, tokenizer, texts: Sequence[str], **kwargs) -> list[list[str]]:
+    """The labels a text classifier gives each of ``texts``, as its config says to decide them:
+    a multi-label model (``problem_type: multi_label_classification``) every label whose sigmoid
+    reaches its threshold (config ``label_thresholds``, 0.5 when unset: what ``check`` and
+    ``train``'s gate score), any other the argmax.
+
+    Args:
+        model, tokenizer: a text classifier and its tokenizer.
+        texts: the texts.
+        **kwargs: as :func:`predict_logits` (``batch_size``, ``max_length``, ``device``...).
+
+    Example:
+        >>> predict_labels(model, tokenizer, ["charged twice for my card"])
+        [['billing', 'card']]
+    """
+    import torch
+
+    from .labels import labels_of
+    from .tasks import MULTI_LABEL, problem_type_of
+    from .tasks.multilabel.gate import thresholds_of
+
+    names = labels_of(model.config)
+    logits = predict_logits(model, tokenizer, texts, **kwargs).float().cpu()
+    if problem_type_of(model.config) != MULTI_LABEL:
+        return [[names[i]] for i in logits.argmax(-1).tolist()]
+    fired = torch.sigmoid(logits) >= torch.tensor(thresholds_of(model.config, names))
+    return [[names[j] for j in row.nonzero().flatten().tolist()] for row in fired]

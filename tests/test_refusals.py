@@ -1,9 +1,11 @@
 """Models that train, check and sweep cannot handle correctly are refused, never processed wrongly.
 
-A multi-label text classifier (``problem_type: multi_label_classification``) was trained with
-softmax cross-entropy and gated on argmax accuracy with exit 0. It is refused with one line
-saying why, before any file is written, while the surgery commands (which are right for every
-task) keep working on it; an image classifier given a text file is told what it reads.
+A multi-label classifier (``problem_type: multi_label_classification``) was trained with
+softmax cross-entropy and gated on argmax accuracy with exit 0. Multi-label TEXT classifiers
+are now trained as such (tests/test_multilabel.py); a multi-label image classifier, which they
+do not handle, is refused with one line saying why, before any file is written, while the
+surgery commands (which are right for every task) keep working on it; an image classifier given
+a text file is told what it reads.
 """
 
 import json
@@ -13,7 +15,7 @@ from click.testing import CliRunner
 
 from headsurgeon.cli import main
 from headsurgeon.errors import UnsupportedModelError
-from tests.common import LABELS, save_text_classifier, tiny_bert, tree_hashes
+from tests.common import LABELS, label_kwargs, tree_hashes
 
 
 def run(*args):
@@ -21,18 +23,26 @@ def run(*args):
 
 
 def _multi_label(names=LABELS):
-    model = tiny_bert(names)
-    model.config.problem_type = "multi_label_classification"
-    return model
+    """A tiny multi-label IMAGE classifier (train, check and sweep handle multi-label text)."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        image_size=8, patch_size=4, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=8, problem_type="multi_label_classification", **label_kwargs(names),
+    )  # fmt: skip
+    return ViTForImageClassification(config)
 
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory):
-    """A tiny multi-label text classifier with a tokenizer, then grown by add-label."""
+    """A tiny multi-label image classifier with an image processor, then grown by add-label."""
+    from transformers import ViTImageProcessor
+
     root = tmp_path_factory.mktemp("multi")
-    parent = save_text_classifier(root / "parent", builder=_multi_label)
-    assert run("add-label", parent, "--name", "delta", "-o", root / "grown").exit_code == 0
-    rows = ["text,label"] + [f"word{i} alpha,{n}" for i, n in enumerate(LABELS + ["delta"])]
+    _multi_label().save_pretrained(root / "parent")
+    ViTImageProcessor(size={"height": 8, "width": 8}).save_pretrained(root / "parent")
+    assert run("add-label", root / "parent", "--name", "delta", "-o", root / "grown").exit_code == 0
+    rows = ["image,label"] + [f"img{i}.png,{n}" for i, n in enumerate(LABELS + ["delta"])]
     (root / "data.csv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -77,13 +87,12 @@ def test_the_python_api_refuses_a_multi_label_model(multi):
     from headsurgeon import check_old_labels
     from headsurgeon.data import Example
     from headsurgeon.train import train_model
-    from tests.common import tiny_tokenizer
 
-    model, tokenizer = _multi_label(LABELS + ["delta"]), tiny_tokenizer()
+    model = _multi_label(LABELS + ["delta"])
     with pytest.raises(UnsupportedModelError, match="multi-label"):
-        train_model(model, tokenizer, [Example("word alpha", "delta")], old_labels=LABELS)
+        train_model(model, None, [Example("img.png", "delta")], old_labels=LABELS)
     with pytest.raises(UnsupportedModelError, match="multi-label"):
-        check_old_labels(multi / "parent", (model, tokenizer), multi / "data.csv")
+        check_old_labels(multi / "parent", (model, None), multi / "data.csv")
 
 
 def test_an_image_classifier_given_text_data_says_what_it_reads(tmp_path):

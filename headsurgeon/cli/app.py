@@ -18,8 +18,9 @@ import click
 
 from .. import __version__
 from ..checks import DEFAULT_MAX_DROP as _MAX_DROP
-from ..data import AUDIO_COLUMN, IMAGE_COLUMN
+from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_SEP
 from ..errors import HeadSurgeonError, OptionsError
+from ..tasks.multilabel.gate import DEFAULT_MAX_DROP as _MULTI_MAX_DROP
 from ..tasks.token.gate import DEFAULT_MAX_DROP as _ENTITY_MAX_DROP
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
@@ -175,7 +176,8 @@ max_drop_option = click.option(
     metavar="PTS",
     help="Largest allowed drop in percentage points: of old-label accuracy "
     f"[default: {_MAX_DROP:g}]; for token classifiers, of old-type entity F1 (strict, micro) "
-    f"[default: {_ENTITY_MAX_DROP:g}].",
+    f"[default: {_ENTITY_MAX_DROP:g}]; for multi-label classifiers, of old-label micro-F1 "
+    f"[default: {_MULTI_MAX_DROP:g}].",
 )
 max_label_drop_option = click.option(
     "--max-label-drop",
@@ -206,6 +208,20 @@ allow_pickle_option = click.option(
     default=False,
     help="Accept pytorch_model*.bin (pickle) weights, unpickled with weights_only=True "
     "(tensors only). Only for files you trust; safetensors weights never need it.",
+)
+label_sep_option = click.option(
+    "--label-sep",
+    default=LABEL_SEP,
+    show_default=True,
+    help="Multi-label models: what separates the labels in one cell of the labels column "
+    "(CSV/TSV; JSONL takes a list).",
+)
+problem_type_option = click.option(
+    "--problem-type",
+    type=click.Choice(["single", "multi"]),
+    default=None,
+    help="A text classifier saved without config problem_type: single-label (single, the "
+    "default) or multi-label (multi); the output's config records it.",
 )
 image_column_option = click.option(
     "--image-column",

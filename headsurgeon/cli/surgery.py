@@ -26,7 +26,8 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
     BILOU, IO) and the entity types; for a model saved with a problem type (e.g.
     multi_label_classification) it names it. The commands line says which commands the
     model's task supports (surgery, diff and push for every model; train, check and sweep for
-    single-label text, image and audio classifiers and token classifiers).
+    single-label text, image and audio classifiers, multi-label text classifiers and token
+    classifiers).
 
     Reads config.json and the safetensors headers only (no weights, no torch): fast on any
     size. When the headers leave the head ambiguous, the architecture is built on the meta
@@ -47,9 +48,9 @@ def inspect(model: str, trust_remote_code: bool, as_json: bool) -> None:
         task += f", scheme: {info['scheme']}, entity types: {', '.join(info['entity_types'])}"
     elif "scheme" in info:
         task += ", scheme: none recognised"
-    if info.get("problem_type"):  # multi-label is refused by train/check/sweep for now
+    if info.get("problem_type"):
         task += f", problem type: {info['problem_type']}"
-        if info["problem_type"] != "single_label_classification":
+        if "train" not in info["commands"]:
             task += " (train, check and sweep refuse it)"
     emit(
         as_json,

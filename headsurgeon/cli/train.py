@@ -17,9 +17,11 @@ from .app import (
     head_path_option,
     image_column_option,
     json_option,
+    label_sep_option,
     main,
     max_drop_option,
     max_label_drop_option,
+    problem_type_option,
     progress_shown,
     trust_remote_code_option,
 )
@@ -150,6 +152,8 @@ def options_from(opts: dict, as_json: bool):
     show_default=True,
     help="Label column of the data files.",
 )
+@label_sep_option
+@problem_type_option
 @image_column_option
 @audio_column_option
 @head_path_option
@@ -169,6 +173,8 @@ def train(
     add,
     text_column,
     label_column,
+    label_sep,
+    problem_type,
     image_column,
     audio_column,
     head_path,
@@ -190,11 +196,18 @@ def train(
     a drop beyond --max-drop (or --max-label-drop for one label) exits with code 3 and writes nothing
     (unless --force).
 
+    A multi-label model (config problem_type multi_label_classification, or --problem-type
+    multi) reads a `labels` column (--label-sep between labels; JSONL: a list), trains with BCE,
+    takes the parent's outputs as the targets of the old labels the new data was not annotated
+    for (--annotated new), calibrates each new label's bias on held-out old texts, and is gated
+    on old-label micro-F1 (default --max-drop 1.0).
+
     \b
     Examples:
       headsurgeon train grown/ --data new.csv --replay replay.csv --holdout holdout.csv -o tuned/
       headsurgeon train parent/ --data new.csv --add --replay replay.csv -o tuned/
       headsurgeon train vit-grown/ --data new/ --replay old/ --holdout test/ -o vit-tuned/
+      headsurgeon train tagger-grown/ --data new.csv --replay old.csv --holdout test.csv -o tagger-tuned/
       torchrun --nproc-per-node 2 -m headsurgeon train grown/ --data new.csv --freeze none -o tuned/
     """
     from ..errors import GateFailedError
@@ -224,6 +237,8 @@ def train(
             base_model=base_model,
             image_column=image_column,
             audio_column=audio_column,
+            label_sep=label_sep,
+            problem_type=problem_type,
         )
     except GateFailedError as e:  # print the report, then let _Group map the error (exit 3)
         if e.report is not None:
@@ -257,6 +272,8 @@ def _calibration_line(cal: dict) -> str:
 
     Every new label gets the common shift (``common_shift``); the precision bound and the
     per-old-label cap can only lower a label below it."""
+    if cal.get("method") == "thresholds":
+        return _thresholds_line(cal)
     values = list(cal["shifts"].values())
     common = cal.get("common_shift", max(values))  # older records lack it
     lowered = [v for v in values if v < common - 5e-5]
@@ -272,6 +289,21 @@ def _calibration_line(cal: dict) -> str:
         f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
         f"(allowed {cal['allowed_drop_pts']:.2f} pt)"
+    )
+
+
+def _thresholds_line(cal: dict) -> str:
+    """One line on a multi-label calibration: each new label's bias shift and how many
+    held-out old texts it fires on (of how many it may)."""
+    where = "held-out" if cal["held_out"] else "replayed (trained-on)"
+    shifts = ", ".join(
+        f"{name} {shift:+.3f} ({cal['false_positives'][name]} fire)"
+        for name, shift in cal["shifts"].items()
+    )
+    return (
+        f"calibration (thresholds): new-label biases shifted {shifts} on {cal['examples']} "
+        f"{where} old texts (at most {cal['allowed_false_positives']} may fire each); decided "
+        "at 0.5"
     )
 
 

@@ -18,12 +18,15 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UnsupportedModelError
+from ..errors import OptionsError, UnsupportedModelError
 
 SEQUENCE = "sequence-classification"
 TOKEN = "token-classification"
 IMAGE = "image-classification"
 AUDIO = "audio-classification"
+#: a sequence classifier saved with ``problem_type: multi_label_classification`` (``train``,
+#: ``check`` and ``sweep`` tell it from a single-label one; surgery does not need to)
+MULTILABEL = "multi-label-classification"
 MULTIPLE_CHOICE = "multiple-choice"
 UNKNOWN = "unknown"
 
@@ -100,11 +103,42 @@ REGISTRY: dict[str, str] = {
     TOKEN: "headsurgeon.tasks.token.task:TokenTask",
     IMAGE: "headsurgeon.tasks.image.task:ImageTask",
     AUDIO: "headsurgeon.tasks.audio.task:AudioTask",
+    MULTILABEL: "headsurgeon.tasks.multilabel.task:MultiLabelTask",
 }
 #: what every model whose head is found supports, whatever its task
 SURGERY_COMMANDS = ("inspect", "add-label", "remove-label", "rename-label", "diff", "push")
 #: what a model of a registered task supports too
 TRAINING_COMMANDS = ("train", "check", "sweep")
+
+
+#: ``--problem-type`` choices and the ``problem_type`` each stands for
+PROBLEM_TYPES = {"single": "single_label_classification", "multi": MULTI_LABEL}
+
+
+def override_problem_type(config: dict[str, Any], choice: str | None, what: str) -> str | None:
+    """Apply ``--problem-type`` (``single``/``multi``, ``None``: as saved) to a ``config.json``
+    dict, in place; return the ``problem_type`` to set on the loaded model (``None``: none).
+
+    Only a model saved without ``problem_type`` is overridden: one saved with another is refused
+    (its config says what it was trained as).
+
+    Raises:
+        OptionsError: an unknown choice, or one the saved ``problem_type`` contradicts.
+    """
+    if choice is None:
+        return None
+    if choice not in PROBLEM_TYPES:
+        raise OptionsError(
+            f"--problem-type must be one of {', '.join(PROBLEM_TYPES)}, got {choice!r}"
+        )
+    wanted, saved = PROBLEM_TYPES[choice], problem_type_of(config)
+    if saved is not None and saved != wanted:
+        raise OptionsError(
+            f"{what}: its config.json saves it as {saved!r}, but --problem-type {choice} asks "
+            f"for {wanted!r}; --problem-type only decides for a model saved without one"
+        )
+    config["problem_type"] = wanted
+    return wanted
 
 
 def problem_type_of(config: Any) -> str | None:
@@ -115,12 +149,14 @@ def problem_type_of(config: Any) -> str | None:
 
 
 def require_trainable(task: str, config: Any, what: str) -> str:
-    """Refuse a model that ``train``/``check``/``sweep`` would handle wrongly; return its task.
+    """Refuse a model that ``train``/``check``/``sweep`` would handle wrongly; return the name
+    of the registered task that handles it.
 
-    Single-label sequence (text), image and audio classifiers and token classifiers are
-    trained and checked; a multi-label classifier would be trained with softmax cross-entropy
-    and gated on argmax accuracy (a silent wrong result), and unknown tasks (multiple choice,
-    ...) have no data reader.
+    Single-label sequence (text), image and audio classifiers, multi-label text classifiers
+    (``problem_type: multi_label_classification``: :data:`MULTILABEL`) and token classifiers
+    are trained and checked. A multi-label image or audio classifier would be trained as
+    single-label (a silent wrong result), and unknown tasks (multiple choice, ...) have no data
+    reader: refused.
 
     Args:
         task: the model's task (:func:`task_of` or :func:`task_of_model`).
@@ -132,18 +168,19 @@ def require_trainable(task: str, config: Any, what: str) -> str:
     """
     problem = problem_type_of(config)
     kind = task.replace("-", " ")
+    if task == SEQUENCE and problem == MULTI_LABEL:
+        return MULTILABEL
     if task != TOKEN and problem == MULTI_LABEL:
         raise UnsupportedModelError(
-            f"{what}: this is a multi-label classifier (config problem_type "
-            f"'{MULTI_LABEL}'); train, check and sweep support single-label classifiers "
-            "(text, image, audio) and token classifiers only, and would train and gate it as "
-            "single-label (softmax, argmax): refused. add-label, remove-label, rename-label, "
-            "inspect, diff and push work on it"
+            f"{what}: this is a multi-label {kind} model (config problem_type "
+            f"'{MULTI_LABEL}'); train, check and sweep support multi-label text classifiers "
+            "only, and would train and gate it as single-label (softmax, argmax): refused. "
+            "add-label, remove-label, rename-label, inspect, diff and push work on it"
         )
     if task != TOKEN and problem not in (None, "single_label_classification"):
         raise UnsupportedModelError(
             f"{what}: config problem_type is {problem!r}; train, check and sweep support "
-            f"single-label classifiers only ({kind}): refused"
+            f"single- and multi-label classifiers only ({kind}): refused"
         )
     if task not in REGISTRY:
         raise UnsupportedModelError(
@@ -156,7 +193,7 @@ def require_trainable(task: str, config: Any, what: str) -> str:
 
 def _supported() -> str:
     """The registered tasks, in words (``sequence classification, token classification``)."""
-    return ", ".join(f"{name.replace('-', ' ')} models" for name in REGISTRY)
+    return ", ".join(f"{name.replace('-', ' ')} models" for name in REGISTRY if name != MULTILABEL)
 
 
 def commands_for(task: str, config: Any) -> list[str]:

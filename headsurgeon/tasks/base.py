@@ -7,7 +7,8 @@ and validate data, how to key and preprocess an example, what the training rows 
 hold, how the head's input of an example is picked, how logits are predicted and scored, and
 which gate judges the child (a :class:`GateReport`). A task is one module with one class, and
 one line in :mod:`headsurgeon.tasks`' registry: :class:`~headsurgeon.tasks.text.TextTask`
-(one label per text), :class:`~headsurgeon.tasks.token.task.TokenTask` (one tag per word),
+(one label per text), :class:`~headsurgeon.tasks.multilabel.task.MultiLabelTask` (any number of
+labels per text), :class:`~headsurgeon.tasks.token.task.TokenTask` (one tag per word),
 :class:`~headsurgeon.tasks.image.task.ImageTask` (one label per image),
 :class:`~headsurgeon.tasks.audio.task.AudioTask` (one label per clip).
 
@@ -122,8 +123,10 @@ class Task(Protocol):
     check_name: str
     #: the class of the gate's report
     report_type: type[GateReport]
-    #: the new labels' biases are calibrated against the gate on held-out replay
+    #: the new labels' biases are calibrated on held-out replay (:meth:`calibrator`)
     calibrates: bool
+    #: ``replay_confusable`` applies (old labels the parent reads the new examples as)
+    replays_confusable: bool
     #: rows of cached block inputs are batched by length
     batches_by_length: bool
     #: training needs every training example's features (targets are built from them)
@@ -156,6 +159,10 @@ class Task(Protocol):
 
     def sample_replay(self, rest, old_labels, per_label: int, seed: int, whole=()) -> list:
         """The replayed old examples (seeded)."""
+
+    def hold_out(self, replay, old_labels, per_label: int, seed: int) -> tuple[list, list]:
+        """``(held out, rest)``: the seeded slice of the replay calibration runs on (a task that
+        calibrates)."""
 
     # --- preprocessing, targets, batches ------------------------------------------------
     def preprocessor(self, model_dir, trust_remote_code: bool = False):
@@ -197,6 +204,11 @@ class Task(Protocol):
     def check(self, parent, child, examples, parent_labels, child_labels, tolerance, *, load,
               **run) -> GateReport:  # fmt: skip
         """``check``'s passes on the holdout and the gate (``load``: source → model, tokenizer)."""
+
+    def calibrator(self, plan):
+        """What calibrates the new labels (a task that calibrates): an object whose
+        ``run(calibration_set, linear)`` shifts the head's new-label biases in place and returns
+        what it did (JSON-able); see :mod:`headsurgeon.train.calibration`."""
 
     def new_label_examples(self, plan, examples) -> tuple[list, list[int]] | None:
         """The new labels' examples and their class ids, to check they are predicted after

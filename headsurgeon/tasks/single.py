@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..data import check_labels, sample_replay
+from ..data import check_labels, sample_replay, split_slice
 from ..errors import DataError
 from .accuracy import DEFAULT_MAX_DROP, CheckReport, compare, old_indices
 
@@ -54,6 +54,7 @@ class OneLabelTask:
     check_name = CheckReport.NAME
     report_type = CheckReport
     calibrates = True
+    replays_confusable = True
     #: training rows of cached block inputs go in batches of similar length (less padding;
     #: measured on the incremental benchmark's 20 draws)
     batches_by_length = True
@@ -124,6 +125,18 @@ class OneLabelTask:
     def labels_in(self, example) -> set[str]:
         """The one label an example teaches."""
         return {example.label}
+
+    def hold_out(self, replay, old_labels, per_label, seed):
+        """``per_label`` examples of each old label held out to calibrate on
+        (:func:`~headsurgeon.data.split_slice`)."""
+        return split_slice(replay, old_labels, per_label, seed)
+
+    def calibrator(self, plan):
+        """The bias calibration against the accuracy gate
+        (:class:`~headsurgeon.train.calibration.Calibration`)."""
+        from ..train.calibration import Calibration
+
+        return Calibration(plan.labels, plan.new_labels, plan.options, plan.tolerance)
 
     def sample_replay(self, rest, old_labels, per_label, seed, whole=()):
         """``per_label`` examples of each old label (:func:`~headsurgeon.data.sample_replay`)."""

@@ -291,7 +291,9 @@ def calibration_skipped(plan, replayed, calibration) -> str | None:
 
 
 def calibrate(plan, calibration: CalibrationSet | None) -> dict[str, Any]:
-    """Run the calibration (``{}`` when there is none, or the head has no bias)."""
+    """Run the task's calibration (:meth:`~headsurgeon.tasks.base.Task.calibrator`: the bias
+    shift of :class:`Calibration` for one label per example, the thresholds of a multi-label
+    task); ``{}`` when there is none, or the head has no bias."""
     if calibration is None:
         return {}
     linear = plan.model.get_submodule(plan.head.paths[0])
@@ -300,5 +302,4 @@ def calibrate(plan, calibration: CalibrationSet | None) -> dict[str, Any]:
             "the head %s has no bias: --calibrate has nothing to shift", plan.head.paths[0]
         )
         return {}
-    calibration_run = Calibration(plan.labels, plan.new_labels, plan.options, plan.tolerance)
-    return calibration_run.run(calibration, linear)
+    return plan.task.calibrator(plan).run(calibration, linear)

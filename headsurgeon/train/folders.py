@@ -12,7 +12,7 @@ from typing import Any
 from .. import labels as _labels
 from .. import record as _record
 from ..atomic import check_output
-from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, TEXT_COLUMN, Columns
+from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
 from ..errors import GateFailedError
 from ..gate import check_max_drop
 from . import processes
@@ -68,6 +68,8 @@ def train(
     base_model: str | None = None,
     image_column: str = IMAGE_COLUMN,
     audio_column: str = AUDIO_COLUMN,
+    label_sep: str = LABEL_SEP,
+    problem_type: str | None = None,
 ) -> TrainResult:
     """Train the model saved in ``model_dir`` on ``data`` and write it to ``output``, gated.
 
@@ -102,6 +104,9 @@ def train(
         allow_pickle: accept ``pytorch_model*.bin`` weights (unpickled with ``weights_only=True``).
         base_model: the parent's Hub id, kept in ``headsurgeon.json`` for the model card
             (when the parent was a local folder).
+        label_sep: what separates the labels of a multi-label classifier's CSV/TSV cell.
+        problem_type: ``"single"`` or ``"multi"``: what a text classifier saved without
+            ``problem_type`` is (``None``: single-label); the output's config records it.
 
     Returns:
         a :class:`TrainResult`.
@@ -125,7 +130,7 @@ def train(
         force=force, max_drop=max_drop, max_label_drop=max_label_drop, text_column=text_column,
         label_column=label_column, head_path=head_path, trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle, base_model=base_model, image_column=image_column,
-        audio_column=audio_column,
+        audio_column=audio_column, label_sep=label_sep, problem_type=problem_type,
     ).run()  # fmt: skip
 
 
@@ -168,11 +173,17 @@ class TrainJob:
     base_model: str | None = None
     image_column: str = IMAGE_COLUMN
     audio_column: str = AUDIO_COLUMN
+    label_sep: str = LABEL_SEP
+    problem_type: str | None = None
+    _problem_type: str | None = field(default=None, init=False, repr=False)
 
     @property
     def columns(self) -> Columns:
         """The data files' columns (the task reads its input's)."""
-        return Columns(self.text_column, self.label_column, self.image_column, self.audio_column)
+        return Columns(
+            self.text_column, self.label_column, self.image_column, self.audio_column,
+            self.label_sep,
+        )  # fmt: skip
 
     def run(self) -> TrainResult:
         """Train, gate and write (see :func:`train`)."""
@@ -216,9 +227,10 @@ class TrainJob:
             DataError: as :func:`train`.
         """
         from ..models import read_config
-        from ..tasks import task_for_config
+        from ..tasks import override_problem_type, task_for_config
 
         config = read_config(src)
+        self._problem_type = override_problem_type(config, self.problem_type, str(src))
         labels = _labels.labels_of(config)
         files = DataFiles(self.data, self.replay, self.holdout)
         task = task_for_config(config, str(src))
@@ -253,6 +265,8 @@ class TrainJob:
         model = load_model(
             src, trust_remote_code=self.trust_remote_code, allow_pickle=self.allow_pickle
         )
+        if self._problem_type is not None:  # --problem-type: trained and saved as such
+            model.config.problem_type = self._problem_type
         if read.added:
             add_labels(model, read.added, init="mean", head_path=self.head_path)
         labels = _labels.labels_of(model.config)

@@ -4,6 +4,9 @@
   new-label weights are in the rows' ``weight``);
 - :func:`distillation`: KL between the parent's and the child's old-label distributions at
   temperature T, scaled by T² (sequence classification, ``--distill``);
+- :func:`weighted_bce`: binary cross-entropy with logits of each (example, label) against a
+  target probability, weighted per entry (multi-label classification: multi-hot gold, or the
+  parent's sigmoid for labels the data was not annotated for);
 - :func:`target_cross_entropy`: cross-entropy against a target distribution per scored position
   (token classification: one-hot for gold tags, the parent's old-tag distribution for the ``O``
   words of data annotated for the new types only, as ExtendNER distils them).
@@ -109,3 +112,26 @@ def target_cross_entropy(
         new = torch.isin(target.argmax(-1), new_ids.to(target.device))
     _split(ce.detach() * weight, new, weight > 0, denom, parts)
     return (ce * weight).sum() / denom
+
+
+def weighted_bce(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    across: Across = _local,
+    *,
+    new_ids: torch.Tensor | None = None,
+    parts: Parts | None = None,
+) -> torch.Tensor:
+    """BCE-with-logits of every (example, label) against ``target`` (probabilities),
+    ``sum(weight * bce) / sum(weight)``; entries of weight 0 do not count. With ``parts`` and
+    ``new_ids``, the shares of the new labels' entries and of the others are added to
+    ``parts``."""
+    bce = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+    denom = across(weight.sum()).clamp_min(1e-12)
+    new = None
+    if new_ids is not None and parts is not None:
+        new = torch.zeros_like(weight, dtype=torch.bool)
+        new[:, new_ids.to(new.device)] = True
+    _split(bce.detach() * weight, new, weight > 0, denom, parts)
+    return (bce * weight).sum() / denom

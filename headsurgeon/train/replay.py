@@ -1,6 +1,6 @@
 """Which old examples training replays, and which it holds out for calibration.
 
-- :func:`split_slice`: a seeded slice of each old label's examples held out of training, for the
+- :func:`~headsurgeon.data.split_slice`: a seeded slice of each old label's examples held out of training, for the
   calibration against the gate (:mod:`.calibration`);
 - :func:`~headsurgeon.data.sample_replay`: up to ``per_label`` examples of each old label
   (class-balanced, seeded), the whole of the *confusable* labels (a text task's replay);
@@ -13,38 +13,14 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..data import (
     Example,
-    by_label,
     sample_replay,  # noqa: F401  (headsurgeon.train.sample_replay)
+    split_slice,  # noqa: F401  (held here before)
 )
-
-
-def split_slice(
-    replay: Sequence[Example], old_labels: Sequence[str], per_label: int, seed: int
-) -> tuple[list[Example], list[Example]]:
-    """Hold ``per_label`` examples of each old label out of ``replay`` (seeded).
-
-    At most a third of a label's examples are held out, so training keeps the rest.
-
-    Returns:
-        ``(held_out, rest)``; both in the replay's label order.
-    """
-    if per_label <= 0:
-        return [], [e for e in replay if e.label in set(old_labels)]
-    groups = by_label(e for e in replay if e.label in set(old_labels))
-    rng = random.Random(f"calibration-{seed}")
-    held, rest = [], []
-    for name in old_labels:
-        group = groups.get(name, [])
-        chosen = set(rng.sample(range(len(group)), min(per_label, len(group) // 3)))
-        held.extend(e for i, e in enumerate(group) if i in chosen)
-        rest.extend(e for i, e in enumerate(group) if i not in chosen)
-    return held, rest
 
 
 def confusable_labels(parent_logits, data: Sequence[Example], old_labels: Sequence[str], k: int):
@@ -82,11 +58,12 @@ def example_sets(plan, data, replay, holdout) -> ExampleSets:
     options = plan.options
     per_label = options.calibrate_per_label if plan.calibrating else 0
     if plan.task.calibrates:
-        held, rest = split_slice(replay, plan.old_labels, per_label, options.seed)
+        held, rest = plan.task.hold_out(replay, plan.old_labels, per_label, options.seed)
     else:
         held, rest = [], list(replay)
     confusable = []
-    if options.replay_per_label and options.replay_confusable and replay and plan.task.calibrates:
+    wanted = options.replay_per_label and options.replay_confusable and replay
+    if wanted and plan.task.replays_confusable:
         data_x = plan.features.of(plan.keys(data))  # a few examples: the new ones
         parent = plan.parent(data_x)
         confusable = confusable_labels(parent, data, plan.old_labels, options.replay_confusable)

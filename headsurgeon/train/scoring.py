@@ -63,7 +63,9 @@ def _top_logits(plan, top, examples, step):
 
 #: what a collated batch holds beside the model's inputs (targets and bookkeeping, as the
 #: trainer's loss reads them: one label per example, or a target per scored position)
-NOT_INPUTS = ("labels", "weight", "target", "word_index", "parent_logits")
+NOT_INPUTS = (
+    "labels", "weight", "target", "word_index", "parent_logits", "multi_target", "target_weight",
+)  # fmt: skip
 
 
 def holdout_scorer(plan, predict, holdout):

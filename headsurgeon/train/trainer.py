@@ -21,7 +21,7 @@ import torch.nn as nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from .losses import distillation, target_cross_entropy, weighted_cross_entropy
+from .losses import distillation, target_cross_entropy, weighted_bce, weighted_cross_entropy
 from .schedule import parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -103,13 +103,21 @@ class HeadsurgeonTrainer(Trainer):
         return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The loss of :mod:`.losses`: against per-position targets (token batches), else
+        """The loss of :mod:`.losses`: BCE against per-label targets (multi-label batches),
+        against per-position targets (token batches), else
         weighted cross-entropy plus distillation on the old labels.
 
         The batch's loss and its parts (``new``, ``other``, ``distill``; detached) are kept in
         :attr:`loss_parts` for the telemetry (:class:`~.telemetry.Telemetry`).
         """
         across, parts = self.per_process_mean, {}
+        if "multi_target" in inputs:  # several labels per example: BCE per (example, label)
+            target, weight = inputs.pop("multi_target"), inputs.pop("target_weight")
+            outputs = model(**inputs)
+            logits = outputs.logits.float()
+            new_ids = self._new_ids(logits.shape[-1])
+            loss = weighted_bce(logits, target, weight, across, new_ids=new_ids, parts=parts)
+            return self._keep_parts(loss, parts, outputs, return_outputs)
         if "target" in inputs:
             target, weight = inputs.pop("target"), inputs.pop("weight")
             inputs.pop("word_index", None)
