@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import record as _record
-from .data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, TEXT_COLUMN, Columns
+from .data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
 from .errors import GateFailedError
 from .gate import Tolerance, check_max_drop
 from .predict import DEFAULT_BATCH_SIZE, predict_logits
@@ -74,6 +74,7 @@ def check_old_labels(
     allow_pickle: bool = False,
     image_column: str = IMAGE_COLUMN,
     audio_column: str = AUDIO_COLUMN,
+    label_sep: str = LABEL_SEP,
 ) -> GateReport:
     """Evaluate parent and child on the holdout and compare them on the parent's labels.
 
@@ -93,6 +94,7 @@ def check_old_labels(
         batch_size, max_length, progress: see :func:`predict_logits`.
         text_column, label_column: columns of a text holdout file.
         image_column, audio_column: the column of image (audio) paths of a holdout file.
+        label_sep: what separates a multi-label holdout's labels in one cell.
         device: where to evaluate; default: CUDA when available, else where the models are
             (models are moved back afterwards).
         trust_remote_code: let folders whose config names custom code (``auto_map``) run it.
@@ -123,7 +125,7 @@ def check_old_labels(
     tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
     check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
     parent_labels, child_labels = labels_of_source(parent), labels_of_source(child)
-    columns = Columns(text_column, label_column, image_column, audio_column)
+    columns = Columns(text_column, label_column, image_column, audio_column, label_sep)
     examples = task.read_holdout(holdout, parent_labels, child_labels, columns)
     if device is None:
         import torch

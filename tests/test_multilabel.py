@@ -281,3 +281,14 @@ def test_predict_labels_decides_each_label_at_its_threshold(ml):
     assert predict_labels(model, tok, texts)[0] == ["alpha", "gamma"]
     single = tiny_bert(OLD)  # a single-label model: the argmax
     assert all(len(labels) == 1 for labels in predict_labels(single, tok, texts))
+
+
+def test_sweep_and_diff_work_on_a_multi_label_model(ml, tmp_path):
+    res = run("sweep", ml / "grown", "--data", ml / "new.csv", "--replay", ml / "old.csv",
+              "--holdout", ml / "test.csv", "--layers", "0,1", "-o", tmp_path / "best", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert [r["setting"] for r in doc["rows"]] == ["0", "1"] and doc["max_drop"] == 1.0, doc
+    assert loaded(tmp_path / "best").config.problem_type == "multi_label_classification"
+    res = run("diff", ml / "parent", tmp_path / "best")
+    assert res.exit_code == 0 and "3 old rows bit-identical" in res.output, res.output

@@ -11,6 +11,7 @@ from .app import (
     audio_column_option,
     emit,
     image_column_option,
+    label_sep_option,
     json_option,
     main,
     max_drop_option,
@@ -37,6 +38,7 @@ from .app import (
 @click.option(
     "--label-column", default=LABEL_COLUMN, show_default=True, help="Column of the labels."
 )
+@label_sep_option
 @image_column_option
 @audio_column_option
 @click.option(
@@ -65,6 +67,7 @@ def check(
     max_label_drop,
     text_column,
     label_column,
+    label_sep,
     image_column,
     audio_column,
     batch_size,
@@ -75,7 +78,8 @@ def check(
     as_json,
 ):
     """Check that CHILD still knows PARENT's labels: old-label accuracy on a holdout (entity F1
-    per old type for token classifiers).
+    per old type for token classifiers, micro-F1 at each label's threshold for multi-label
+    classifiers).
 
     Evaluates both models once on the holdout, prints old-label accuracy before/after, the
     per-label changes, flipped predictions and the new labels' precision/recall/F1, records the
@@ -96,7 +100,7 @@ def check(
         parent, child, holdout, max_drop=max_drop, max_label_drop=max_label_drop,
         batch_size=batch_size,
         text_column=text_column, label_column=label_column,
-        image_column=image_column, audio_column=audio_column,
+        image_column=image_column, audio_column=audio_column, label_sep=label_sep,
         progress=progress_shown(as_json),
         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
     )  # fmt: skip

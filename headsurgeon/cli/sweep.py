@@ -11,6 +11,7 @@ from .app import (
     emit,
     head_path_option,
     image_column_option,
+    label_sep_option,
     json_option,
     main,
     max_drop_option,
@@ -48,6 +49,7 @@ _DATA = click.Path()
 @click.option("--add", is_flag=True, help="First add the data's labels MODEL does not have.")
 @click.option("--text-column", default=TEXT_COLUMN, show_default=True, help="Text column.")
 @click.option("--label-column", default=LABEL_COLUMN, show_default=True, help="Label column.")
+@label_sep_option
 @image_column_option
 @audio_column_option
 @head_path_option
@@ -55,7 +57,8 @@ _DATA = click.Path()
 @allow_pickle_option
 @json_option
 def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, max_label_drop,
-          add, text_column, label_column, image_column, audio_column, head_path, trust_remote_code,
+          add, text_column, label_column, label_sep, image_column, audio_column, head_path,
+          trust_remote_code,
           allow_pickle, as_json, **opts):  # fmt: skip
     """Train MODEL on --data once per setting of --layers (and seed); compare the runs.
 
@@ -84,7 +87,7 @@ def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, m
         report = run(
             model, data, replay=replay, holdout=holdout, layers=layers, seeds=seeds,
             options=options, add=add, max_drop=max_drop, max_label_drop=max_label_drop,
-            columns=Columns(text_column, label_column, image_column, audio_column),
+            columns=Columns(text_column, label_column, image_column, audio_column, label_sep),
             head_path=list(head_path) or None,
             trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, output=output,
         )  # fmt: skip
