@@ -205,3 +205,29 @@ def test_train_model_replays_more_of_few_old_labels():
     outcome, _, _ = _train_tiny(40, 4, options)
     assert outcome.stats["calibration"]["examples"] == 3 * 13
     assert outcome.stats["replay_examples"] == 3 * 27
+
+
+def test_a_slice_too_small_to_price_the_allowance_does_not_raise_the_new_labels():
+    """One held-out example worth more than the allowance (100 / n > safety x max_drop): the
+    gate rule cannot tell a shift's cost, so the new labels keep their trained biases (only the
+    precision bound may lower them) and the record says why; a slice that resolves the
+    allowance is calibrated as before."""
+    examples, parent, child = constructed(n_per_label=7)  # 21 examples: 4.76 pt each
+    for max_drop in (1.0, 8.0):  # allowed 0.5 and 4 pt: neither resolved
+        info, pred = calibrate(child, examples, parent, max_drop)
+        assert info["shifts"] == {"new": 0.0} == {"new": info["common_shift"]}
+        assert info["resolved"] is False and "4.76 pt" in info["unresolved_reason"]
+        assert "hold out at least" in info["unresolved_reason"] and not (pred == 3).any()
+    from headsurgeon.cli.train import _calibration_line
+
+    assert _calibration_line(info).endswith("(allowed 4.00 pt); not raised: one example is 4.76 pt")
+    trained = child.clone()
+    trained[:3, 3] = torch.tensor([2.0, 2.5, 3.0])  # three trained past the boundary
+    # at precision 0.8, a new label as frequent as an old one (7) may take 1 false positive
+    info, pred = calibrate(trained, examples, parent, 8.0, calibrate_precision=0.8)
+    assert info["resolved"] is False and info["common_shift"] == 0.0
+    assert info["shifts"]["new"] < 0 and int((pred == 3).sum()) == 1
+    # resolved (10 pt allowed, 4.76 pt each): the gate rule raises the new label as before
+    info, pred = calibrate(child, examples, parent, 20.0)
+    assert info["resolved"] is True and "unresolved_reason" not in info
+    assert info["common_shift"] > 0 and int((pred == 3).sum()) == 2

@@ -285,10 +285,12 @@ def _calibration_line(cal: dict) -> str:
             + " by the precision bound or the per-label cap)"
         )
     where = "held-out" if cal["held_out"] else "replayed (trained-on)"
+    each = 100 / max(1, cal["examples"])  # calibration raises nothing when one is above allowed
+    unresolved = "" if cal.get("resolved", True) else f"; not raised: one example is {each:.2f} pt"
     return (
         f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
-        f"(allowed {cal['allowed_drop_pts']:.2f} pt)"
+        f"(allowed {cal['allowed_drop_pts']:.2f} pt){unresolved}"
     )
 
 

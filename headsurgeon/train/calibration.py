@@ -15,6 +15,12 @@ label over another. How far to shift is the question, and the answer comes from 
 - a number PTS: the shift flips PTS percent of the (held-out) old examples the parent got
   right to a new label, whatever the gate's tolerance (the behaviour before ``"gate"``).
 
+When one held-out example is worth more points than the allowance (``100 / n >
+calibrate_safety * max_drop``: 21 images against 0.25 pt), the slice cannot tell what a shift
+costs, so ``"gate"`` does not raise the new labels: they keep their trained biases, which only
+the precision bound and the per-label cap may lower, and the record says ``"resolved": false``
+and why.
+
 Without a held-out slice (replay too small to spare one), the training replay stands in and the
 record says so: its examples were trained on, so the estimate is optimistic.
 
@@ -25,6 +31,7 @@ For one run of :func:`~.run.train_model`: :func:`calibration_set` (what to calib
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -83,10 +90,14 @@ class Calibration:
         gold = torch.tensor([old_names.index(e.label) for e in data.examples])
         parent_right = data.parent_logits.argmax(-1) == gold
         shifts = torch.zeros(len(self.labels))
-        if self.options.calibrate == "gate":
-            common = self._gate_shift(logits, gold, parent_right)
-        else:
+        unresolved = self._unresolved(len(gold))
+        if self.options.calibrate != "gate":
             common = self._budget_shift(logits[parent_right], float(self.options.calibrate))
+        elif unresolved:
+            common = 0.0  # the slice cannot price a shift: keep the trained biases
+            logger.warning("calibration: %s", unresolved)
+        else:
+            common = self._gate_shift(logits, gold, parent_right)
         shifts[self.new_ids] = common
         self._lower_per_label(logits, gold, parent_right, shifts)
         with torch.no_grad():
@@ -101,6 +112,7 @@ class Calibration:
             "estimated_drop_pts": round(self._drop(after, gold, parent_right), 3),
             "allowed_drop_pts": round(self._allowed(), 3),
             **self._criterion(),
+            **self._resolution(unresolved),
             "false_positives": {
                 self.labels[j]: int((after.argmax(-1) == j).sum()) for j in self.new_ids
             },
@@ -118,6 +130,32 @@ class Calibration:
             "criterion_trained_drop_pts": round(trained, 3),
             "criterion_drop_pts": round(chosen, 3),
         }
+
+    def _unresolved(self, n: int) -> str | None:
+        """Why the gate rule cannot price a shift on ``n`` old examples (one of them is worth
+        more points than the allowance), or ``None`` when it can (or does not apply)."""
+        allowed, each = self._allowed(), 100 / max(n, 1)
+        if self.options.calibrate != "gate" or each <= allowed + 1e-9:
+            return None
+        more = (
+            f"hold out at least {math.ceil(100 / allowed - 1e-9)} (a larger --replay, or "
+            "--calibrate-per-label)"
+            if allowed > 0
+            else "no number of examples prices a zero allowance"
+        )
+        return (
+            f"one of the {n} old examples calibrated on is {each:.2f} pt of the drop, more than the "
+            f"{allowed:.2f} pt allowed (calibrate_safety x max_drop): the new labels keep their "
+            f"trained biases; {more}"
+        )
+
+    def _resolution(self, unresolved: str | None) -> dict[str, Any]:
+        """``{"resolved": ...}`` (``calibrate="gate"``), with the reason when it is not."""
+        if self.options.calibrate != "gate":
+            return {}
+        if unresolved is None:
+            return {"resolved": True}
+        return {"resolved": False, "unresolved_reason": unresolved}
 
     def _allowed(self) -> float:
         return self.options.calibrate_safety * self.tolerance.max_drop
