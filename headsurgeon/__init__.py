@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -36,7 +37,12 @@ _EXPORTS = {
     "HeadRef": "locate",
     "locate_head": "locate",
     "add_labels": "surgery",
+    "remove_labels": "surgery",
+    "rename_label": "surgery",
     "SurgeryResult": "surgery",
+    "Example": "data",
+    "read_examples": "data",
+    "GateReport": "tasks.base",
     "INIT_POLICIES": "surgery",
     "BIAS_POLICIES": "surgery",
     "push": "hub",
@@ -76,15 +82,202 @@ _EXPORTS = {
     "TrainResult": "train",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+#: sub-packages whose verbs are theirs: ``headsurgeon.train.train``, ``headsurgeon.sweep.sweep``
+_MODULES = ("train", "sweep")
+
+__all__ = ["__version__", *_EXPORTS, *_MODULES]
+
+if TYPE_CHECKING:  # what a type checker sees of the lazy names above (kept in step by a test)
+    from . import (
+        sweep as sweep,
+    )
+    from . import (
+        train as train,
+    )
+    from .card import (
+        build_card as build_card,
+    )
+    from .checkpoint import (
+        add_labels_to_checkpoint as add_labels_to_checkpoint,
+    )
+    from .checkpoint import (
+        remove_labels_from_checkpoint as remove_labels_from_checkpoint,
+    )
+    from .checkpoint import (
+        rename_label_in_checkpoint as rename_label_in_checkpoint,
+    )
+    from .checks import (
+        check_old_labels as check_old_labels,
+    )
+    from .checks import (
+        enforce as enforce,
+    )
+    from .checks import (
+        record_check as record_check,
+    )
+    from .data import (
+        Example as Example,
+    )
+    from .data import (
+        read_examples as read_examples,
+    )
+    from .diff import (
+        DiffReport as DiffReport,
+    )
+    from .diff import (
+        diff_checkpoints as diff_checkpoints,
+    )
+    from .errors import (
+        AmbiguousHeadError as AmbiguousHeadError,
+    )
+    from .errors import (
+        CheckpointError as CheckpointError,
+    )
+    from .errors import (
+        DataError as DataError,
+    )
+    from .errors import (
+        GateFailedError as GateFailedError,
+    )
+    from .errors import (
+        HeadNotFoundError as HeadNotFoundError,
+    )
+    from .errors import (
+        HeadSurgeonError as HeadSurgeonError,
+    )
+    from .errors import (
+        HubError as HubError,
+    )
+    from .errors import (
+        LabelError as LabelError,
+    )
+    from .errors import (
+        ModelMismatchError as ModelMismatchError,
+    )
+    from .errors import (
+        OptionsError as OptionsError,
+    )
+    from .errors import (
+        UnsupportedModelError as UnsupportedModelError,
+    )
+    from .hub import (
+        PushResult as PushResult,
+    )
+    from .hub import (
+        push as push,
+    )
+    from .labels import (
+        labels_of as labels_of,
+    )
+    from .locate import (
+        HeadRef as HeadRef,
+    )
+    from .locate import (
+        locate_head as locate_head,
+    )
+    from .plot import (
+        plot_report as plot_report,
+    )
+    from .predict import (
+        predict_labels as predict_labels,
+    )
+    from .predict import (
+        predict_logits as predict_logits,
+    )
+    from .predict import (
+        predict_pair as predict_pair,
+    )
+    from .surgery import (
+        BIAS_POLICIES as BIAS_POLICIES,
+    )
+    from .surgery import (
+        INIT_POLICIES as INIT_POLICIES,
+    )
+    from .surgery import (
+        SurgeryResult as SurgeryResult,
+    )
+    from .surgery import (
+        add_labels as add_labels,
+    )
+    from .surgery import (
+        remove_labels as remove_labels,
+    )
+    from .surgery import (
+        rename_label as rename_label,
+    )
+    from .sweep import (
+        SweepReport as SweepReport,
+    )
+    from .sweep import (
+        plot_sweep as plot_sweep,
+    )
+    from .tasks import (
+        task_for as task_for,
+    )
+    from .tasks import (
+        task_of as task_of,
+    )
+    from .tasks import (
+        task_of_model as task_of_model,
+    )
+    from .tasks.accuracy import (
+        CheckReport as CheckReport,
+    )
+    from .tasks.accuracy import (
+        compare as compare,
+    )
+    from .tasks.base import (
+        GateReport as GateReport,
+    )
+    from .tasks.multilabel.data import (
+        LabelledText as LabelledText,
+    )
+    from .tasks.multilabel.data import (
+        read_labelled as read_labelled,
+    )
+    from .tasks.multilabel.gate import (
+        MultiLabelReport as MultiLabelReport,
+    )
+    from .tasks.multilabel.gate import (
+        compare_multilabel as compare_multilabel,
+    )
+    from .tasks.token.data import (
+        Sentence as Sentence,
+    )
+    from .tasks.token.data import (
+        read_sentences as read_sentences,
+    )
+    from .tasks.token.gate import (
+        EntityCheckReport as EntityCheckReport,
+    )
+    from .tasks.token.gate import (
+        check_old_types as check_old_types,
+    )
+    from .tasks.token.gate import (
+        compare_entities as compare_entities,
+    )
+    from .train import (
+        TrainOptions as TrainOptions,
+    )
+    from .train import (
+        TrainOutcome as TrainOutcome,
+    )
+    from .train import (
+        TrainResult as TrainResult,
+    )
+    from .train import (
+        train_model as train_model,
+    )
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'headsurgeon' has no attribute {name!r}")
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(__all__)

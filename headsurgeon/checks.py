@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import record as _record
+from .api_data import as_examples, is_path
 from .data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
 from .errors import GateFailedError
 from .gate import Tolerance, check_max_drop
@@ -84,10 +85,9 @@ def check_old_labels(
             the evaluation device.
         holdout: a file (``.csv``/``.tsv``/``.jsonl`` of texts; CoNLL/JSONL sentences for a
             token classifier; a folder of images or clips by label, or a file of their paths,
-            for an image or audio classifier) or a list of examples
-            (:class:`~headsurgeon.data.Example`, :class:`~headsurgeon.tasks.token.data.Sentence`,
-            :class:`~headsurgeon.tasks.image.ImageExample`,
-            :class:`~headsurgeon.tasks.audio.AudioExample`).
+            for an image or audio classifier) or examples in any form
+            :func:`~headsurgeon.train.train_model` takes (the task's own, tuples, dicts, a
+            DataFrame, a ``datasets.Dataset``: :mod:`headsurgeon.api_data`).
         max_drop: tolerated drop in percentage points (default: the task's, 0.5 pt of
             old-label accuracy; 1.0 pt of old-type entity F1 for token classifiers).
         max_label_drop: tolerated drop of any one old label, in points (``None``: not checked).
@@ -126,6 +126,8 @@ def check_old_labels(
     check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
     parent_labels, child_labels = labels_of_source(parent), labels_of_source(child)
     columns = Columns(text_column, label_column, image_column, audio_column, label_sep)
+    if not is_path(holdout):  # examples in any form: tuples, dicts, a DataFrame, a Dataset
+        holdout = as_examples(task, holdout, None, columns, "holdout")
     examples = task.read_holdout(holdout, parent_labels, child_labels, columns)
     if device is None:
         import torch

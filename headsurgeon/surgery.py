@@ -15,6 +15,7 @@ from typing import Any
 
 from . import labels as _labels
 from .errors import OptionsError, UnsupportedModelError
+from .lineage import mark_surgery
 from .locate import HeadRef, locate_head
 from .tasks import task_of_model
 
@@ -76,7 +77,9 @@ def add_labels(
     """Append one row per new label to the model's head(s), keeping every old weight.
 
     Args:
-        model: a transformers classification model (changed in place).
+        model: a transformers classification model (changed in place: its head(s), its
+            config's labels, and a note of the labels it had before, which
+            :func:`~headsurgeon.train.train_model` protects by default).
         names: new label names, appended in order after the old ids. On a token classifier
             an entity type (``PRODUCT``) adds every tag of the model's scheme for it
             (``B-PRODUCT``, ``I-PRODUCT`` in BIO); a tag (``B-PRODUCT``) adds itself.
@@ -114,9 +117,11 @@ def add_labels(
         rows, biases = _new_rows(model, old, added, init, bias, features, seed)
         _swap(model, path, _grow_linear(old, rows, biases))
     _set_label_count(model, after, len(before))
-    return SurgeryResult(
+    result = SurgeryResult(
         locate_head(model, head.paths), before, after, added=added, init=init, bias=bias
     )
+    mark_surgery(model, "add-label", before, **result.to_dict())  # train_model's old labels
+    return result
 
 
 def remove_labels(
@@ -152,7 +157,9 @@ def remove_labels(
         _swap(model, path, new)
     _set_label_count(model, after, len(before))
     removed = [n for n in before if n not in set(after)]
-    return SurgeryResult(locate_head(model, head.paths), before, after, removed=removed)
+    result = SurgeryResult(locate_head(model, head.paths), before, after, removed=removed)
+    mark_surgery(model, "remove-label", before, **result.to_dict())
+    return result
 
 
 def rename_label(model, old: str, new: str) -> list[str]:
@@ -164,6 +171,7 @@ def rename_label(model, old: str, new: str) -> list[str]:
     before = _labels.labels_of(model.config)
     after = _labels.renamed(before, old, new, task=task_of_model(model))
     _labels.apply_to_config(model.config, after)
+    mark_surgery(model, "rename-label", before, old=old, new=new, labels_after=after)
     return after
 
 

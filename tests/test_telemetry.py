@@ -299,7 +299,7 @@ def test_gate_advice_with_calibration_against_the_gate_names_its_safety():
     from headsurgeon.train.folders import gate_advice
 
     options = TrainOptions(calibrate="gate", distill=1.0)
-    assert "calibrate less (--calibrate-safety below 0.5)" in gate_advice(options, replayed=True)
+    assert "calibrate less (`calibrate_safety` below 0.5)" in gate_advice(options, replayed=True)
 
 
 def test_token_training_records_its_loss_parts_and_skips_the_prediction_check():

@@ -292,8 +292,8 @@ def test_gate_advice_after_a_per_label_failure_names_the_calibration_cap():
 
     options = TrainOptions(calibrate=5, distill=1.0, train_layers=0)
     advice = gate_advice(options, replayed=True, per_label=True)
-    assert "lower the per-label calibration cap (--calibrate-label-cap below " in advice
-    assert "--calibrate-label-cap" not in gate_advice(options, replayed=True)
+    assert "lower the per-label calibration cap (`calibrate_label_cap` below " in advice
+    assert "calibrate_label_cap" not in gate_advice(options, replayed=True)
 
 
 def test_check_advice_follows_the_childs_training_record(grown_dir, files, tmp_path):

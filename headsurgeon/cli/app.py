@@ -122,9 +122,10 @@ class _Group(click.Group):
         except HeadSurgeonError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            message = (
-                _as_options(str(e), self._params_of(ctx)) if isinstance(e, OptionsError) else e
-            )
+            params = self._params_of(ctx)
+            message = _named_options(str(e), params)  # `name=value` -> --flag value
+            if isinstance(e, OptionsError):
+                message = _as_options(message, params)
             click.echo(f"error: {message}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
@@ -159,6 +160,38 @@ def _as_options(message: str, params: list[click.Parameter]) -> str:
         pattern = rf"(?<![\w-]){name}(?![\w-])" if "_" in param.name else rf"^{name}(?= must )"
         message = re.sub(pattern, longs[0], message)
     return message
+
+
+#: a Python parameter as library messages name it: `name` or `name=value`
+_NAMED = re.compile(r"`([A-Za-z_]\w*)(?:=([^`]*))?`")
+
+
+def _named_options(message: str, params: list[click.Parameter]) -> str:
+    """Spell the Python parameters a library message names in backticks as the command's
+    options: `` `lr` `` -> ``--lr``, `` `train_layers=0` `` -> ``--train-layers 0``,
+    `` `freeze='backbone'` `` -> ``--freeze backbone``, `` `force=True` `` -> ``--force``,
+    `` `calibrate=None` `` -> ``--no-calibrate``. A name the command has no option for keeps
+    its Python spelling."""
+    longs = {}
+    for param in params:
+        opts = [o for o in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+                if o.startswith("--")]  # fmt: skip
+        if param.name and opts:
+            longs[param.name] = opts[0]
+        longs.update({o[2:].replace("-", "_"): o for o in opts})
+
+    def spell(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        flag = longs.get(name)
+        if flag is None:
+            return match.group(0)
+        if value is None or value == "True":
+            return flag
+        if value in ("False", "None"):
+            return longs.get(f"no_{name}", match.group(0))
+        return f"{flag} {value.strip(chr(39) + chr(34))}"
+
+    return _NAMED.sub(spell, message)
 
 
 def emit(as_json: bool, data, text: str) -> None:

@@ -145,6 +145,17 @@ class Task(Protocol):
     def read_data(self, files, labels: list[str], add: bool, columns: tuple[str, str]):
         """``(data, replay, holdout or None, labels to add)`` from ``train``'s data files."""
 
+    def examples(self, rows: Sequence, columns=None, labels=None, source: str = "data") -> list:
+        """The task's examples of rows held in memory: its own examples pass, tuples in the
+        order of its columns and dicts with its columns (``columns``: a
+        :class:`~headsurgeon.data.Columns`) are converted; ``labels``: the model's (a task
+        may write the examples in its scheme). A DataFrame or a ``datasets.Dataset`` arrives
+        as dict rows (:func:`headsurgeon.api_data.as_examples`).
+
+        Raises:
+            DataError: a bad row, named by its number in ``source``.
+        """
+
     def check_data(self, data, replay, holdout, labels: list[str]) -> None:
         """Refuse examples whose labels the model does not have (in memory)."""
 

@@ -14,7 +14,8 @@ No torch, no Pillow, no soundfile.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,35 @@ class FileTask(OneLabelTask):
     def make_collator(self, view) -> Callable[[list[dict]], dict]:
         """The batches of training rows, through ``view``."""
         raise NotImplementedError
+
+    # --- in-memory rows -----------------------------------------------------------------
+    def input_column(self, columns) -> str:
+        """The paths' column (``columns.image``, ``columns.audio``)."""
+        return getattr(columns, self.path_column)
+
+    @property
+    def path_param(self) -> str:
+        """The API parameter naming the paths' column (``image_column``)."""
+        return f"{self.path_column}_column"
+
+    def make_example(self, value, label: str, source: str, number: int, at: str):
+        """The example of the file ``value`` (a path, or a dict with ``path`` as a
+        ``datasets`` ``Image``/``Audio`` column without decoding gives).
+
+        Raises:
+            DataError: not a path, or no such file.
+        """
+        if isinstance(value, Mapping):
+            value = value.get("path")
+        if not isinstance(value, str | os.PathLike) or not str(value):
+            raise DataError(
+                f"{at}: expected the path of a file, found a {type(value).__name__} (a decoded "
+                "datasets column: cast it with decode=False to keep the paths)"
+            )
+        path = Path(value)
+        if not path.is_file():
+            raise DataError(f"{at}: no such file: {path}")
+        return self.example_type(path, label, source, number)
 
     # --- the Task methods they make -----------------------------------------------------
     def preprocessor(self, model_dir, trust_remote_code: bool = False):

@@ -19,8 +19,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..data import check_labels, sample_replay, split_slice
+from ..data import Columns, check_labels, sample_replay, split_slice
 from ..errors import DataError
+from . import rows as _rows
 from .accuracy import DEFAULT_MAX_DROP, CheckReport, compare, old_indices
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,14 @@ _SCALED = ("replay_per_label", "calibrate_per_label")
 class OneLabelTask:
     """The shared part of the single-label tasks (see the module docstring).
 
-    A subclass sets ``name`` and ``unit`` and implements ``key``, ``tokenizer``, ``collator``,
-    ``preprocessor``, ``read_data`` and ``read_holdout`` (with :meth:`_read_files` and
-    :meth:`_read_holdout`).
+    A subclass sets ``name``, ``unit`` and ``example_type`` and implements ``key``,
+    ``tokenizer``, ``collator``, ``preprocessor``, ``read_data`` and ``read_holdout`` (with
+    :meth:`_read_files` and :meth:`_read_holdout`), ``input_column`` and ``make_example``
+    (for :meth:`examples`).
     """
+
+    #: the class of the task's examples (rows of other types are converted by :meth:`examples`)
+    example_type: type
 
     check_name = CheckReport.NAME
     report_type = CheckReport
@@ -80,6 +85,43 @@ class OneLabelTask:
         return defaults
 
     # --- data ---------------------------------------------------------------------------
+
+    def input_column(self, columns: Columns) -> str:
+        """The column of the examples' inputs (``columns.text`` for a text classifier)."""
+        raise NotImplementedError
+
+    def make_example(self, value, label: str, source: str, number: int, at: str):
+        """The example of a row's input ``value`` and ``label`` (row ``number`` of
+        ``source``, named ``at`` in messages)."""
+        raise NotImplementedError
+
+    def examples(self, rows, columns=None, labels=None, source: str = "data") -> list:
+        """The task's examples of in-memory ``rows``: its own examples, ``(input, label)``
+        tuples, or dicts with the input's and the label's columns (``columns``: a
+        :class:`~headsurgeon.data.Columns`); ``labels`` unused (a label is one name).
+
+        Raises:
+            DataError: a row of another shape, an empty input, a missing or invalid label
+                (naming the row).
+        """
+        columns = Columns.of(columns)
+        column = self.input_column(columns)
+        advice = f"; choose them with `{self.path_param}`/`label_column`"
+        out = []
+        for number, row in enumerate(rows, 1):
+            if isinstance(row, self.example_type):
+                out.append(row)
+                continue
+            at = _rows.where(source, number)
+            value, name = _rows.fields(row, (column, columns.label), at, advice=advice)
+            label = _rows.label(name, at, columns.label)
+            out.append(self.make_example(value, label, source, number, at))
+        return out
+
+    @property
+    def path_param(self) -> str:
+        """The API parameter naming the input column (``text_column``)."""
+        return "text_column"
 
     def _read_files(self, files, labels, add, read, check=check_labels):
         """``(data, replay, holdout or None, labels to add)``: ``read(path)`` reads each of

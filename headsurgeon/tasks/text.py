@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..data import Columns, read_examples
+from ..data import Columns, Example, read_examples
 from . import SEQUENCE
+from . import rows as _rows
 from .single import (  # noqa: F401  (the text task's defaults, named from here before)
     MIN_OLD_EXAMPLES,
     OPTION_DEFAULTS,
@@ -35,6 +36,15 @@ class TextTask(OneLabelTask):
 
     name = SEQUENCE
     unit = "texts"
+    example_type = Example
+
+    def input_column(self, columns: Columns) -> str:
+        """The texts' column."""
+        return columns.text
+
+    def make_example(self, value, label: str, source: str, number: int, at: str) -> Example:
+        """``Example(text, label)``, the text checked."""
+        return Example(_rows.text(value, at, "text"), label)
 
     def preprocessor(self, model_dir, trust_remote_code: bool = False):
         """The tokenizer saved in ``model_dir`` (:func:`~headsurgeon.predict.load_text_tokenizer`:

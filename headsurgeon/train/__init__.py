@@ -35,13 +35,34 @@ One file per concept, in the order a run goes through them:
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from .options import TrainOptions
+
+if TYPE_CHECKING:  # what a type checker sees of the lazy names below
+    from .folders import (
+        TrainJob as TrainJob,
+    )
+    from .folders import (
+        TrainResult as TrainResult,
+    )
+    from .folders import (
+        train as train,
+    )
+    from .outcome import (
+        TrainOutcome as TrainOutcome,
+    )
+    from .replay import (
+        sample_replay as sample_replay,
+    )
+    from .run import (
+        train_model as train_model,
+    )
 
 _LAZY = {
     "train": "folders",
     "train_model": "run",
-    "TrainOutcome": "run",
+    "TrainOutcome": "outcome",
     "TrainResult": "folders",
     "TrainJob": "folders",
     "sample_replay": "replay",
@@ -50,7 +71,7 @@ _LAZY = {
 __all__ = ["TrainOptions", *_LAZY]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'headsurgeon.train' has no attribute {name!r}")

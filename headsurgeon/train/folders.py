@@ -7,31 +7,39 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import labels as _labels
 from .. import record as _record
+from ..api_data import Data, as_examples, is_path
 from ..atomic import check_output
 from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
-from ..errors import GateFailedError
 from ..gate import check_max_drop
 from . import processes
+from .inputs import data_ref
 from .options import TrainOptions
+from .outcome import gate_advice, refuse_failed, telemetry_writers, train_event
 from .run import require_examples, train_model
+
+if TYPE_CHECKING:
+    from ..tasks.base import GateReport
+
+__all__ = ["DataFiles", "TrainJob", "TrainResult", "gate_advice", "train"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did: the output folder (``None`` when the gate refused), the check
-    report, the options and the stats of :class:`TrainOutcome` (its ``training`` summary names
-    the telemetry files written beside the model in ``files``; ``telemetry`` holds their
-    series). Under several processes only the main one checks and writes: the others get
-    ``main_process=False``, no report, no output."""
+    """What :func:`train` did: the output folder, the check report, the options and the stats
+    of :class:`~.outcome.TrainOutcome` (its ``training`` summary names the telemetry files
+    written beside the model in ``files``; ``telemetry`` holds their series). A failed check
+    raises :class:`~headsurgeon.GateFailedError` (without ``force``): no result then. Under
+    several processes only the main one checks and writes: the others get
+    ``main_process=False``, no report, ``output`` ``None``."""
 
     output: Path | None
-    report: Any
+    report: GateReport | None
     options: TrainOptions
     stats: dict[str, Any]
     added: list[str] = field(default_factory=list)
@@ -39,6 +47,7 @@ class TrainResult:
     telemetry: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-able data (what ``train --json`` prints)."""
         return {
             "output": None if self.output is None else str(self.output),
             "options": self.options.to_dict(),
@@ -50,11 +59,11 @@ class TrainResult:
 
 def train(
     model_dir: str | os.PathLike,
-    data: str | os.PathLike,
+    data: Data,
     output: str | os.PathLike,
     *,
-    replay: str | os.PathLike | None = None,
-    holdout: str | os.PathLike | None = None,
+    replay: Data | None = None,
+    holdout: Data | None = None,
     options: TrainOptions | None = None,
     add: bool = False,
     force: bool = False,
@@ -87,9 +96,10 @@ def train(
         data: the new labels' examples, as the model's task reads them: a ``.csv``/``.tsv``/
             ``.jsonl`` file of texts; CoNLL or JSONL sentences for a token classifier; a folder
             of images or audio clips by label (``DIR/<label>/<file>``) or a file of their paths
-            for an image or audio classifier.
+            for an image or audio classifier; or examples held in memory, in any form
+            :func:`~.run.train_model` takes (tuples, dicts, a DataFrame, a ``datasets.Dataset``).
         output: a new (or empty) folder; written atomically, tokenizer (processor) files
-            carried over.
+            carried over. Nothing else is written; ``model_dir`` is only read.
         replay: old labels' examples to replay; holdout: examples to check on (as ``data``).
         options: :class:`TrainOptions`.
         add: first add the data's labels the model does not have (imprinted from their examples).
@@ -156,10 +166,10 @@ class TrainJob:
     (:meth:`gate`) and writes the output atomically."""
 
     model_dir: str | os.PathLike
-    data: str | os.PathLike
+    data: Data
     output: str | os.PathLike
-    replay: str | os.PathLike | None = None
-    holdout: str | os.PathLike | None = None
+    replay: Data | None = None
+    holdout: Data | None = None
     options: TrainOptions | None = None
     add: bool = False
     force: bool = False
@@ -209,7 +219,7 @@ class TrainJob:
         )
         result = TrainResult(None, outcome.report, options, outcome.stats, read.added)
         result.telemetry = outcome.telemetry
-        telemetry_files = _telemetry_writers(outcome.telemetry)
+        telemetry_files = telemetry_writers(outcome.telemetry)
         outcome.stats["training"]["files"] = list(telemetry_files)
         if not processes.is_main():  # the main process checks, records and writes
             result.main_process = False
@@ -234,7 +244,12 @@ class TrainJob:
         labels = _labels.labels_of(config)
         files = DataFiles(self.data, self.replay, self.holdout)
         task = task_for_config(config, str(src))
-        examples, replayed, held, added = files.read(task, labels, self.add, self.columns)
+        if files.in_memory():
+            examples, replayed, held, added = files.read_memory(
+                task, labels, self.add, self.columns
+            )
+        else:
+            examples, replayed, held, added = files.read(task, labels, self.add, self.columns)
         record = _record.record_for(src, labels)
         _record.set_base_model(record, self.base_model)
         old = _record.old_labels(record, labels)
@@ -289,20 +304,14 @@ class TrainJob:
             _record.add_event(
                 record, "add-label", labels=read.added, init="imprint", by="train --add"
             )
-        stats = outcome.stats
-        event = {
-            "options": options.to_dict(),
-            "data": _record.file_ref(self.data, len(read.examples)),  # names, no local paths
-            "replay": _record.file_ref(self.replay or None, len(read.replayed)),
-            "holdout": _record.file_ref(self.holdout or None, len(read.held or [])),
-            "trained_labels": [n for n in _labels.labels_of(model.config) if n not in old],
-            **{k: v for k, v in stats.items() if k != "seeds"},  # training, warnings too
-            "seeds": [{k: v for k, v in r.items() if k != "history"} for r in stats["seeds"]],
-        }
-        if outcome.report is not None:
-            event["check"] = {"passed": outcome.report.passed, **outcome.report.to_dict()}
-        else:
-            event["check_skipped"] = "no holdout"
+        refs = (  # names and hashes, no local paths
+            data_ref(read.task, self.data, read.examples),
+            data_ref(read.task, self.replay, read.replayed),
+            data_ref(read.task, self.holdout, read.held),
+        )
+        trained = [n for n in _labels.labels_of(model.config) if n not in old]
+        event = train_event(outcome, options, trained, refs)
+        if outcome.report is None:
             logger.warning(
                 "no --holdout: the %s did not run; %s is not gated",
                 read.task.check_name,
@@ -311,40 +320,9 @@ class TrainJob:
         _record.add_event(record, "train", **event)
 
     def gate(self, options: TrainOptions, outcome) -> None:
-        """Refuse a failed check (:class:`GateFailedError`, with advice), or warn under
-        ``force``."""
-        report = outcome.report
-        if report is None or report.passed:
-            return
-        if not self.force:
-            advice = gate_advice(
-                options,
-                replayed=outcome.stats["replay_examples"] > 0,
-                per_label=bool(report.labels_beyond),
-                calibrated=not outcome.stats.get("calibration_skipped"),
-            )
-            raise GateFailedError(
-                f"{report.failure()}: {self.output} not written; try one of: {advice}; "
-                "or pass --force to write it anyway",
-                report=report,
-            )
-        logger.warning(
-            "--force: writing %s although the old-label check failed (%s); "
-            "headsurgeon.json records the failure",
-            self.output,
-            report.failure(),
-        )
-
-
-def _telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
-    """``training.json`` (and ``training.png`` with matplotlib): file name → writer, published
-    with the model (inside its atomic write)."""
-    from . import telemetry as _telemetry
-
-    writers = {_telemetry.JSON_NAME: lambda path: _telemetry.write_json(telemetry, path)}
-    if _telemetry.can_plot():
-        writers[_telemetry.PNG_NAME] = lambda path: _telemetry.plot(telemetry, path)
-    return writers
+        """Refuse a failed check (:class:`~headsurgeon.GateFailedError`, with advice), or warn
+        under ``force`` (:func:`~.outcome.refuse_failed`)."""
+        refuse_failed(outcome, self.output, self.force)
 
 
 @dataclass
@@ -368,37 +346,25 @@ class DataFiles:
         with ``add`` the data's labels the model lacks are to be added."""
         return task.read_data(self, labels, add, Columns.of(columns))
 
+    def in_memory(self) -> bool:
+        """Whether some of the data is held in memory rather than named by a path."""
+        return any(x is not None and not is_path(x) for x in (self.data, self.replay, self.holdout))
 
-def gate_advice(
-    options: TrainOptions, replayed: bool, per_label: bool = False, calibrated: bool = True
-) -> str:
-    """What to try after a failed check, from what this run did: remedies it did not use, most
-    effective first (at most three; lowering the learning rate always applies). ``per_label``:
-    the check failed by ``--max-label-drop`` (one old label lost too much); ``calibrated``:
-    calibration ran (it is skipped for token classifiers: no calibration advice then)."""
-    steps = []
-    if not replayed:
-        steps.append("add replay (--replay)")
-    if options.freeze != "backbone":
-        steps.append("keep the backbone frozen (--freeze backbone)")
-    elif options.train_layers:
-        steps.append("train fewer blocks (--train-layers 0)")
-    if not options.protect_old_rows:
-        steps.append("protect the old rows (--protect-old-rows)")
-    if replayed and calibrated and options.calibrate and per_label:
-        cap = options.calibrate_label_cap
-        steps.append(
-            "cap calibration per old label (--calibrate-label-cap PCT)"
-            if cap is None
-            else f"lower the per-label calibration cap (--calibrate-label-cap below {cap:g})"
-        )
-    if replayed and not options.distill:
-        steps.append("distil to the parent (--distill 1)")
-    if replayed and calibrated and options.calibrate == "gate":
-        steps.append(f"calibrate less (--calibrate-safety below {options.calibrate_safety:g})")
-    elif replayed and calibrated and options.calibrate:
-        steps.append(f"calibrate less (--calibrate below {options.calibrate:g})")
-    if options.init == "normal":
-        steps.append("start the new rows from their examples (--init imprint)")
-    steps.append(f"lower the learning rate (--lr below {options.lr:g})")
-    return ", ".join(steps[:3])
+    def read_memory(self, task, labels, add: bool, columns: Columns | None = None):
+        """As :meth:`read`, for data some of which is held in memory (any form of
+        :func:`headsurgeon.api_data.as_examples`): with ``add``, the labels of ``data`` the
+        model lacks are to be added.
+
+        Raises:
+            DataError: a bad row or file, a label the model does not have (without ``add``).
+        """
+        columns = Columns.of(columns)
+        raw = as_examples(task, self.data, None if not is_path(self.data) else labels, columns)
+        names = dict.fromkeys(n for e in raw for n in task.labels_in(e))
+        added = [n for n in names if n not in labels] if add else []
+        known = labels + added
+        read = {role: None if obj is None else as_examples(task, obj, known, columns, role)
+                for role, obj in (("replay", self.replay), ("holdout", self.holdout))}  # fmt: skip
+        examples = task.examples(raw, columns, known, "data")
+        task.check_data(examples, read["replay"] or [], read["holdout"], known)
+        return examples, read["replay"] or [], read["holdout"], added

@@ -47,6 +47,8 @@ class TrainPlan:
         holdout_lengths: the features' lengths of each holdout example (words that have
             features, for a task with one feature per word).
         task_stats: what the task's stages decided from the data, for the run's stats.
+        callbacks, trainer_args: the caller's ``TrainerCallback`` s and ``TrainingArguments``
+            overrides (:func:`~.trainer.check_hooks`).
     """
 
     model: Any
@@ -70,6 +72,8 @@ class TrainPlan:
     data_keys: set[str] = field(default_factory=set)
     holdout_lengths: list[int] = field(default_factory=list)
     task_stats: dict[str, Any] = field(default_factory=dict)
+    callbacks: list[Any] = field(default_factory=list)
+    trainer_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def frozen(self) -> bool:

@@ -11,44 +11,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .. import labels as _labels
-from ..data import Example
+from .. import record as _record
+from ..api_data import Data
+from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
 from ..errors import DataError, OptionsError
-from ..gate import Tolerance
+from ..gate import Tolerance, check_max_drop
+from ..tasks import task_for
 from . import processes
 from .calibration import calibrate, calibration_set, calibration_skipped
+from .inputs import read_inputs
 from .options import TrainOptions
+from .outcome import TrainOutcome, train_event
 from .replay import ExampleSets, example_sets
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainOutcome:
-    """What :func:`train_model` did.
-
-    Attributes:
-        model: the trained model (heads fused back into plain ``nn.Linear``), on its device.
-        report: the gate's report (:class:`~headsurgeon.tasks.base.GateReport`; ``None`` without
-            holdout).
-        stats: JSON-able facts: data sizes, labels, steps, seeds tried, scores, wall time.
-        holdout_logits: ``(parent, child)`` logits of the holdout the report was computed from
-            (the parent's over its old labels, the child's over every label; CPU float32),
-            ``None`` without holdout.
-        telemetry: the training's series (:mod:`.telemetry`: per step of each seed the loss
-            and its parts, gradient norms, learning rates; the holdout evaluations; the
-            ``summary`` and ``warnings``, also in ``stats["training"]`` and
-            ``stats["warnings"]``): what ``training.json`` holds.
-    """
-
-    model: Any
-    report: Any = None
-    stats: dict[str, Any] = field(default_factory=dict)
-    holdout_logits: tuple[Any, Any] | None = None
-    telemetry: dict[str, Any] = field(default_factory=dict)
 
 
 def require_examples(data, new_labels: Sequence[str], source: str, task) -> None:
@@ -86,10 +66,10 @@ def _warn_unseen(plan, data) -> None:
 def train_model(
     model,
     tokenizer,
-    data: Sequence[Example],
+    data: Data,
     *,
-    replay: Sequence[Example] = (),
-    holdout: Sequence[Example] | None = None,
+    replay: Data = (),
+    holdout: Data | None = None,
     options: TrainOptions | None = None,
     old_labels: Sequence[str] | None = None,
     trained_labels: Sequence[str] = (),
@@ -98,25 +78,44 @@ def train_model(
     head_path: str | Sequence[str] | None = None,
     feature_cache: MutableMapping[str, Any] | None = None,
     hidden_cache: MutableMapping[str, Any] | None = None,
+    text_column: str = TEXT_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    image_column: str = IMAGE_COLUMN,
+    audio_column: str = AUDIO_COLUMN,
+    label_sep: str = LABEL_SEP,
+    callbacks: Sequence[Any] = (),
+    trainer_args: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` on ``data`` (new labels' examples) without forgetting its old labels.
 
-    The model's task decides what an example is (:class:`~headsurgeon.tasks.base.Task`): a
-    text and its label (:class:`~headsurgeon.data.Example`, sequence classification) or a
-    sentence's words and their tags (:class:`~headsurgeon.tasks.token.data.Sentence`, token
-    classification).
+    **Modifies** ``model`` in place (its head, the blocks that train; moved to the training
+    device) and returns it as ``outcome.model``; the caches are filled; nothing else changes.
+    Every argument is checked before any model work.
+
+    The model's task decides what an example is (:class:`~headsurgeon.tasks.base.Task`); each
+    of ``data``, ``replay`` and ``holdout`` may be the task's own examples
+    (:class:`~headsurgeon.data.Example`, :class:`~headsurgeon.LabelledText`,
+    :class:`~headsurgeon.Sentence`, ...), tuples (``(text, label)``, ``(text, [labels])``,
+    ``(tokens, tags)``, ``(path, label)``), dicts with the columns, a pandas ``DataFrame``, a
+    ``datasets.Dataset`` (``ClassLabel`` ids read as names) or a data file's path
+    (:mod:`headsurgeon.api_data`).
 
     Args:
         model: a classification model whose head already has every label of ``data``.
-        tokenizer: its tokenizer (a fast one for token classification).
-        data: training examples (usually of the new labels, may include old ones).
+        tokenizer: its tokenizer (a fast one for token classification), image processor or
+            feature extractor; kept on the outcome, :meth:`TrainOutcome.save` saves it.
+        data: training examples of the new labels. Examples of old labels only are moved to
+            the replay, with a warning: their labels stay protected and checked.
         replay: old examples: ``options.calibrate_per_label`` per old label are held out to
             calibrate the new biases against the gate (:mod:`.calibration`), and
             ``options.replay_per_label`` per old label of the rest are replayed (:mod:`.replay`).
         holdout: examples to evaluate on (keep-best, seeds, and the old-label check).
         options: :class:`TrainOptions`.
-        old_labels: labels whose rows are protected and checked (default: every label that
-            has no example in ``data``); the others are "new".
+        old_labels: labels whose rows are protected and checked; the others are "new".
+            Default: the labels the model had before headsurgeon's surgery: the record's
+            ``parent_labels`` (``headsurgeon.json`` in the folder it was loaded from), or the
+            labels before :func:`headsurgeon.add_labels` grew it in memory; a model with
+            neither takes the labels with no example in ``data`` as old (with a warning).
         trained_labels: new labels whose rows were trained before (not re-initialised unless
             ``options.init`` is given).
         max_drop: the check's tolerance in points (default: the task's, 0.5 pt of accuracy, for
@@ -129,6 +128,14 @@ def train_model(
         hidden_cache: key → input of the lowest trained block (with ``train_layers``; the
             blocks' output when only the neck trains); read and filled likewise. Only the top
             blocks (or the neck) then run during training and evaluation.
+        text_column, label_column, image_column, audio_column, label_sep: the columns of dict
+            rows, DataFrames, Datasets and files (as the CLI's ``--text-column``...).
+        callbacks: transformers ``TrainerCallback`` instances added to every seed's
+            ``Trainer``.
+        trainer_args: ``TrainingArguments`` fields on top of headsurgeon's (``report_to``,
+            ``logging_steps``, ``fp16``...; a logger turns on step logging); the fields
+            headsurgeon controls (learning rate, batch size, epochs, seeds...: set them in
+            ``options``) are refused.
 
     Under ``torchrun``/``accelerate launch`` every process calls this: the caches are computed
     in shards and gathered, ``Trainer`` splits the batches (``options.batch_size`` is the global
@@ -136,40 +143,100 @@ def train_model(
     check: the other processes get ``report=None``. See :mod:`.processes`.
 
     Returns:
-        a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced).
+        a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced:
+        :meth:`TrainOutcome.save` refuses a failed one).
 
     Raises:
-        DataError: a label in data/replay/holdout that the model does not have, or data with no
-            example of any new label.
-        OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout).
+        DataError: a bad row or file, a label in data/replay/holdout that the model does not
+            have, or data with no example of any new label.
+        LabelError: ``old_labels`` naming a label the model does not have.
+        OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout), a negative
+            ``max_drop``, a refused ``trainer_args`` field, a callback that is not a
+            ``TrainerCallback``.
+
+    Example:
+        >>> headsurgeon.add_labels(model, ["refund"])
+        >>> outcome = train_model(model, tokenizer, [("I want my money back", "refund")],
+        ...                       replay=old_df, holdout=test_df)
+        >>> outcome.save("tuned/")
     """
+    from ..lineage import mark_surgery
+    from .trainer import check_hooks
+
     start = time.perf_counter()
-    options = options or TrainOptions()
+    options = _check_options(options, holdout, max_drop, max_label_drop)
+    hooks = check_hooks(callbacks, trainer_args)
+    columns = Columns(text_column, label_column, image_column, audio_column, label_sep)
+    task, labels = task_for(model), _labels.labels_of(model.config)
+    inputs = read_inputs(task, model, labels, data, replay, holdout, old_labels, columns)
     tolerances = (max_drop, max_label_drop)
     caches = (feature_cache, hidden_cache)
-    plan = _plan(model, tokenizer, data, replay, holdout, options, old_labels, tolerances,
-                 head_path, caches)  # fmt: skip
-    return _train(_prepare(plan, data, replay, holdout, trained_labels), data, start)
+    plan = _plan(model, tokenizer, inputs, options, tolerances, head_path, caches, hooks)
+    run = _prepare(plan, inputs.data, inputs.replay, inputs.holdout, trained_labels)
+    outcome = _train(run, inputs.data, start)
+    outcome.options, outcome.tokenizer = plan.options, tokenizer
+    trained = [n for n in labels if n not in set(plan.old_labels)]
+    event = train_event(outcome, plan.options, trained, inputs.refs)
+    outcome.record = _record_of(model, plan.old_labels)
+    _record.add_event(outcome.record, "train", **event)
+    mark_surgery(model, "train", plan.old_labels, **event)  # a later run's record holds it
+    return outcome
 
 
-def _plan(model, tokenizer, data, replay, holdout, options, old_labels, tolerances, head_path,
-          caches):  # fmt: skip
-    """Check the data and the options against the model's task, and make the run's plan."""
-    from ..tasks import task_for
+def _check_options(options, holdout, max_drop, max_label_drop) -> TrainOptions:
+    """The options, checked with the tolerances before any work."""
+    options = TrainOptions() if options is None else options
+    if not isinstance(options, TrainOptions):
+        raise OptionsError(
+            f"`options` must be a TrainOptions, found {type(options).__name__}: "
+            "options=TrainOptions(lr=..., epochs=...)"
+        )
+    check_max_drop(max_drop, max_label_drop)
+    if (options.seeds > 1 or options.eval_every) and (holdout is None or _empty(holdout)):
+        raise OptionsError("seeds > 1 and eval_every need a holdout to score on (`holdout`)")
+    return options
+
+
+def _empty(obj) -> bool:
+    """Whether ``obj`` (examples in any form, or a path) holds no examples."""
+    return hasattr(obj, "__len__") and not isinstance(obj, str) and len(obj) == 0
+
+
+def _record_of(model, old_labels: list[str]) -> dict[str, Any]:
+    """The record a trained model is saved with: the record of the folder it was loaded from
+    (else a new one, its parent the model's name), with the events of its surgery and
+    training in memory (:mod:`headsurgeon.lineage`)."""
+    from .. import lineage
+
+    record = lineage.source_record(model)
+    found = lineage.lineage_of(model)
+    if record is None:
+        folder = lineage.source_folder(model)
+        name = getattr(model, "name_or_path", "") or ""
+        parent = str(folder) if folder is not None else (name or "model in memory")
+        before = found["parent_labels"] if found is not None else old_labels
+        record = _record.new_record(parent, before)
+    for event in (found or {}).get("events", []):
+        _record.add_event(record, event["op"], **{k: v for k, v in event.items() if k != "op"})
+    return record
+
+
+def _plan(model, tokenizer, inputs, options, tolerances, head_path, caches, hooks):
+    """Make the run's plan (the inputs are checked: :func:`~.inputs.read_inputs`)."""
     from .plan import make_plan
 
     task = task_for(model)
-    task.check_data(data, replay, holdout, _labels.labels_of(model.config))
-    if (options.seeds > 1 or options.eval_every) and not holdout:
-        raise OptionsError("seeds > 1 and eval_every need a holdout to score on (--holdout)")
     max_drop, max_label_drop = tolerances
     tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
+    labels = _labels.labels_of(model.config)
+    new = [n for n in labels if n not in set(inputs.old_labels)]
+    require_examples(inputs.data, new, "the data", task)
     plan = make_plan(
-        model, tokenizer, data, old_labels=old_labels, options=options, tolerance=tolerance,
-        head_path=head_path, caches=caches,
+        model, tokenizer, inputs.data, old_labels=inputs.old_labels, options=options,
+        tolerance=tolerance, head_path=head_path, caches=caches,
     )  # fmt: skip
-    require_examples(data, plan.new_labels, "the data", plan.task)
-    _warn_unseen(plan, data)
+    plan.callbacks, plan.trainer_args = hooks
+    _warn_unseen(plan, inputs.data)
     return plan
 
 

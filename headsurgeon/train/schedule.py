@@ -80,13 +80,14 @@ def parameter_groups(
     return [groups[k] for k in sorted(groups)]
 
 
-def training_args(options: TrainOptions, seed: int, output_dir: str):
+def training_args(options: TrainOptions, seed: int, output_dir: str, overrides=None):
     """transformers ``TrainingArguments`` of one seed's run (nothing saved, logged or evaluated
-    by Trainer: headsurgeon scores and records)."""
+    by Trainer: headsurgeon scores and records), with ``overrides`` (``train_model``'s
+    ``trainer_args``, checked by :func:`~.trainer.check_hooks`) on top."""
     from transformers import TrainingArguments
 
     device = processes.resolve_device(options.device)
-    return TrainingArguments(
+    args = dict(
         output_dir=output_dir,
         per_device_train_batch_size=processes.per_process_batch(options.batch_size),
         num_train_epochs=options.epochs,
@@ -108,6 +109,7 @@ def training_args(options: TrainOptions, seed: int, output_dir: str):
         # several processes: every trainable parameter is used unless the whole model trains
         ddp_find_unused_parameters=options.freeze == "none",
     )
+    return TrainingArguments(**{**args, **(overrides or {})})
 
 
 def total_steps(n_rows: int, options: TrainOptions) -> int:

@@ -47,9 +47,9 @@ def run_seeds(plan, trained, rows, depths, scorer, telemetry=None) -> list[dict]
         for k in range(options.seeds):
             seed = options.seed + k
             load_trainable(trained, initial)
-            args = training_args(options, seed, str(tmp))
+            args = training_args(options, seed, str(tmp), plan.trainer_args)
             swa, keep = _callbacks(options, total_steps(len(rows), options), scorer, trial_bar)
-            callbacks = [c for c in (swa, keep) if c is not None]
+            callbacks = [c for c in (swa, keep) if c is not None] + plan.callbacks
             trainer = _trainer(plan, trained, rows, depths, args, callbacks)
             desc = f"training seed {seed} ({k + 1}/{options.seeds})" if several else "training"
             quiet_bars(trainer, options.progress, desc=desc, keep=keep)  # no metrics on stdout

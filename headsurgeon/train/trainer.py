@@ -21,6 +21,7 @@ import torch.nn as nn
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from ..errors import OptionsError
 from .losses import distillation, target_cross_entropy, weighted_bce, weighted_cross_entropy
 from .schedule import parameter_groups
 
@@ -249,3 +250,76 @@ def quiet_bars(trainer: Trainer, progress: bool, *, desc: str = "training", keep
     trainer.remove_callback(ProgressCallback)
     if progress:
         trainer.add_callback(TrainingProgress(desc, trainer, keep))
+
+
+#: ``TrainingArguments`` fields headsurgeon sets itself (from :class:`~.options.TrainOptions`,
+#: or because its training depends on them): ``trainer_args`` may not override them; the value
+#: says what to use instead
+CONTROLLED_ARGS = {
+    "output_dir": "nothing is saved there: save with `TrainOutcome.save`",
+    "per_device_train_batch_size": "`options.batch_size` (the global batch)",
+    "gradient_accumulation_steps": "`options.batch_size` (the global batch)",
+    "num_train_epochs": "`options.epochs`",
+    "max_steps": "`options.max_steps`",
+    "learning_rate": "`options.lr` (and `options.llrd`)",
+    "weight_decay": "`options.weight_decay`",
+    "warmup_steps": "`options.warmup`",
+    "warmup_ratio": "`options.warmup`",
+    "lr_scheduler_type": "`options.warmup` (the schedule is linear)",
+    "seed": "`options.seed`",
+    "data_seed": "`options.seed`",
+    "save_strategy": "nothing is saved during training: save with `TrainOutcome.save`",
+    "eval_strategy": "`options.eval_every` (headsurgeon scores the holdout)",
+    "load_best_model_at_end": "`options.eval_every` (headsurgeon keeps the best weights)",
+    "remove_unused_columns": "the rows' columns are headsurgeon's",
+    "use_cpu": "`options.device`",
+    "ddp_find_unused_parameters": "it follows `options.freeze`",
+}
+#: fields that only matter when Trainer logs: giving one turns logging on (every step's loss)
+_LOGGING_ARGS = ("report_to", "logging_steps", "logging_first_step", "logging_dir", "run_name")
+
+
+def check_hooks(callbacks, trainer_args) -> tuple[list, dict]:
+    """``(callbacks, trainer_args)`` of :func:`~headsurgeon.train.train_model`, checked before
+    any model work: the callbacks are ``TrainerCallback`` instances, the arguments are
+    ``TrainingArguments`` fields headsurgeon does not set itself (:data:`CONTROLLED_ARGS`).
+    Asking for a logger (``report_to``, ``logging_steps``...) turns Trainer's logging on
+    (``logging_strategy="steps"``) unless ``logging_strategy`` is given.
+
+    Raises:
+        OptionsError: naming the callback or the field, and what to use instead.
+    """
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    callbacks = list(callbacks or ())
+    for c in callbacks:
+        if not isinstance(c, TrainerCallback):
+            raise OptionsError(
+                f"`callbacks` must hold transformers TrainerCallback instances, found "
+                f"{type(c).__name__ if not isinstance(c, type) else c.__name__ + ' (a class)'}"
+            )
+    if trainer_args is None:
+        return callbacks, {}
+    if not isinstance(trainer_args, dict):
+        raise OptionsError(
+            f"`trainer_args` must be a dict of TrainingArguments fields, found "
+            f"{type(trainer_args).__name__}"
+        )
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for name in trainer_args:
+        if name in CONTROLLED_ARGS:
+            raise OptionsError(
+                f"`trainer_args` sets {name!r}, which headsurgeon controls: use "
+                f"{CONTROLLED_ARGS[name]}"
+            )
+        if name not in known:
+            raise OptionsError(
+                f"`trainer_args` sets {name!r}, which is not a field of transformers' "
+                "TrainingArguments"
+            )
+    args = dict(trainer_args)
+    if any(n in args for n in _LOGGING_ARGS) and "logging_strategy" not in args:
+        args["logging_strategy"] = "steps"
+    return callbacks, args

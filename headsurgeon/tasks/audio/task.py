@@ -43,6 +43,7 @@ class AudioTask(FileTask):
     name = AUDIO
     unit = "clips"
     path_column = "audio"
+    example_type = AudioExample
 
     def load_preprocessor(self, model_dir):
         """:func:`~.features.load_feature_extractor`."""

@@ -27,7 +27,7 @@ from ..files import FileKeys, FileTask
 from ..single import label_batch, pad_stack
 from .loading import check_images, open_rgb, require_pillow
 from .processing import load_image_processor, processed_size
-from .reading import check_image_labels, read_image_examples
+from .reading import ImageExample, check_image_labels, read_image_examples
 
 #: the key of the blank image of one-example probes (no file: not a :func:`file_key`)
 BLANK = "blank"
@@ -44,6 +44,7 @@ class ImageTask(FileTask):
     #: every image makes as many positions: there is no padding to save
     batches_by_length = False
     path_column = "image"
+    example_type = ImageExample
 
     def load_preprocessor(self, model_dir):
         """:func:`~.processing.load_image_processor`."""

@@ -32,8 +32,9 @@ from typing import Any
 from ...data import LABEL_COLUMN, Columns
 from ...errors import DataError
 from .. import MULTILABEL
+from .. import rows as _rows
 from ..sniff import check_data_task
-from .data import LabelledText, check_labelled, read_labelled
+from .data import LABELS_COLUMN, LabelledText, check_labelled, read_labelled
 from .gate import DEFAULT_MAX_DROP, MultiLabelReport, compare_multilabel, thresholds_of
 from .thresholds import ThresholdCalibration
 
@@ -97,6 +98,31 @@ class MultiLabelTask:
             only = f"{role} must hold only the model's labels"
             check_labelled(rows, labels + added, source=str(path), only_known=only)
         return examples, replayed, held, added
+
+    def examples(self, rows, columns=None, labels=None, source: str = "data") -> list:
+        """:class:`~.data.LabelledText` s of in-memory ``rows``: themselves, ``(text,
+        labels)`` tuples, or dicts with the text's column and ``labels`` (else the label
+        column); labels as a list, a string separated by ``columns.label_sep``, or ``None``
+        (no label).
+
+        Raises:
+            DataError: a row of another shape, an empty text, an invalid label (naming the row).
+        """
+        columns = Columns.of(columns)
+        out = []
+        for number, row in enumerate(rows, 1):
+            if isinstance(row, LabelledText):
+                out.append(row)
+                continue
+            at = _rows.where(source, number)
+            column = columns.label
+            if isinstance(row, dict) and column == LABEL_COLUMN and LABELS_COLUMN in row:
+                column = LABELS_COLUMN
+            advice = "; choose them with `text_column`/`label_column`"
+            text, value = _rows.fields(row, (columns.text, column), at, advice=advice)
+            names = _rows.names(value, at, column, columns.label_sep)
+            out.append(LabelledText(_rows.text(text, at, columns.text), names))
+        return out
 
     def check_data(self, data, replay, holdout, labels) -> None:
         """Refuse examples of labels the model does not have."""

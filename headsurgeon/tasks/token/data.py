@@ -59,15 +59,19 @@ class Sentence:
     Attributes:
         tokens: the words, as in the file (or as :func:`split_words` cut a text).
         tags: one tag per token.
-        source: the file it was read from.
-        line: the file line of its first token (CoNLL) or of the sentence (JSONL).
+        source: the file it was read from (``data``: held in memory).
+        line: the file line of its first token (CoNLL) or of the sentence (JSONL); in memory
+            its row's number (0: not known).
         per_token_lines: True when token ``k`` sits on line ``line + k`` (CoNLL).
+
+    Example:
+        >>> Sentence(("Ada", "Lovelace", "wrote"), ("B-PER", "I-PER", "O"))
     """
 
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
-    source: str
-    line: int
+    source: str = "data"
+    line: int = 0
     per_token_lines: bool = False
 
     def where(self, k: int = 0) -> str:

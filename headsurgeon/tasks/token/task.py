@@ -17,9 +17,10 @@ from typing import Any
 
 from ...errors import DataError, UnsupportedModelError
 from .. import TOKEN
+from .. import rows as _rows
 from ..sniff import check_data_task
 from . import schemes
-from .data import entity_types, read_holdout, read_sentences, to_scheme
+from .data import Sentence, entity_types, read_holdout, read_sentences, to_scheme
 from .gate import (
     DEFAULT_MAX_DROP,
     EntityCheckReport,
@@ -110,6 +111,29 @@ class TokenTask:
         replayed = read_sentences(files.replay, labels=grown) if files.replay else []
         held = read_holdout(files.holdout, grown) if files.holdout else None
         return examples, replayed, held, added
+
+    def examples(self, rows, columns=None, labels=None, source: str = "data") -> list:
+        """:class:`~.data.Sentence` s of in-memory ``rows``: themselves, ``(tokens, tags)``
+        tuples, or dicts with ``tokens`` and ``tags`` (or ``ner_tags``, as ``datasets`` keeps
+        them); with ``labels`` (the model's tags) written in its scheme (:func:`.data.to_scheme`).
+
+        Raises:
+            DataError: a row of another shape, words and tags of different lengths, a tag the
+                model cannot take (naming the row).
+        """
+        out = []
+        for number, row in enumerate(rows, 1):
+            if isinstance(row, Sentence):
+                out.append(row)
+                continue
+            at = _rows.where(source, number)
+            column = "ner_tags" if isinstance(row, dict) and "tags" not in row else "tags"
+            tokens, tags = _rows.fields(row, ("tokens", column), at)
+            tokens, tags = _rows.words(tokens, at, "tokens"), _rows.words(tags, at, column)
+            if len(tokens) != len(tags):
+                raise DataError(f"{at}: {len(tokens)} tokens but {len(tags)} {column}")
+            out.append(Sentence(tokens, tags, source, number))
+        return out if labels is None else to_scheme(out, labels)
 
     def read_holdout(self, holdout, parent_labels, child_labels, columns=None) -> list:
         """``check``'s holdout sentences (:func:`.gate.read_holdout_sentences`)."""
