@@ -11,7 +11,9 @@ Every API function that takes examples (:func:`~headsurgeon.train.train_model`,
 - dicts with the task's columns (``text``/``label`` by default, chosen with ``text_column``,
   ``label_column``... as the CLI's ``--text-column``/``--label-column``), or a dict of columns;
 - a pandas ``DataFrame`` or a ``datasets.Dataset`` (``ClassLabel`` ids are read as their names);
-- a data file's path, read as the CLI reads it.
+- a data file's path, read as the CLI reads it; a ``.parquet`` file (pandas) or a folder a
+  ``datasets.Dataset`` was saved to with ``save_to_disk`` (datasets) is read as a table
+  (:func:`is_table`), the CLI's ``--data``/``--replay``/``--holdout`` too.
 
 This module turns such an object into rows (dicts or tuples of plain Python values) and hands
 them to the task (:meth:`Task.examples <headsurgeon.tasks.base.Task.examples>`), which knows
@@ -27,6 +29,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
 from .data import Columns
@@ -53,6 +56,37 @@ def is_path(obj: Any) -> bool:
     return isinstance(obj, str | os.PathLike)
 
 
+def is_table(obj: Any) -> bool:
+    """Whether ``obj`` names a table read through an optional library: a ``.parquet`` file, or
+    a folder ``datasets``' ``save_to_disk`` wrote (``dataset_info.json`` or ``state.json``)."""
+    if not is_path(obj):
+        return False
+    path = Path(obj)
+    if path.suffix.lower() == ".parquet":
+        return True
+    return path.is_dir() and any((path / n).is_file() for n in ("dataset_info.json", "state.json"))
+
+
+def read_table(path: Any, role: str = "data") -> Any:
+    """The DataFrame of a ``.parquet`` file, or the ``datasets.Dataset`` saved in a folder.
+
+    Raises:
+        DataError: the library is not installed, or the file cannot be read.
+    """
+    parquet = Path(path).suffix.lower() == ".parquet"
+    library = "pandas" if parquet else "datasets"
+    try:
+        module = __import__(library)
+    except ImportError as e:
+        raise DataError(
+            f'{role} {path}: reading it needs {library} (pip install "headsurgeon[data]")'
+        ) from e
+    try:
+        return module.read_parquet(path) if parquet else module.load_from_disk(str(path))
+    except Exception as e:  # the libraries' own errors (pyarrow's, FileNotFoundError...)
+        raise DataError(f"{role} {path}: cannot read it ({type(e).__name__}: {e})") from e
+
+
 def as_examples(
     task: Any,
     obj: Any,
@@ -74,6 +108,8 @@ def as_examples(
         DataError: an unknown form, or a bad row (named by its number).
     """
     columns = Columns.of(columns)
+    if is_table(obj):
+        obj = read_table(obj, role)
     if is_path(obj):
         if role == "holdout" and labels is not None:
             return task.read_holdout(obj, list(labels), list(labels), columns)

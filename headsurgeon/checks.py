@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import record as _record
-from .api_data import as_examples, is_path
+from .api_data import as_examples, is_path, is_table
 from .data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
 from .errors import GateFailedError
 from .gate import Tolerance, check_max_drop
@@ -126,7 +126,7 @@ def check_old_labels(
     check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
     parent_labels, child_labels = labels_of_source(parent), labels_of_source(child)
     columns = Columns(text_column, label_column, image_column, audio_column, label_sep)
-    if not is_path(holdout):  # examples in any form: tuples, dicts, a DataFrame, a Dataset
+    if not is_path(holdout) or is_table(holdout):  # tuples, dicts, a DataFrame, parquet...
         holdout = as_examples(task, holdout, None, columns, "holdout")
     examples = task.read_holdout(holdout, parent_labels, child_labels, columns)
     if device is None:

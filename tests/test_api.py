@@ -81,7 +81,7 @@ def test_old_labels_default_to_the_records_parent_labels(parent, tmp_path):
     grown_dir = tmp_path / "grown"
     headsurgeon.add_labels_to_checkpoint(parent, [NEW], output=grown_dir)
     model = AutoModelForSequenceClassification.from_pretrained(grown_dir)
-    data = NEW_ROWS + rows("beta", 3, 5)
+    data = [Example(t, n) for t, n in NEW_ROWS + rows("beta", 3, 5)]
     outcome = train_model(model, AutoTokenizer.from_pretrained(parent), data, options=FAST)
     assert outcome.stats["new_labels"] == [NEW] and outcome.stats["old_labels"] == 3
     with pytest.raises(LabelError, match="`old_labels` names label"):
@@ -178,17 +178,27 @@ def test_save_refuses_a_failed_gate_and_writes_nothing(parent, tmp_path):
     assert "check" in json.loads((out / "headsurgeon.json").read_text())["events"][-1]
 
 
-def test_folder_train_takes_data_held_in_memory(parent, tmp_path):
+def test_folder_train_takes_data_held_in_memory(parent, tmp_path, capfd, monkeypatch):
     """``train(folder, ...)`` with a DataFrame, tuples and a file: ``add`` grows the model by
-    the data's new label; the record names the in-memory data by form and hash."""
+    the data's new label; the record names the in-memory data by form and hash. With progress
+    off (the default) transformers' loading and writing bars stay off too."""
+    from transformers.utils import logging as hf_logging
+
     pandas = pytest.importorskip("pandas")
     holdout = tmp_path / "holdout.csv"
     holdout.write_text("text,label\n" + "".join(f"{t},{n}\n" for t, n in HOLDOUT))
     before = tree_hashes(parent)
-    result = train(
-        parent, pandas.DataFrame(NEW_ROWS, columns=["text", "label"]), tmp_path / "out",
-        replay=REPLAY, holdout=holdout, add=True, options=FAST, force=True,
-    )  # fmt: skip
+    hf_logging.enable_progress_bar()  # as in a user's session (the tests' env turns them off)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    try:
+        result = train(
+            parent, pandas.DataFrame(NEW_ROWS, columns=["text", "label"]), tmp_path / "out",
+            replay=REPLAY, holdout=holdout, add=True, options=FAST, force=True,
+        )  # fmt: skip
+    finally:
+        hf_logging.disable_progress_bar()
+    bars = capfd.readouterr().err
+    assert "Loading weights" not in bars and "Writing model shards" not in bars
     assert result.added == [NEW] and tree_hashes(parent) == before
     events = json.loads((result.output / "headsurgeon.json").read_text())["events"]
     assert [e["op"] for e in events] == ["add-label", "train"]
@@ -407,3 +417,32 @@ def test_mypy_strict_passes_on_the_examples(tmp_path):
         cwd=root, capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_cli_reads_parquet_and_a_save_to_disk_folder(parent, tmp_path):
+    pandas = pytest.importorskip("pandas")
+    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("pyarrow")
+    from click.testing import CliRunner
+
+    from headsurgeon.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pandas.DataFrame(NEW_ROWS, columns=["text", "label"]).to_parquet(data / "new.parquet")
+    replay = {"text": [t for t, _ in REPLAY], "label": [n for _, n in REPLAY]}
+    datasets.Dataset.from_dict(replay).save_to_disk(str(data / "replay"))
+    pandas.DataFrame(HOLDOUT, columns=["text", "label"]).to_parquet(data / "holdout.parquet")
+    before = tree_hashes(data)
+    args = ["train", str(parent), "--data", str(data / "new.parquet"), "--replay",
+            str(data / "replay"), "--holdout", str(data / "holdout.parquet"), "--add", "-o",
+            str(tmp_path / "out"), "--max-steps", "3", "--device", "cpu", "--force", "-q"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    event = json.loads((tmp_path / "out" / "headsurgeon.json").read_text())["events"][-1]
+    assert event["data"]["name"] == "new.parquet" and event["data"]["examples"] == len(NEW_ROWS)
+    assert event["replay"] == {"name": "replay", "examples": len(REPLAY)}
+    res = CliRunner().invoke(main, ["check", str(parent), str(tmp_path / "out"), "--holdout",
+                                    str(data / "holdout.parquet"), "--json"])  # fmt: skip
+    assert res.exit_code in (0, 3) and json.loads(res.stdout)["n_old_examples"] == 30
+    assert tree_hashes(data) == before

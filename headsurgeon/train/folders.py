@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import labels as _labels
 from .. import record as _record
-from ..api_data import Data, as_examples, is_path
+from ..api_data import Data, as_examples, is_path, is_table
 from ..atomic import check_output
 from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
 from ..gate import check_max_drop
 from . import processes
 from .inputs import data_ref
 from .options import TrainOptions
-from .outcome import gate_advice, refuse_failed, telemetry_writers, train_event
+from .outcome import gate_advice, quiet_bars, refuse_failed, telemetry_writers, train_event
 from .run import require_examples, train_model
 
 if TYPE_CHECKING:
@@ -203,7 +203,9 @@ class TrainJob:
         check_output(src, output, in_place=False)  # the check every writing command shares
         check_max_drop(self.max_drop, self.max_label_drop)
         read = self.read(src)
-        model, tokenizer, options = self.load(src, read)
+        progress = (self.options or TrainOptions()).progress
+        with quiet_bars(not progress):
+            model, tokenizer, options = self.load(src, read)
         outcome = train_model(
             model,
             tokenizer,
@@ -227,7 +229,8 @@ class TrainJob:
         self.event(read, model, options, outcome)
         self.gate(options, outcome)
         model.to("cpu")
-        result.output = write_model(model, read.record, src, output, extra=telemetry_files)
+        with quiet_bars(not options.progress):
+            result.output = write_model(model, read.record, src, output, extra=telemetry_files)
         return result
 
     def read(self, src: Path) -> _Read:
@@ -347,8 +350,11 @@ class DataFiles:
         return task.read_data(self, labels, add, Columns.of(columns))
 
     def in_memory(self) -> bool:
-        """Whether some of the data is held in memory rather than named by a path."""
-        return any(x is not None and not is_path(x) for x in (self.data, self.replay, self.holdout))
+        """Whether some of the data is held in memory, or is a table (a ``.parquet`` file, a
+        ``save_to_disk`` folder: :func:`~headsurgeon.api_data.is_table`), rather than a file
+        the task reads."""
+        given = (self.data, self.replay, self.holdout)
+        return any(x is not None and (not is_path(x) or is_table(x)) for x in given)
 
     def read_memory(self, task, labels, add: bool, columns: Columns | None = None):
         """As :meth:`read`, for data some of which is held in memory (any form of
@@ -359,7 +365,8 @@ class DataFiles:
             DataError: a bad row or file, a label the model does not have (without ``add``).
         """
         columns = Columns.of(columns)
-        raw = as_examples(task, self.data, None if not is_path(self.data) else labels, columns)
+        as_read = is_path(self.data) and not is_table(self.data)  # a file the task reads
+        raw = as_examples(task, self.data, labels if as_read else None, columns)
         names = dict.fromkeys(n for e in raw for n in task.labels_in(e))
         added = [n for n in names if n not in labels] if add else []
         known = labels + added

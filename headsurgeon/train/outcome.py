@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,10 +122,27 @@ class TrainOutcome:
         refuse_failed(self, folder, force)
         preprocessor = tokenizer if tokenizer is not None else self.tokenizer
         target = Path(folder)
-        with atomic.temp_folder(target, "source-") as source:  # the preprocessor's files
+        with atomic.temp_folder(target, "source-") as source, quiet_bars():
             if preprocessor is not None and hasattr(preprocessor, "save_pretrained"):
-                preprocessor.save_pretrained(str(source))
+                preprocessor.save_pretrained(str(source))  # carried over with the model
             return write_trained(self.model, record, source, target, self.telemetry)
+
+
+@contextmanager
+def quiet_bars(quiet: bool = True) -> Iterator[None]:
+    """Without transformers' progress bars ("Loading weights", "Writing model shards") while
+    headsurgeon loads or saves a model (``quiet``; library code reports progress on the
+    ``headsurgeon.progress`` logger only); restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if quiet and was:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was:
+            hf_logging.enable_progress_bar()
 
 
 def write_trained(model, record: dict[str, Any], src, output, telemetry: dict[str, Any]) -> Path:
