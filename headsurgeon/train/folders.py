@@ -308,9 +308,9 @@ class TrainJob:
                 record, "add-label", labels=read.added, init="imprint", by="train --add"
             )
         refs = (  # names and hashes, no local paths
-            data_ref(read.task, self.data, read.examples),
-            data_ref(read.task, self.replay, read.replayed),
-            data_ref(read.task, self.holdout, read.held),
+            data_ref(self.data, read.examples),
+            data_ref(self.replay, read.replayed),
+            data_ref(self.holdout, read.held),
         )
         trained = [n for n in _labels.labels_of(model.config) if n not in old]
         event = train_event(outcome, options, trained, refs)

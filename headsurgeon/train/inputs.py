@@ -59,7 +59,7 @@ def read_inputs(task, model, labels, data, replay, holdout, old_labels, columns)
     task.check_data(data_x, replay_x, holdout_x, labels)
     old = old_labels_of(model, task, labels, data_x, old_labels)
     data_x, moved = old_only(task, data_x, old)
-    refs = tuple(data_ref(task, given[role], examples)
+    refs = tuple(data_ref(given[role], examples)
                  for role, examples in (("data", data_x + moved), ("replay", replay_x),
                                         ("holdout", holdout_x)))  # fmt: skip
     return RunInputs(data_x, replay_x + moved, holdout_x, old, refs)
@@ -116,12 +116,12 @@ def old_only(task, data: list, old: Sequence[str]) -> tuple[list, list]:
     return [e for e in data if id(e) not in ids], moved
 
 
-def data_ref(task, given, examples: list | None):
+def data_ref(given, examples: list | None):
     """How the record names one of the run's inputs: a file by name and hash, examples in
-    memory by their form and a hash of their keys and labels."""
+    memory by their form and a hash of what they hold."""
     if given is None or examples is None:
         return None
     if is_path(given):
         return _record.file_ref(given, len(examples))
-    keys = [f"{task.key(e)}\t{sorted(task.labels_in(e))}" for e in examples]
+    keys = [repr(e) for e in examples]  # the examples as given (no file is read again)
     return memory_ref(type(given).__name__, keys)

@@ -189,7 +189,7 @@ def train_event(outcome: TrainOutcome, options: TrainOptions, trained: list[str]
 
 def memory_ref(form: str, keys: list[str]) -> dict[str, Any] | None:
     """What a record keeps of examples held in memory: their form (``list``, ``DataFrame``,
-    ``Dataset``), the sha256 of their keys and labels (``keys``), and how many; ``None`` for
+    ``Dataset``), the sha256 of ``keys`` (one line per example), and how many; ``None`` for
     none."""
     if not keys:
         return None
