@@ -296,6 +296,37 @@ def test_a_cnn_trains_its_top_stage_on_cached_inputs(images, tmp_path):
     )
 
 
+def test_a_cnn_keeps_its_frozen_batch_norms_and_predicts_what_its_check_measured(images):
+    """A ResNet trained on cached stage inputs (its stem runs on zero images meanwhile): the
+    frozen batch norms' statistics stay bit-identical, so the model returned predicts the
+    holdout exactly as the check measured it."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    from headsurgeon.surgery import add_labels
+    from headsurgeon.tasks.image import pixel_batches, read_image_examples
+    from headsurgeon.train import TrainOptions, train_model
+
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                          layer_type="basic", id2label=dict(enumerate(OLD)),
+                          label2id={n: i for i, n in enumerate(OLD)})  # fmt: skip
+    model = ResNetForImageClassification(config).eval()
+    add_labels(model, [NEW])
+    frozen = {n: b.clone() for n, b in model.named_buffers() if ".stages.1." not in n}
+    holdout = read_image_examples(images / "test")
+    outcome = train_model(
+        model, processor(), read_image_examples(images / "new"),
+        replay=read_image_examples(images / "old"), holdout=holdout,
+        options=TrainOptions(device="cpu", max_steps=4), old_labels=OLD, max_drop=100,
+    )  # fmt: skip
+    assert outcome.stats["block_inputs_cached"] and any("embedder" in n for n in frozen)
+    after = dict(outcome.model.named_buffers())
+    assert all(torch.equal(b, after[n]) for n, b in frozen.items())
+    batch = next(pixel_batches(holdout, processor(), batch_size=len(holdout)))
+    with torch.no_grad():
+        logits = outcome.model.eval()(pixel_values=batch["pixel_values"]).logits
+    assert torch.allclose(logits, outcome.holdout_logits[1], atol=1e-5)
+
+
 def _vision(name: str):
     """A tiny image classifier of the family ``name`` (cat/dog/owl) for SIZE-pixel images."""
     import transformers as t

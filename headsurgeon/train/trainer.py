@@ -28,6 +28,18 @@ from .schedule import parameter_groups
 logger = logging.getLogger(__name__)
 
 
+def frozen_norms_eval(model: nn.Module) -> None:
+    """Put the batch norms whose parameters are all frozen in eval mode: in train mode they
+    would move their running statistics (buffers, not parameters) to the training batches'
+    (the zero images a CNN's stem sees under cached stage inputs), so the frozen part of the
+    saved model would no longer compute what the check measured."""
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and params:
+            if module.training and not any(p.requires_grad for p in params):
+                module.eval()
+
+
 class FeatureModel(nn.Module):
     """Wraps a head so Trainer can train it on cached backbone features."""
 
@@ -112,6 +124,7 @@ class HeadsurgeonTrainer(Trainer):
         :attr:`loss_parts` for the telemetry (:class:`~.telemetry.Telemetry`).
         """
         across, parts = self.per_process_mean, {}
+        frozen_norms_eval(model)  # Trainer.training_step has just put every module in train mode
         if "multi_target" in inputs:  # several labels per example: BCE per (example, label)
             target, weight = inputs.pop("multi_target"), inputs.pop("target_weight")
             outputs = model(**inputs)
