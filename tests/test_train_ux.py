@@ -170,7 +170,7 @@ def test_progress_bars_say_what_they_measure_and_no_metrics_dict(
     res = cli(
         "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"],
         "--holdout", files["hold_csv"], "-o", tmp_path / "out", "--freeze", freeze,
-        "--max-drop", 100, *FAST,
+        "--max-drop", 100, "--max-label-drop", 100, *FAST,
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     frames = [f for f in re.split(r"[\r\n]", res.stderr) if "%|" in f]

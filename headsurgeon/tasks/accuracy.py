@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from ..data import Example, check_labels
 from ..errors import DataError, OptionsError
 from ..gate import DEFAULT_SHOW, beyond_reason, check_max_drop, labels_beyond
-from ..uncertainty import PairedDrop, paired_drop
+from ..uncertainty import PairedDrop, mcnemar_exact_p, paired_drop
 
 __all__ = [
     "DEFAULT_MAX_DROP",
@@ -41,6 +41,15 @@ DEFAULT_MAX_LABEL_DROP: float | None = None
 #: a passed report without a per-label tolerance points at ``--max-label-drop`` when one old
 #: label lost at least this many points (the aggregate can hide it)
 LABEL_HINT_PTS = 10.0
+#: the default per-label guard (when no ``max_label_drop`` is given): an old label with at least
+#: GUARD_MIN_SUPPORT holdout examples fails the gate when it loses more than GUARD_PTS points of
+#: recall AND its loss is beyond noise: an exact one-sided McNemar test on its own examples
+#: (right -> wrong against wrong -> right) below GUARD_P. A near-synonym new label that takes
+#: half of one old label's examples is refused even when the aggregate passes; a label of a few
+#: examples that lost one or two of them, or whose losses are matched by fixes, is not.
+GUARD_PTS = 20.0
+GUARD_MIN_SUPPORT = 10
+GUARD_P = 0.05
 
 
 def failure_of(check: dict[str, Any]) -> str | None:
@@ -62,10 +71,39 @@ def failure_of(check: dict[str, Any]) -> str | None:
         if isinstance(max_drop, num):
             text += f", more than the {max_drop:g} pt allowed"
         reasons.append(text)
-    beyond = beyond_reason(check, "old label(s) dropped more than {limit} allowed per label")
-    if beyond:
-        reasons.append(beyond)
+    guard = check.get("label_guard")
+    if isinstance(guard, dict) and check.get("labels_beyond"):
+        reasons.append(_guard_reason(check, guard))
+    else:
+        beyond = beyond_reason(check, "old label(s) dropped more than {limit} allowed per label")
+        if beyond:
+            reasons.append(beyond)
     return "; ".join(reasons) or None
+
+
+def _guard_reason(check: dict[str, Any], guard: dict[str, Any]) -> str:
+    """The default per-label guard's part of a failure: each collapsed label (worst three),
+    its loss, the new label that took its examples, and the test."""
+    rows = {str(r.get("label")): r for r in check.get("per_label") or [] if isinstance(r, dict)}
+    parts = []
+    for name in [str(n) for n in check["labels_beyond"]][:3]:
+        r = rows.get(name, {})
+        text = name
+        if isinstance(r.get("change_pts"), (int, float)):
+            text += f" lost {-r['change_pts']:.1f} pt"
+            if isinstance(r.get("right_to_wrong"), int) and isinstance(r.get("support"), int):
+                text += f" ({r['right_to_wrong']} of {r['support']} holdout examples"
+                text += f", most to {r['taken_by']})" if r.get("taken_by") else ")"
+            if isinstance(r.get("p_value"), (int, float)):
+                text += f", p = {r['p_value']:.2g}"
+        parts.append(text)
+    more = len(check["labels_beyond"]) - 3
+    return (
+        f"old label(s) collapsed: {', '.join(parts)}{f' and {more} more' if more > 0 else ''}: "
+        f"more than the {guard.get('pts', GUARD_PTS):g} pt one old label may lose, beyond noise "
+        "(exact one-sided McNemar test on its own examples); --max-label-drop PTS sets another "
+        "per-label limit"
+    )
 
 
 @dataclass
@@ -92,7 +130,8 @@ class CheckReport:
             nothing was predicted or the label has no support, as scikit-learn's zero_division=0).
         max_drop: the tolerance in points.
         max_label_drop: the per-label tolerance in points (``None``: not checked).
-        labels_beyond: old labels whose ``change_pts`` is below ``-max_label_drop``.
+        labels_beyond: old labels whose ``change_pts`` is below ``-max_label_drop``; without
+            ``max_label_drop``, the old labels the default guard refused (``label_guard``).
         passed: ``drop_pts <= max_drop`` and no label beyond ``max_label_drop``.
         drop_uncertainty: the drop's 95 % interval (seeded paired bootstrap over the old
             examples), the exact McNemar p-value on ``flipped_wrong`` against ``flipped_fixed``
@@ -122,6 +161,10 @@ class CheckReport:
     labels_beyond: list[str]
     passed: bool
     drop_uncertainty: PairedDrop | None = None
+    #: the default per-label guard's rule when it applied (no ``max_label_drop``): ``{"pts",
+    #: "min_support", "p"}`` (:data:`GUARD_PTS`...); ``labels_beyond`` then holds the labels it
+    #: refused. ``None`` when ``max_label_drop`` was given (it replaces the guard).
+    label_guard: dict[str, float] | None = None
 
     #: how checks, cards and pushes name this gate and read its recorded dict (see
     #: :class:`headsurgeon.tasks.base.GateReport`); a label check's dict has no ``kind``
@@ -174,17 +217,28 @@ class CheckReport:
             return None
         if -worst[0]["change_pts"] < LABEL_HINT_PTS:
             return None
+        row = worst[0]
+        why = (
+            f"under the {GUARD_PTS:g} pt the default per-label guard refuses"
+            if -row["change_pts"] <= GUARD_PTS
+            else "within noise or on too few examples for the default per-label guard"
+        )
         return (
-            f"note: old label {worst[0]['label']} lost {-worst[0]['change_pts']:.1f} pt; "
-            "per-label losses are not gated (--max-label-drop PTS refuses any one old label "
-            "losing more than PTS)"
+            f"note: old label {row['label']} lost {-row['change_pts']:.1f} pt ({why}); "
+            "--max-label-drop PTS refuses any one old label losing more than PTS"
         )
 
     def render(self, show: int = DEFAULT_SHOW) -> str:
         """Return a readable report: summary, up to ``show`` changed old labels (losses worst
         first, then gains largest first), new labels."""
         verdict = "PASSED" if self.passed else "FAILED"
-        per_label = "" if self.max_label_drop is None else f", {self.max_label_drop:g} pt per label"
+        per_label = (
+            f", {self.max_label_drop:g} pt per label"
+            if self.max_label_drop is not None
+            else f", {GUARD_PTS:g} pt per label beyond noise"
+            if self.label_guard
+            else ""
+        )
         lines = [
             f"old-label check {verdict}: accuracy on {self.n_old_examples} holdout examples of "
             f"{len(self.old_labels)} old labels {self.accuracy_before:.2%} -> "
@@ -200,7 +254,9 @@ class CheckReport:
         ]
         if self.removed_labels:
             lines.append(f"old labels the child lacks: {', '.join(self.removed_labels)}")
-        if self.labels_beyond:
+        if self.labels_beyond and self.label_guard:
+            lines.append(_guard_reason(self.to_dict(), self.label_guard))
+        elif self.labels_beyond:
             lines.append(
                 f"old labels beyond the per-label tolerance: {', '.join(self.labels_beyond)}"
             )
@@ -213,9 +269,14 @@ class CheckReport:
             width = max(len("old label"), *(len(r["label"]) for r in shown))
             lines.append(f"{'old label':<{width}}  support  before   after  change")
             for r in shown:
+                taken = (
+                    f"  (most to {r['taken_by']})"
+                    if r.get("taken_by") and r["change_pts"] < 0
+                    else ""
+                )
                 lines.append(
                     f"{r['label']:<{width}}  {r['support']:>7}  {r['before']:>6.1%}  "
-                    f"{r['after']:>6.1%}  {r['change_pts']:+.1f} pt"
+                    f"{r['after']:>6.1%}  {r['change_pts']:+.1f} pt{taken}"
                 )
         rest = len(changed) - len(shown)
         unchanged = len(self.per_label) - len(changed)
@@ -316,10 +377,11 @@ def _report(gold, before, after, olds, parent_labels, child_labels, max_drop, ma
     right_after = sum(after[i] == gold[i] for i in olds)
     flips = [i for i in olds if before[i] != after[i]]
     drop_pts = 100.0 * (right_before - right_after) / len(olds)
-    per_label = _per_label(gold, before, after, olds, parent_labels)
+    per_label = _per_label(gold, before, after, olds, parent_labels, new)
     flipped_wrong = sum(before[i] == gold[i] != after[i] for i in flips)
     flipped_fixed = sum(before[i] != gold[i] == after[i] for i in flips)
-    beyond = labels_beyond(per_label, max_label_drop)
+    guarded = max_label_drop is None
+    beyond = _collapsed(per_label) if guarded else labels_beyond(per_label, max_label_drop)
     return CheckReport(
         parent_labels=parent_labels,
         child_labels=child_labels,
@@ -342,7 +404,23 @@ def _report(gold, before, after, olds, parent_labels, child_labels, max_drop, ma
         labels_beyond=beyond,
         passed=drop_pts <= max_drop and not beyond,
         drop_uncertainty=paired_drop(len(olds), flipped_wrong, flipped_fixed),
+        label_guard=dict(GUARD) if guarded else None,
     )
+
+
+#: the default per-label guard, as a report records it
+GUARD = {"pts": GUARD_PTS, "min_support": GUARD_MIN_SUPPORT, "p": GUARD_P}
+
+
+def _collapsed(per_label: list[dict[str, Any]]) -> list[str]:
+    """The old labels the default guard refuses (see :data:`GUARD_PTS`)."""
+    return [
+        r["label"]
+        for r in per_label
+        if r["support"] >= GUARD_MIN_SUPPORT
+        and -r["change_pts"] > GUARD_PTS
+        and r["p_value"] < GUARD_P
+    ]
 
 
 def old_indices(gold: list[str], parent_labels, child_labels, source: str) -> list[int]:
@@ -370,7 +448,12 @@ def old_indices(gold: list[str], parent_labels, child_labels, source: str) -> li
     return olds
 
 
-def _per_label(gold, before, after, olds, labels) -> list[dict[str, Any]]:
+def _per_label(gold, before, after, olds, labels, new=()) -> list[dict[str, Any]]:
+    """Per old label: support, recall before/after, the change, its examples right -> wrong and
+    wrong -> right, the one-sided exact McNemar p-value of its loss, and the new label that took
+    most of the examples it lost (``None``: none did)."""
+    from collections import Counter
+
     rows = []
     for label in labels:
         idx = [i for i in olds if gold[i] == label]
@@ -378,6 +461,9 @@ def _per_label(gold, before, after, olds, labels) -> list[dict[str, Any]]:
             continue
         b = sum(before[i] == label for i in idx)
         a = sum(after[i] == label for i in idx)
+        lost = [after[i] for i in idx if before[i] == label != after[i]]
+        fixed = sum(before[i] != label == after[i] for i in idx)
+        taken = Counter(p for p in lost if p in set(new)).most_common(1)
         rows.append(
             {
                 "label": label,
@@ -385,9 +471,21 @@ def _per_label(gold, before, after, olds, labels) -> list[dict[str, Any]]:
                 "before": b / len(idx),
                 "after": a / len(idx),
                 "change_pts": 100.0 * (a - b) / len(idx),
+                "right_to_wrong": len(lost),
+                "wrong_to_right": fixed,
+                "p_value": _one_sided_p(len(lost), fixed),
+                "taken_by": taken[0][0] if taken else None,
             }
         )
     return sorted(rows, key=lambda r: r["change_pts"])  # stable: ties keep id order
+
+
+def _one_sided_p(lost: int, fixed: int) -> float:
+    """P(at least ``lost`` of ``lost + fixed`` changes are losses) under no change at all (the
+    exact McNemar test, one-sided: a loss, not a gain, is what the guard asks about)."""
+    if lost <= fixed:
+        return 1.0
+    return min(1.0, mcnemar_exact_p(lost, fixed) / 2)
 
 
 def _prf(gold, predicted, label: str) -> dict[str, float]:
