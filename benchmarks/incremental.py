@@ -741,9 +741,17 @@ def aggregate(results: list[dict]) -> dict:
         "passed": sum(r["passed"] for r in results),
         "gate_passed": sum(r.get("gate_passed", r["passed"]) for r in results),
         "worst_label_drop": max(r.get("worst_label_drop", math.nan) for r in results),
-        "worst_pair": max(((r.get("worst_label_drop", math.nan), r.get("worst_label"),
-                            r.get("worst_label_taken_by")) for r in results),
-                          key=lambda t: t[0])[1:],
+        "worst_pair": max(
+            (
+                (
+                    r.get("worst_label_drop", math.nan),
+                    r.get("worst_label"),
+                    r.get("worst_label_taken_by"),
+                )
+                for r in results
+            ),
+            key=lambda t: t[0],
+        )[1:],
         "oracle": statistics.mean(r["oracle"] for r in results),
         "oracle_p80": statistics.mean(r.get("oracle_p80", math.nan) for r in results),
         "to_new": statistics.mean(r.get("to_new", math.nan) for r in results),
@@ -832,8 +840,12 @@ def run_draws(bench: Bench, args, names: list[str], methods: list[str]) -> list[
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="banking,stackoverflow", help="comma-separated")
-    p.add_argument("--scenario", choices=["S1", "S2", "C", "all"], default="all",
-                   help="all: S1 and S2 (C, the confusable case, on its own)")
+    p.add_argument(
+        "--scenario",
+        choices=["S1", "S2", "C", "all"],
+        default="all",
+        help="all: S1 and S2 (C, the confusable case, on its own)",
+    )
     p.add_argument("--methods", default=None,
                    help="comma-separated (default: {})".format(",".join(DEFAULT_METHODS)))  # fmt: skip
     p.add_argument("--quick", action="store_true", help="frozen-backbone methods only")
