@@ -350,3 +350,23 @@ def test_calibration_line_says_which_labels_the_bounds_lowered():
     # one new label lowered from the common shift by the precision bound (as recorded)
     single = _calibration_line({**cal, "common_shift": 2.1, "shifts": {"a": 0.434}})
     assert "shifted +2.100 (1 of 1 lowered to +0.434 by the precision bound" in single
+
+
+def test_train_names_each_new_labels_nearest_old_label(grown_dir, files, tmp_path):
+    """Where a near-synonym would take an old label's examples: the parent's reading of each
+    new label's examples, on the train line and in the JSON (and so in headsurgeon.json)."""
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"],
+        "-o", tmp_path / "out", *FAST,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    line = [x for x in res.stdout.splitlines() if x.startswith("nearest old labels")]
+    assert len(line) == 1 and " ~ " in line[0], res.stdout
+    res = cli(
+        "train", grown_dir, "--data", files["new_csv"], "--replay", files["old_csv"],
+        "-o", tmp_path / "out2", "--json", *FAST,
+    )  # fmt: skip
+    pairs = json.loads(res.stdout)["near_synonyms"]
+    assert pairs and all(0 < p["parent_probability"] <= 1 for p in pairs.values())
+    event = json.loads((tmp_path / "out2" / "headsurgeon.json").read_text())["events"][-1]
+    assert event["near_synonyms"] == pairs

@@ -258,6 +258,8 @@ def _summary(result) -> str:
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
         f"(+{stats['replay_examples']} replayed{held}) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
     ]
+    if stats.get("near_synonyms"):
+        lines.append(_pairs_line(stats["near_synonyms"]))
     if stats.get("training"):
         lines.insert(0, _training_line(stats["training"]))
     if cal:
@@ -292,6 +294,17 @@ def _calibration_line(cal: dict) -> str:
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
         f"(allowed {cal['allowed_drop_pts']:.2f} pt){unresolved}"
     )
+
+
+def _pairs_line(pairs: dict) -> str:
+    """One line: each new label's nearest old label as the parent reads its examples (where a
+    near-synonym would take an old label's examples), closest first, at most five."""
+    ranked = sorted(pairs.items(), key=lambda kv: -kv[1]["parent_probability"])
+    shown = ", ".join(
+        f"{new} ~ {p['old_label']} ({p['parent_probability']:.2f})" for new, p in ranked[:5]
+    )
+    more = f" and {len(ranked) - 5} more" if len(ranked) > 5 else ""
+    return f"nearest old labels (the parent's reading of the new examples): {shown}{more}"
 
 
 def _thresholds_line(cal: dict) -> str:

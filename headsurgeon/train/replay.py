@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..data import (
     Example,
@@ -47,6 +47,9 @@ class ExampleSets:
     holdout: list | None
     held: list
     confusable: list[str]
+    #: each new label's nearest old label by the parent's reading of its examples
+    #: (:func:`near_synonyms`; a task that reads one label per example)
+    pairs: dict[str, dict] = field(default_factory=dict)
 
     @property
     def scored(self) -> list:
@@ -61,13 +64,33 @@ def example_sets(plan, data, replay, holdout) -> ExampleSets:
         held, rest = plan.task.hold_out(replay, plan.old_labels, per_label, options.seed)
     else:
         held, rest = [], list(replay)
-    confusable = []
+    confusable, pairs = [], {}
     wanted = options.replay_per_label and options.replay_confusable and replay
-    if wanted and plan.task.replays_confusable:
+    if plan.task.replays_confusable and plan.new_labels and data:
         data_x = plan.features.of(plan.keys(data))  # a few examples: the new ones
         parent = plan.parent(data_x)
-        confusable = confusable_labels(parent, data, plan.old_labels, options.replay_confusable)
+        pairs = near_synonyms(parent, data, plan.old_labels, plan.new_labels)
+        if wanted:
+            k = options.replay_confusable
+            confusable = confusable_labels(parent, data, plan.old_labels, k)
     replayed = plan.task.sample_replay(
         rest, plan.old_labels, options.replay_per_label, options.seed, whole=confusable
     )
-    return ExampleSets(list(data) + replayed, replayed, holdout, held, confusable)
+    return ExampleSets(list(data) + replayed, replayed, holdout, held, confusable, pairs)
+
+
+def near_synonyms(parent_logits, data, old_labels, new_labels) -> dict[str, dict]:
+    """Each new label's nearest old label: the one the parent gives most probability to, on
+    average over the new label's examples (``parent_logits``: its old-label logits of
+    ``data``), and that probability. A near-synonym new label (``parent_probability`` well
+    above chance) is where an old label's examples are at risk (the gate's per-label guard
+    names the label that took them)."""
+    probs = parent_logits.float().softmax(-1)
+    out = {}
+    for name in new_labels:
+        rows = [i for i, e in enumerate(data) if e.label == name]
+        if rows:
+            mean = probs[rows].mean(0)
+            j = int(mean.argmax())
+            out[name] = {"old_label": old_labels[j], "parent_probability": round(float(mean[j]), 3)}
+    return out

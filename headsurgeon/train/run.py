@@ -404,6 +404,7 @@ def _data_stats(plan, data, sets: ExampleSets) -> dict[str, Any]:
         "data_examples": len(data),
         "replay_examples": len(sets.replayed),
         "replayed_whole": sets.confusable,
+        "near_synonyms": sets.pairs,
         "holdout_examples": len(holdout) if holdout else 0,
         "old_labels": len(plan.old_labels),
         "new_labels": plan.new_labels,
