@@ -69,7 +69,8 @@ from headsurgeon import progress  # noqa: E402
 
 CACHE = HERE / ".cache" / "multilabel"
 #: the naive recipe: Trainer's defaults (lr 5e-5, no weight decay, no warm-up), batch 8
-NAIVE = {"epochs": 3, "lr": 5e-5, "batch": 8, "weight_decay": 0.0, "warmup_ratio": 0.0}
+NAIVE = {"epochs": 3, "lr": 5e-5, "head_lr": None, "batch": 8, "weight_decay": 0.0,
+         "warmup_ratio": 0.0}  # fmt: skip
 METHODS: dict[str, str] = {
     "defaults": "headsurgeon add-label, then headsurgeon train with default options, --replay "
     "parent.csv, --holdout holdout.csv",
