@@ -175,15 +175,17 @@ def bench(monkeypatch, tmp_path, data):
     return script
 
 
-@pytest.mark.slow  # a tiny parent and 4 tiny runs with transformers' Trainer: ~15 s
+@pytest.mark.slow  # a tiny parent and 6 tiny runs (add-label and train in-process): ~30 s
 def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, capsys, monkeypatch):
-    bench.main(["--draws", "1", "--methods", "naive,joint"])
+    methods = ("defaults", "naive", "joint")
+    bench.main(["--draws", "1"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| S")]
     assert [row.split(" | ")[:2] for row in rows] == [
-        [f"| {s}", m] for s in ("S1", "S2") for m in ("naive", "joint")
+        [f"| {s}", m] for s in ("S1", "S2") for m in methods
     ]
     assert all(len(row.split(" | ")) == len(bench.COLUMNS) for row in rows)
+    assert "failed" not in out and "S1 defaults: worst drop" in out and "S2 defaults:" in out
     [parent] = (tmp_path / "parents").iterdir()
     making = json.loads((parent / "MAKING.json").read_text())
     assert making["train_texts"] == 4 * 14 and len(making["old_labels"]) == 20
@@ -191,12 +193,10 @@ def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, ca
     config = json.loads((parent / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
     results = json.loads((tmp_path / "cache" / "results.json").read_text())
-    assert len(results) == 4
+    assert len(results) == 6
     for key, r in results.items():
-        scenario, draw, tags, shots, method = json.loads(key)[2:7]
-        assert (scenario, draw, method) in {
-            (s, 0, m) for s in ("S1", "S2") for m in ("naive", "joint")
-        }
+        scenario, draw, tags, shots, method, spec = json.loads(key)[2:8]
+        assert (scenario, draw, method) in {(s, 0, m) for s in ("S1", "S2") for m in methods}
         assert r["tags"] == tags and len(tags) == (1 if scenario == "S1" else 3)
         assert [len(s) for s in shots] == [10] * len(tags)
         assert r["drop"] == pytest.approx(r["before"] - r["after"])
@@ -204,10 +204,13 @@ def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, ca
         assert r["passed"] == (r["holdout_drop"] <= 1.0)
         if method == "joint":  # 4 posts x 32 old tags of the 14 groups / 20 tags / 10 shots
             assert r["repeat"] == 1
+        if method == "defaults":  # train's own gate and options
+            assert isinstance(r["gate_passed"], bool) and r["options"] == spec
+            assert r["time"] >= r["train_s"] > 0
 
     inputs = tree_hashes(tmp_path / "data"), tree_hashes(tmp_path / "parents")
     monkeypatch.setattr(bench.Bench, "run", lambda self, *a: pytest.fail(f"{a} recomputed"))
-    bench.main(["--draws", "1", "--methods", "naive,joint"])
+    bench.main(["--draws", "1"])
     assert [r for r in capsys.readouterr().out.splitlines() if r.startswith("| S")] == rows
     assert (tree_hashes(tmp_path / "data"), tree_hashes(tmp_path / "parents")) == inputs
 
