@@ -64,7 +64,7 @@ DEFAULT_CALIBRATE_FIXES = 1.0
 #: least precision of each new label calibration aims at (the new label as frequent as an
 #: average old label); None: no such bound
 DEFAULT_CALIBRATE_PRECISION: float | None = 0.8
-DEFAULT_CALIBRATE_LABEL_CAP: float | None = 40.0  # percent of one old label's replay; None: off
+DEFAULT_CALIBRATE_LABEL_CAP: float | None = 10.0  # percent of one old label's replay; None: off
 #: fraction of the steps after which SWA starts averaging
 SWA_START = 0.5
 #: fraction of the steps after which a later seed is stopped when it trails the best seed so far
@@ -137,9 +137,11 @@ class TrainOptions:
         calibrate_label_cap: with ``calibrate``, a new label that would take more than this
             percent of any one old label's held-out examples (the parent got right) has its
             shift lowered until it does not; ``None``: no cap.
-        annotated: token classification only: ``"new"`` (the new data is annotated for the
-            new entity types only, so its ``O`` words learn the parent's distribution over the
-            old tags rather than ``O``) or ``"all"`` (every tag of the new data is gold).
+        annotated: token and multi-label classification: ``"new"`` (the new data is annotated
+            for the new entity types or labels only, so its ``O`` words learn the parent's
+            distribution over the old tags rather than ``O``, and a multi-label text's unlisted
+            old labels the parent's sigmoid) or ``"all"`` (every tag or label of the new data
+            is gold).
         device: ``auto`` (GPU when present), ``cpu``, ``cuda`` or ``mps``.
         progress: report the long steps (caching, training, calibration, scoring) on the
             ``headsurgeon.progress`` logger (:mod:`headsurgeon.progress`; the CLI shows them on
@@ -355,9 +357,10 @@ HELP = {
         "label)."
     ),
     "annotated": (
-        "Token classification: what --data was annotated for. new: the new entity types only "
-        "(its O words learn the parent's reading, so old entities left untagged are not "
-        "unlearned); all: every tag is gold."
+        "Token and multi-label classification: what --data was annotated for. new: the new "
+        "entity types or labels only (its O words, or its unlisted old labels, learn the "
+        "parent's reading, so old entities or labels left unmarked are not unlearned); all: "
+        "every tag or label is gold."
     ),
     "device": "auto: GPU when present.",
 }
