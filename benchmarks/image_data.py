@@ -1,22 +1,28 @@
 """The image benchmark's data: scikit-learn's handwritten digits as PNG files, seeded splits.
 
 scikit-learn ships 1,797 grey 8x8 digits (``sklearn.datasets.load_digits``: UCI's "Optical
-Recognition of Handwritten Digits", CC BY 4.0; about 180 of each digit), so real images are
+Recognition of Handwritten Digits", CC BY 4.0; 174 to 183 of each digit), so real images are
 there offline. Each is scaled from 0..16 to 0..255, enlarged to ``size`` x ``size`` (bilinear)
 and written as an RGB PNG named after its row in the data set, in the ``imagefolder`` layout
 (``<split>/<label>/<row>.png``, labels ``zero`` .. ``nine``) that headsurgeon reads:
 
-    parent/   the OLD digits' training images: what the parent is trained on
-    replay/   ``replay`` of each old digit, drawn from parent/ (the user's kept old examples)
+    parent/   every other image of the OLD digits: what the parent is trained on, and what
+              ``train`` replays (a user keeps the parent's training images)
     holdout/  ``holdout`` of each old digit, in no other split: the gate's (check's) data
     new/      every other image of the NEW digits: the pools new classes are drawn from
     test/     ``test`` of every digit, in no other split: the benchmark's figures
+
+What 1,797 images allow: with the defaults (7 old digits, 60 test and 72 holdout images of
+each), the holdout holds 504 old images (one is 0.20 pt of the gate's 0.5 pt tolerance), the
+test split 420 old ones (0.24 pt each) and 60 of each new digit, and the parent (the replay)
+45 to 51 of each old digit, 338 in all.
 
 The old digits are ``random.Random(label_seed).sample(range(10), old)``, sorted; the images of
 each digit are shuffled by ``random.Random(f"{sample_seed}:{digit}")`` and cut in that order
 (test, holdout, then the rest). ``data_folder()`` builds a split once into
 ``benchmarks/.cache/images/digits-<key>/`` (atomically, with ``SPLITS.json``: the split, its
 key, the old and new labels and every folder's counts) and returns it afterwards.
+:func:`scenarios` draws the benchmark's tasks (S1: one new digit, S2: three) and their images.
 
 Needs ``pip install -e ".[image-bench]"`` (scikit-learn, Pillow).
 
@@ -43,7 +49,14 @@ sys.path.insert(0, str(ROOT))
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "images"
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-FOLDERS = ("parent", "replay", "holdout", "new", "test")
+FOLDERS = ("parent", "holdout", "new", "test")
+#: images of each new digit a task learns from
+SHOTS = 10
+#: new digits at once in S2 (all three)
+S2_SIZE = 3
+#: the fewest parent (replay) images of an old digit a split may leave (a third is held out
+#: to calibrate, the rest trains)
+MIN_PARENT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +65,8 @@ class Split:
 
     old: int = 7  #: how many digits the parent knows (the others are new)
     size: int = 32  #: images are written size x size
-    test: int = 40  #: test images of each digit
-    holdout: int = 20  #: holdout images of each old digit
-    replay: int = 10  #: replay images of each old digit (drawn from parent/)
+    test: int = 60  #: test images of each digit
+    holdout: int = 72  #: holdout images of each old digit (7 x 72 = 504)
     label_seed: int = 0  #: which digits are old
     sample_seed: int = 0  #: which images go where
 
@@ -88,10 +100,25 @@ def assign(split: Split, targets) -> dict[str, dict[int, list[int]]]:
         if digit in old:
             out["holdout"][digit], rows = rows[: split.holdout], rows[split.holdout :]
             out["parent"][digit] = rows
-            out["replay"][digit] = rows[: split.replay]
         else:
             out["new"][digit] = rows
+        least = MIN_PARENT if digit in old else SHOTS
+        if len(rows) < least:
+            where = "parent" if digit in old else "new"
+            sys.exit(f"{NAMES[digit]}: {len(rows)} images left for {where}/, at least {least} "
+                     "needed; ask for fewer test or holdout images")  # fmt: skip
     return out
+
+
+def scenarios(draw: int, new: list[str], pools: dict[str, list]) -> tuple[dict, dict]:
+    """Draw ``draw``'s tasks, seeded by ``draw``: ``({"S1": [label], "S2": [labels]}, shots)``
+    with ``shots`` the :data:`SHOTS` images (anything with a ``path``) of each drawn label,
+    S1's among S2's."""
+    rng = random.Random(draw)
+    order = rng.sample(sorted(new), len(new))
+    chosen = order[:S2_SIZE]
+    shots = {n: sorted(rng.sample(pools[n], SHOTS), key=lambda e: e.path.name) for n in chosen}
+    return {"S1": chosen[:1], "S2": chosen}, shots
 
 
 def write_png(pixels, path: Path, size: int) -> None:

@@ -1,5 +1,5 @@
-"""benchmarks/image.py: the image benchmark's draws, runs, stored results and table, on tiny
-synthetic digits and a tiny ViT parent (no scikit-learn, nothing downloaded)."""
+"""benchmarks/image.py: the image benchmark's split, draws, runs, stored results and table, on
+tiny synthetic digits and a tiny ResNet parent (no scikit-learn, nothing downloaded)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def load_script(monkeypatch):
 @pytest.fixture
 def bench(monkeypatch, tmp_path):
     """The script, reading 16 synthetic 8x8 "digits" of each digit (the new ones: 13 to draw
-    from) and a one-block ViT trained for one epoch, everything cached under ``tmp_path``."""
+    from) and a two-stage ResNet trained for one epoch, everything cached under ``tmp_path``."""
     import numpy as np
 
     script = load_script(monkeypatch)
@@ -47,14 +47,49 @@ def bench(monkeypatch, tmp_path):
     monkeypatch.setattr(image_data, "load_digits", lambda: (images, targets))
     monkeypatch.setattr(image_data, "CACHE", tmp_path / "images")
     monkeypatch.setattr(image_parent, "CACHE", tmp_path / "parents")
-    split = image_data.Split(old=7, size=16, test=3, holdout=2, replay=2)
-    recipe = image_parent.ImageRecipe(
-        image_size=16, hidden_size=16, layers=1, heads=2, intermediate_size=16, epochs=1,
-        batch=16, split=split,
-    )  # fmt: skip
+    split = image_data.Split(old=7, size=16, test=3, holdout=2)
+    recipe = image_parent.ImageRecipe(width=8, depth=2, image_size=16, epochs=1, batch=16,
+                                      split=split)  # fmt: skip
     monkeypatch.setattr(image_parent, "RECIPE", recipe)
+    monkeypatch.setattr(image_parent, "CANDIDATES", {"resnet": recipe})
     monkeypatch.setattr(script, "CACHE", tmp_path / "cache")
     return script
+
+
+def test_default_split_holds_out_hundreds_and_replays_the_parents_images(monkeypatch):
+    """With scikit-learn's counts of each digit, the default split puts over 500 old images in
+    the holdout and 60 of each digit in the test split, disjoint, and every other old image in
+    parent/ (the parent's training images, which are also the replay)."""
+    load_script(monkeypatch)
+    image_data = importlib.import_module("image_data")
+    counts = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]  # load_digits().target
+    targets = [d for d, n in enumerate(counts) for _ in range(n)]
+    split = image_data.Split()
+    rows = image_data.assign(split, targets)
+    assert set(rows) == {"parent", "holdout", "new", "test"}  # no separate replay folder
+    old = split.old_digits()
+    assert sum(len(r) for r in rows["holdout"].values()) == 7 * 72 >= 500
+    assert all(len(rows["test"][d]) == 60 for d in range(10)) and sorted(rows["holdout"]) == old
+    every = [i for by in rows.values() for r in by.values() for i in r]
+    assert sorted(every) == list(range(len(targets)))  # each image in exactly one folder
+    assert {d: len(r) for d, r in rows["parent"].items()} == {d: counts[d] - 60 - 72 for d in old}
+
+
+def test_augmentation_moves_turns_and_scales_on_the_background(monkeypatch):
+    """The parent's augmentation changes each image differently and fills what it uncovers with
+    the background (-1 after the processor); a recipe without it leaves the batch as it is."""
+    import torch
+
+    load_script(monkeypatch)
+    image_parent = importlib.import_module("image_parent")
+    x = torch.full((4, 3, 16, 16), -1.0)
+    x[:, :, 6:10, 6:10] = 1.0
+    moved = image_parent.augmented(x, image_parent.RECIPE, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and not torch.equal(moved, x)
+    assert len({tuple(m.flatten().tolist()) for m in moved}) == 4
+    assert torch.allclose(moved[:, :, 0, :], torch.tensor(-1.0))  # the border is background
+    plain = image_parent.ImageRecipe(shift=0, rotate=0.0, scale=0.0)
+    assert image_parent.augmented(x, plain, torch.Generator()) is x
 
 
 def test_draws_are_seeded_and_s1_is_the_first_of_s2(monkeypatch):
@@ -96,10 +131,22 @@ def test_benchmark_runs_scores_stores_and_reuses_its_results(bench, tmp_path, ca
         assert all(0 <= v <= 1 for v in (*r["recalls"], *r["precisions"], r["oracle"]))
         assert r["passed"] == (r["holdout_drop"] <= 0.5) and r["time"] >= r["train_s"] > 0
         if method == "defaults":  # train's own gate, on the same holdout, with default options
-            assert r["gate_passed"] == r["passed"] and r["gate_drop"] == r["holdout_drop"]
+            # (the saved child, reloaded, scores the holdout as train's check did)
+            assert r["gate_passed"] == r["passed"] and r["gate_drop"] == pytest.approx(
+                r["holdout_drop"]
+            )
+            # the replay is the parent's training images: each one replayed or held out
+            held = r["stats"]["calibration"]["examples"]
+            assert r["stats"]["replay_examples"] + held == 7 * 11
+            assert r["stats"]["calibration"]["resolved"] is False  # 100 / 21 pt > 0.25 pt
             assert r["options"] == spec and spec["calibrate"] == "gate" and spec["distill"] == 1
             assert r["time"] >= r["command_s"] >= r["train_s"]
     assert "S1 defaults: drop " in out and "S2 defaults: drop " in out  # against the targets
+
+    making = json.loads(next((tmp_path / "parents").glob("*/MAKING.json")).read_text())
+    assert making["recipe"]["arch"] == "resnet" and making["wall_seconds"] > 0
+    assert set(making["probe_oracle_recall"]) == {"S1", "S2", "draws"}
+    assert all(0 <= making["probe_oracle_recall"][s] <= 1 for s in ("S1", "S2"))
 
     data = tmp_path / "images"
     parents = tmp_path / "parents"
@@ -126,7 +173,7 @@ def test_list_and_unknown_methods(bench, capsys):
     assert listed[:3] == ["defaults", "naive", "joint"] and "no-calibrate" in listed
     data = SimpleNamespace(data=Path("/d"))  # a variant is defaults with more train arguments
     assert bench.train_args("defaults", data) == []
-    assert bench.train_args("replay-all", data) == ["--replay", str(Path("/d/parent"))]
+    assert bench.train_args("head-only", data) == ["--train-layers", "0"]
     with pytest.raises(SystemExit):
         bench.main(["--methods", "naive,nope"])
     assert "unknown method(s) nope" in capsys.readouterr().err
