@@ -95,7 +95,7 @@ class Calibration:
             common = self._budget_shift(logits[parent_right], float(self.options.calibrate))
         elif unresolved:
             common = 0.0  # the slice cannot price a shift: keep the trained biases
-            logger.warning("calibration: %s", unresolved)
+            logger.info("calibration: %s", unresolved)
         else:
             common = self._gate_shift(logits, gold, parent_right)
         shifts[self.new_ids] = common
