@@ -142,12 +142,13 @@ def test_train_model_calibrates_on_held_out_replay(tmp_path):
     from tests.test_train import NEW
 
     options = TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2)
-    outcome, tok, replay = _train_tiny(21, 8, options, max_drop=2.0)
+    # 21 held out: one is 4.76 pt, priced by an allowance of 5 pt (half of max_drop 10)
+    outcome, tok, replay = _train_tiny(21, 8, options, max_drop=10.0)
     info = outcome.stats["calibration"]
     assert info["method"] == "gate" and info["held_out"] and info["examples"] == 3 * 7
     assert outcome.stats["replay_examples"] == 3 * 14
-    assert info["allowed_drop_pts"] == 1.0  # half of max_drop
-    assert info["estimated_drop_pts"] <= 1.0
+    assert info["allowed_drop_pts"] == 5.0 and info["resolved"]  # half of max_drop
+    assert info["estimated_drop_pts"] <= 5.0
     held, _ = split_slice(replay, OLD_LABELS, 20, 0)
     model = outcome.model.eval()
     batch = tok([e.text for e in held], padding=True, return_tensors="pt")
@@ -202,9 +203,20 @@ def test_train_model_replays_more_of_few_old_labels():
     """Three old labels, 40 examples each: a third is held out, every other one replayed (the
     defaults ask for 334 per label), not 20 per label."""
     options = TrainOptions(device="cpu", batch_size=8, max_steps=1)
-    outcome, _, _ = _train_tiny(40, 4, options)
+    outcome, _, _ = _train_tiny(40, 4, options, max_drop=10.0)  # 39 held out: 2.56 pt each
     assert outcome.stats["calibration"]["examples"] == 3 * 13
     assert outcome.stats["replay_examples"] == 3 * 27
+
+
+def test_a_held_out_slice_calibration_cannot_act_on_stays_in_training():
+    """39 held-out examples are 2.56 pt each, more than the default allowance (0.25 pt): the
+    gate rule could not raise the new labels on them, so they are replayed instead (the
+    calibration then runs on the training replay, unraised, and says so)."""
+    options = TrainOptions(device="cpu", batch_size=8, max_steps=1)
+    outcome, _, _ = _train_tiny(40, 4, options)
+    info = outcome.stats["calibration"]
+    assert outcome.stats["replay_examples"] == 3 * 40 and not info["held_out"]
+    assert info["resolved"] is False and info["shifts"]["delta"] <= 0
 
 
 def test_a_slice_too_small_to_price_the_allowance_does_not_raise_the_new_labels():

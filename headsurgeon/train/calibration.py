@@ -131,6 +131,11 @@ class Calibration:
             "criterion_drop_pts": round(chosen, 3),
         }
 
+    def resolves(self, n: int) -> bool:
+        """Whether ``n`` held-out old examples let this calibration act (see
+        :meth:`_unresolved`); a slice that cannot is better left in training."""
+        return self._unresolved(n) is None
+
     def _unresolved(self, n: int) -> str | None:
         """Why the gate rule cannot price a shift on ``n`` old examples (one of them is worth
         more points than the allowance), or ``None`` when it can (or does not apply)."""

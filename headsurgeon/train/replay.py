@@ -64,19 +64,27 @@ def example_sets(plan, data, replay, holdout) -> ExampleSets:
         held, rest = plan.task.hold_out(replay, plan.old_labels, per_label, options.seed)
     else:
         held, rest = [], list(replay)
-    confusable, pairs = [], {}
+    if held and not plan.task.calibrator(plan).resolves(len(held)):
+        held, rest = [], list(replay)  # too few for calibration to act on: train on them
+    confusable = []
     wanted = options.replay_per_label and options.replay_confusable and replay
-    if plan.task.replays_confusable and plan.new_labels and data:
+    if wanted and plan.task.replays_confusable:
         data_x = plan.features.of(plan.keys(data))  # a few examples: the new ones
         parent = plan.parent(data_x)
-        pairs = near_synonyms(parent, data, plan.old_labels, plan.new_labels)
-        if wanted:
-            k = options.replay_confusable
-            confusable = confusable_labels(parent, data, plan.old_labels, k)
+        confusable = confusable_labels(parent, data, plan.old_labels, options.replay_confusable)
     replayed = plan.task.sample_replay(
         rest, plan.old_labels, options.replay_per_label, options.seed, whole=confusable
     )
-    return ExampleSets(list(data) + replayed, replayed, holdout, held, confusable, pairs)
+    return ExampleSets(list(data) + replayed, replayed, holdout, held, confusable)
+
+
+def pair_new_labels(plan, sets: ExampleSets, data) -> None:
+    """Fill ``sets.pairs`` (:func:`near_synonyms`) from the new examples' cached features (after
+    the caching pass, so that no pass runs for them alone); a task that reads one label per
+    example only."""
+    if plan.task.replays_confusable and plan.new_labels and data:
+        parent = plan.parent(plan.features.of(plan.keys(data)))
+        sets.pairs = near_synonyms(parent, data, plan.old_labels, plan.new_labels)
 
 
 def near_synonyms(parent_logits, data, old_labels, new_labels) -> dict[str, dict]:

@@ -26,7 +26,7 @@ from .calibration import calibrate, calibration_set, calibration_skipped
 from .inputs import read_inputs
 from .options import TrainOptions
 from .outcome import TrainOutcome, train_event
-from .replay import ExampleSets, example_sets
+from .replay import ExampleSets, example_sets, pair_new_labels
 
 logger = logging.getLogger(__name__)
 
@@ -271,6 +271,7 @@ def _prepare(plan, data, replay, holdout, trained_labels) -> _Run:
 
     sets = example_sets(plan, data, replay, holdout)
     train_x, hold_x = fill_caches(plan, sets)
+    pair_new_labels(plan, sets, data)
     initialised = init_new_rows(plan, trained_labels, data, sets.train, train_x)
     trainable, reinit = what_trains(plan)
     depths = layer_depths(plan.model, plan.head.paths, plan.probe)
