@@ -181,8 +181,8 @@ def test_progress_bars_say_what_they_measure_and_no_metrics_dict(
     for stream in (res.stdout, res.stderr):
         assert "train_runtime" not in stream and "{'" not in stream
     assert res.stdout.splitlines()[0].startswith("old-label check PASSED")
-    assert res.stdout.splitlines()[-2].startswith(f"trained {NEW} on 8 examples")
-    assert res.stdout.splitlines()[-1].startswith("nearest old labels")
+    assert res.stdout.splitlines()[-1].startswith(f"trained {NEW} on 8 examples")
+    assert res.stdout.splitlines()[-2].startswith("nearest old labels")
 
 
 def test_a_new_label_without_examples_beside_others_is_named(grown_dir, files, caplog):

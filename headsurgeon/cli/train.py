@@ -258,8 +258,8 @@ def _summary(result) -> str:
         f"trained {', '.join(stats['new_labels']) or 'no new label'} on {stats['data_examples']} examples "
         f"(+{stats['replay_examples']} replayed{held}) in {stats['wall_time_s']:.1f} s; wrote {result.output}"
     ]
-    if stats.get("near_synonyms"):
-        lines.append(_pairs_line(stats["near_synonyms"]))
+    if stats.get("near_synonyms"):  # just above the last line, what was written
+        lines.insert(0, _pairs_line(stats["near_synonyms"]))
     if stats.get("training"):
         lines.insert(0, _training_line(stats["training"]))
     if cal:
