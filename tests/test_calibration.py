@@ -29,11 +29,11 @@ def constructed(n_per_label=40, seed=0):
     return examples, parent, child
 
 
-def calibrate(child, examples, parent, max_drop, max_label_drop=None, **opts):
+def calibrate(child, examples, parent, max_drop, max_label_drop=None, held_out=True, **opts):
     opts = {"calibrate_precision": None, "calibrate_label_cap": None, **opts}
     linear = torch.nn.Linear(2, 4)
     torch.nn.init.zeros_(linear.bias)
-    data = CalibrationSet(examples, parent, lambda: child.clone(), held_out=True)
+    data = CalibrationSet(examples, parent, lambda: child.clone(), held_out=held_out)
     options = TrainOptions(**opts)
     info = Calibration(LABELS, ["new"], options, Tolerance(max_drop, max_label_drop)).run(
         data, linear
@@ -243,3 +243,17 @@ def test_a_slice_too_small_to_price_the_allowance_does_not_raise_the_new_labels(
     info, pred = calibrate(child, examples, parent, 20.0)
     assert info["resolved"] is True and "unresolved_reason" not in info
     assert info["common_shift"] > 0 and int((pred == 3).sum()) == 2
+
+
+def test_calibration_on_the_training_replay_never_raises_the_new_labels():
+    """No held-out slice: the replay the model trained on stands in, where the drop estimate is
+    optimistic; the gate rule may lower the new labels there, never raise them."""
+    from headsurgeon.cli.train import _calibration_line
+
+    examples, parent, child = constructed()  # 120 examples: 0.83 pt each, priced by 5 pt
+    info, _ = calibrate(child, examples, parent, 10.0, held_out=False)
+    assert info["shifts"] == {"new": 0.0} and info["resolved"] is False
+    assert "optimistic" in info["unresolved_reason"]
+    assert _calibration_line(info).endswith("not raised: trained on them")
+    raised, _ = calibrate(child, examples, parent, 10.0)  # held out: raised as before
+    assert raised["shifts"]["new"] > 0 and raised["resolved"] is True

@@ -288,7 +288,12 @@ def _calibration_line(cal: dict) -> str:
         )
     where = "held-out" if cal["held_out"] else "replayed (trained-on)"
     each = 100 / max(1, cal["examples"])  # calibration raises nothing when one is above allowed
-    unresolved = "" if cal.get("resolved", True) else f"; not raised: one example is {each:.2f} pt"
+    why = (
+        "trained on them"
+        if not cal["held_out"] and each <= cal["allowed_drop_pts"] + 1e-9
+        else f"one example is {each:.2f} pt"
+    )
+    unresolved = "" if cal.get("resolved", True) else f"; not raised: {why}"
     return (
         f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "

@@ -21,8 +21,10 @@ costs, so ``"gate"`` does not raise the new labels: they keep their trained bias
 the precision bound and the per-label cap may lower, and the record says ``"resolved": false``
 and why.
 
-Without a held-out slice (replay too small to spare one), the training replay stands in and the
-record says so: its examples were trained on, so the estimate is optimistic.
+Without a held-out slice (replay too small to spare one, or a slice too small to price the
+allowance, which is then left in training), the training replay stands in and the record says
+so: its examples were trained on, so the estimate is optimistic, and the gate rule may lower the
+new labels on it but never raises them.
 
 For one run of :func:`~.run.train_model`: :func:`calibration_set` (what to calibrate on),
 :func:`calibration_skipped` (why not, warned once) and :func:`calibrate` (shift the head).
@@ -98,6 +100,14 @@ class Calibration:
             logger.info("calibration: %s", unresolved)
         else:
             common = self._gate_shift(logits, gold, parent_right)
+            if not data.held_out and common > 0:
+                # on examples it trained on the estimate is optimistic: lower, never raise
+                unresolved = (
+                    "calibrated on replayed examples the model trained on (no held-out slice "
+                    "that could price the allowance), where the drop estimate is optimistic: "
+                    "the new labels are not raised"
+                )
+                common = 0.0
         shifts[self.new_ids] = common
         self._lower_per_label(logits, gold, parent_right, shifts)
         with torch.no_grad():
