@@ -219,9 +219,7 @@ class Task(Protocol):
     def calibrator(self, plan):
         """What calibrates the new labels (a task that calibrates): an object whose
         ``run(calibration_set, linear)`` shifts the head's new-label biases in place and returns
-        what it did (JSON-able), and whose ``resolves(n)`` says whether ``n`` held-out examples
-        let it act (a slice that cannot is left in training); see
-        :mod:`headsurgeon.train.calibration`."""
+        what it did (JSON-able); see :mod:`headsurgeon.train.calibration`."""
 
     def new_label_examples(self, plan, examples) -> tuple[list, list[int]] | None:
         """The new labels' examples and their class ids, to check they are predicted after

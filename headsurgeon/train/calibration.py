@@ -21,8 +21,7 @@ costs, so ``"gate"`` does not raise the new labels: they keep their trained bias
 the precision bound and the per-label cap may lower, and the record says ``"resolved": false``
 and why.
 
-Without a held-out slice (replay too small to spare one, or a slice too small to price the
-allowance, which is then left in training), the training replay stands in and the record says
+Without a held-out slice (replay too small to spare one), the training replay stands in and the record says
 so: its examples were trained on, so the estimate is optimistic, and the gate rule may lower the
 new labels on it but never raises them.
 
@@ -140,11 +139,6 @@ class Calibration:
             "criterion_trained_drop_pts": round(trained, 3),
             "criterion_drop_pts": round(chosen, 3),
         }
-
-    def resolves(self, n: int) -> bool:
-        """Whether ``n`` held-out old examples let this calibration act (see
-        :meth:`_unresolved`); a slice that cannot is better left in training."""
-        return self._unresolved(n) is None
 
     def _unresolved(self, n: int) -> str | None:
         """Why the gate rule cannot price a shift on ``n`` old examples (one of them is worth

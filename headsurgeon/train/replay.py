@@ -64,8 +64,6 @@ def example_sets(plan, data, replay, holdout) -> ExampleSets:
         held, rest = plan.task.hold_out(replay, plan.old_labels, per_label, options.seed)
     else:
         held, rest = [], list(replay)
-    if held and not plan.task.calibrator(plan).resolves(len(held)):
-        held, rest = [], list(replay)  # too few for calibration to act on: train on them
     confusable = []
     wanted = options.replay_per_label and options.replay_confusable and replay
     if wanted and plan.task.replays_confusable:

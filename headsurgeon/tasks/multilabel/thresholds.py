@@ -51,11 +51,6 @@ class ThresholdCalibration:
         self.old_ids = [i for i in range(len(self.labels)) if i not in set(self.new_ids)]
         self.thresholds = list(thresholds)
 
-    def resolves(self, n: int) -> bool:
-        """Always: a slice too small for the budget still lowers a label that fires too often
-        (see the module docstring)."""
-        return True
-
     def budget(self, examples) -> int:
         """How many held-out texts each new label may fire on."""
         n = len(examples)
