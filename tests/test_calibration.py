@@ -210,9 +210,9 @@ def test_train_model_replays_more_of_few_old_labels():
 
 def test_a_slice_too_small_to_price_the_allowance_does_not_raise_the_new_labels():
     """One held-out example worth more than the allowance (100 / n > safety x max_drop): the
-    gate rule cannot tell a shift's cost, so the new labels keep their trained biases (only the
-    precision bound may lower them) and the record says why; a slice that resolves the
-    allowance is calibrated as before."""
+    gate rule cannot price a raise, so the new labels are not raised; a trained model that
+    already takes more than the allowance on the slice is lowered until it takes none of it; the
+    record says why; a slice that resolves the allowance is calibrated as before."""
     examples, parent, child = constructed(n_per_label=7)  # 21 examples: 4.76 pt each
     for max_drop in (1.0, 8.0):  # allowed 0.5 and 4 pt: neither resolved
         info, pred = calibrate(child, examples, parent, max_drop)
@@ -224,10 +224,10 @@ def test_a_slice_too_small_to_price_the_allowance_does_not_raise_the_new_labels(
     assert _calibration_line(info).endswith("(allowed 4.00 pt); not raised: one example is 4.76 pt")
     trained = child.clone()
     trained[:3, 3] = torch.tensor([2.0, 2.5, 3.0])  # three trained past the boundary
-    # at precision 0.8, a new label as frequent as an old one (7) may take 1 false positive
+    # 3 of 21 flipped: 14.3 pt measured against 4 allowed: lowered until none flips
     info, pred = calibrate(trained, examples, parent, 8.0, calibrate_precision=0.8)
-    assert info["resolved"] is False and info["common_shift"] == 0.0
-    assert info["shifts"]["new"] < 0 and int((pred == 3).sum()) == 1
+    assert info["resolved"] is False and info["common_shift"] < 0
+    assert info["shifts"]["new"] < 0 and int((pred == 3).sum()) == 0
     # resolved (10 pt allowed, 4.76 pt each): the gate rule raises the new label as before
     info, pred = calibrate(child, examples, parent, 20.0)
     assert info["resolved"] is True and "unresolved_reason" not in info

@@ -17,9 +17,10 @@ label over another. How far to shift is the question, and the answer comes from 
 
 When one held-out example is worth more points than the allowance (``100 / n >
 calibrate_safety * max_drop``: 21 images against 0.25 pt), the slice cannot tell what a shift
-costs, so ``"gate"`` does not raise the new labels: they keep their trained biases, which only
-the precision bound and the per-label cap may lower, and the record says ``"resolved": false``
-and why.
+costs, so ``"gate"`` does not raise the new labels; it still lowers them when the trained model
+already takes more than the allowance on the slice (the shift that flips none of its examples),
+and the precision bound and the per-label cap may lower them too; the record says
+``"resolved": false`` and why.
 
 Without a held-out slice (replay too small to spare one), the training replay stands in and the record says
 so: its examples were trained on, so the estimate is optimistic, and the gate rule may lower the
@@ -95,7 +96,9 @@ class Calibration:
         if self.options.calibrate != "gate":
             common = self._budget_shift(logits[parent_right], float(self.options.calibrate))
         elif unresolved:
-            common = 0.0  # the slice cannot price a shift: keep the trained biases
+            # the slice cannot price a raise; what it measures beyond the allowance still
+            # lowers the new labels (the shift that flips none of its examples)
+            common = min(0.0, self._gate_shift(logits, gold, parent_right))
             logger.info("calibration: %s", unresolved)
         else:
             common = self._gate_shift(logits, gold, parent_right)
@@ -154,8 +157,8 @@ class Calibration:
         )
         return (
             f"one of the {n} old examples calibrated on is {each:.2f} pt of the drop, more than the "
-            f"{allowed:.2f} pt allowed (calibrate_safety x max_drop): the new labels keep their "
-            f"trained biases; {more}"
+            f"{allowed:.2f} pt allowed (calibrate_safety x max_drop): the new labels are not "
+            f"raised (only lowered); {more}"
         )
 
     def _resolution(self, unresolved: str | None) -> dict[str, Any]:
