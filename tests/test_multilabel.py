@@ -292,3 +292,16 @@ def test_sweep_and_diff_work_on_a_multi_label_model(ml, tmp_path):
     assert loaded(tmp_path / "best").config.problem_type == "multi_label_classification"
     res = run("diff", ml / "parent", tmp_path / "best")
     assert res.exit_code == 0 and "3 old rows bit-identical" in res.output, res.output
+
+
+def test_a_wrong_label_separator_is_named_and_never_added(ml, tmp_path):
+    """Labels joined by '|' in a ';' file: the error says which separator to pass, and --add
+    refuses to add 'delta|alpha' as a label (nothing written)."""
+    (tmp_path / "new.csv").write_text("text,labels\nstolen card,delta|alpha\n")
+    before = tree_hashes(ml)
+    for extra in ([], ["--add"]):
+        res = run(
+            "train", ml / "grown", "--data", tmp_path / "new.csv", "-o", tmp_path / "o", *extra
+        )
+        one_error_line(res, "joined by '|'", "--label-sep '|'")
+    assert tree_hashes(ml) == before and not (tmp_path / "o").exists()

@@ -151,4 +151,20 @@ def check_labelled(
         if only_known
         else "add them first (add-label or --add) or fix the data"
     )
+    joined = joined_by(unknown)
+    if joined:
+        advice = f"they look like labels joined by {joined!r}: pass --label-sep {joined!r}"
     raise DataError(f"{source} has label(s) the model does not have: {listed}{more}; {advice}")
+
+
+#: characters that join labels in the files users have
+_SEPARATORS = (";", ",", "|")
+
+
+def joined_by(names: Iterable[str]) -> str | None:
+    """The separator that seems to join labels in ``names`` (a wrong ``label_sep``), or
+    ``None``."""
+    for sep in _SEPARATORS:
+        if any(sep in n.strip() for n in names):
+            return sep
+    return None

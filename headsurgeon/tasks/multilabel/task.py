@@ -34,7 +34,7 @@ from ...errors import DataError
 from .. import MULTILABEL
 from .. import rows as _rows
 from ..sniff import check_data_task
-from .data import LABELS_COLUMN, LabelledText, check_labelled, read_labelled
+from .data import LABELS_COLUMN, LabelledText, check_labelled, joined_by, read_labelled
 from .gate import DEFAULT_MAX_DROP, MultiLabelReport, compare_multilabel, thresholds_of
 from .thresholds import ThresholdCalibration
 
@@ -92,6 +92,12 @@ class MultiLabelTask:
         held = self._reader(columns, "--holdout")(files.holdout) if files.holdout else None
         names = dict.fromkeys(n for e in examples for n in e.labels)
         added = [n for n in names if n not in labels] if add else []
+        joined = joined_by(added)
+        if joined:  # --add would add "a|b" as one label: a wrong separator, not a new label
+            raise DataError(
+                f"{files.data}: --add would add {[n for n in added if joined in n][:3]}, which "
+                f"look like labels joined by {joined!r}: pass --label-sep {joined!r}"
+            )
         check_labelled(examples, labels + added, source=str(files.data))
         for role, path, rows in (("--replay", files.replay, replayed),
                                  ("--holdout", files.holdout, held or [])):  # fmt: skip
