@@ -24,7 +24,7 @@ from . import labels as _labels
 from . import record as _record
 from .models import read_config
 from .record import PATH_FIELDS, base_name, hub_id_of
-from .tasks import AUDIO_MODEL_TYPES
+from .tasks import AUDIO_MODEL_TYPES, MULTI_LABEL
 from .uncertainty import describe_drop
 
 #: architecture class suffix → Hub pipeline tag
@@ -157,7 +157,7 @@ def build_card(
         _labels_section(changes),
         _events_section(record),
         _check_section(check),
-        _usage_section(tag, repo_id),
+        _usage_section(tag, repo_id, every_label=config.get("problem_type") == MULTI_LABEL),
     ]
     return "\n".join(p for p in parts if p)
 
@@ -395,12 +395,20 @@ def _fold(lines: list[str], summary: str) -> list[str]:
     return [f"<details><summary>{summary}</summary>\n", *lines, "\n</details>"]
 
 
-def _usage_section(tag: str | None, repo_id: str | None) -> str:
+def _usage_section(tag: str | None, repo_id: str | None, every_label: bool = False) -> str:
+    """How to run the model with transformers' pipeline (``every_label``: a multi-label
+    model, whose every label's score is wanted: each fires at its threshold)."""
     if not (tag and repo_id):
         return ""
+    extra = ", top_k=None" if every_label else ""
+    note = (
+        "\nEach label fires when its score reaches its threshold (see Decision thresholds).\n"
+        if every_label
+        else ""
+    )
     return (
         "## Usage\n\n```python\nfrom transformers import pipeline\n\n"
-        f'classifier = pipeline("{tag}", model="{repo_id}")\n```\n'
+        f'classifier = pipeline("{tag}", model="{repo_id}"{extra})\n```\n{note}'
     )
 
 

@@ -154,10 +154,12 @@ def test_the_readme_pipeline_on_a_multi_label_model(ml, tmp_path):
         res.output
     ), res.output
     assert "95% CI of the drop" in res.output and "false fires" in res.output
+    assert " unchanged" in res.output  # every old label is accounted for
     res = run("push", out, "--repo", "me/tagger-delta")
     assert res.exit_code == 0, res.output
     card = open(hf_hub_download("me/tagger-delta", "README.md", cache_dir=tmp_path / "c")).read()
     assert "micro-F1" in card and NEW in card and "### Decision thresholds" in card
+    assert 'model="me/tagger-delta", top_k=None)' in card  # every label's score
     assert tree_hashes(d) == before  # inputs unchanged
 
 

@@ -195,7 +195,14 @@ class MultiLabelReport:
             lines.append(
                 f"old labels beyond the per-label tolerance: {', '.join(self.labels_beyond)}"
             )
-        lines += _old_table([r for r in self.per_label if r["change_pts"] != 0][:show])
+        changed = [r for r in self.per_label if r["change_pts"] != 0]
+        lines += _old_table(changed[:show])
+        rest = len(changed) - min(show, len(changed))
+        lines.append(
+            f"{len(changed)} old label(s) changed"
+            + (f" ({rest} more not shown)" if rest else "")
+            + f", {len(self.old_labels) - len(changed)} unchanged"
+        )
         lines += _new_table(self.new_label_metrics, self.thresholds)
         if self.false_fire_rate is not None:
             lines.append(
