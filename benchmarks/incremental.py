@@ -33,6 +33,12 @@ Usage:
     python benchmarks/incremental.py --datasets banking --scenario S1 --methods defaults
     python benchmarks/incremental.py --list                   # the methods
     python benchmarks/incremental.py --draws 5 --train-seed 1 # training noise
+    python benchmarks/incremental.py --scenario S2 --methods peer,defaults  # the peer
+
+``--methods peer`` is a frozen-encoder peer, not a headsurgeon method (``benchmarks/peer.py``;
+needs ``pip install --no-deps adaptive-classifier==0.3.1 faiss-cpu``): scored like the others
+against the parent, so its drop includes the gap between its own base and the parent; its
+results also store ``peer_base`` (its base's old-label accuracy) and ``peer_base_drop``.
 """
 
 from __future__ import annotations
@@ -92,6 +98,12 @@ METHODS: dict[str, tuple[str, dict]] = {
         "its own training set plus each new intent's examples repeated to an old label's mean "
         "count (minutes per run)",
         {"recipe": "joint"},
+    ),
+    "peer": (
+        "peer, not a headsurgeon method: adaptive-classifier 0.3.1 (frozen all-MiniLM-L6-v2 "
+        "encoder, class prototypes blended with an MLP head, EWC), its base built once from the "
+        "replay, each draw's new intents added from their 10 examples (benchmarks/peer.py)",
+        {"recipe": "peer", "version": "0.3.1"},
     ),
     "probe-r5": (
         "reference: frozen backbone, imprint, 5 replay/label, old rows protected",
@@ -407,6 +419,7 @@ class Bench:
         ).hexdigest()[:12]
         self.features = self._features()
         self.hidden: dict[int, dict] = {}
+        self.peer = None  # benchmarks/peer.py's Peer, its base built on first use
         self._add_confusable()
 
     def _add_confusable(self) -> None:
@@ -499,6 +512,8 @@ class Bench:
         shots = self.draws[draw][1]
         data = [e for n in intents for e in shots[n]]
         holdout = self.holdout(intents)
+        if recipe == "peer":
+            return self._peer(spec["version"], draw, data, holdout, intents)
         model = self.load()
         t0 = time.perf_counter()
         if recipe == "imprint":
@@ -564,7 +579,6 @@ class Bench:
     def _joint(self, data, holdout, intents, t0):
         """Retrain from the backbone with the parent's recipe, every label at once: the parent's
         training set plus ``data`` repeated so each new label has about an old label's count."""
-        import torch
         from parents import RECIPES, fine_tune, training_set
 
         from headsurgeon.checks import compare
@@ -578,12 +592,41 @@ class Bench:
         child = predict_logits(
             model, tokenizer, [e.text for e in holdout], batch_size=64, max_length=MAX_LENGTH
         )
+        parent = self._parent_logits(holdout)
+        report = compare(parent, child, holdout, self.old, labels)
+        return summarize(report, intents, time.perf_counter() - t0, (parent, child), holdout)
+
+    def _parent_logits(self, holdout):
+        """The parent's logits of ``holdout`` (from the cached features)."""
+        import torch
+
         head = self.parent.get_submodule(self._head())
         x = torch.stack([self.features[e.text] for e in holdout])
         with torch.no_grad():
-            parent = torch.nn.functional.linear(x, head.weight, head.bias)
-        report = compare(parent, child, holdout, self.old, labels)
-        return summarize(report, intents, time.perf_counter() - t0, (parent, child), holdout)
+            return torch.nn.functional.linear(x, head.weight, head.bias)
+
+    def _peer(self, version, draw, data, holdout, intents):
+        """The frozen-encoder peer (``benchmarks/peer.py``): ``data`` added to a copy of its
+        base (built once from the replay), scored like every method against the parent's
+        logits; also its own base's old-label accuracy and the drop from it."""
+        from peer import Peer
+
+        from headsurgeon.checks import compare
+
+        if self.peer is None:
+            self.peer = Peer(CACHE, self.texts(), version)
+            seconds = self.peer.build_base(self.replay)
+            log(f"{self.name}: peer base from {len(self.replay)} replay texts: {seconds:.0f} s")
+        t0 = time.perf_counter()
+        child = self.peer.grown(data, seed=draw)
+        labels = [*self.old, *intents]
+        logits = self.peer.logits(child, [e.text for e in holdout], labels)
+        seconds = time.perf_counter() - t0
+        parent = self._parent_logits(holdout)
+        report = compare(parent, logits, holdout, self.old, labels)
+        base = self.peer.base_accuracy([e for e in holdout if e.label in set(self.old)])
+        return {**summarize(report, intents, seconds, (parent, logits), holdout),
+                "peer_base": base, "peer_base_drop": 100 * (base - report.accuracy_after)}  # fmt: skip
 
     def eval_pass(self) -> float:
         """Seconds of one evaluation pass of the parent over the replay (the speed unit)."""
@@ -760,6 +803,8 @@ def aggregate(results: list[dict]) -> dict:
         "before": statistics.mean(r["before"] for r in results),
         "after": statistics.mean(r["after"] for r in results),
         "time": statistics.mean(r["time"] for r in results),
+        "peer_base": statistics.mean(r.get("peer_base", math.nan) for r in results),
+        "peer_base_drop": statistics.mean(r.get("peer_base_drop", math.nan) for r in results),
     }
 
 
@@ -868,6 +913,10 @@ def main(argv=None) -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         p.error(f"unknown method(s) {', '.join(unknown)}; see --list")
+    if "peer" in methods:  # before minutes of parents and features: one line naming pip
+        from peer import require
+
+        require(METHODS["peer"][1]["version"])
     names = ["S1", "S2"] if args.scenario == "all" else [args.scenario]
     rows, speeds = [], []
     with progress.show():  # progress on stderr: bars on a terminal, plain lines in a log
@@ -890,6 +939,11 @@ def main(argv=None) -> None:
           f"default gate ({GATE} pt); oracle: the best recall one bias shift could give within "
           "the gate, chosen on the holdout in hindsight; time: mean per run (warm caches)")  # fmt: skip
     print(table(rows))
+    for name, scenario, method, r in rows:
+        if method == "peer":  # the drop above is from the parent's accuracy; this from its own
+            print(f"{name} {scenario} peer: its base {r['peer_base']:.2%} on the old labels "
+                  f"(the parent {r['before']:.2%}); drop from its base {r['peer_base_drop']:.2f} "
+                  "pt (mean)")  # fmt: skip
     if speeds:
         print()
         print("speed: draw 0, cold (no cache shared with other runs), against one evaluation "
