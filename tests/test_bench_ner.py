@@ -25,9 +25,9 @@ def load(monkeypatch, name):
 
 
 def sentences():
-    """12 abstracts of 3 sentences; every 2nd sentence holds NORP, every 3rd CARDINAL."""
+    """18 abstracts of 3 sentences; every 2nd sentence holds NORP, every 3rd CARDINAL."""
     out = []
-    for doc in range(12):
+    for doc in range(18):
         for k in range(3):
             n = doc * 3 + k
             tags = ["B-PERSON", "I-PERSON", "O", "B-DATE", "O", "B-FAC"]
@@ -44,17 +44,21 @@ def test_silver_splits_are_disjoint_seeded_and_annotated_as_each_file_promises(
 ):
     nd = load(monkeypatch, "ner_data")
     plan = nd.Split(
-        old=("PERSON", "DATE"), new=("NORP", "CARDINAL"), test=6, parent=6, shots=(2, 4), s2_shots=3
-    )
+        old=("PERSON", "DATE"), new=("NORP", "CARDINAL"), test=6, parent=6, shots=(2, 4),
+        s2_shots=(2, 3), holdout=3,
+    )  # fmt: skip
     files = nd.split(sentences(), plan)
     assert files == nd.split(sentences(), plan)  # seeded
-    assert set(files) == {"test", "parent", "S1-2", "S1-4", "S2-3", "pool"}
+    assert set(files) == {"test", "parent", "holdout", "S1-2", "S1-4", "S2-2", "S2-3", "pool"}
     assert files["S1-2"] == files["S1-4"][:2]
+    assert files["S2-2"] == files["S2-3"][:2] + files["S2-3"][3:5]  # the first 2 of each type
     test_docs = {s["doc"] for s in files["test"]}
     ids = {name: {tuple(s["tokens"]) for s in rows} for name, rows in files.items()}
-    for name in ("parent", "S1-4", "S2-3", "pool"):  # no test abstract is trained on
+    for name in ("parent", "holdout", "S1-4", "S2-3", "pool"):  # no test abstract is trained on
         assert not test_docs & {s["doc"] for s in files[name]}
     assert not ids["S1-4"] & ids["S2-3"] and not ids["parent"] & (ids["S1-4"] | ids["S2-3"])
+    assert len(ids["holdout"]) == 3
+    assert not ids["holdout"] & (ids["parent"] | ids["S1-4"] | ids["S2-3"] | ids["pool"])
     assert all("NORP" in nd.types_of(s["tags"]) for s in files["S1-4"])
     s2 = files["S2-3"]
     assert sum("NORP" in nd.types_of(s["tags"]) for s in s2) >= 3
@@ -66,6 +70,40 @@ def test_silver_splits_are_disjoint_seeded_and_annotated_as_each_file_promises(
     assert [w for w, _ in parent] == [s["tokens"] for s in files["parent"]]
     assert {t for _, tags in parent for t in tags} == {"O", "B-PERSON", "I-PERSON", "B-DATE"}
     assert {t for _, tags in new for t in tags} == {"O", "B-NORP", "I-NORP"}  # old entities: O
+
+
+def test_draws_change_only_the_scenarios_sentences(monkeypatch):
+    nd = load(monkeypatch, "ner_data")
+    kw = dict(old=("PERSON",), new=("NORP", "CARDINAL"), test=6, parent=6, shots=(2, 4))
+    kw |= dict(s2_shots=(2,), holdout=3)
+    draws = [nd.split(sentences(), nd.Split(**kw, draw=d)) for d in range(4)]
+    for files in draws[1:]:
+        for name in ("test", "parent", "holdout"):  # the same in every draw
+            assert files[name] == draws[0][name]
+        holdout = {tuple(s["tokens"]) for s in files["holdout"]}
+        assert not holdout & {tuple(s["tokens"]) for s in files["S1-4"] + files["S2-2"]}
+        assert all("NORP" in nd.types_of(s["tags"]) for s in files["S1-4"])
+    assert len({tuple(tuple(s["tokens"]) for s in f["S1-4"]) for f in draws}) > 1
+    assert draws[2] == nd.split(sentences(), nd.Split(**kw, draw=2))  # seeded
+
+
+def test_corpus_choice_reads_that_collection_and_keeps_dbpedia_keys(tmp_path, monkeypatch):
+    nd = load(monkeypatch, "ner_data")
+    for folder, text in (("DBPedia", "An abstract.\\nkept"), ("Yahoo", "a post?\\nthe answer")):
+        path = tmp_path / "_data" / folder / "origin_data"
+        path.mkdir(parents=True)
+        for split in ("train", "dev", "test"):
+            (path / f"{split}.tsv").write_text(f"text\tlabel\n{text} {split}\tx\n")
+    spec = SimpleNamespace(submodule_search_locations=[str(tmp_path)])
+    monkeypatch.setattr(nd.importlib.util, "find_spec", lambda name: spec)
+    assert nd.abstracts(nd.Annotation(corpus="yahoo")) == [
+        f"a post?\nthe answer {s}" for s in ("train", "dev", "test")
+    ]  # the posts' stored line breaks become real ones
+    assert nd.abstracts(nd.Annotation())[0] == "An abstract.\\nkept train"
+    # dbpedia, the default, keeps the key of before corpora (its cached annotation stays valid)
+    assert nd.Annotation(corpus="dbpedia").key() == nd.Annotation().key() == "36ba860a7e"
+    assert nd.Annotation(corpus="yahoo").key() != nd.Annotation().key()
+    assert nd.Split.of("yahoo").new[0] == nd.Split.of("dbpedia").new[0] == "NORP"
 
 
 def test_entity_f1_is_strict_and_counts_only_the_types_asked(monkeypatch):
