@@ -125,7 +125,22 @@ class Bench:
             "new_f1_per_type": {
                 t: 100 * ner_data.entity_f1(self.gold, predicted, (t,)) for t in new_types
             },
+            **new_precision_recall(self.gold, predicted, new_types),
         }
+
+
+def new_precision_recall(gold, predicted, types) -> dict:
+    """Entity micro precision and recall (seqeval, strict IOB2) over ``types``."""
+    from seqeval.metrics import precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    g = [ner_data.keep(tags, types) for tags in gold]
+    p = [ner_data.keep(tags, types) for tags in predicted]
+    kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+    return {
+        "new_precision": 100 * float(precision_score(g, p, **kw)),
+        "new_recall": 100 * float(recall_score(g, p, **kw)),
+    }
 
 
 def parent_folder(corpus: str, recipe) -> Path:
@@ -199,23 +214,38 @@ def joint(bench: Bench, scenario: Scenario, work: Path):
     return model, tokenizer
 
 
-def defaults(bench: Bench, scenario: Scenario, work: Path) -> Path:
+def defaults(bench: Bench, scenario: Scenario, work: Path, share=None, **options) -> Path:
     """headsurgeon's defaults, as a user runs them: ``add-label`` (the grown parent), then
     ``train`` on the new-type-only sentences with the parent's sentences as ``--replay`` and
     ``holdout.conll`` (1,000 fully annotated training-pool sentences) as ``--holdout``
     (``--annotated new`` and every other option at its default; the holdout only feeds the
     gate, whose verdict is recorded: ``--force`` keeps a refused model to score it)."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
+    from headsurgeon.tasks.token import task
     from headsurgeon.train import TrainOptions, train
 
     grown = work / "grown"  # add-label records the parent's labels: train knows what is new
     add_labels_to_checkpoint(bench.parent, list(scenario.new_types), grown)
-    options = TrainOptions(progress=True)  # the defaults; its steps' progress on stderr
-    result = train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll",
-                   holdout=bench.data / "holdout.conll", options=options, force=True)  # fmt: skip
+    options = TrainOptions(progress=True, **options)  # its steps' progress on stderr
+    default_share = task.TOKEN_NEW_SHARE
+    task.TOKEN_NEW_SHARE = default_share if share is None else share  # a variant's share
+    try:
+        result = train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll",
+                       holdout=bench.data / "holdout.conll", options=options, force=True)  # fmt: skip
+    finally:
+        task.TOKEN_NEW_SHARE = default_share
     report = result.report
     GATES[str(work)] = {"gate_passed": bool(report.passed), "gate_drop": report.drop_pts}
     return work / "tuned"
+
+
+def variant(share=None, **options):
+    """:func:`defaults` with the new words' loss share ``share`` and ``options`` changed."""
+
+    def method(bench: Bench, scenario: Scenario, work: Path) -> Path:
+        return defaults(bench, scenario, work, share, **options)
+
+    return method
 
 
 #: the gate verdicts of the runs under way, by work folder (read by :func:`run`)
@@ -236,7 +266,20 @@ METHODS: dict[str, tuple[str, object, str]] = {
     "naive-10ep": ("naive, 10 epochs at lr 1e-4 (batch 8)", naive_long, "1"),
     "joint": ("retrain from the backbone on parent + new sentences, fully annotated", joint, "1"),
     "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "3"),
+    # the token defaults' neighbours, one change each (measured to choose them)
+    "share-10": ("defaults, new words at 10% of the loss weight", variant(0.10), "1"),
+    "share-20": ("defaults, new words at 20% of the loss weight", variant(0.20), "1"),
+    "epochs-8": ("defaults, 8 epochs", variant(epochs=8.0), "1"),
+    "layers-6": ("defaults, every block trained (6)", variant(train_layers=6), "1"),
+    "replay-300": (
+        "defaults, 300 replayed sentences per old tag",
+        variant(replay_per_label=300),
+        "1",
+    ),
 }
+
+#: what runs without ``--methods`` (the variants run when named)
+DEFAULT_METHODS = ("naive", "naive-10ep", "joint", "defaults")
 
 
 def run(bench: Bench, method: str, scenario: Scenario) -> dict:
@@ -292,9 +335,9 @@ def table(before: float, rows: list[dict]) -> str:
     """One line per run."""
     head = (
         "| draw | scenario | new types | method | old F1 before | old F1 after | drop (pt) "
-        "| new F1 (per type) | gate | wall (s) |"
+        "| new F1 (per type) | new P / R | gate | wall (s) |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         per = ", ".join(f"{t} {f:.1f}" for t, f in r.get("new_f1_per_type", {}).items())
         gate = "" if "gate_passed" in r else "-"
@@ -303,7 +346,8 @@ def table(before: float, rows: list[dict]) -> str:
         lines.append(
             f"| {r.get('draw', 0)} | {r['scenario']} | {r['types']} | {r['method']} | "
             f"{before:.2f} | {r['old_f1']:.2f} | {before - r['old_f1']:+.2f} | "
-            f"{r['new_f1']:.2f} ({per}) | {gate} | {r['seconds']:.0f} |"
+            f"{r['new_f1']:.2f} ({per}) | {r.get('new_precision', -1):.1f} / "
+            f"{r.get('new_recall', -1):.1f} | {gate} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -344,7 +388,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", choices=list(ner_data.CORPORA), default="dbpedia", help="texts")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated")
     p.add_argument("--draws", default="1", help="N (draws 0..N-1) or a comma list (1,3)")
     p.add_argument("--fresh", action="store_true", help="recompute stored results")
     p.add_argument("--list", action="store_true", help="list the methods and exit")

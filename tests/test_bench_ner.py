@@ -176,3 +176,21 @@ class _Model:
         table[4] = torch.tensor([0.0, 1.0, 0.0])
         table[5] = table[7] = torch.tensor([0.0, 0.0, 1.0])
         return SimpleNamespace(logits=table[input_ids])
+
+
+def test_summary_over_draws_reports_mean_worst_gates_and_the_gap_to_joint(monkeypatch):
+    nb = load(monkeypatch, "ner")
+    assert nb.draw_list("3") == [0, 1, 2] and nb.draw_list("1,4") == [1, 4]
+    run = dict(scenario="S1-50", method="defaults", seconds=10.0)
+    rows = [
+        {**run, "old_f1": 49.5, "new_f1": 60.0, "gate_passed": True},
+        {**run, "old_f1": 48.0, "new_f1": 50.0, "gate_passed": False},
+        {**run, "method": "joint", "old_f1": 50.5, "new_f1": 80.0, "seconds": 100.0},
+    ]
+    lines = nb.summary(50.0, rows).splitlines()
+    assert lines[2].split(" | ")[1:] == [
+        "defaults", "2", "+1.25", "+2.00", "55.00", "50.00", "80.00 (1)", "-25.00", "1/2", "10 |",
+    ]  # fmt: skip
+    assert lines[3].split(" | ")[1:] == [
+        "joint", "1", "-0.50", "-0.50", "80.00", "80.00", "80.00 (1)", "+0.00", "-", "100 |",
+    ]  # fmt: skip
