@@ -82,6 +82,14 @@ METHODS: dict[str, str] = {
     "tag, the new texts (true old tags) repeated to an old tag's mean count",
 }
 DEFAULT_METHODS = list(METHODS)
+#: variants of ``defaults``: the train options they add (measured to choose the defaults)
+VARIANTS: dict[str, list[str]] = {
+    "head-only": ["--train-layers", "0"],
+    "short": ["--epochs", "2", "--replay-per-label", "20"],
+}
+METHODS.update(
+    {name: f"defaults with {' '.join(extra)} (a variant)" for name, extra in VARIANTS.items()}
+)
 #: the issue's targets: old micro-F1 drop in every draw (pt); new-tag F1 at most this far below
 #: joint's (pt); the method's time at most this share of joint's; false fires in every draw
 MAX_DROP, F1_BEHIND_JOINT, TIME_SHARE, MAX_FALSE_FIRE = 1.0, 5.0, 0.2, 0.02
@@ -178,8 +186,9 @@ class Bench:
         unit = self.unit()
         with tempfile.TemporaryDirectory(prefix="multilabel-bench-") as tmp:
             start = time.perf_counter()
-            run = {"defaults": self._defaults, "naive": self._naive, "joint": self._joint}[method]
-            model, tokenizer, thresholds, extra = run(tags, shots, draw, Path(tmp))
+            run = {"naive": self._naive, "joint": self._joint}.get(method, self._defaults)
+            extra_args = VARIANTS.get(method, [])
+            model, tokenizer, thresholds, extra = run(tags, shots, draw, Path(tmp), *extra_args)
             seconds = time.perf_counter() - start
             figures = self.score(model, tokenizer, tags, thresholds, method)
         return {**figures, **extra, "time": seconds, "eval_pass_s": unit}
@@ -206,8 +215,9 @@ class Bench:
             for i in shots[t]
         ]
 
-    def _defaults(self, tags, shots, draw, tmp: Path):
-        """``add-label`` then ``train`` with default options, through the CLI in this process."""
+    def _defaults(self, tags, shots, draw, tmp: Path, *options: str):
+        """``add-label`` then ``train`` with default options (and ``options``), through the CLI
+        in this process."""
         import headsurgeon.train.trainer  # noqa: F401  (transformers' Trainer: once, untimed)
 
         new = tmp / "new.csv"
@@ -218,7 +228,7 @@ class Bench:
         added = time.perf_counter() - start
         result = cli(
             "train", str(grown), "--data", str(new), "--replay", str(self.data / "parent.csv"),
-            "--holdout", str(self.data / "holdout.csv"), "-o", str(out), "--force",
+            "--holdout", str(self.data / "holdout.csv"), "-o", str(out), "--force", *options,
         )  # fmt: skip
         check = result.get("check") or {}
         extra = {
@@ -231,7 +241,7 @@ class Bench:
         model, tokenizer = self.load(out)
         return model, tokenizer, saved_thresholds(out), extra
 
-    def _naive(self, tags, shots, draw, tmp: Path):
+    def _naive(self, tags, shots, draw, tmp: Path, *options: str):
         """Random new rows, every weight fine-tuned with BCE on the new texts alone."""
         from headsurgeon.surgery import add_labels
 
@@ -242,7 +252,7 @@ class Bench:
         multilabel_parent.fine_tune(model, tokenizer, rows, recipe, desc="naive fine-tuning")
         return model, tokenizer, None, {}
 
-    def _joint(self, tags, shots, draw, tmp: Path):
+    def _joint(self, tags, shots, draw, tmp: Path, *options: str):
         """The parent's recipe from the backbone on the parent's texts and the new ones
         (true tags) repeated to an old tag's mean count."""
         parent_rows = self.sets["parent"]
@@ -333,7 +343,8 @@ def method_spec(method: str, bench: Bench, tags: list[str]) -> dict:
     from headsurgeon.train import TrainOptions
 
     # the defaults actually used: the multi-label task's, for these label counts
-    return TrainOptions().for_task(MULTILABEL, None, len(bench.old), len(tags)).to_dict()
+    spec = TrainOptions().for_task(MULTILABEL, None, len(bench.old), len(tags)).to_dict()
+    return {**spec, "extra": VARIANTS[method]} if method in VARIANTS else spec
 
 
 def stored(args, bench: Bench, method: str, scenario: str, draw: int) -> dict:

@@ -214,7 +214,7 @@ def test_list_and_unknown_methods(monkeypatch, capsys):
     script = load_script(monkeypatch)
     script.main(["--list"])
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == ["defaults", "naive", "joint"]
+    assert listed == ["defaults", "naive", "joint", "head-only", "short"]
     with pytest.raises(SystemExit):
         script.main(["--methods", "naive,nope"])
     assert "unknown method(s) nope" in capsys.readouterr().err
