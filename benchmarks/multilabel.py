@@ -347,10 +347,10 @@ def method_spec(method: str, bench: Bench, tags: list[str]) -> dict:
     return {**spec, "extra": VARIANTS[method]} if method in VARIANTS else spec
 
 
-def stored(args, bench: Bench, method: str, scenario: str, draw: int) -> dict:
+def stored(args, bench: Bench, method: str, scenario: str, draw: int) -> dict | None:
     """A run's result from ``results.json`` (same parent, data, draw, texts and options), else
-    computed and stored; ``--fresh`` recomputes. Several processes may share the file: it is
-    re-read just before each write."""
+    computed and stored (``--stored``: ``None``); ``--fresh`` recomputes. Several processes may
+    share the file: it is re-read just before each write."""
     tasks, shots = bench.draws[draw]
     tags = tasks[scenario]
     spec = method_spec(method, bench, tags)
@@ -361,6 +361,8 @@ def stored(args, bench: Bench, method: str, scenario: str, draw: int) -> dict:
     results = json.loads(path.read_text()) if path.is_file() else {}
     if key in results and not args.fresh:
         return results[key]
+    if getattr(args, "stored", False):
+        return None
     value = bench.run(method, scenario, draw)
     CACHE.mkdir(parents=True, exist_ok=True)
     results = json.loads(path.read_text()) if path.is_file() else {}
@@ -396,8 +398,9 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
     """The Markdown table of ``(scenario, method, aggregate)`` rows (``None``: the run failed)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for scenario, method, r in rows:
-        if r is None:
-            cells = (scenario, method, *["failed"] + ["-"] * (len(COLUMNS) - 3))
+        if not r:  # None: a run failed; {}: none stored yet (--stored)
+            said = "failed" if r is None else "not run"
+            cells = (scenario, method, *[said] + ["-"] * (len(COLUMNS) - 3))
         else:
             cells = (scenario, method, f"{r['drop']:.2f}", f"{r['worst_drop']:.2f}",
                      f"{r['f1']:.1f}", f"{r['worst_f1']:.1f}", f"{100 * r['false_fire']:.2f}%",
@@ -410,7 +413,7 @@ def table(rows: list[tuple[str, str, dict]]) -> str:
 def verdicts(rows: list[tuple[str, str, dict]]) -> list[str]:
     """One line per scenario on the ``defaults`` row against the issue's targets (the F1 and
     time ones need the scenario's ``joint`` row)."""
-    found = {(s, m): r for s, m, r in rows if r is not None}
+    found = {(s, m): r for s, m, r in rows if r}
     lines = []
     for scenario in dict.fromkeys(s for s, _, _ in rows):
         r, joint = found.get((scenario, "defaults")), found.get((scenario, "joint"))
@@ -453,6 +456,8 @@ def run_all(bench: Bench, args, names: list[str], methods: list[str]) -> list[tu
             multilabel_data.log(bench.errors[-1])
             results[(scenario, method)] = None
             continue
+        if r is None:  # --stored: not computed yet
+            continue
         results[(scenario, method)].append(r)
         multilabel_data.log(
             f"multi-label {scenario} {method} draw {d} ({', '.join(r['tags'])}): old F1 drop "
@@ -460,7 +465,7 @@ def run_all(bench: Bench, args, names: list[str], methods: list[str]) -> list[tu
             f"gate {'passed' if r.get('gate_passed', r['passed']) else 'FAILED'}, {r['time']:.0f} s"
         )
     return [
-        (s, m, aggregate(results[(s, m)]) if results[(s, m)] else None)
+        (s, m, aggregate(found) if (found := results[(s, m)]) else ({} if found == [] else None))
         for s in names
         for m in methods
     ]
@@ -475,6 +480,8 @@ def main(argv=None) -> None:
     p.add_argument("--draws", type=int, default=5, help="draws of tags and texts (0..N-1)")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
     p.add_argument("--fresh", action="store_true", help="recompute stored results")
+    p.add_argument("--stored", action="store_true",
+                   help="only the stored results (the draws not run yet are left out of the table)")  # fmt: skip
     args = p.parse_args(argv)
     if args.list:
         for name, what in METHODS.items():

@@ -233,3 +233,12 @@ def test_verdicts_say_which_target_is_missed_and_by_what(monkeypatch):
         "1.00% <= 2% met, new F1 60.0 >= joint's 70.0 - 5 MISSED, time 100 s <= joint's 1000 s "
         "x 0.2 met"
     )
+
+
+def test_stored_prints_only_what_was_run(bench, capsys, monkeypatch):
+    monkeypatch.setattr(bench.Bench, "run", lambda self, *a: pytest.fail(f"{a} computed"))
+    bench.main(["--draws", "1", "--stored", "--methods", "defaults,joint"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| S")]
+    assert [r.split(" | ")[:3] for r in rows] == [
+        [f"| {s}", m, "not run"] for s in ("S1", "S2") for m in ("defaults", "joint")
+    ]
