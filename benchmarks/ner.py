@@ -267,6 +267,8 @@ METHODS: dict[str, tuple[str, object, str]] = {
     "joint": ("retrain from the backbone on parent + new sentences, fully annotated", joint, "1"),
     "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "3"),
     # the token defaults' neighbours, one change each (measured to choose them)
+    "share-1": ("defaults, new words at 1% of the loss weight", variant(0.01), "1"),
+    "share-2": ("defaults, new words at 2% of the loss weight", variant(0.02), "1"),
     "share-10": ("defaults, new words at 10% of the loss weight", variant(0.10), "1"),
     "share-20": ("defaults, new words at 20% of the loss weight", variant(0.20), "1"),
     "epochs-8": ("defaults, 8 epochs", variant(epochs=8.0), "1"),
