@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -186,9 +187,9 @@ class Bench:
         unit = self.unit()
         with tempfile.TemporaryDirectory(prefix="multilabel-bench-") as tmp:
             start = time.perf_counter()
-            run = {"naive": self._naive, "joint": self._joint}.get(method, self._defaults)
-            extra_args = VARIANTS.get(method, [])
-            model, tokenizer, thresholds, extra = run(tags, shots, draw, Path(tmp), *extra_args)
+            variant = functools.partial(self._defaults, options=VARIANTS.get(method, []))
+            run = {"naive": self._naive, "joint": self._joint}.get(method, variant)
+            model, tokenizer, thresholds, extra = run(tags, shots, draw, Path(tmp))
             seconds = time.perf_counter() - start
             figures = self.score(model, tokenizer, tags, thresholds, method)
         return {**figures, **extra, "time": seconds, "eval_pass_s": unit}
@@ -215,7 +216,7 @@ class Bench:
             for i in shots[t]
         ]
 
-    def _defaults(self, tags, shots, draw, tmp: Path, *options: str):
+    def _defaults(self, tags, shots, draw, tmp: Path, options=()):
         """``add-label`` then ``train`` with default options (and ``options``), through the CLI
         in this process."""
         import headsurgeon.train.trainer  # noqa: F401  (transformers' Trainer: once, untimed)
@@ -241,7 +242,7 @@ class Bench:
         model, tokenizer = self.load(out)
         return model, tokenizer, saved_thresholds(out), extra
 
-    def _naive(self, tags, shots, draw, tmp: Path, *options: str):
+    def _naive(self, tags, shots, draw, tmp: Path):
         """Random new rows, every weight fine-tuned with BCE on the new texts alone."""
         from headsurgeon.surgery import add_labels
 
@@ -252,7 +253,7 @@ class Bench:
         multilabel_parent.fine_tune(model, tokenizer, rows, recipe, desc="naive fine-tuning")
         return model, tokenizer, None, {}
 
-    def _joint(self, tags, shots, draw, tmp: Path, *options: str):
+    def _joint(self, tags, shots, draw, tmp: Path):
         """The parent's recipe from the backbone on the parent's texts and the new ones
         (true tags) repeated to an old tag's mean count."""
         parent_rows = self.sets["parent"]
