@@ -102,7 +102,7 @@ def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
         )  # fmt: skip
         task = TokenTask()
         weight = task.new_weight(plan, [s], [x])  # the option's, when it is set
-        targets, weights = task.word_targets(plan, s, x, annotated == "all", weight)
+        targets, weights = task.word_targets(plan, s, x, False, weight)
         parent = torch.softmax(plan.parent(x), -1)
         for w, tag in enumerate(s.tags):
             if tag.endswith("ORG"):  # the new type is gold, weighted as new
@@ -113,6 +113,35 @@ def test_o_words_of_new_data_learn_the_parents_reading_of_old_tags():
                 assert targets[w, 5:].abs().sum() == 0 and weights[w] == 1.0
             else:
                 assert targets[w, 0] == 1 and targets[w].sum() == 1
+
+
+@pytest.mark.parametrize("distill", [0.0, 1.0, 3.0])
+def test_replayed_words_learn_the_parents_reading_unless_distill_is_off(distill):
+    from headsurgeon.tasks.token.task import TokenTask
+    from headsurgeon.train.calibration import Tolerance
+    from headsurgeon.train.plan import make_plan
+
+    model = grown_model()
+    s = sentences(1, ["PER", "ORG"], 3)[0]  # a replayed sentence may hold a new type's gold
+    x = torch.randn(len(s.tokens), 32)
+    options = TrainOptions(device="cpu", distill=distill, new_weight=7.0)
+    plan = make_plan(
+        model, tiny_tokenizer(), [], old_labels=OLD, options=options,
+        tolerance=Tolerance(1.0), head_path=None, caches=(None, None),
+    )  # fmt: skip
+    targets, weights = TokenTask().word_targets(plan, s, x, True, 7.0)
+    parent = torch.softmax(plan.parent(x), -1)
+    assert any(t.endswith("PER") for t in s.tags) and any(t.endswith("ORG") for t in s.tags)
+    for w, tag in enumerate(s.tags):
+        if tag.endswith("ORG"):  # a new type: gold, weighted as new
+            assert targets[w, len(OLD) + (tag == "I-ORG")] == 1 and targets[w].sum() == 1
+            assert weights[w] == 7.0
+            continue
+        gold = torch.zeros(len(OLD))
+        gold[OLD.index(tag)] = 1.0
+        want = parent[w] if distill else gold
+        assert torch.allclose(targets[w, : len(OLD)], want, atol=1e-6)
+        assert targets[w, len(OLD) :].abs().sum() == 0 and weights[w] == 1.0
 
 
 def test_the_new_word_weight_gives_the_new_types_their_share():

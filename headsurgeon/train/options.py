@@ -93,7 +93,9 @@ class TrainOptions:
         replay_confusable: with ``replay_per_label``, the old labels the parent reads each new
             label's examples as (the top K by mean probability) are replayed whole.
         distill: weight of the KL divergence between the parent's and the child's old-label
-            distributions (Learning without Forgetting); 0 turns it off.
+            distributions (Learning without Forgetting); 0 turns it off. For token
+            classification on or off: a replayed word's target is the parent's distribution
+            over the old tags (0: its gold tag).
         temperature: distillation temperature.
         init: how untrained new rows start (``None``: ``imprint`` when the data has examples of
             the label; rows that a previous ``train`` already trained are kept).
@@ -305,7 +307,10 @@ HELP = {
         "With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
         "new label's examples as (its near-synonyms, where its false positives and misses are)."
     ),
-    "distill": "Weight of distillation to the parent's old-label logits (KL); 0: off.",
+    "distill": (
+        "Weight of distillation to the parent's old-label logits (KL); 0: off. Token "
+        "classifiers: replayed words learn the parent's distribution (0: their gold tags)."
+    ),
     "temperature": "Distillation temperature.",
     "init": (
         "How new rows start. Default: imprint rows never trained (from the data's examples), "

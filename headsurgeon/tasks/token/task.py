@@ -219,38 +219,48 @@ class TokenTask:
         share = TOKEN_NEW_SHARE
         return max(1.0, share / (1 - share) * (n_all - n_new) / n_new)
 
-    def word_targets(self, plan, sentence, x, gold_only: bool, new_weight: float = 1.0):
+    def word_targets(self, plan, sentence, x, replayed: bool, new_weight: float = 1.0):
         """``(targets [words, labels], weights [words])`` of one sentence whose word features
-        are ``x`` (words cut by truncation have none and no target)."""
+        are ``x`` (words cut by truncation have none and no target).
+
+        A new sentence (``replayed`` false): with ``annotated="new"`` its ``O`` words take the
+        parent's distribution over the old tags, its other words their gold tag; with
+        ``"all"`` every word its gold tag. A replayed sentence: each word of an old tag (``O``
+        included) the parent's distribution over the old tags (with ``options.distill`` 0: its
+        gold tag), so that training keeps the parent's reading of old text rather than
+        re-fitting its gold (which moved 4-5 % of a holdout's old entities each way on the NER
+        benchmark, and made train's own gate refuse 7 of 10 DBPedia draws); a word of a new
+        type its gold tag. The gold pulled half-way to the parent (as a multi-label replay's
+        targets, ``--distill 1``) kept less: benchmarks/ner.py, docs/ner.md."""
         import torch
 
         n, labels = len(x), plan.labels
         targets = torch.zeros(n, len(labels))
         weights = torch.ones(n)
-        soft = None
-        if not gold_only:
-            soft = torch.softmax(plan.parent(x), -1)
+        distilled = replayed and plan.options.distill > 0
+        soft_o = not replayed and plan.options.annotated == "new"
+        soft = torch.softmax(plan.parent(x), -1) if soft_o or distilled else None
         new = set(plan.new_labels)
         for w, tag in enumerate(sentence.tags[:n]):
-            if soft is not None and tag == "O":
+            if tag in new:
+                targets[w, labels.index(tag)] = 1.0
+                weights[w] = new_weight
+            elif distilled or (soft_o and tag == "O"):
                 targets[w, plan.old_ids] = soft[w]
             else:
                 targets[w, labels.index(tag)] = 1.0
-                if tag in new:
-                    weights[w] = new_weight
         return targets, weights
 
     def rows(self, plan, train_rows, train_x_list, train_h) -> list[dict]:
         """Word rows (features only) or sentence rows (text key, block inputs, word targets)."""
         data_keys = plan.data_keys
-        annotated_new = plan.options.annotated == "new"
         weight = self.new_weight(plan, train_rows, train_x_list)
         plan.task_stats["new_word_weight"] = weight
         rows = []
         for i, s in enumerate(train_rows):
             x = train_x_list[i]
-            gold_only = not annotated_new or self.key(s) not in data_keys
-            targets, weights = self.word_targets(plan, s, x, gold_only, weight)
+            replayed = self.key(s) not in data_keys
+            targets, weights = self.word_targets(plan, s, x, replayed, weight)
             if plan.features_only:
                 rows += [
                     {"features": x[w], "target": targets[w], "weight": float(weights[w])}
