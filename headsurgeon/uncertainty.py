@@ -54,6 +54,7 @@ __all__ = [
     "PairedDrop",
     "bootstrap_drop_interval",
     "describe_drop",
+    "f1_drop_interval",
     "mcnemar_exact_p",
     "paired_drop",
 ]
@@ -204,6 +205,55 @@ def bootstrap_drop_interval(
     k = int(resamples * (1 - level) / 2)
     low, high = 100.0 * drops[k] / n, 100.0 * drops[resamples - 1 - k] / n
     return min(low, observed), max(high, observed)
+
+
+def f1_drop_interval(
+    before,
+    after,
+    *,
+    level: float = DEFAULT_LEVEL,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float]:
+    """The percentile interval of a micro-F1 drop, in points, from a seeded paired bootstrap.
+
+    ``before`` and ``after`` are ``[units, 3]`` tensors: each unit's (an example's, a
+    sentence's) true positives, false positives and false negatives for the parent and the
+    child. Each resample draws units with replacement, the same for both models, and recomputes
+    both micro F1s (an F1 with nothing to score is 1). The bounds are widened to contain the
+    observed drop.
+
+    Returns:
+        ``(low, high)`` in percentage points; ``(0.0, 0.0)`` with no unit.
+
+    Raises:
+        OptionsError: see :func:`paired_drop` (level, resamples).
+    """
+    import torch
+
+    n = len(before)
+    if not n:
+        return 0.0, 0.0
+    _check(n, 0, 0, level, resamples)
+    before, after = before.double(), after.double()
+    observed = 100 * (
+        _micro_f1(before.sum(0, keepdim=True)) - _micro_f1(after.sum(0, keepdim=True))
+    )
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, n, (resamples, n), generator=g)
+    drops = (100 * (_micro_f1(before[idx].sum(1)) - _micro_f1(after[idx].sum(1)))).sort().values
+    k = int(resamples * (1 - level) / 2)
+    low, high = drops[k].item(), drops[-1 - k].item()
+    return min(low, observed.item()), max(high, observed.item())
+
+
+def _micro_f1(counts):
+    """Micro F1 of summed ``[..., 3]`` (tp, fp, fn) counts; 1 where nothing is scored."""
+    import torch
+
+    tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
+    denom = 2 * tp + fp + fn
+    return torch.where(denom > 0, 2 * tp / denom.clamp_min(1e-12), torch.ones_like(denom))
 
 
 def mcnemar_exact_p(right_to_wrong: int, wrong_to_right: int) -> float:

@@ -260,3 +260,25 @@ def test_a_removed_type_the_holdout_no_longer_has_is_not_scored():
     gold[0][2] = "B-DATE"
     report = compare_entities(gold, parent, child, parent_labels, child_labels)
     assert report.old_labels == ["PER", "DATE"] and report.drop_pts > 0
+
+
+def test_the_drop_has_a_paired_interval_over_sentences():
+    r = hand_report()
+    # the lost entity sits in sentence 2: resamples without it drop 0, with it more
+    assert r.drop_low_pts <= r.drop_pts <= r.drop_high_pts
+    assert r.drop_low_pts == pytest.approx(0.0) and r.drop_high_pts > r.drop_pts
+    assert hand_report().to_dict() == r.to_dict()  # seeded: the same interval every time
+    assert "95% CI of the drop [0.00, " in r.render()
+    same = compare_entities(GOLD, PARENT, PARENT, BIO, GROWN)  # no sentence changed
+    assert (same.drop_pts, same.drop_low_pts, same.drop_high_pts) == (0.0, 0.0, 0.0)
+
+
+def test_the_interval_narrows_as_the_holdout_grows():
+    # the same change (one PER lost in ten sentences) on 10x and 100x the sentences
+    def widths(copies):
+        r = compare_entities(GOLD * copies, PARENT * copies, CHILD * copies, BIO, GROWN)
+        return r.drop_high_pts - r.drop_low_pts, r.drop_pts
+
+    (small, d_small), (large, d_large) = widths(3), widths(30)
+    assert d_small == pytest.approx(d_large)  # the same drop
+    assert large < small / 2  # ~1/sqrt(10) as wide

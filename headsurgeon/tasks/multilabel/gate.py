@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from ...gate import DEFAULT_SHOW, beyond_reason, check_max_drop, labels_beyond
+from ...uncertainty import f1_drop_interval
 
 #: largest allowed drop of old-label micro-F1, in points
 DEFAULT_MAX_DROP = 1.0
@@ -343,24 +344,11 @@ def _prf(tp, fp, fn) -> tuple[float, float, float]:
 
 def _scores(d: Decisions, old) -> dict[str, float]:
     """Micro P/R/F1 before and after, the drop and its paired-bootstrap interval."""
-    import torch
-
     cb, ca = _counts(d.gold, d.before), _counts(d.gold, d.after)
     pb, rb, fb = _prf(*cb.sum(0).tolist())
     pa, ra, fa = _prf(*ca.sum(0).tolist())
     drop = 100 * (fb - fa)
-    n = len(cb)
-    g = torch.Generator().manual_seed(SEED)
-    idx = torch.randint(0, max(n, 1), (RESAMPLES, n), generator=g)
-    sb, sa = cb[idx].sum(1), ca[idx].sum(1)  # [resamples, 3]
-
-    def f1(s):
-        denom = 2 * s[:, 0] + s[:, 1] + s[:, 2]
-        return torch.where(denom > 0, 2 * s[:, 0] / denom.clamp_min(1e-12), torch.ones_like(denom))
-
-    drops = (100 * (f1(sb) - f1(sa))).sort().values
-    k = int(RESAMPLES * (1 - LEVEL) / 2)
-    low, high = (drops[k].item(), drops[-1 - k].item()) if n else (0.0, 0.0)
+    low, high = f1_drop_interval(cb, ca, level=LEVEL, resamples=RESAMPLES, seed=SEED)
     return {
         "precision_before": pb, "recall_before": rb, "f1_before": fb,
         "precision_after": pa, "recall_after": ra, "f1_after": fa,

@@ -24,6 +24,9 @@ How it is scored:
 - Gold is read leniently first (IOB1 ``I-X`` opening an entity is normalised to the scheme), as
   the data readers do: gold is the truth, predictions are judged strictly.
 - New types: the child's P/R/F1 on the gold filtered to the new types.
+- Noise: the drop's 95 % interval from a seeded paired bootstrap over the sentences
+  (:func:`~headsurgeon.uncertainty.f1_drop_interval`); it informs, the verdict is the measured
+  drop against ``max_drop``.
 
 Light: no torch, no transformers at import (seqeval and the passes import them inside the
 functions).
@@ -38,6 +41,7 @@ from typing import Any, ClassVar
 
 from ...errors import DataError, LabelError, OptionsError
 from ...gate import DEFAULT_SHOW, Tolerance, beyond_reason, check_max_drop, labels_beyond
+from ...uncertainty import f1_drop_interval
 from ..sniff import check_data_task
 from .data import read_holdout
 from .schemes import Scheme, detect, spans
@@ -119,6 +123,10 @@ class EntityCheckReport:
         labels_beyond: old types whose ``change_pts`` is below ``-max_label_drop``.
         passed: ``drop_pts <= max_drop`` and no type beyond ``max_label_drop``.
         kind: always ``"entities"``: how a report's dict tells this gate from the label gate.
+        drop_low_pts, drop_high_pts: the drop's 95 % interval, from a seeded paired bootstrap
+            over the holdout's sentences (both models tag the same sentences: each resample
+            draws sentences with replacement and recomputes both F1s). It informs: pass/fail
+            is the measured drop against ``max_drop``.
     """
 
     parent_labels: list[str]
@@ -147,6 +155,8 @@ class EntityCheckReport:
     labels_beyond: list[str]
     passed: bool
     kind: str = KIND
+    drop_low_pts: float = 0.0
+    drop_high_pts: float = 0.0
 
     #: how checks, cards and pushes name this gate and read its recorded dict (see
     #: :class:`headsurgeon.tasks.base.GateReport`)
@@ -209,7 +219,8 @@ class EntityCheckReport:
             f"pt, allowed {self.max_drop:g} pt{per_type})",
             f"precision {100 * self.precision_before:.2f}% -> {100 * self.precision_after:.2f}%, "
             f"recall {100 * self.recall_before:.2f}% -> {100 * self.recall_after:.2f}% "
-            f"({self.scheme} scheme)",
+            f"({self.scheme} scheme); 95% CI of the drop [{self.drop_low_pts:.2f}, "
+            f"{self.drop_high_pts:.2f}] pt (paired bootstrap over sentences)",
             f"old entities found before and missed after: {self.flipped_wrong} "
             f"({self.flipped_to_new} now tagged as a new type); missed before and found after: "
             f"{self.flipped_fixed}",
@@ -324,6 +335,9 @@ def compare_entities(
     gold_old, old = _scored_old(gold, scheme, old, removed)
     before, after = _entities(parent_tags, scheme, old), _entities(child_tags, scheme, old)
     measures = _old_measures(gold_old, before, after, old, max_label_drop)
+    low, high = f1_drop_interval(
+        _counts(gold_old, before, len(gold)), _counts(gold_old, after, len(gold))
+    )
     lost = [e for e in gold_old if e in before and e not in after]
     gold_new, child_new = _entities(gold, scheme, new), _entities(child_tags, scheme, new)
     return EntityCheckReport(
@@ -343,7 +357,21 @@ def compare_entities(
         max_drop=float(max_drop),
         max_label_drop=None if max_label_drop is None else float(max_label_drop),
         passed=measures["drop_pts"] <= max_drop and not measures["labels_beyond"],
+        drop_low_pts=round(min(low, measures["drop_pts"]), 4),
+        drop_high_pts=round(max(high, measures["drop_pts"]), 4),
     )
+
+
+def _counts(gold: set[_Entity], predicted: set[_Entity], sentences: int):
+    """Per sentence: true positives, false positives, false negatives (``[sentences, 3]``)."""
+    import torch
+
+    counts = torch.zeros(sentences, 3, dtype=torch.float64)
+    for e in predicted:
+        counts[e[0], 0 if e in gold else 1] += 1
+    for e in gold - predicted:
+        counts[e[0], 2] += 1
+    return counts
 
 
 def _scored_old(gold, scheme: Scheme, old: list[str], removed: list[str]):

@@ -226,12 +226,13 @@ class TokenTask:
         A new sentence (``replayed`` false): with ``annotated="new"`` its ``O`` words take the
         parent's distribution over the old tags, its other words their gold tag; with
         ``"all"`` every word its gold tag. A replayed sentence: each word of an old tag (``O``
-        included) the parent's distribution over the old tags (with ``options.distill`` 0: its
-        gold tag), so that training keeps the parent's reading of old text rather than
-        re-fitting its gold (which moved 4-5 % of a holdout's old entities each way on the NER
-        benchmark, and made train's own gate refuse 7 of 10 DBPedia draws); a word of a new
-        type its gold tag. The gold pulled half-way to the parent (as a multi-label replay's
-        targets, ``--distill 1``) kept less: benchmarks/ner.py, docs/ner.md."""
+        included) the tag the parent predicts for it (with ``options.distill`` 0: its gold
+        tag), so that training keeps the parent's reading of old text rather than re-fitting
+        its gold, which moved 4-5 % of a holdout's old entities each way on the NER benchmark
+        and made train's own gate refuse 7 of 10 DBPedia draws; a word of a new type its gold
+        tag. The parent's distribution as a soft target kept the parent's decisions less
+        firmly (of 6 draws its gate refused, it passed 1, the predicted tag 5), and the gold
+        pulled half-way to the parent less still: benchmarks/ner.py, docs/ner.md."""
         import torch
 
         n, labels = len(x), plan.labels
@@ -245,7 +246,9 @@ class TokenTask:
             if tag in new:
                 targets[w, labels.index(tag)] = 1.0
                 weights[w] = new_weight
-            elif distilled or (soft_o and tag == "O"):
+            elif distilled:
+                targets[w, plan.old_ids[int(soft[w].argmax())]] = 1.0
+            elif soft_o and tag == "O":
                 targets[w, plan.old_ids] = soft[w]
             else:
                 targets[w, labels.index(tag)] = 1.0
