@@ -265,7 +265,7 @@ METHODS: dict[str, tuple[str, object, str]] = {
     "naive": ("grown parent, full fine-tune on the new-only sentences as gold", naive, "1"),
     "naive-10ep": ("naive, 10 epochs at lr 1e-4 (batch 8)", naive_long, "1"),
     "joint": ("retrain from the backbone on parent + new sentences, fully annotated", joint, "1"),
-    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "4"),
+    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "5"),
     # the token defaults' neighbours, one change each (measured to choose them)
     "share-1": ("defaults, new words at 1% of the loss weight", variant(0.01), "2"),
     "share-2": ("defaults, new words at 2% of the loss weight", variant(0.02), "2"),
