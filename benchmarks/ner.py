@@ -280,6 +280,11 @@ METHODS: dict[str, tuple[str, object, str]] = {
         variant(replay_per_label=300),
         "2",
     ),
+    "replay-all": (
+        "defaults, every parent sentence replayed (--replay-per-label 0)",
+        variant(replay_per_label=0),
+        "1",
+    ),
     "gold-replay": (
         "defaults, replayed words trained on their gold tags (--distill 0: the defaults before)",
         variant(distill=0.0),
