@@ -248,7 +248,7 @@ def f1_drop_interval(
 
 
 def _micro_f1(counts):
-    """Micro F1 of summed ``[..., 3]`` (tp, fp, fn) counts; 1 where nothing is scored."""
+    """Micro F1 of each row of summed ``[rows, 3]`` (tp, fp, fn) counts; 1 where nothing is scored."""
     import torch
 
     tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
