@@ -36,7 +36,7 @@ Usage:
     python benchmarks/incremental.py --scenario S2 --methods peer,defaults  # the peer
 
 ``--methods peer`` is a frozen-encoder peer, not a headsurgeon method (``benchmarks/peer.py``;
-needs ``pip install --no-deps adaptive-classifier==0.3.1 faiss-cpu``): scored like the others
+needs ``pip install -e ".[peer-bench]"`` and ``pip install --no-deps adaptive-classifier==0.3.1``): scored like the others
 against the parent, so its drop includes the gap between its own base and the parent; its
 results also store ``peer_base`` (its base's old-label accuracy) and ``peer_base_drop``.
 """

@@ -14,8 +14,9 @@ The encoder never changes, so each text's embedding is computed once (by the lib
 it back through its ``_get_embeddings``, so the library's training and prediction code runs as
 shipped. The base is built once per data set and process and deep-copied for each draw.
 
-Needs ``pip install --no-deps adaptive-classifier==0.3.1 faiss-cpu`` (its other dependencies are
-the project's own; ``optimum`` is only for its ONNX path, not used here).
+Needs ``pip install -e ".[peer-bench]"`` (faiss-cpu, scikit-learn) and ``pip install --no-deps
+adaptive-classifier==0.3.1`` (its other dependencies are the project's own; ``optimum`` is only for
+its ONNX path, not used here, and installing it would replace transformers with an older one).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def require(version: str) -> None:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as installed
 
-    pip = f"pip install --no-deps adaptive-classifier=={version} faiss-cpu"
+    pip = f'pip install -e ".[peer-bench]" && pip install --no-deps adaptive-classifier=={version}'
     try:
         found = installed("adaptive-classifier")
     except PackageNotFoundError as e:
