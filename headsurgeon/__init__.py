@@ -41,6 +41,8 @@ _EXPORTS = {
     "rename_label": "surgery",
     "SurgeryResult": "surgery",
     "Example": "data",
+    "Columns": "data",
+    "Tolerance": "gate",
     "read_examples": "data",
     "GateReport": "tasks.base",
     "INIT_POLICIES": "surgery",
@@ -116,6 +118,9 @@ if TYPE_CHECKING:  # what a type checker sees of the lazy names above (kept in s
         record_check as record_check,
     )
     from .data import (
+        Columns as Columns,
+    )
+    from .data import (
         Example as Example,
     )
     from .data import (
@@ -159,6 +164,9 @@ if TYPE_CHECKING:  # what a type checker sees of the lazy names above (kept in s
     )
     from .errors import (
         UnsupportedModelError as UnsupportedModelError,
+    )
+    from .gate import (
+        Tolerance as Tolerance,
     )
     from .hub import (
         PushResult as PushResult,

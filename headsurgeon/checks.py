@@ -18,14 +18,16 @@ this module is cheap.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import record as _record
 from .api_data import as_examples, is_path, is_table
-from .data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
+from .data import Columns
 from .errors import GateFailedError
 from .gate import Tolerance, check_max_drop
+from .legacy import bundles
 from .predict import DEFAULT_BATCH_SIZE, predict_logits
 from .tasks.accuracy import DEFAULT_MAX_DROP, DEFAULT_MAX_LABEL_DROP, CheckReport, compare
 
@@ -63,82 +65,92 @@ def check_old_labels(
     child,
     holdout,
     *,
-    max_drop: float | None = None,
-    max_label_drop: float | None = DEFAULT_MAX_LABEL_DROP,
+    tolerance: Tolerance | None = None,
+    columns: Columns | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    text_column: str = TEXT_COLUMN,
-    label_column: str = LABEL_COLUMN,
     max_length: int | None = None,
     device=None,
     progress: bool = False,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
-    image_column: str = IMAGE_COLUMN,
-    audio_column: str = AUDIO_COLUMN,
-    label_sep: str = LABEL_SEP,
+    **legacy: Any,
 ) -> GateReport:
     """Evaluate parent and child on the holdout and compare them on the parent's labels.
 
     Args:
-        parent, child: model folders, or ``(model, preprocessor)`` pairs (a tokenizer, an image
-            processor, a feature extractor); folders are loaded on the CPU and moved in turn to
-            the evaluation device.
-        holdout: a file (``.csv``/``.tsv``/``.jsonl`` of texts; CoNLL/JSONL sentences for a
-            token classifier; a folder of images or clips by label, or a file of their paths,
-            for an image or audio classifier) or examples in any form
-            :func:`~headsurgeon.train.train_model` takes (the task's own, tuples, dicts, a
-            DataFrame, a ``datasets.Dataset``: :mod:`headsurgeon.api_data`).
-        max_drop: tolerated drop in percentage points (default: the task's, 0.5 pt of
-            old-label accuracy; 1.0 pt of old-type entity F1 for token classifiers).
-        max_label_drop: tolerated drop of any one old label, in points (``None``: not checked).
+        parent, child: model folders (loaded on the CPU, moved in turn to the evaluation
+            device), or ``(model, preprocessor)`` pairs (a tokenizer, an image processor...).
+        holdout: a file as the CLI reads it (texts; CoNLL/JSONL sentences; a folder or file of
+            images or clips) or examples in any form :func:`~headsurgeon.train.train_model`
+            takes (:mod:`headsurgeon.api_data`).
+        tolerance: the gate's :class:`~headsurgeon.gate.Tolerance` in points (default
+            ``max_drop``: the task's, 0.5 pt of old-label accuracy, 1.0 pt of entity F1;
+            ``max_label_drop``: not checked).
+        columns: the holdout's :class:`~headsurgeon.data.Columns`.
         batch_size, max_length, progress: see :func:`predict_logits`.
-        text_column, label_column: columns of a text holdout file.
-        image_column, audio_column: the column of image (audio) paths of a holdout file.
-        label_sep: what separates a multi-label holdout's labels in one cell.
-        device: where to evaluate; default: CUDA when available, else where the models are
-            (models are moved back afterwards).
+        device: where to evaluate; default: CUDA when available, else where the models are.
         trust_remote_code: let folders whose config names custom code (``auto_map``) run it.
         allow_pickle: accept ``pytorch_model*.bin`` folders (unpickled with ``weights_only=True``).
+        **legacy: the old ``max_drop=``, ``max_label_drop=``, ``text_column=``...: deprecated
+            (a ``DeprecationWarning``), set on ``tolerance`` and ``columns``.
 
     Returns:
-        the child's gate's report: a :class:`CheckReport`, or an
-        :class:`~headsurgeon.tasks.token.gate.EntityCheckReport` for token classifiers (call
-        :func:`enforce` to refuse a failed one).
+        the child's gate's report: a :class:`CheckReport`, or an ``EntityCheckReport`` for
+        token classifiers (:func:`enforce` refuses a failed one).
 
     Raises:
-        DataError: unreadable holdout, a holdout label neither model has, no old-label example.
-        CheckpointError: a folder without a model or without its preprocessor (tokenizer
-            files, ``preprocessor_config.json``), or pickle weights without ``allow_pickle``.
-        UnsupportedModelError: custom code without ``trust_remote_code``; a model the check
-            would score wrongly (multi-label, multiple choice, ...).
-        OptionsError: a bad ``max_drop``, ``max_label_drop`` or ``batch_size``.
+        DataError: a bad holdout; CheckpointError: a folder without model or preprocessor,
+            or pickle without ``allow_pickle``; UnsupportedModelError: custom code without
+            ``trust_remote_code``, a model the check would score wrongly; OptionsError: a bad
+            tolerance or ``batch_size``, an unknown keyword.
 
     Example:
         >>> report = check_old_labels("parent/", "child/", "holdout.csv")
-        >>> print(report.render())
         >>> enforce(report)
     """
     from .predict import labels_of_source, model_and_tokenizer
 
+    columns, tolerance = bundles("check_old_labels", legacy, columns, tolerance)
     _task_of(parent)  # refuses a model check would score wrongly (multi-label, ...)
     task = _task_of(child)
-    tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
-    check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
+    tolerance = _checked(tolerance, task)
     parent_labels, child_labels = labels_of_source(parent), labels_of_source(child)
-    columns = Columns(text_column, label_column, image_column, audio_column, label_sep)
-    if not is_path(holdout) or is_table(holdout):  # tuples, dicts, a DataFrame, parquet...
-        holdout = as_examples(task, holdout, None, columns, "holdout")
-    examples = task.read_holdout(holdout, parent_labels, child_labels, columns)
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else None
+    examples = _read_holdout(task, holdout, parent_labels, child_labels, columns)
     trust = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
     return task.check(
         parent, child, examples, parent_labels, child_labels, tolerance,
         load=lambda source: model_and_tokenizer(source, preprocessor=task.preprocessor, **trust),
-        batch_size=batch_size, max_length=max_length, device=device, progress=progress,
+        batch_size=batch_size, max_length=max_length, device=_device(device), progress=progress,
     )  # fmt: skip
+
+
+def _checked(tolerance: Tolerance, task) -> Tolerance:
+    """``tolerance`` with the task's ``max_drop`` where it has none, checked.
+
+    Raises:
+        OptionsError: a negative or NaN tolerance.
+    """
+    if tolerance.max_drop is None:
+        tolerance = replace(tolerance, max_drop=task.default_max_drop())
+    check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
+    return tolerance
+
+
+def _read_holdout(task, holdout, parent_labels, child_labels, columns: Columns) -> list:
+    """The holdout's examples as ``task`` reads them: a file, or examples in memory."""
+    if not is_path(holdout) or is_table(holdout):  # tuples, dicts, a DataFrame, parquet...
+        holdout = as_examples(task, holdout, None, columns, "holdout")
+    return task.read_holdout(holdout, parent_labels, child_labels, columns)
+
+
+def _device(device):
+    """Where the check evaluates: ``device``, else CUDA when available, else ``None`` (where
+    the models are)."""
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else None
 
 
 def _task_of(source):

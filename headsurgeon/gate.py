@@ -19,10 +19,10 @@ DEFAULT_SHOW = 10
 
 @dataclass
 class Tolerance:
-    """The gate's tolerances (points): ``max_drop`` in all, ``max_label_drop`` for any one old
-    label (``None``: not checked)."""
+    """The gate's tolerances (points): ``max_drop`` in all (``None``: the task's default),
+    ``max_label_drop`` for any one old label (``None``: not checked)."""
 
-    max_drop: float
+    max_drop: float | None = None
     max_label_drop: float | None = None
 
 

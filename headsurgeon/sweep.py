@@ -24,8 +24,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .data import LABEL_COLUMN, TEXT_COLUMN, Columns
+from .data import Columns
 from .errors import GateFailedError, OptionsError
+from .gate import Tolerance
+from .legacy import TOLERANCE, bundles
 from .train import TrainOptions
 
 logger = logging.getLogger(__name__)
@@ -245,76 +247,78 @@ def sweep(
     seeds: int = 1,
     options: TrainOptions | None = None,
     add: bool = False,
-    max_drop: float | None = None,
-    max_label_drop: float | None = None,
-    columns: Columns | tuple[str, str] = (TEXT_COLUMN, LABEL_COLUMN),
+    tolerance: Tolerance | None = None,
+    columns: Columns | None = None,
     head_path: str | Sequence[str] | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     output: str | os.PathLike | None = None,
+    **legacy: Any,
 ) -> SweepReport:
     """Train ``data`` once per setting of ``layers`` and seed, and compare the runs.
 
-    The model and tokenizer are loaded once and the files read once; each run trains a fresh
-    copy through :func:`~headsurgeon.train.train_model` with ``options`` (its ``freeze``,
-    ``train_layers``, ``seed`` and ``seeds`` are set per run). Nothing is written unless
-    ``output`` is given: then the best run's model, written atomically with a ``train`` event
-    that notes the sweep in ``headsurgeon.json``.
+    The model and the files are read once; each run trains a fresh copy through
+    :func:`~headsurgeon.train.train_model`. Nothing is written unless ``output`` is given: then
+    the best run's model, atomically, with a ``train`` event that notes the sweep.
 
     Args:
-        model_dir: a sequence, token, image or audio classifier saved with
-            ``save_pretrained`` (with its tokenizer, image processor or feature extractor).
-        data: the new labels' training examples, as ``train`` reads them
-            (``.csv``/``.tsv``/``.jsonl`` texts; CoNLL or JSONL sentences for a token
-            classifier; a folder or file of images or clips for an image or audio classifier).
-        replay: old labels' examples to replay; holdout: the file the check runs on.
-        layers: settings, ``"0,1,2,all"`` or ``[0, 1, 2, "all"]``: K top blocks unfrozen
-            (``0``: the head and the neck on cached features) or ``all`` (``--freeze none``).
+        model_dir: a classifier saved with ``save_pretrained`` (with its preprocessor).
+        data, replay, holdout: the new labels' examples, old ones to replay, the check's
+            holdout: files (or folders of images or clips) as ``train`` reads them.
+        layers: ``"0,1,2,all"`` or ``[0, 1, 2, "all"]``: K top blocks unfrozen (``0``: the
+            head and the neck on cached features) or ``all`` (``--freeze none``).
         seeds: runs per setting, seeds ``options.seed`` .. ``options.seed + seeds - 1``.
         options: the other :class:`~headsurgeon.train.TrainOptions` (``seeds`` must be 1).
         add: first add the data's labels the model does not have (as ``train --add``).
-        max_drop, max_label_drop: the check's tolerances in points (as ``train``; the default
-            ``max_drop`` is the task's: 0.5 pt of accuracy, 1.0 pt of entity F1 for tokens).
-        columns: the files' :class:`~headsurgeon.data.Columns` (or the text and label columns).
+        tolerance, columns: the check's :class:`~headsurgeon.gate.Tolerance` (default
+            ``max_drop``: the task's) and the files' :class:`~headsurgeon.data.Columns`.
         head_path, trust_remote_code, allow_pickle: as :func:`headsurgeon.train.folders.train`.
         output: a new folder for the best run's model (``None``: nothing is written).
+        **legacy: ``max_drop=``, ``max_label_drop=``: deprecated, set on ``tolerance``.
 
     Returns:
         a :class:`SweepReport` (``render()``, ``to_dict()``; ``best`` is the chosen run).
 
     Raises:
-        OptionsError: a bad ``layers`` value, a K beyond the model's blocks, ``seeds < 1`` or
-            ``options.seeds > 1``.
-        DataError, CheckpointError: as ``train``.
-        GateFailedError: with ``output``, no run passed the check (nothing is written;
-            ``.report`` holds the sweep's report).
+        OptionsError: bad ``layers`` (or K beyond the blocks), ``seeds``, ``options.seeds``, or
+            keyword. DataError, CheckpointError: as ``train``. GateFailedError: with
+            ``output``, no run passed the check (nothing is written).
 
     Example:
-        >>> report = sweep("grown/", "new.csv", replay="replay.csv", holdout="holdout.csv",
-        ...                layers="0,1,2,all")
-        >>> print(report.render())
+        >>> report = sweep("grown/", "new.csv", holdout="holdout.csv", layers="0,1,2,all")
+    """
+    columns, tolerance = bundles("sweep", legacy, columns, tolerance, TOLERANCE)
+    files = (data, replay, holdout)
+    src, runs, settings = _checked(model_dir, output, layers, seeds, options, tolerance)
+    inputs = _load(src, files, add, columns, head_path, trust_remote_code, allow_pickle)
+    _check_blocks(inputs, settings)
+    if tolerance.max_drop is None:  # the task's default: points of accuracy, of entity F1...
+        tolerance = replace(tolerance, max_drop=inputs.task.default_max_drop())
+    report = SweepReport(str(model_dir), [], tolerance.max_drop)
+    best = _run_all(inputs, runs, report, tolerance, runs[0][1].progress, output)
+    if output is not None:
+        refs = _file_refs(inputs, *files)  # names and hashes, no local paths
+        report.output = str(_write_best(inputs, src, output, report, *best, refs))
+    return report
+
+
+def _checked(model_dir, output, layers, seeds, options, tolerance: Tolerance):
+    """``(model folder, runs, settings)``, every argument checked before any work.
+
+    Raises:
+        OptionsError: a bad ``layers``, ``seeds``, ``options`` or tolerance; CheckpointError:
+            an ``output`` that may not be written.
     """
     from .atomic import check_output
     from .gate import check_max_drop
 
     settings = parse_layers(layers if isinstance(layers, str) else ",".join(map(str, layers)))
-    options = options or TrainOptions()
-    runs = _runs(settings, seeds, options)
-    check_max_drop(max_drop, max_label_drop)
+    runs = _runs(settings, seeds, options or TrainOptions())
+    check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
     src = Path(model_dir)
     if output is not None:
         check_output(src, Path(output), in_place=False)
-    inputs = _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code,
-                   allow_pickle)  # fmt: skip
-    _check_blocks(inputs, settings)
-    if max_drop is None:  # the task's default: points of accuracy, of entity F1...
-        max_drop = inputs.task.default_max_drop()
-    report = SweepReport(str(model_dir), [], max_drop)
-    best = _run_all(inputs, runs, report, (max_drop, max_label_drop), options.progress, output)
-    if output is not None:
-        files = _file_refs(inputs, data, replay, holdout)  # names and hashes, no local paths
-        report.output = str(_write_best(inputs, src, output, report, *best, files))
-    return report
+    return src, runs, settings
 
 
 def _runs(settings: list[Setting], seeds, options: TrainOptions) -> list[tuple]:
@@ -333,12 +337,12 @@ def _runs(settings: list[Setting], seeds, options: TrainOptions) -> list[tuple]:
     return [(s, s.options(options, options.seed + i)) for s in settings for i in range(seeds)]
 
 
-def _run_all(inputs: _Inputs, runs: list, report: SweepReport, tolerances, progress, output):
+def _run_all(inputs: _Inputs, runs: list, report: SweepReport, tolerance, progress, output):
     """Train every run into ``report``'s rows and mark the best; ``(outcome, options)`` of the
     best run when it is to be written (``output``), else ``None``."""
     best_row, best = None, None
     for setting, run_options in _announced(runs, progress):
-        row, outcome = _run(inputs, setting, run_options, *tolerances)
+        row, outcome = _run(inputs, setting, run_options, tolerance)
         report.rows.append(row)
         report.new_labels = list(outcome.report.new_labels)
         if best_row is None or row.key() > best_row.key():
@@ -370,7 +374,7 @@ def _announced(runs: list, progress: bool):
     return each(runs, "sweep", "runs", name=name, enabled=progress)
 
 
-def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code, allow_pickle):
+def _load(src, files, add, columns, head_path, trust_remote_code, allow_pickle):
     """Read the files once and load the model (grown by ``add``) and its preprocessor once."""
     from . import labels as _labels
     from . import record as _record
@@ -382,9 +386,8 @@ def _load(src, data, replay, holdout, add, columns, head_path, trust_remote_code
 
     config = read_config(src)
     labels = _labels.labels_of(config)
-    files = DataFiles(data, replay, holdout)
     task = task_for_config(config, str(src))
-    examples, replayed, held, added = files.read(task, labels, add, columns)
+    examples, replayed, held, added = DataFiles(*files).read(task, labels, add, columns)
     record = _record.record_for(src, labels)
     old = _record.old_labels(record, labels)
     tokenizer = task.preprocessor(src, trust_remote_code)
@@ -425,7 +428,7 @@ def _check_blocks(inputs: _Inputs, settings: list[Setting]) -> None:
             )
 
 
-def _run(inputs: _Inputs, setting: Setting, options: TrainOptions, max_drop, max_label_drop):
+def _run(inputs: _Inputs, setting: Setting, options: TrainOptions, tolerance: Tolerance):
     """Train a fresh copy of the model for one setting and seed: ``(row, outcome)``."""
     from .train import train_model
 
@@ -446,8 +449,7 @@ def _run(inputs: _Inputs, setting: Setting, options: TrainOptions, max_drop, max
         options=options,
         old_labels=inputs.old_labels,
         trained_labels=inputs.trained_labels,
-        max_drop=max_drop,
-        max_label_drop=max_label_drop,
+        tolerance=tolerance,
         head_path=inputs.head_paths,
         feature_cache=inputs.feature_cache,
         hidden_cache=hidden,

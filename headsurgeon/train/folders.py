@@ -13,8 +13,9 @@ from .. import labels as _labels
 from .. import record as _record
 from ..api_data import Data, as_examples, is_path, is_table
 from ..atomic import check_output
-from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
-from ..gate import check_max_drop
+from ..data import Columns
+from ..gate import Tolerance, check_max_drop
+from ..legacy import bundles
 from . import processes
 from .inputs import data_ref
 from .options import TrainOptions
@@ -67,80 +68,58 @@ def train(
     options: TrainOptions | None = None,
     add: bool = False,
     force: bool = False,
-    max_drop: float | None = None,
-    max_label_drop: float | None = None,
-    text_column: str = TEXT_COLUMN,
-    label_column: str = LABEL_COLUMN,
+    tolerance: Tolerance | None = None,
+    columns: Columns | None = None,
     head_path: str | Sequence[str] | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     base_model: str | None = None,
-    image_column: str = IMAGE_COLUMN,
-    audio_column: str = AUDIO_COLUMN,
-    label_sep: str = LABEL_SEP,
     problem_type: str | None = None,
+    **legacy: Any,
 ) -> TrainResult:
     """Train the model saved in ``model_dir`` on ``data`` and write it to ``output``, gated.
 
-    Old labels are the record's ``parent_labels`` (``headsurgeon.json``) when the model has
-    one, else every label of the model; the others are new. With ``holdout``, the parent (the
-    model in ``model_dir``, restricted to the old labels) and the trained child are compared
-    on it; a drop beyond ``max_drop`` raises :class:`GateFailedError` and writes nothing,
-    unless ``force``, which writes the model and records the failed check (with a warning).
-    Under ``torchrun``/``accelerate launch`` only the main process checks, records and writes;
-    the others return a result with ``main_process=False``.
+    Old labels are the record's ``parent_labels`` (``headsurgeon.json``), else every label of
+    the model. With ``holdout``, the parent (restricted to the old labels) and the child are
+    compared on it; a drop beyond the tolerance raises :class:`GateFailedError` and writes
+    nothing, unless ``force`` (the failure is then recorded, with a warning). Under
+    ``torchrun``/``accelerate launch`` only the main process checks, records and writes.
 
     Args:
-        model_dir: a folder saved with ``save_pretrained`` (with its tokenizer, or the image
-            processor or feature extractor of an image or audio classifier).
-        data: the new labels' examples, as the model's task reads them: a ``.csv``/``.tsv``/
-            ``.jsonl`` file of texts; CoNLL or JSONL sentences for a token classifier; a folder
-            of images or audio clips by label (``DIR/<label>/<file>``) or a file of their paths
-            for an image or audio classifier; or examples held in memory, in any form
-            :func:`~.run.train_model` takes (tuples, dicts, a DataFrame, a ``datasets.Dataset``).
-        output: a new (or empty) folder; written atomically, tokenizer (processor) files
-            carried over. Nothing else is written; ``model_dir`` is only read.
-        replay: old labels' examples to replay; holdout: examples to check on (as ``data``).
+        model_dir: a folder saved with ``save_pretrained`` (with its preprocessor).
+        data, replay, holdout: the new labels' examples, old ones to replay, the check's: files
+            as the CLI reads them (texts, CoNLL/JSONL sentences, folders or files of images or
+            clips) or any form :func:`~.run.train_model` takes.
+        output: a new (or empty) folder, written atomically (``model_dir`` is only read).
         options: :class:`TrainOptions`.
-        add: first add the data's labels the model does not have (imprinted from their examples).
+        add: first add the data's labels the model does not have (imprinted).
         force: write even when the check fails (the failure is recorded).
-        max_drop: check tolerance in points (default: the task's, see :func:`train_model`).
-        max_label_drop: per-label check tolerance in points (default: not checked).
-        text_column, label_column: column names of the data files.
-        image_column, audio_column: the column of image (audio) paths in an image (audio)
-            classifier's data files.
+        tolerance, columns: the check's :class:`~headsurgeon.gate.Tolerance` (default
+            ``max_drop``: the task's) and the files' :class:`~headsurgeon.data.Columns`.
         head_path: explicit head path(s).
-        trust_remote_code: let a model whose config names custom code (``auto_map``) run it.
-        allow_pickle: accept ``pytorch_model*.bin`` weights (unpickled with ``weights_only=True``).
-        base_model: the parent's Hub id, kept in ``headsurgeon.json`` for the model card
-            (when the parent was a local folder).
-        label_sep: what separates the labels of a multi-label classifier's CSV/TSV cell.
+        trust_remote_code, allow_pickle: run a config's custom code (``auto_map``); accept
+            ``pytorch_model*.bin`` weights (unpickled with ``weights_only=True``).
+        base_model: the parent's Hub id, kept in ``headsurgeon.json`` for the model card.
         problem_type: ``"single"`` or ``"multi"``: what a text classifier saved without
             ``problem_type`` is (``None``: single-label); the output's config records it.
+        **legacy: the old ``max_drop=``, ``text_column=``...: deprecated, set on the bundles.
 
     Returns:
         a :class:`TrainResult`.
 
     Raises:
-        DataError: unreadable files, labels the model does not have (without ``add``), or
-            ``data`` with no example of any new label.
-        CheckpointError: ``output`` exists and is not empty, is ``model_dir`` or inside it;
-            pickle weights without ``allow_pickle``.
-        UnsupportedModelError: custom code without ``trust_remote_code``.
-        OptionsError: ``base_model`` is not a Hub repository id.
-        GateFailedError: the old-label check failed (``.report`` holds the report).
+        DataError, CheckpointError, UnsupportedModelError, OptionsError (also an unknown
+            keyword), GateFailedError (``.report`` holds the report): as the CLI's ``train``.
 
     Example:
         >>> result = train("grown/", "new.csv", "tuned/", replay="replay.csv", holdout="holdout.csv")
-        >>> result.report.drop_pts
-        0.1
     """
+    columns, tolerance = bundles("train", legacy, columns, tolerance)
     return TrainJob(
         model_dir, data, output, replay=replay, holdout=holdout, options=options, add=add,
-        force=force, max_drop=max_drop, max_label_drop=max_label_drop, text_column=text_column,
-        label_column=label_column, head_path=head_path, trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle, base_model=base_model, image_column=image_column,
-        audio_column=audio_column, label_sep=label_sep, problem_type=problem_type,
+        force=force, tolerance=tolerance, columns=columns, head_path=head_path,
+        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, base_model=base_model,
+        problem_type=problem_type,
     ).run()  # fmt: skip
 
 
@@ -173,27 +152,14 @@ class TrainJob:
     options: TrainOptions | None = None
     add: bool = False
     force: bool = False
-    max_drop: float | None = None
-    max_label_drop: float | None = None
-    text_column: str = TEXT_COLUMN
-    label_column: str = LABEL_COLUMN
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    columns: Columns = field(default_factory=Columns)
     head_path: str | Sequence[str] | None = None
     trust_remote_code: bool = False
     allow_pickle: bool = False
     base_model: str | None = None
-    image_column: str = IMAGE_COLUMN
-    audio_column: str = AUDIO_COLUMN
-    label_sep: str = LABEL_SEP
     problem_type: str | None = None
     _problem_type: str | None = field(default=None, init=False, repr=False)
-
-    @property
-    def columns(self) -> Columns:
-        """The data files' columns (the task reads its input's)."""
-        return Columns(
-            self.text_column, self.label_column, self.image_column, self.audio_column,
-            self.label_sep,
-        )  # fmt: skip
 
     def run(self) -> TrainResult:
         """Train, gate and write (see :func:`train`)."""
@@ -201,7 +167,7 @@ class TrainJob:
 
         src, output = Path(self.model_dir), Path(self.output)
         check_output(src, output, in_place=False)  # the check every writing command shares
-        check_max_drop(self.max_drop, self.max_label_drop)
+        check_max_drop(self.tolerance.max_drop, self.tolerance.max_label_drop)
         read = self.read(src)
         progress = (self.options or TrainOptions()).progress
         with quiet_bars(not progress):
@@ -215,8 +181,7 @@ class TrainJob:
             options=options,
             old_labels=read.old,
             trained_labels=_record.trained_labels(read.record),
-            max_drop=self.max_drop,
-            max_label_drop=self.max_label_drop,
+            tolerance=self.tolerance,
             head_path=self.head_path,
         )
         result = TrainResult(None, outcome.report, options, outcome.stats, read.added)

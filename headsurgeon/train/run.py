@@ -4,6 +4,19 @@ One run reads as its stages: plan (:mod:`.plan`) → the examples (:mod:`.replay
 (:mod:`.features`) → init the new rows (:mod:`.new_rows`) and set what trains
 (:mod:`.freezing`) → train and select (:mod:`.selection`, :mod:`.trainer`) → calibrate
 (:mod:`.calibration`) → check → outcome.
+
+The model's task decides what an example is (:class:`~headsurgeon.tasks.base.Task`): each of
+``data``, ``replay`` and ``holdout`` may be the task's own examples
+(:class:`~headsurgeon.data.Example`, :class:`~headsurgeon.LabelledText`,
+:class:`~headsurgeon.Sentence`, ...), tuples (``(text, label)``, ``(text, [labels])``,
+``(tokens, tags)``, ``(path, label)``), dicts with the columns, a pandas ``DataFrame``, a
+``datasets.Dataset`` (``ClassLabel`` ids read as names) or a data file's path
+(:mod:`headsurgeon.api_data`).
+
+Under ``torchrun``/``accelerate launch`` every process calls :func:`train_model`: the caches
+are computed in shards and gathered, ``Trainer`` splits the batches (``options.batch_size`` is
+the global batch), the main process calibrates (its head is copied to the others) and alone
+scores the check: the other processes get ``report=None``. See :mod:`.processes`.
 """
 
 from __future__ import annotations
@@ -11,15 +24,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import labels as _labels
 from .. import record as _record
 from ..api_data import Data
-from ..data import AUDIO_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, LABEL_SEP, TEXT_COLUMN, Columns
+from ..data import Columns
 from ..errors import DataError, OptionsError
 from ..gate import Tolerance, check_max_drop
+from ..legacy import bundles
 from ..tasks import task_for
 from . import processes
 from .calibration import calibrate, calibration_set, calibration_skipped
@@ -73,117 +87,79 @@ def train_model(
     options: TrainOptions | None = None,
     old_labels: Sequence[str] | None = None,
     trained_labels: Sequence[str] = (),
-    max_drop: float | None = None,
-    max_label_drop: float | None = None,
+    tolerance: Tolerance | None = None,
+    columns: Columns | None = None,
     head_path: str | Sequence[str] | None = None,
     feature_cache: MutableMapping[str, Any] | None = None,
     hidden_cache: MutableMapping[str, Any] | None = None,
-    text_column: str = TEXT_COLUMN,
-    label_column: str = LABEL_COLUMN,
-    image_column: str = IMAGE_COLUMN,
-    audio_column: str = AUDIO_COLUMN,
-    label_sep: str = LABEL_SEP,
     callbacks: Sequence[Any] = (),
     trainer_args: dict[str, Any] | None = None,
+    **legacy: Any,
 ) -> TrainOutcome:
-    """Train ``model`` on ``data`` (new labels' examples) without forgetting its old labels.
+    """Train ``model``'s new labels on ``data`` without forgetting its old ones.
 
-    **Modifies** ``model`` in place (its head, the blocks that train; moved to the training
-    device) and returns it as ``outcome.model``; the caches are filled; nothing else changes.
-    Every argument is checked before any model work.
-
-    The model's task decides what an example is (:class:`~headsurgeon.tasks.base.Task`); each
-    of ``data``, ``replay`` and ``holdout`` may be the task's own examples
-    (:class:`~headsurgeon.data.Example`, :class:`~headsurgeon.LabelledText`,
-    :class:`~headsurgeon.Sentence`, ...), tuples (``(text, label)``, ``(text, [labels])``,
-    ``(tokens, tags)``, ``(path, label)``), dicts with the columns, a pandas ``DataFrame``, a
-    ``datasets.Dataset`` (``ClassLabel`` ids read as names) or a data file's path
-    (:mod:`headsurgeon.api_data`).
+    The head and the trained blocks change in place (``outcome.model`` is ``model``); the caches
+    are filled. Every argument is checked before any model work. The forms examples may take,
+    and runs under several processes: the module docstring.
 
     Args:
-        model: a classification model whose head already has every label of ``data``.
-        tokenizer: its tokenizer (a fast one for token classification), image processor or
-            feature extractor; kept on the outcome, :meth:`TrainOutcome.save` saves it.
-        data: training examples of the new labels. Examples of old labels only are moved to
-            the replay, with a warning: their labels stay protected and checked.
-        replay: old examples: ``options.calibrate_per_label`` per old label are held out to
-            calibrate the new biases against the gate (:mod:`.calibration`), and
-            ``options.replay_per_label`` per old label of the rest are replayed (:mod:`.replay`).
-        holdout: examples to evaluate on (keep-best, seeds, and the old-label check).
+        model, tokenizer: a classifier whose head has every label of ``data``; its tokenizer
+            (a fast one for tokens), image processor or feature extractor.
+        data, replay, holdout: the new labels' examples; old ones (calibrated on, replayed:
+            ``options``); the examples the old-label check (keep-best, seeds) scores.
         options: :class:`TrainOptions`.
-        old_labels: labels whose rows are protected and checked; the others are "new".
-            Default: the labels the model had before headsurgeon's surgery: the record's
-            ``parent_labels`` (``headsurgeon.json`` in the folder it was loaded from), or the
-            labels before :func:`headsurgeon.add_labels` grew it in memory; a model with
-            neither takes the labels with no example in ``data`` as old (with a warning).
-        trained_labels: new labels whose rows were trained before (not re-initialised unless
-            ``options.init`` is given).
-        max_drop: the check's tolerance in points (default: the task's, 0.5 pt of accuracy, for
-            token classification 1.0 pt of entity F1); the calibration spends
-            ``options.calibrate_safety`` of it.
-        max_label_drop: the check's per-label tolerance in points (default: not checked).
+        old_labels: the protected, checked labels (default: the record's ``parent_labels``,
+            those before :func:`headsurgeon.add_labels`, else those without examples).
+        trained_labels: new labels trained before (kept unless ``options.init``).
+        tolerance, columns: the check's :class:`~headsurgeon.gate.Tolerance` (default: the
+            task's ``max_drop``); the :class:`~headsurgeon.data.Columns` of tables and files.
         head_path: explicit head path(s).
-        feature_cache: key (a text) → backbone feature; read and filled, so callers can
-            persist it.
-        hidden_cache: key → input of the lowest trained block (with ``train_layers``; the
-            blocks' output when only the neck trains); read and filled likewise. Only the top
-            blocks (or the neck) then run during training and evaluation.
-        text_column, label_column, image_column, audio_column, label_sep: the columns of dict
-            rows, DataFrames, Datasets and files (as the CLI's ``--text-column``...).
-        callbacks: transformers ``TrainerCallback`` instances added to every seed's
-            ``Trainer``.
-        trainer_args: ``TrainingArguments`` fields on top of headsurgeon's (``report_to``,
-            ``logging_steps``, ``fp16``...; a logger turns on step logging); the fields
-            headsurgeon controls (learning rate, batch size, epochs, seeds...: set them in
-            ``options``) are refused.
-
-    Under ``torchrun``/``accelerate launch`` every process calls this: the caches are computed
-    in shards and gathered, ``Trainer`` splits the batches (``options.batch_size`` is the global
-    batch), the main process calibrates (its head is copied to the others) and alone scores the
-    check: the other processes get ``report=None``. See :mod:`.processes`.
+        feature_cache, hidden_cache: key → feature (block input), read and filled.
+        callbacks, trainer_args: ``TrainerCallback`` instances, ``TrainingArguments`` fields.
+        **legacy: the old ``max_drop=``, ``max_label_drop=``, ``text_column=``...: deprecated
+            (a ``DeprecationWarning``), set on ``tolerance`` and ``columns``.
 
     Returns:
-        a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced:
-        :meth:`TrainOutcome.save` refuses a failed one).
+        a :class:`TrainOutcome` (``report.passed``: the check; ``save`` refuses a failed one).
 
     Raises:
-        DataError: a bad row or file, a label in data/replay/holdout that the model does not
-            have, or data with no example of any new label.
-        LabelError: ``old_labels`` naming a label the model does not have.
-        OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout), a negative
-            ``max_drop``, a refused ``trainer_args`` field, a callback that is not a
-            ``TrainerCallback``.
+        DataError, LabelError: bad examples, labels or ``old_labels``. OptionsError: bad
+            options, tolerance, callbacks, ``trainer_args`` or keywords.
 
     Example:
-        >>> headsurgeon.add_labels(model, ["refund"])
         >>> outcome = train_model(model, tokenizer, [("I want my money back", "refund")],
-        ...                       replay=old_df, holdout=test_df)
-        >>> outcome.save("tuned/")
+        ...                       replay=old_df, holdout=test_df, tolerance=Tolerance(1.0))
     """
-    from ..lineage import mark_surgery
     from .trainer import check_hooks
 
     start = time.perf_counter()
-    options = _check_options(options, holdout, max_drop, max_label_drop)
+    columns, tolerance = bundles("train_model", legacy, columns, tolerance)
+    options = _check_options(options, holdout, tolerance)
     hooks = check_hooks(callbacks, trainer_args)
-    columns = Columns(text_column, label_column, image_column, audio_column, label_sep)
     task, labels = task_for(model), _labels.labels_of(model.config)
     inputs = read_inputs(task, model, labels, data, replay, holdout, old_labels, columns)
-    tolerances = (max_drop, max_label_drop)
-    caches = (feature_cache, hidden_cache)
-    plan = _plan(model, tokenizer, inputs, options, tolerances, head_path, caches, hooks)
+    plan = _plan(model, tokenizer, inputs, options, tolerance, head_path,
+                 (feature_cache, hidden_cache), hooks)  # fmt: skip
     run = _prepare(plan, inputs.data, inputs.replay, inputs.holdout, trained_labels)
     outcome = _train(run, inputs.data, start)
+    return _finish(outcome, plan, tokenizer, labels, inputs.refs)
+
+
+def _finish(outcome: TrainOutcome, plan, tokenizer, labels: list[str], refs) -> TrainOutcome:
+    """The outcome with its options, tokenizer and record: the model's lineage and this run's
+    ``train`` event (also noted on the model, so that a later run's record holds it)."""
+    from ..lineage import mark_surgery
+
     outcome.options, outcome.tokenizer = plan.options, tokenizer
     trained = [n for n in labels if n not in set(plan.old_labels)]
-    event = train_event(outcome, plan.options, trained, inputs.refs)
-    outcome.record = _record_of(model, plan.old_labels)
+    event = train_event(outcome, plan.options, trained, refs)
+    outcome.record = _record_of(outcome.model, plan.old_labels)
     _record.add_event(outcome.record, "train", **event)
-    mark_surgery(model, "train", plan.old_labels, **event)  # a later run's record holds it
+    mark_surgery(outcome.model, "train", plan.old_labels, **event)
     return outcome
 
 
-def _check_options(options, holdout, max_drop, max_label_drop) -> TrainOptions:
+def _check_options(options, holdout, tolerance: Tolerance) -> TrainOptions:
     """The options, checked with the tolerances before any work."""
     options = TrainOptions() if options is None else options
     if not isinstance(options, TrainOptions):
@@ -191,7 +167,7 @@ def _check_options(options, holdout, max_drop, max_label_drop) -> TrainOptions:
             f"`options` must be a TrainOptions, found {type(options).__name__}: "
             "options=TrainOptions(lr=..., epochs=...)"
         )
-    check_max_drop(max_drop, max_label_drop)
+    check_max_drop(tolerance.max_drop, tolerance.max_label_drop)
     if (options.seeds > 1 or options.eval_every) and (holdout is None or _empty(holdout)):
         raise OptionsError("seeds > 1 and eval_every need a holdout to score on (`holdout`)")
     return options
@@ -221,13 +197,14 @@ def _record_of(model, old_labels: list[str]) -> dict[str, Any]:
     return record
 
 
-def _plan(model, tokenizer, inputs, options, tolerances, head_path, caches, hooks):
-    """Make the run's plan (the inputs are checked: :func:`~.inputs.read_inputs`)."""
+def _plan(model, tokenizer, inputs, options, tolerance, head_path, caches, hooks):
+    """Make the run's plan (the inputs are checked: :func:`~.inputs.read_inputs`); the
+    tolerance's ``max_drop`` defaults to the task's."""
     from .plan import make_plan
 
     task = task_for(model)
-    max_drop, max_label_drop = tolerances
-    tolerance = Tolerance(task.default_max_drop() if max_drop is None else max_drop, max_label_drop)
+    if tolerance.max_drop is None:
+        tolerance = replace(tolerance, max_drop=task.default_max_drop())
     labels = _labels.labels_of(model.config)
     new = [n for n in labels if n not in set(inputs.old_labels)]
     require_examples(inputs.data, new, "the data", task)
