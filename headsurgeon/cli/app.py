@@ -199,6 +199,24 @@ def emit(as_json: bool, data, text: str) -> None:
     click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
+def api_keywords(opts: dict) -> dict:
+    """The API's keywords of the options commands share, popped from ``opts``: the column
+    options as ``columns`` (:class:`~headsurgeon.data.Columns`), ``--max-drop`` and
+    ``--max-label-drop`` as ``tolerance`` (:class:`~headsurgeon.gate.Tolerance`),
+    ``--head-path`` as a list (or ``None``); the others as they are."""
+    from ..data import Columns
+    from ..gate import Tolerance
+    from ..legacy import COLUMN_KEYWORDS
+
+    columns = {f: opts.pop(k) for k, f in COLUMN_KEYWORDS.items() if k in opts}
+    out = {"columns": Columns(**columns)} if columns else {}
+    if "max_drop" in opts:
+        out["tolerance"] = Tolerance(opts.pop("max_drop"), opts.pop("max_label_drop", None))
+    if "head_path" in opts:
+        out["head_path"] = list(opts.pop("head_path")) or None
+    return {**out, **opts}
+
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON (for pipelines)."
 )

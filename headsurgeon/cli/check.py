@@ -8,6 +8,7 @@ from ..checks import DEFAULT_BATCH_SIZE
 from ..data import LABEL_COLUMN, TEXT_COLUMN
 from .app import (
     allow_pickle_option,
+    api_keywords,
     audio_column_option,
     emit,
     image_column_option,
@@ -59,24 +60,7 @@ from .app import (
 @trust_remote_code_option
 @allow_pickle_option
 @json_option
-def check(
-    parent,
-    child,
-    holdout,
-    max_drop,
-    max_label_drop,
-    text_column,
-    label_column,
-    label_sep,
-    image_column,
-    audio_column,
-    batch_size,
-    plot,
-    no_record,
-    trust_remote_code,
-    allow_pickle,
-    as_json,
-):
+def check(parent, child, holdout, plot, no_record, as_json, **opts):
     """Check that CHILD still knows PARENT's labels: old-label accuracy on a holdout (entity F1
     per old type for token classifiers, micro-F1 at each label's threshold for multi-label
     classifiers).
@@ -97,13 +81,8 @@ def check(
     if plot:
         require_matplotlib()  # fail before the evaluation, not after it
     report = check_old_labels(
-        parent, child, holdout, max_drop=max_drop, max_label_drop=max_label_drop,
-        batch_size=batch_size,
-        text_column=text_column, label_column=label_column,
-        image_column=image_column, audio_column=audio_column, label_sep=label_sep,
-        progress=progress_shown(as_json),
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-    )  # fmt: skip
+        parent, child, holdout, progress=progress_shown(as_json), **api_keywords(opts)
+    )
     emit(
         as_json,
         {"parent": parent, "child": child, "holdout": holdout, **report.to_dict()},

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..data import LABEL_COLUMN, TEXT_COLUMN, Columns
+from ..data import LABEL_COLUMN, TEXT_COLUMN
 from .app import (
     allow_pickle_option,
+    api_keywords,
     audio_column_option,
     emit,
     head_path_option,
@@ -56,10 +57,7 @@ _DATA = click.Path()
 @trust_remote_code_option
 @allow_pickle_option
 @json_option
-def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, max_label_drop,
-          add, text_column, label_column, label_sep, image_column, audio_column, head_path,
-          trust_remote_code,
-          allow_pickle, as_json, **opts):  # fmt: skip
+def sweep(model, data, replay, holdout, seeds, plot, as_json, **opts):
     """Train MODEL on --data once per setting of --layers (and seed); compare the runs.
 
     Each run trains a fresh copy of MODEL as `train` would with --train-layers K (or --freeze
@@ -84,13 +82,8 @@ def sweep(model, data, replay, holdout, layers, seeds, plot, output, max_drop, m
         require_matplotlib()  # fail before training, not after
     options = options_from(opts, as_json)
     try:
-        report = run(
-            model, data, replay=replay, holdout=holdout, layers=layers, seeds=seeds,
-            options=options, add=add, max_drop=max_drop, max_label_drop=max_label_drop,
-            columns=Columns(text_column, label_column, image_column, audio_column, label_sep),
-            head_path=list(head_path) or None,
-            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, output=output,
-        )  # fmt: skip
+        report = run(model, data, replay=replay, holdout=holdout, seeds=seeds,  # not options'
+                     options=options, **api_keywords(opts))  # fmt: skip
     except GateFailedError as e:  # no run passed: show them, then exit 3 (-o not written)
         if e.report is not None:
             emit(as_json, e.report.to_dict(), e.report.render())

@@ -11,6 +11,7 @@ from ..data import LABEL_COLUMN, TEXT_COLUMN
 from ..train import options as _topt  # no torch: options only
 from .app import (
     allow_pickle_option,
+    api_keywords,
     audio_column_option,
     base_model_option,
     emit,
@@ -161,29 +162,7 @@ def options_from(opts: dict, as_json: bool):
 @allow_pickle_option
 @base_model_option
 @json_option
-def train(
-    model,
-    data,
-    replay,
-    holdout,
-    output,
-    max_drop,
-    max_label_drop,
-    force,
-    add,
-    text_column,
-    label_column,
-    label_sep,
-    problem_type,
-    image_column,
-    audio_column,
-    head_path,
-    trust_remote_code,
-    allow_pickle,
-    base_model,
-    as_json,
-    **opts,
-) -> None:
+def train(model, data, replay, holdout, output, as_json, **opts) -> None:
     """Train MODEL's new labels on --data without forgetting the old ones; write -o OUT.
 
     By default the top encoder block, the neck (e.g. BERT's pooler) and the new rows train (the
@@ -218,28 +197,8 @@ def train(
         logging.getLogger("headsurgeon").setLevel(logging.ERROR)
     options = options_from(opts, as_json)
     try:
-        result = run(
-            model,
-            data,
-            output,
-            replay=replay,
-            holdout=holdout,
-            options=options,
-            add=add,
-            force=force,
-            max_drop=max_drop,
-            max_label_drop=max_label_drop,
-            text_column=text_column,
-            label_column=label_column,
-            head_path=list(head_path) or None,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
-            base_model=base_model,
-            image_column=image_column,
-            audio_column=audio_column,
-            label_sep=label_sep,
-            problem_type=problem_type,
-        )
+        result = run(model, data, output, replay=replay, holdout=holdout, options=options,
+                     **api_keywords(opts))  # fmt: skip
     except GateFailedError as e:  # print the report, then let _Group map the error (exit 3)
         if e.report is not None:
             emit(as_json, {"output": None, "check": e.report.to_dict()}, e.report.render())
