@@ -97,69 +97,89 @@ def push(
     """Publish the classifier saved in ``folder`` to ``repo_id`` in one commit, with a model card.
 
     Args:
-        folder: a saved model (``config.json``, weights, tokenizer/processor files and usually
-            the ``headsurgeon.json`` record). Top-level files only; dotfiles and trainer state
-            are skipped; a ``README.md`` in the folder is replaced by the generated card. A
-            local path a file holds (a record of an older version, a config's
-            ``_name_or_path``) goes up as a Hub id or a base name (:func:`public_contents`);
-            the folder itself is never modified.
+        folder: a saved model (config, weights, preprocessor files, usually ``headsurgeon.json``).
+            Top-level files only, without dotfiles and trainer state; a ``README.md`` is
+            replaced by the generated card; local paths in its files go up as a Hub id or a
+            base name (:func:`public_contents`). The folder is never modified.
         repo_id: ``namespace/name`` on the Hub; created (``exist_ok``) if missing.
-        private: visibility of a NEW repository (``None``: the Hub's default); an existing
-            repository keeps its visibility.
-        revision: branch to commit to; created from ``main`` when missing. Default ``main``.
-        create_pr: open a pull request (``refs/pr/N``) against ``revision`` instead of
-            committing to it.
+        private: visibility of a NEW repository (``None``: the Hub's default).
+        revision: branch to commit to (created from ``main`` when missing). Default ``main``.
+        create_pr: open a pull request against ``revision`` instead of committing to it.
         message: commit message. Default: a summary of the label changes.
         token: overrides the token ``huggingface_hub`` would find (``HF_TOKEN``, login cache).
         force: push even when the last old-label check recorded in ``headsurgeon.json`` failed.
-        base_model: the Hub id of the parent, for the card's ``base_model`` (default: the one
-            ``headsurgeon.json`` records, or its parent when that is a Hub id).
+        base_model: the parent's Hub id for the card (default: the record's, or its parent's
+            when that is a Hub id).
 
     Returns:
         :class:`PushResult` (commit URL, repository URL, whether anything changed, the local
         paths rewritten in the uploaded copies).
 
     Raises:
-        CheckpointError: ``folder`` is not a saved model (no config or no weights).
-        GateFailedError: the last recorded old-label check failed and ``force`` is false.
-        OptionsError: ``repo_id`` or ``base_model`` is not a valid Hub repository id.
-        HubError: authentication failed, the endpoint is unreachable, or the Hub refused the push;
-            nothing was committed.
+        CheckpointError: not a saved model. GateFailedError: the last recorded check failed
+            and not ``force``. OptionsError: a bad ``repo_id`` or ``base_model``. HubError:
+            authentication, network or a refused push; nothing was committed.
 
     Example:
         >>> push("grown/", "me/grown")            # HF_TOKEN / login cache, HF_ENDPOINT
-        PushResult(repo_id='me/grown', ..., changed=True)
     """
     folder = Path(folder)
-    _check_repo_id(repo_id)
-    _record.set_base_model({}, base_model)  # validate before any work
-    files = model_files(folder)
-    record = _record.read_record(folder)
-    _check_gate(folder, record, force)
-    public, rewritten = public_contents(files, record)
-    card = build_card(folder, repo_id, base_model=base_model).encode("utf-8")
-    message = message or default_message(folder, record)
+    upload = _Upload.of(folder, repo_id, force, base_model, message)
     api, endpoint = _api(token)
     with _hub_errors(endpoint, repo_id, revision, token):
         repo_url, repo_id = _ensure_repo(api, repo_id, private, revision)
         head = api.repo_info(repo_id, revision=revision)
         _warn_visibility(repo_id, private, head.private)
-        stale = _stale_weights(head, files)
+        stale = _stale_weights(head, upload.files)
         commit = api.create_commit(
             repo_id,
-            _operations(files, card, stale, public),
-            commit_message=message,
+            _operations(upload.files, upload.card, stale, upload.public),
+            commit_message=upload.message,
             revision=revision,
             create_pr=create_pr,
         )
     changed = commit.oid != head.sha
     logger.info("push %s → %s: %s", folder, repo_id, commit.commit_url if changed else "no changes")
-    return PushResult(
-        repo_id=repo_id, repo_url=str(repo_url), revision=revision or "main",
-        commit_url=commit.commit_url, commit_oid=commit.oid, changed=changed,
-        pr_url=commit.pr_url if changed else None, files=[*files, CARD_NAME], deleted=stale,
-        rewritten=rewritten,
-    )  # fmt: skip
+    return upload.result(repo_id, str(repo_url), revision or "main", commit, changed, stale)
+
+
+@dataclass
+class _Upload:
+    """What one push sends, read and checked before the Hub is contacted: the folder's files,
+    its record, the bytes sent instead of files holding local paths, and the card."""
+
+    files: dict[str, Path]
+    record: dict[str, Any] | None
+    public: dict[str, bytes]
+    rewritten: list[str]
+    card: bytes
+    message: str
+
+    @classmethod
+    def of(cls, folder: Path, repo_id: str, force: bool, base_model, message) -> _Upload:
+        """Check the ids, the folder and its last recorded check, then build the upload (the
+        commit message: ``message``, else :func:`default_message`).
+
+        Raises:
+            OptionsError, CheckpointError, GateFailedError: as :func:`push`.
+        """
+        _check_repo_id(repo_id)
+        _record.set_base_model({}, base_model)  # validate before any work
+        files = model_files(folder)
+        record = _record.read_record(folder)
+        _check_gate(folder, record, force)
+        public, rewritten = public_contents(files, record)
+        card = build_card(folder, repo_id, base_model=base_model).encode("utf-8")
+        message = message or default_message(folder, record)
+        return cls(files, record, public, rewritten, card, message)
+
+    def result(self, repo_id, repo_url, revision, commit, changed: bool, stale) -> PushResult:
+        """The :class:`PushResult` of this upload's ``commit`` (``changed``: a new one)."""
+        return PushResult(
+            repo_id=repo_id, repo_url=repo_url, revision=revision, commit_url=commit.commit_url,
+            commit_oid=commit.oid, changed=changed, pr_url=commit.pr_url if changed else None,
+            files=[*self.files, CARD_NAME], deleted=stale, rewritten=self.rewritten,
+        )  # fmt: skip
 
 
 def _ensure_repo(api, repo_id: str, private: bool | None, revision: str | None):
