@@ -136,35 +136,29 @@ def add_labels_to_checkpoint(
         names: new label names; on a token classifier an entity type (``PRODUCT``) adds every
             tag of the model's scheme for it (``B-PRODUCT``, ``I-PRODUCT`` in BIO).
         output: a new folder (must not exist, or be empty); ``None`` edits ``src`` in place.
-        init: ``mean`` (default), ``zeros`` or ``normal`` (σ = ``initializer_range``).
-        bias: ``mean`` (default), ``min`` or ``zeros``.
+        init, bias: ``mean`` (default), ``zeros`` or ``normal`` (σ = ``initializer_range``);
+            ``mean`` (default), ``min`` or ``zeros``.
         head_path: explicit head path(s) or unique dotted suffix; found automatically if ``None``.
         seed: seed of ``init="normal"`` (torch's generator: same rows as in memory).
         link: with ``output``, hard-link the unchanged files instead of copying them.
-        allow_pickle: accept a ``pytorch_model*.bin`` checkpoint (loaded in memory with
-            ``weights_only=True``) and write it back as safetensors.
-        trust_remote_code: let a model whose config names custom code (``auto_map``) run it
-            when the architecture must be built (ambiguous head, pickle weights). Streaming
-            surgery reads bytes only and runs no code either way.
-        base_model: the Hub id of the model ``src`` came from, kept in ``headsurgeon.json`` for
-            the model card's ``base_model`` (when ``src`` is a local folder).
+        allow_pickle: accept ``pytorch_model*.bin`` (loaded in memory with
+            ``weights_only=True``), written back as safetensors.
+        trust_remote_code: let a config's custom code (``auto_map``) run when the architecture
+            must be built (ambiguous head, pickle weights); streaming runs no code.
+        base_model: the Hub id ``src`` came from, kept in ``headsurgeon.json`` for the card.
 
     Returns:
         the :class:`~headsurgeon.surgery.SurgeryResult`.
 
     Raises:
         CheckpointError: missing/corrupt/inconsistent files, non-empty output, pickle refused.
-        LabelError, OptionsError (also: ``base_model`` not a Hub id), HeadNotFoundError,
-        AmbiguousHeadError, UnsupportedModelError (also: custom code without
-        ``trust_remote_code``). On any error nothing is written.
+        LabelError, OptionsError, HeadNotFoundError, AmbiguousHeadError,
+        UnsupportedModelError (custom code without ``trust_remote_code``). Nothing is written.
 
     Example:
         >>> add_labels_to_checkpoint("parent/", ["lost_or_stolen_card"], "grown/")
     """
-    init, bias = init or DEFAULT_INIT, bias or DEFAULT_BIAS
-    _check_choice("init", init, STREAM_INITS)
-    _check_choice("bias", bias, BIAS_POLICIES)
-    _record.set_base_model({}, base_model)  # validate before any work
+    init, bias = _policies(init, bias, base_model)
     src, target, config = _prepare(src, output)
     before = _labels_in(src, config)
     after = _labels.grown(before, names, task=task_of(config))
@@ -179,6 +173,20 @@ def add_labels_to_checkpoint(
     result = SurgeryResult(head, before, after, added=after[len(before) :], init=init, bias=bias)
     _publish(ckpt, target, changes, after, result.to_dict(), "add-label", link, base_model)
     return result
+
+
+def _policies(init: str | None, bias: str | None, base_model: str | None) -> tuple[str, str]:
+    """The init and bias policies (the defaults for ``None``), checked with ``base_model``
+    before any work.
+
+    Raises:
+        OptionsError: a policy the streaming path does not apply; ``base_model`` not a Hub id.
+    """
+    init, bias = init or DEFAULT_INIT, bias or DEFAULT_BIAS
+    _check_choice("init", init, STREAM_INITS)
+    _check_choice("bias", bias, BIAS_POLICIES)
+    _record.set_base_model({}, base_model)
+    return init, bias
 
 
 def _grown(ckpt: Checkpoint, paths, k: int, init: str, bias: str, seed, std: float) -> _Changes:
