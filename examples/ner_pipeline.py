@@ -46,7 +46,13 @@ def run(parent: Path, out: Path, data: Path, options: TrainOptions, max_drop: fl
         headsurgeon.add_labels(model, added)
     holdout = data / "holdout.conll"  # a file works as well as examples in memory
     outcome = headsurgeon.train_model(
-        model, tokenizer, new, replay=replay, holdout=holdout, options=options, max_drop=max_drop
+        model,
+        tokenizer,
+        new,
+        replay=replay,
+        holdout=holdout,
+        options=options,
+        tolerance=headsurgeon.Tolerance(max_drop),
     )
     if outcome.report is not None:
         print(outcome.report.render())

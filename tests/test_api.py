@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import headsurgeon
-from headsurgeon.data import Example
+from headsurgeon.data import Columns, Example
 from headsurgeon.errors import DataError, GateFailedError, LabelError, OptionsError
+from headsurgeon.gate import Tolerance
 from headsurgeon.train import TrainOptions, train, train_model
 from tests.common import LABELS, WORDS, save_text_classifier, tree_hashes
 
@@ -162,7 +163,7 @@ def test_a_bad_row_is_one_data_error_naming_it_before_any_model_work(parent):
         train_model(model, tokenizer, NEW_ROWS, holdout=frame, options=FAST)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
     outcome = train_model(  # the columns chosen as the CLI's --text-column/--label-column
-        model, tokenizer, frame, text_column="sentence", label_column="intent", options=FAST
+        model, tokenizer, frame, columns=Columns(text="sentence", label="intent"), options=FAST
     )
     assert outcome.stats["data_examples"] == 1
 
@@ -255,7 +256,7 @@ def test_what_headsurgeon_controls_is_refused_before_any_model_work(parent):
         ({"trainer_args": {"num_train_epochs": 2}}, "use `options.epochs`"),
         ({"trainer_args": {"no_such_field": 1}}, "not a field of transformers' TrainingArguments"),
         ({"callbacks": [object()]}, "`callbacks` must hold transformers TrainerCallback"),
-        ({"max_drop": -1}, "max_drop must be >= 0"),
+        ({"tolerance": Tolerance(-1)}, "max_drop must be >= 0"),
         ({"options": {"lr": 1}}, "`options` must be a TrainOptions"),
         ({"options": TrainOptions(seeds=2)}, r"need a holdout to score on \(`holdout`\)"),
     ]

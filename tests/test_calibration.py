@@ -143,7 +143,7 @@ def test_train_model_calibrates_on_held_out_replay(tmp_path):
 
     options = TrainOptions(device="cpu", batch_size=8, max_steps=3, lr=1e-2)
     # 21 held out: one is 4.76 pt, priced by an allowance of 5 pt (half of max_drop 10)
-    outcome, tok, replay = _train_tiny(21, 8, options, max_drop=10.0)
+    outcome, tok, replay = _train_tiny(21, 8, options, tolerance=Tolerance(10.0))
     info = outcome.stats["calibration"]
     assert info["method"] == "gate" and info["held_out"] and info["examples"] == 3 * 7
     assert outcome.stats["replay_examples"] == 3 * 14
@@ -203,7 +203,8 @@ def test_train_model_replays_more_of_few_old_labels():
     """Three old labels, 40 examples each: a third is held out, every other one replayed (the
     defaults ask for 334 per label), not 20 per label."""
     options = TrainOptions(device="cpu", batch_size=8, max_steps=1)
-    outcome, _, _ = _train_tiny(40, 4, options, max_drop=10.0)  # 39 held out: 2.56 pt each
+    # 39 held out: 2.56 pt each
+    outcome, _, _ = _train_tiny(40, 4, options, tolerance=Tolerance(10.0))
     assert outcome.stats["calibration"]["examples"] == 3 * 13
     assert outcome.stats["replay_examples"] == 3 * 27
 

@@ -18,6 +18,8 @@ import torch
 from click.testing import CliRunner
 
 from headsurgeon.cli import main
+from headsurgeon.data import Columns
+from headsurgeon.gate import Tolerance
 from tests.common import tree_hashes
 from tests.test_hub import hub, hub_server  # noqa: F401  (the test Hub's fixtures)
 
@@ -210,16 +212,18 @@ def test_a_csv_of_paths_trains_through_the_python_api(images, tmp_path):
     (tmp_path / "new.csv").write_text("picture,label\n" + "\n".join(rows) + "\n")
     options = TrainOptions(device="cpu", max_steps=2, train_layers=0, train_neck=False)
     result = train(d / "grown", tmp_path / "new.csv", tmp_path / "out", replay=d / "old",
-                   options=options, image_column="picture")  # fmt: skip
+                   options=options, columns=Columns(image="picture"))  # fmt: skip
     assert result.stats["features_cached"] and result.stats["data_examples"] == 6
     model = load_model(d / "grown")
     outcome = train_model(
         model, processor(), read_image_examples(tmp_path / "new.csv", image_column="picture"),
         replay=read_image_examples(d / "old"), holdout=read_image_examples(d / "test"),
-        options=TrainOptions(device="cpu", max_steps=2), max_drop=100,
+        options=TrainOptions(device="cpu", max_steps=2), tolerance=Tolerance(100),
     )  # fmt: skip
     assert outcome.report.n_old_examples == 24 and outcome.stats["block_inputs_cached"]
-    report = check_old_labels(d / "vit", (outcome.model, processor()), d / "test", max_drop=100)
+    report = check_old_labels(
+        d / "vit", (outcome.model, processor()), d / "test", tolerance=Tolerance(100)
+    )
     assert report.accuracy_before == outcome.report.accuracy_before
 
 
@@ -283,7 +287,7 @@ def test_a_cnn_trains_its_top_stage_on_cached_inputs(images, tmp_path):
     outcome = train_model(
         model, processor(), read_image_examples(images / "new"),
         replay=read_image_examples(images / "old"), holdout=read_image_examples(images / "test"),
-        options=TrainOptions(device="cpu", max_steps=2), old_labels=OLD, max_drop=100,
+        options=TrainOptions(device="cpu", max_steps=2), old_labels=OLD, tolerance=Tolerance(100),
     )  # fmt: skip
     assert outcome.stats["block_inputs_cached"]
     after = dict(outcome.model.named_parameters())
@@ -316,7 +320,7 @@ def test_a_cnn_keeps_its_frozen_batch_norms_and_predicts_what_its_check_measured
     outcome = train_model(
         model, processor(), read_image_examples(images / "new"),
         replay=read_image_examples(images / "old"), holdout=holdout,
-        options=TrainOptions(device="cpu", max_steps=4), old_labels=OLD, max_drop=100,
+        options=TrainOptions(device="cpu", max_steps=4), old_labels=OLD, tolerance=Tolerance(100),
     )  # fmt: skip
     assert outcome.stats["block_inputs_cached"] and any("embedder" in n for n in frozen)
     after = dict(outcome.model.named_buffers())
@@ -372,7 +376,7 @@ def test_vision_families_train_by_default_keeping_old_rows(images, name, caplog)
     outcome = train_model(
         model, processor(), read_image_examples(images / "new"),
         replay=read_image_examples(images / "old"), holdout=read_image_examples(images / "test"),
-        options=TrainOptions(device="cpu", max_steps=2), old_labels=OLD, max_drop=100,
+        options=TrainOptions(device="cpu", max_steps=2), old_labels=OLD, tolerance=Tolerance(100),
     )  # fmt: skip
     cached = outcome.stats["block_inputs_cached"]
     assert cached == (name in ("deit", "beit", "convnext")), outcome.stats

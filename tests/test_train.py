@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from headsurgeon.cli import main
 from headsurgeon.data import Example
 from headsurgeon.errors import OptionsError
+from headsurgeon.gate import Tolerance
 from headsurgeon.train import TrainOptions, sample_replay, train_model
 from tests.common import LABELS, WORDS, save_text_classifier, tree_hashes
 
@@ -921,7 +922,7 @@ def test_one_seed_is_the_kept_seed():
     outcome = train_model(
         model, tok, examples(NEW, 4, 3), replay=[e for n in LABELS for e in examples(n, 9, 1)],
         holdout=holdout, options=TrainOptions(device="cpu", batch_size=8, max_steps=2),
-        old_labels=LABELS, max_drop=100.0,
+        old_labels=LABELS, tolerance=Tolerance(100.0),
     )  # fmt: skip
     (run,) = outcome.stats["seeds"]
     assert run["kept"] is True and "score" not in run

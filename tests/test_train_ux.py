@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from headsurgeon.cli import main
 from headsurgeon.data import Example
 from headsurgeon.errors import DataError
+from headsurgeon.gate import Tolerance
 from headsurgeon.train import TrainOptions, train_model
 from tests import test_train as _train
 from tests.common import LABELS, tree_hashes
@@ -303,8 +304,8 @@ def test_check_advice_follows_the_childs_training_record(grown_dir, files, tmp_p
     from headsurgeon.checks import check_old_labels, enforce
     from headsurgeon.errors import GateFailedError
 
-    report = check_old_labels(grown_dir, grown_dir, files["hold_csv"], max_drop=0,
-                              max_label_drop=0)  # fmt: skip
+    report = check_old_labels(grown_dir, grown_dir, files["hold_csv"],
+                              tolerance=Tolerance(0, 0))  # fmt: skip
     report.passed, report.labels_beyond = False, []
     report.drop_pts = 1.0
     record = rec.new_record("p", LABELS)
