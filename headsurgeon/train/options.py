@@ -123,7 +123,8 @@ class TrainOptions:
         calibrate: after training (frozen backbone or train_layers, with replay), shift the
             new labels' biases by one common amount (see :mod:`.calibration`): ``"gate"``, the
             largest shift whose old-label drop on examples held out of the replay stays within
-            ``calibrate_safety`` of the gate's tolerance; a number PTS, the shift that flips
+            ``calibrate_safety`` of the gate's tolerance (beyond what training alone lost on
+            them, never past the tolerance); a number PTS, the shift that flips
             PTS percent of the held-out old examples the parent got right; ``None``: off.
         calibrate_per_label: old examples per old label held out of the replay for
             calibration (at most a third of a label's; 0: calibrate on the training replay).
@@ -337,7 +338,8 @@ HELP = {
     "calibrate": (
         "After training (frozen backbone or --train-layers, with --replay), shift the new "
         "labels' biases by one common amount. gate: the largest shift whose old-label drop on "
-        "replay examples held out of training stays within --calibrate-safety of --max-drop; "
+        "replay examples held out of training stays within --calibrate-safety of --max-drop "
+        "(beyond what training alone lost on them, up to --max-drop in all); "
         "PTS: the shift that flips PTS percent of the held-out old examples the parent got "
         "right."
     ),
