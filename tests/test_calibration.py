@@ -187,6 +187,11 @@ def test_the_record_says_what_the_gate_rule_measured():
     assert int((pred == 3).sum()) == 0
     assert info["criterion_trained_drop_pts"] == pytest.approx(5.0) == info["criterion_drop_pts"]
     assert info["allowed_drop_pts"] == pytest.approx(2.0)
+    from headsurgeon.cli.train import _calibration_line
+
+    assert "(allowed 2.00 pt beyond the 5.00 pt training alone lost there)" in _calibration_line(
+        info
+    )
 
 
 def test_few_old_labels_raise_the_default_counts():
@@ -203,7 +208,7 @@ def test_few_old_labels_raise_the_default_counts():
     given = TrainOptions(replay_per_label=5, calibrate_per_label=3).for_task(seq, old_labels=2)
     assert (given.replay_per_label, given.calibrate_per_label) == (5, 3)
     token = TrainOptions().for_task("token-classification", old_labels=3)
-    assert (token.replay_per_label, token.calibrate_per_label) == (100, 20)
+    assert (token.replay_per_label, token.calibrate_per_label) == (1000, 20)
 
 
 def test_train_model_replays_more_of_few_old_labels():

@@ -253,10 +253,12 @@ def _calibration_line(cal: dict) -> str:
         else f"one example is {each:.2f} pt"
     )
     unresolved = "" if cal.get("resolved", True) else f"; not raised: {why}"
+    trained = cal.get("criterion_trained_drop_pts") or 0.0
+    beyond = f" beyond the {trained:.2f} pt training alone lost there" if trained > 0 else ""
     return (
         f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
-        f"(allowed {cal['allowed_drop_pts']:.2f} pt){unresolved}"
+        f"(allowed {cal['allowed_drop_pts']:.2f} pt{beyond}){unresolved}"
     )
 
 

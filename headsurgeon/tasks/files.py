@@ -120,8 +120,8 @@ class FileTask(OneLabelTask):
 
     @property
     def path_param(self) -> str:
-        """The API parameter naming the paths' column (``image_column``)."""
-        return f"{self.path_column}_column"
+        """The :class:`~headsurgeon.data.Columns` field naming the paths' column (``image``)."""
+        return self.path_column
 
     def make_example(self, value, label: str, source: str, number: int, at: str):
         """The example of the file ``value`` (a path, or a dict with ``path`` as a

@@ -106,7 +106,11 @@ class OneLabelTask:
         """
         columns = Columns.of(columns)
         column = self.input_column(columns)
-        advice = f"; choose them with `{self.path_param}`/`label_column`"
+        name = self.path_param
+        advice = (
+            f"; choose them with --{name}-column/--label-column "
+            f"(Python: columns=Columns({name}=..., label=...))"
+        )
         out = []
         for number, row in enumerate(rows, 1):
             if isinstance(row, self.example_type):
@@ -120,8 +124,8 @@ class OneLabelTask:
 
     @property
     def path_param(self) -> str:
-        """The API parameter naming the input column (``text_column``)."""
-        return "text_column"
+        """The :class:`~headsurgeon.data.Columns` field naming the input column (``text``)."""
+        return "text"
 
     def _read_files(self, files, labels, add, read, check=check_labels):
         """``(data, replay, holdout or None, labels to add)``: ``read(path)`` reads each of

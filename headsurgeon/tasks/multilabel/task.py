@@ -124,7 +124,10 @@ class MultiLabelTask:
             column = columns.label
             if isinstance(row, dict) and column == LABEL_COLUMN and LABELS_COLUMN in row:
                 column = LABELS_COLUMN
-            advice = "; choose them with `text_column`/`label_column`"
+            advice = (
+                "; choose them with --text-column/--label-column "
+                "(Python: columns=Columns(text=..., label=...))"
+            )
             text, value = _rows.fields(row, (columns.text, column), at, advice=advice)
             names = _rows.names(value, at, column, columns.label_sep)
             out.append(LabelledText(_rows.text(text, at, columns.text), names))
