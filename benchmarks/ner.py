@@ -214,14 +214,15 @@ def joint(bench: Bench, scenario: Scenario, work: Path):
     return model, tokenizer
 
 
-def defaults(bench: Bench, scenario: Scenario, work: Path, share=None, **options) -> Path:
+def defaults(bench: Bench, scenario: Scenario, work: Path, share=None, knn=None,
+             o_sentences=None, **options) -> Path:  # fmt: skip
     """headsurgeon's defaults, as a user runs them: ``add-label`` (the grown parent), then
     ``train`` on the new-type-only sentences with the parent's sentences as ``--replay`` and
-    ``holdout.conll`` (1,000 fully annotated training-pool sentences) as ``--holdout``
+    ``holdout.conll`` (fully annotated training-pool sentences: 1,000, on yahoo 2,500) as ``--holdout``
     (``--annotated new`` and every other option at its default; the holdout only feeds the
     gate, whose verdict is recorded: ``--force`` keeps a refused model to score it)."""
     from headsurgeon.checkpoint import add_labels_to_checkpoint
-    from headsurgeon.tasks.token import task
+    from headsurgeon.tasks.token import task, unannotated
     from headsurgeon.train import TrainOptions, train
 
     grown = work / "grown"  # add-label records the parent's labels: train knows what is new
@@ -229,21 +230,26 @@ def defaults(bench: Bench, scenario: Scenario, work: Path, share=None, **options
     options = TrainOptions(progress=True, **options)  # its steps' progress on stderr
     default_share = task.TOKEN_NEW_SHARE
     task.TOKEN_NEW_SHARE = default_share if share is None else share  # a variant's share
+    default_knn, default_o = unannotated.ENABLED, task.REPLAY_O_SENTENCES
+    unannotated.ENABLED = default_knn if knn is None else knn
+    task.REPLAY_O_SENTENCES = default_o if o_sentences is None else o_sentences
     try:
         result = train(grown, scenario.new_file, work / "tuned", replay=bench.data / "parent.conll",
                        holdout=bench.data / "holdout.conll", options=options, force=True)  # fmt: skip
     finally:
         task.TOKEN_NEW_SHARE = default_share
+        unannotated.ENABLED, task.REPLAY_O_SENTENCES = default_knn, default_o
+    log(f"replay words left out: {result.stats.get('replay_words_unscored')}")
     report = result.report
     GATES[str(work)] = {"gate_passed": bool(report.passed), "gate_drop": report.drop_pts}
     return work / "tuned"
 
 
-def variant(share=None, **options):
+def variant(share=None, knn=None, o_sentences=None, **options):
     """:func:`defaults` with the new words' loss share ``share`` and ``options`` changed."""
 
     def method(bench: Bench, scenario: Scenario, work: Path) -> Path:
-        return defaults(bench, scenario, work, share, **options)
+        return defaults(bench, scenario, work, share, knn, o_sentences, **options)
 
     return method
 
@@ -261,33 +267,55 @@ GATES: dict[str, dict] = {}
 #     "defaults": ("headsurgeon train defaults, --annotated new", defaults, "1"),
 # Bump a method's version string when it changes, so stored results are recomputed.
 # ---------------------------------------------------------------------------------------------
+#: the token defaults before the replay guard (stored as ``defaults`` version 5): 100 replayed
+#: sentences per old tag, sentences with an entity only, every replayed O word trained as O
+PREVIOUS = {"knn": False, "o_sentences": False, "replay_per_label": 100}
+
 METHODS: dict[str, tuple[str, object, str]] = {
     "naive": ("grown parent, full fine-tune on the new-only sentences as gold", naive, "1"),
     "naive-10ep": ("naive, 10 epochs at lr 1e-4 (batch 8)", naive_long, "1"),
     "joint": ("retrain from the backbone on parent + new sentences, fully annotated", joint, "1"),
-    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "5"),
-    # the token defaults' neighbours, one change each (measured to choose them)
-    "share-1": ("defaults, new words at 1% of the loss weight", variant(0.01), "2"),
-    "share-2": ("defaults, new words at 2% of the loss weight", variant(0.02), "2"),
-    "share-10": ("defaults, new words at 10% of the loss weight", variant(0.10), "2"),
-    "share-20": ("defaults, new words at 20% of the loss weight", variant(0.20), "2"),
-    "epochs-8": ("defaults, 8 epochs", variant(epochs=8.0), "2"),
-    "layers-6": ("defaults, every block trained (6)", variant(train_layers=6), "2"),
-    "layers-1": ("defaults, the top block trained (1)", variant(train_layers=1), "2"),
-    "layers-0": ("defaults, the head alone trained (0)", variant(train_layers=0), "2"),
+    "defaults": ("headsurgeon train, every option at its default (--annotated new)", defaults, "6"),
+    "previous": ("the defaults before the replay guard (PREVIOUS)", variant(**PREVIOUS), "1"),
+    # the replay guard's neighbours (measured to choose the defaults)
+    "guard-r100": (
+        "previous with the replay guard (100 sentences per old tag, entity sentences only)",
+        variant(o_sentences=False, replay_per_label=100),
+        "1",
+    ),
+    "guard-r300": (
+        "guard-r100 with 300 sentences per old tag",
+        variant(o_sentences=False, replay_per_label=300),
+        "1",
+    ),
+    "guard-o100": (
+        "guard-r100 with entity-free sentences replayed as O's",
+        variant(replay_per_label=100),
+        "1",
+    ),
+    "guard-all": ("the defaults replaying every parent sentence", variant(replay_per_label=0), "1"),
+    # the previous defaults' neighbours, one change each (measured to choose them)
+    "share-1": ("previous, new words at 1% of the loss weight", variant(0.01, **PREVIOUS), "2"),
+    "share-2": ("previous, new words at 2% of the loss weight", variant(0.02, **PREVIOUS), "2"),
+    "share-10": ("previous, new words at 10% of the loss weight", variant(0.10, **PREVIOUS), "2"),
+    "share-20": ("previous, new words at 20% of the loss weight", variant(0.20, **PREVIOUS), "2"),
+    "epochs-8": ("previous, 8 epochs", variant(epochs=8.0, **PREVIOUS), "2"),
+    "layers-6": ("previous, every block trained (6)", variant(train_layers=6, **PREVIOUS), "2"),
+    "layers-1": ("previous, the top block trained (1)", variant(train_layers=1, **PREVIOUS), "2"),
+    "layers-0": ("previous, the head alone trained (0)", variant(train_layers=0, **PREVIOUS), "2"),
     "replay-300": (
-        "defaults, 300 replayed sentences per old tag",
-        variant(replay_per_label=300),
+        "previous, 300 replayed sentences per old tag",
+        variant(**{**PREVIOUS, "replay_per_label": 300}),
         "2",
     ),
     "replay-all": (
-        "defaults, every parent sentence replayed (--replay-per-label 0)",
-        variant(replay_per_label=0),
+        "previous, every parent sentence replayed (--replay-per-label 0)",
+        variant(**{**PREVIOUS, "replay_per_label": 0}),
         "1",
     ),
     "gold-replay": (
-        "defaults, replayed words trained on their gold tags (--distill 0: the defaults before)",
-        variant(distill=0.0),
+        "previous, replayed words trained on their gold tags (--distill 0: the defaults before it)",
+        variant(distill=0.0, **PREVIOUS),
         "1",
     ),
 }

@@ -146,6 +146,65 @@ def test_replayed_words_learn_the_parents_predicted_tag_unless_distill_is_off(di
         assert targets[w, len(OLD) :].abs().sum() == 0 and weights[w] == 1.0
 
 
+def _guarded_rows(replay_tags=None):
+    """Rows of one new sentence (an ORG entity) and one replayed sentence whose first two
+    words carry the new entity's features and the next two a new-data O word's; gold replay
+    targets (``distill=0``), so the replayed words' targets are their tags."""
+    from headsurgeon.tasks.token.task import TokenTask
+    from headsurgeon.train.calibration import Tolerance
+    from headsurgeon.train.plan import make_plan
+
+    new = sentences(1, ["ORG"], 4)[0]
+    replayed = sentences(1, [], 5)[0]
+    if replay_tags is not None:
+        replayed = Sentence(replayed.tokens, replay_tags, "test", 1)
+    gen = torch.Generator().manual_seed(0)
+    x_new, x_rep = torch.randn(8, 32, generator=gen), torch.randn(8, 32, generator=gen)
+    at = new.tags.index("B-ORG")
+    o_word = next(w for w, tag in enumerate(new.tags) if tag == "O")
+    x_rep[0], x_rep[1] = x_new[at] * 2, x_new[at + 1] + 1e-3  # near the new type's words
+    x_rep[2], x_rep[3] = x_new[o_word] * 3, x_new[o_word] - 1e-3  # near a new-data O word
+    plan = make_plan(
+        grown_model(), tiny_tokenizer(), [new], old_labels=OLD,
+        options=TrainOptions(device="cpu", distill=0.0), tolerance=Tolerance(1.0),
+        head_path=None, caches=(None, None),
+    )  # fmt: skip
+    rows = TokenTask().rows(plan, [new, replayed], [x_new, x_rep], None)
+    return rows, plan
+
+
+def test_replayed_o_words_nearest_a_new_type_are_left_out_of_the_loss():
+    """The replay is not annotated for the new types: a replayed O word whose nearest new-data
+    word is of a new type may be a mention of it, so it does not train as O; the others do."""
+    rows, plan = _guarded_rows()
+    weights = rows[1]["weights"]
+    assert weights[0] == 0 and weights[1] == 0  # nearest the new ORG words: not scored
+    assert weights[2] == 1 and weights[3] == 1  # nearest a new-data O word: scored as O
+    assert rows[1]["targets"][0, 0] == 1  # the target stays O (only its weight is 0)
+    assert torch.all(rows[0]["weights"] > 0)  # the new data's words all count
+    assert plan.task_stats["replay_words_unscored"]["words"] >= 2
+
+
+def test_a_replay_annotated_for_the_new_types_is_scored_whole():
+    rows, plan = _guarded_rows(("B-ORG", "I-ORG", "O", "O", "O", "O", "O", "O"))
+    assert torch.all(rows[1]["weights"] > 0)  # its O words are O
+    assert "replay_words_unscored" not in plan.task_stats
+
+
+def test_the_replay_takes_entity_free_sentences_as_the_o_tags():
+    """Sentences with no entity are the new types' cleanest negatives: up to ``per_label`` of
+    them are replayed as the tag O's, beside ``per_label`` per entity tag."""
+    from headsurgeon.tasks.token.task import TokenTask
+
+    per = sentences(6, ["PER"], 1)
+    empty = sentences(6, [], 2)
+    chosen = TokenTask().sample_replay(per + empty, OLD, 2, seed=0)
+    assert sum(s in empty for s in chosen) == 2  # two entity-free sentences, as O's
+    assert sum(s in per for s in chosen) == 2  # two of each PER tag: the same two sentences
+    assert chosen == TokenTask().sample_replay(per + empty, OLD, 2, seed=0)  # seeded
+    assert TokenTask().sample_replay(per + empty, OLD, 0, seed=0) == per + empty
+
+
 def test_the_new_word_weight_gives_the_new_types_their_share():
     from headsurgeon.tasks.token.task import TOKEN_NEW_SHARE, TokenTask
     from headsurgeon.train.calibration import Tolerance

@@ -303,7 +303,7 @@ HELP = {
     "protect_old_rows": "Keep the old labels' rows and biases bit-identical.",
     "replay_per_label": "Old examples replayed per old label (0: all of --replay); token "
     "classifiers: sentences per old tag. [default: 20, more with under 50 old labels so that "
-    "1000 are replayed in all; token classifiers: 100]",
+    "1000 are replayed in all; token classifiers: 1000, entity-free sentences counting as O's]",
     "replay_confusable": (
         "With --replay-per-label: replay ALL examples of the K old labels the parent reads each "
         "new label's examples as (its near-synonyms, where its false positives and misses are)."

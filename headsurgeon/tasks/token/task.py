@@ -28,6 +28,7 @@ from .gate import (
     read_holdout_sentences,
     tag_and_compare,
 )
+from .unannotated import unannotated_guard
 from .words import (
     WordTokenizer,
     key,
@@ -40,13 +41,16 @@ from .words import (
 #: token classification's values of the ``TrainOptions`` fields left ``None`` (``new_weight``
 #: stays ``None``: resolved from the data, see :meth:`TokenTask.new_weight`)
 OPTION_DEFAULTS = {
-    "train_layers": 3, "new_weight": None, "replay_per_label": 100, "calibrate_per_label": 20,
+    "train_layers": 3, "new_weight": None, "replay_per_label": 1000, "calibrate_per_label": 20,
     "epochs": 4.0,
 }  # fmt: skip
 #: with ``new_weight`` None: the new types' words get the weight that makes them this share of
 #: the scored words' total weight (chosen on the NER benchmark's 50/200/400 sentence scenarios:
 #: benchmarks/ner.py)
 TOKEN_NEW_SHARE = 0.035
+#: sentences with no entity are replayed as the tag ``O``'s (``replay_per_label`` of them): they
+#: are the new types' cleanest negatives (the NER benchmark turns this off to measure it)
+REPLAY_O_SENTENCES = True
 
 
 class TokenTask:
@@ -187,7 +191,8 @@ class TokenTask:
         return None
 
     def sample_replay(self, rest, old_labels, per_label, seed, whole=()):
-        """Up to ``per_label`` sentences per old tag (seeded; 0: all), each sentence once."""
+        """Up to ``per_label`` sentences per old tag (seeded; 0: all), each sentence once; a
+        sentence with no entity counts as one of the tag ``O``'s."""
         if not per_label:
             return list(rest)
         rng = random.Random(seed)
@@ -195,7 +200,8 @@ class TokenTask:
         rng.shuffle(order)
         chosen, counts = [], dict.fromkeys(old_labels, 0)
         for i in order:
-            tags = self.labels_in(rest[i]) & counts.keys()
+            tags = self.labels_in(rest[i]) or ({"O"} if REPLAY_O_SENTENCES else set())
+            tags &= counts.keys()
             if any(counts[t] < per_label for t in tags):
                 chosen.append(i)
                 for t in tags:
@@ -260,10 +266,18 @@ class TokenTask:
         weight = self.new_weight(plan, train_rows, train_x_list)
         plan.task_stats["new_word_weight"] = weight
         rows = []
+        guard = unannotated_guard(
+            plan, train_rows, train_x_list, lambda s: self.key(s) in data_keys
+        )
+        unscored = guarded = 0
         for i, s in enumerate(train_rows):
             x = train_x_list[i]
             replayed = self.key(s) not in data_keys
             targets, weights = self.word_targets(plan, s, x, replayed, weight)
+            if replayed and guard is not None:  # maybe unannotated mentions of a new type
+                left_out = (targets[:, plan.labels.index("O")] == 1.0) & guard(x)
+                weights[left_out] = 0.0
+                unscored, guarded = unscored + int(left_out.sum()), guarded + len(x)
             if plan.features_only:
                 rows += [
                     {"features": x[w], "target": targets[w], "weight": float(weights[w])}
@@ -274,6 +288,8 @@ class TokenTask:
             if train_h is not None:
                 row["hidden"] = train_h[i]
             rows.append(row)
+        if guard is not None:
+            plan.task_stats["replay_words_unscored"] = {"words": unscored, "of": guarded}
         return rows
 
     def labelled_features(self, examples, x_list) -> dict[str, Any]:
