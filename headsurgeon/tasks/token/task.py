@@ -261,7 +261,9 @@ class TokenTask:
         return targets, weights
 
     def rows(self, plan, train_rows, train_x_list, train_h) -> list[dict]:
-        """Word rows (features only) or sentence rows (text key, block inputs, word targets)."""
+        """Word rows (features only) or sentence rows (text key, block inputs, word targets);
+        a replayed word read as ``O`` that :func:`.unannotated.unannotated_guard` matches
+        weighs 0 (it may be an unannotated mention of a new type)."""
         data_keys = plan.data_keys
         weight = self.new_weight(plan, train_rows, train_x_list)
         plan.task_stats["new_word_weight"] = weight
