@@ -272,12 +272,13 @@ class TokenTask:
             plan, train_rows, train_x_list, lambda s: self.key(s) in data_keys
         )
         unscored = guarded = 0
+        o_id = plan.labels.index("O") if guard is not None else None
         for i, s in enumerate(train_rows):
             x = train_x_list[i]
             replayed = self.key(s) not in data_keys
             targets, weights = self.word_targets(plan, s, x, replayed, weight)
             if replayed and guard is not None:  # maybe unannotated mentions of a new type
-                left_out = (targets[:, plan.labels.index("O")] == 1.0) & guard(x)
+                left_out = (targets[:, o_id] == 1.0) & guard(x)
                 weights[left_out] = 0.0
                 unscored, guarded = unscored + int(left_out.sum()), guarded + len(x)
             if plan.features_only:
