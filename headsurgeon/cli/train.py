@@ -181,6 +181,12 @@ def train(model, data, replay, holdout, output, as_json, **opts) -> None:
     for (--annotated new), calibrates each new label's bias on held-out old texts, and is gated
     on old-label micro-F1 (default --max-drop 1.0).
 
+    A token classifier (NER) reads CoNLL or JSONL sentences, trains its top 3 blocks with the
+    new types' words at 3.5% of the loss weight, replays up to 1,000 sentences per old tag
+    (their words learn the parent's predicted tags; words read as O that lie nearest a new
+    type's word are left out), is not calibrated, and is gated on old-type entity F1 (default
+    --max-drop 1.0): docs/ner.md.
+
     \b
     Examples:
       headsurgeon train grown/ --data new.csv --replay replay.csv --holdout holdout.csv -o tuned/
