@@ -86,11 +86,16 @@ def train(
     ``torchrun``/``accelerate launch`` only the main process checks, records and writes.
 
     Args:
-        model_dir: a folder saved with ``save_pretrained`` (with its preprocessor).
-        data, replay, holdout: the new labels' examples, old ones to replay, the check's: files
-            as the CLI reads them (texts, CoNLL/JSONL sentences, folders or files of images or
-            clips) or any form :func:`~.run.train_model` takes.
-        output: a new (or empty) folder, written atomically (``model_dir`` is only read).
+        model_dir: a folder saved with ``save_pretrained`` (with its tokenizer, or the image
+            processor or feature extractor of an image or audio classifier).
+        data: the new labels' examples, as the model's task reads them: a ``.csv``/``.tsv``/
+            ``.jsonl`` file of texts; CoNLL or JSONL sentences for a token classifier; a folder
+            of images or audio clips by label (``DIR/<label>/<file>``) or a file of their paths
+            for an image or audio classifier; or examples held in memory, in any form
+            :func:`~.run.train_model` takes (tuples, dicts, a DataFrame, a ``datasets.Dataset``).
+        output: a new (or empty) folder; written atomically, tokenizer (processor) files
+            carried over. Nothing else is written; ``model_dir`` is only read.
+        replay: old labels' examples to replay; holdout: examples to check on (as ``data``).
         options: :class:`TrainOptions`.
         add: first add the data's labels the model does not have (imprinted).
         force: write even when the check fails (the failure is recorded).
@@ -108,8 +113,14 @@ def train(
         a :class:`TrainResult`.
 
     Raises:
-        DataError, CheckpointError, UnsupportedModelError, OptionsError (also an unknown
-            keyword), GateFailedError (``.report`` holds the report): as the CLI's ``train``.
+        DataError: unreadable files, labels the model does not have (without ``add``), or
+            ``data`` with no example of any new label.
+        CheckpointError: ``output`` exists and is not empty, is ``model_dir`` or inside it;
+            pickle weights without ``allow_pickle``.
+        UnsupportedModelError: custom code without ``trust_remote_code``.
+        OptionsError: ``base_model`` is not a Hub repository id; a keyword ``train`` does not
+            take.
+        GateFailedError: the old-label check failed (``.report`` holds the report).
 
     Example:
         >>> result = train("grown/", "new.csv", "tuned/", replay="replay.csv", holdout="holdout.csv")

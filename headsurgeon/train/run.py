@@ -98,37 +98,67 @@ def train_model(
 ) -> TrainOutcome:
     """Train ``model``'s new labels on ``data`` without forgetting its old ones.
 
-    The head and the trained blocks change in place (``outcome.model`` is ``model``); the caches
-    are filled. Every argument is checked before any model work. The forms examples may take,
-    and runs under several processes: the module docstring.
+    **Modifies** ``model`` in place (its head, the blocks that train; moved to the training
+    device) and returns it as ``outcome.model``; the caches are filled; nothing else changes.
+    Every argument is checked before any model work. The forms examples may take, and runs
+    under several processes: the module docstring.
 
     Args:
-        model, tokenizer: a classifier whose head has every label of ``data``; its tokenizer
-            (a fast one for tokens), image processor or feature extractor.
-        data, replay, holdout: the new labels' examples; old ones (calibrated on, replayed:
-            ``options``); the examples the old-label check (keep-best, seeds) scores.
+        model: a classification model whose head already has every label of ``data``.
+        tokenizer: its tokenizer (a fast one for token classification), image processor or
+            feature extractor; kept on the outcome, :meth:`TrainOutcome.save` saves it.
+        data: training examples of the new labels. Examples of old labels only are moved to
+            the replay, with a warning: their labels stay protected and checked.
+        replay: old examples: ``options.calibrate_per_label`` per old label are held out to
+            calibrate the new biases against the gate (:mod:`.calibration`), and
+            ``options.replay_per_label`` per old label of the rest are replayed (:mod:`.replay`).
+        holdout: examples to evaluate on (keep-best, seeds, and the old-label check).
         options: :class:`TrainOptions`.
-        old_labels: the protected, checked labels (default: the record's ``parent_labels``,
-            those before :func:`headsurgeon.add_labels`, else those without examples).
-        trained_labels: new labels trained before (kept unless ``options.init``).
-        tolerance, columns: the check's :class:`~headsurgeon.gate.Tolerance` (default: the
-            task's ``max_drop``); the :class:`~headsurgeon.data.Columns` of tables and files.
+        old_labels: labels whose rows are protected and checked; the others are "new".
+            Default: the labels the model had before headsurgeon's surgery: the record's
+            ``parent_labels`` (``headsurgeon.json`` in the folder it was loaded from), or the
+            labels before :func:`headsurgeon.add_labels` grew it in memory; a model with
+            neither takes the labels with no example in ``data`` as old (with a warning).
+        trained_labels: new labels whose rows were trained before (not re-initialised unless
+            ``options.init`` is given).
+        tolerance: the check's :class:`~headsurgeon.gate.Tolerance` in points (``max_drop``
+            ``None``: the task's, 0.5 pt of accuracy, for token classification 1.0 pt of
+            entity F1; ``max_label_drop`` ``None``: the default per-label guard); the
+            calibration spends ``options.calibrate_safety`` of it.
+        columns: the :class:`~headsurgeon.data.Columns` of dict rows, DataFrames, Datasets and
+            files (as the CLI's ``--text-column``...).
         head_path: explicit head path(s).
-        feature_cache, hidden_cache: key → feature (block input), read and filled.
-        callbacks, trainer_args: ``TrainerCallback`` instances, ``TrainingArguments`` fields.
+        feature_cache: key (a text) → backbone feature; read and filled, so callers can
+            persist it.
+        hidden_cache: key → input of the lowest trained block (with ``train_layers``; the
+            blocks' output when only the neck trains); read and filled likewise. Only the top
+            blocks (or the neck) then run during training and evaluation.
+        callbacks: transformers ``TrainerCallback`` instances added to every seed's
+            ``Trainer``.
+        trainer_args: ``TrainingArguments`` fields on top of headsurgeon's (``report_to``,
+            ``logging_steps``, ``fp16``...; a logger turns on step logging); the fields
+            headsurgeon controls (learning rate, batch size, epochs, seeds...: set them in
+            ``options``) are refused.
         **legacy: the old ``max_drop=``, ``max_label_drop=``, ``text_column=``...: deprecated
             (a ``DeprecationWarning``), set on ``tolerance`` and ``columns``.
 
     Returns:
-        a :class:`TrainOutcome` (``report.passed``: the check; ``save`` refuses a failed one).
+        a :class:`TrainOutcome`; the check's verdict is in ``report.passed`` (not enforced:
+        :meth:`TrainOutcome.save` refuses a failed one).
 
     Raises:
-        DataError, LabelError: bad examples, labels or ``old_labels``. OptionsError: bad
-            options, tolerance, callbacks, ``trainer_args`` or keywords.
+        DataError: a bad row or file, a label in data/replay/holdout that the model does not
+            have, or data with no example of any new label.
+        LabelError: ``old_labels`` naming a label the model does not have.
+        OptionsError: inconsistent options (e.g. ``seeds > 1`` without a holdout), a negative
+            tolerance, a refused ``trainer_args`` field, a callback that is not a
+            ``TrainerCallback``, a keyword ``train_model`` does not take.
 
     Example:
+        >>> headsurgeon.add_labels(model, ["refund"])
         >>> outcome = train_model(model, tokenizer, [("I want my money back", "refund")],
         ...                       replay=old_df, holdout=test_df, tolerance=Tolerance(1.0))
+        >>> outcome.save("tuned/")
     """
     from .trainer import check_hooks
 
