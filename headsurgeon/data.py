@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError, LabelError
+from .keywords import checked_keywords
 from .labels import check_name
 
 TEXT_COLUMN = "text"
@@ -30,11 +31,13 @@ SUFFIXES = (".csv", ".tsv", ".jsonl")
 LABEL_SEP = ";"
 
 
+@checked_keywords
 @dataclass(frozen=True)
 class Columns:
     """The columns of labelled data files: the label's, and the input's of each kind of model
     (a text classifier reads ``text``, an image classifier ``image``, an audio classifier
-    ``audio``); each task reads the one of its inputs.
+    ``audio``); each task reads the one of its inputs. An unknown keyword is an
+    :class:`~headsurgeon.errors.OptionsError` naming the fields and the close match.
 
     Example:
         >>> Columns(image="path").image

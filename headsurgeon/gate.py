@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import OptionsError
+from .keywords import checked_keywords
 
 #: changed labels a report's ``render`` shows
 DEFAULT_SHOW = 10
 
 
+@checked_keywords
 @dataclass
 class Tolerance:
     """The gate's tolerances (points): ``max_drop`` in all (``None``: the task's default),
-    ``max_label_drop`` for any one old label (``None``: not checked)."""
+    ``max_label_drop`` for any one old label (``None``: not checked). An unknown keyword is an
+    :class:`~headsurgeon.errors.OptionsError` naming the fields and the close match."""
 
     max_drop: float | None = None
     max_label_drop: float | None = None

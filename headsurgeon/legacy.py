@@ -19,6 +19,7 @@ from typing import Any
 from .data import Columns
 from .errors import OptionsError
 from .gate import Tolerance
+from .keywords import refuse_unknown as _refuse
 
 #: old keyword -> field of :class:`Columns`
 COLUMN_KEYWORDS = {
@@ -66,7 +67,7 @@ def bundles(
             bundle = Columns.of(bundle)  # the (text, label) pair sweep took
         found = {k: legacy.pop(k) for k in list(legacy) if k in keywords and k in old_keywords}
         out[name] = _apply(function, name, kind, bundle, found, keywords, stacklevel + 2)
-    refuse_unknown(function, legacy)
+    refuse_unknown(function, legacy, old)
     return out["columns"], out["tolerance"]
 
 
@@ -89,14 +90,25 @@ def _apply(function, name, kind, bundle, old: dict[str, Any], keywords, stacklev
     return replace(kind(), **{keywords[k]: v for k, v in old.items()})
 
 
-def refuse_unknown(function: str, legacy: dict[str, Any]) -> None:
-    """Refuse the keywords left in ``legacy`` (none of ``function``'s).
+def refuse_unknown(function: str, legacy: dict[str, Any], old: Collection[str] = ()) -> None:
+    """Refuse the keywords left in ``legacy`` (none of ``function``'s); one that misspells an
+    old keyword of ``old`` is pointed to its bundle (``tolerance=Tolerance(max_drop=...)``).
 
     Raises:
-        OptionsError: naming them, as Python would a bad keyword.
+        OptionsError: naming them, as Python would a bad keyword, and the close match.
     """
-    if legacy:
-        raise OptionsError(
-            f"{function}() got unexpected keyword argument(s) {', '.join(map(repr, legacy))}: "
-            "see its docstring for the keywords it takes"
-        )
+    _refuse(
+        f"{function}()",
+        legacy,
+        [k for k in (*COLUMN_KEYWORDS, *TOLERANCE_KEYWORDS) if k in set(old)],
+        takes="see its docstring for the keywords it takes",
+        spell=_in_bundle,
+    )
+
+
+def _in_bundle(keyword: str) -> str:
+    """How ``keyword`` (an old one) is passed now: ``tolerance=Tolerance(max_drop=...)``."""
+    for name, (kind, keywords) in _BUNDLES.items():
+        if keyword in keywords:
+            return f"{name}={kind.__name__}({keywords[keyword]}=...)"
+    return keyword

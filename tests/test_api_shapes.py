@@ -124,3 +124,36 @@ def test_sweep_old_keywords_warn_and_unknown_ones_are_refused(parent, renamed, t
         with pytest.raises(OptionsError, match=r"sweep\(\) got unexpected keyword"):
             sweep(parent, renamed, holdout=renamed, layers="0", **bad)
     assert list(tmp_path.iterdir()) == [renamed]
+
+
+@pytest.mark.parametrize(
+    ("make", "unknown", "near", "known"),
+    [
+        (lambda: Tolerance(max_dorp=0.5), "max_dorp", "max_drop", "max_drop, max_label_drop"),
+        (lambda: Columns(txt="q"), "txt", "text", "text, label, image, audio, label_sep"),
+    ],
+)
+def test_a_bundle_refuses_an_unknown_keyword_naming_it_the_fields_and_the_close_match(
+    make, unknown, near, known
+):
+    with pytest.raises(OptionsError) as refused:
+        make()
+    message = str(refused.value)
+    assert f"'{unknown}'" in message and f"did you mean {near}?" in message
+    assert f"it takes {known}" in message
+
+
+def test_a_bundle_still_takes_its_fields_by_position_and_by_keyword():
+    assert Tolerance(1.0, 2.0) == Tolerance(max_drop=1.0, max_label_drop=2.0)
+    assert (Tolerance(3.0).max_drop, Tolerance(3.0).max_label_drop) == (3.0, None)
+    assert Columns("q", "y") == Columns(text="q", label="y")
+    assert Columns(image="path", label_sep="|").label_sep == "|"
+    with pytest.raises(OptionsError, match=r"Columns\(\) got unexpected keyword argument 'zzz'; "):
+        Columns(zzz="q")  # nothing close: the fields alone
+
+
+def test_an_old_keyword_misspelled_is_pointed_to_its_bundle():
+    with pytest.raises(OptionsError, match=r"did you mean tolerance=Tolerance\(max_drop=\.\.\.\)"):
+        train_model(None, None, NEW_ROWS, max_dorp=1.0)
+    with pytest.raises(OptionsError, match=r"'text_colum': did you mean columns=Columns\(text="):
+        train(".", NEW_ROWS, "out", text_colum="q", foo=1)
