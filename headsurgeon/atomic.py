@@ -104,7 +104,10 @@ def check_output(
         raise CheckpointError(f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL")
     remove_stale(real)
     if real.exists() and (not real.is_dir() or any(real.iterdir())):
-        raise CheckpointError(f"output {target} already exists and is not empty; choose another -o")
+        raise CheckpointError(  # read from Python (save, train's output) and the CLI alike
+            f"output folder {target} already exists and is not empty; choose another output "
+            "folder (-o on the command line)"
+        )
     # a symlink or a `.`/`..` name is written where it points (a rename would replace the link)
     return real if target.is_symlink() or target.name in ("", ".", "..") else target
 

@@ -19,7 +19,13 @@ import torch
 
 import headsurgeon
 from headsurgeon.data import Columns, Example
-from headsurgeon.errors import DataError, GateFailedError, LabelError, OptionsError
+from headsurgeon.errors import (
+    CheckpointError,
+    DataError,
+    GateFailedError,
+    LabelError,
+    OptionsError,
+)
 from headsurgeon.gate import Tolerance
 from headsurgeon.train import TrainOptions, train, train_model
 from tests.common import LABELS, WORDS, save_text_classifier, tree_hashes
@@ -177,6 +183,28 @@ def test_save_refuses_a_failed_gate_and_writes_nothing(parent, tmp_path):
     assert e.value.report is outcome.report and list(tmp_path.iterdir()) == []
     out = outcome.save(tmp_path / "out", force=True)
     assert "check" in json.loads((out / "headsurgeon.json").read_text())["events"][-1]
+
+
+def test_saving_into_a_folder_that_is_not_empty_says_so_in_python_words(parent, tmp_path):
+    """``outcome.save`` and ``train``'s output are refused with one message that reads right
+    from Python (the CLI's ``-o`` only named as such); nothing written, nothing changed."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    before = tree_hashes(tmp_path)
+    model, tokenizer = grown(parent)
+    outcome = train_model(model, tokenizer, NEW_ROWS, options=FAST)
+    for save in (
+        lambda: outcome.save(existing),
+        lambda: train(parent, NEW_ROWS, existing, add=False, options=FAST),
+    ):
+        with pytest.raises(CheckpointError) as refused:
+            save()
+        message = str(refused.value)
+        assert f"output folder {existing} already exists and is not empty" in message
+        assert "choose another output folder (-o on the command line)" in message
+        assert "another -o" not in message
+        assert tree_hashes(tmp_path) == before and sorted(tmp_path.iterdir()) == [existing]
 
 
 def test_folder_train_takes_data_held_in_memory(parent, tmp_path, capfd, monkeypatch):
