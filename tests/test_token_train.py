@@ -420,3 +420,20 @@ def test_check_after_remove_label_counts_the_lost_type_unless_the_holdout_drops_
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["removed_labels"] == ["LOC"] and "LOC" in out["old_labels"]
+
+
+def test_train_says_once_that_calibration_does_not_apply_to_a_token_model(ner_folder):
+    """The summary of a token model's train says, in one line, that the new-label calibration
+    (on by default, documented for text) was not done, and that the gate still checks."""
+    d = ner_folder
+    assert run("add-label", d / "ner", "--name", "ORG", "-o", d / "grown").exit_code == 0
+    res = run("train", d / "grown", "--data", d / "new.conll", "--replay", d / "old.conll",
+              "--holdout", d / "test.conll", "--max-drop", "100", "--max-steps", "2",
+              "--device", "cpu", "-o", d / "tuned")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("calibration")]
+    assert lines == [
+        "calibration: does not apply to token-classification models (--calibrate and its "
+        "options are ignored; the new labels' biases stay as trained); the old-type check "
+        "still gates the old labels"
+    ], res.output

@@ -229,6 +229,8 @@ def _summary(result) -> str:
         lines.insert(0, _training_line(stats["training"]))
     if cal:
         lines.insert(0, _calibration_line(cal))
+    elif result.options.calibrate is not None and (line := _no_calibration_line(result)):
+        lines.insert(0, line)
     if result.report is not None:
         lines.insert(0, result.report.render())
     return "\n".join(lines)
@@ -265,6 +267,21 @@ def _calibration_line(cal: dict) -> str:
         f"calibration ({cal['method']}): new-label biases shifted {shift}; old-label drop "
         f"{cal['estimated_drop_pts']:.2f} pt on {cal['examples']} {where} examples "
         f"(allowed {cal['allowed_drop_pts']:.2f} pt{beyond}){unresolved}"
+    )
+
+
+def _no_calibration_line(result) -> str | None:
+    """One line saying that new-label calibration does not apply to the model's task (its
+    ``calibrates`` is false; what its gate still checks), or ``None`` when it does."""
+    from ..tasks import task_named
+
+    task = task_named(result.stats["task"])
+    if task.calibrates:
+        return None
+    gate = f"; the {task.check_name} still gates the old labels" if result.report is not None else ""
+    return (
+        f"calibration: does not apply to {task.name} models (--calibrate and its options are "
+        f"ignored; the new labels' biases stay as trained){gate}"
     )
 
 
