@@ -289,7 +289,7 @@ class TrainJob:
             data_ref(self.holdout, read.held),
         )
         trained = [n for n in _labels.labels_of(model.config) if n not in old]
-        event = train_event(outcome, options, trained, refs)
+        event = train_event(outcome, options, trained, refs, read.task)
         if outcome.report is None:
             logger.warning(
                 "no --holdout: the %s did not run; %s is not gated",

@@ -165,14 +165,22 @@ def telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
     return writers
 
 
-def train_event(outcome: TrainOutcome, options: TrainOptions, trained: list[str], refs) -> dict:
-    """The ``train`` event of the record: the options, the data (``refs``: ``(data, replay,
+#: the options a task may leave ``None`` for training to resolve from the data, and the stat
+#: (of :attr:`TrainOutcome.stats`) the task's stages record the value used under
+RESOLVED_IN_TRAINING = {"new_weight": "new_word_weight"}
+
+
+def train_event(
+    outcome: TrainOutcome, options: TrainOptions, trained: list[str], refs, task
+) -> dict:
+    """The ``train`` event of the record: the options (:func:`recorded_options`; ``task``: the
+    model's :class:`~headsurgeon.tasks.base.Task`), the data (``refs``: ``(data, replay,
     holdout)`` as :func:`~headsurgeon.record.file_ref` or :func:`memory_ref` name them), the
     labels trained, the stats, and the check (or why it was skipped)."""
     stats = outcome.stats
     data, replay, holdout = refs
     event = {
-        "options": options.to_dict(),
+        "options": recorded_options(options, task, stats),
         "data": data,
         "replay": replay,
         "holdout": holdout,
@@ -185,6 +193,19 @@ def train_event(outcome: TrainOutcome, options: TrainOptions, trained: list[str]
     else:
         event["check_skipped"] = "no holdout"
     return event
+
+
+def recorded_options(options: TrainOptions, task, stats: dict[str, Any]) -> dict[str, Any]:
+    """The options as the record keeps them: what the run used. A field left ``None`` that
+    training resolved from the data (:data:`RESOLVED_IN_TRAINING`) holds the value used; the
+    ``calibrate*`` fields are left out when ``task`` does not calibrate (they did nothing)."""
+    out = options.to_dict()
+    for name, stat in RESOLVED_IN_TRAINING.items():
+        if out.get(name) is None and stats.get(stat) is not None:
+            out[name] = stats[stat]
+    if not task.calibrates:
+        out = {k: v for k, v in out.items() if not k.startswith("calibrate")}
+    return out
 
 
 def memory_ref(form: str, keys: list[str]) -> dict[str, Any] | None:
