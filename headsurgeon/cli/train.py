@@ -278,7 +278,9 @@ def _no_calibration_line(result) -> str | None:
     task = task_named(result.stats["task"])
     if task.calibrates:
         return None
-    gate = f"; the {task.check_name} still gates the old labels" if result.report is not None else ""
+    gate = (
+        f"; the {task.check_name} still gates the old labels" if result.report is not None else ""
+    )
     return (
         f"calibration: does not apply to {task.name} models (--calibrate and its options are "
         f"ignored; the new labels' biases stay as trained){gate}"
