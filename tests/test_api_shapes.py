@@ -152,6 +152,14 @@ def test_a_bundle_still_takes_its_fields_by_position_and_by_keyword():
         Columns(zzz="q")  # nothing close: the fields alone
 
 
+def test_train_options_refuse_an_unknown_keyword_with_the_close_match():
+    with pytest.raises(
+        OptionsError, match=r"TrainOptions\(\) got .*'epochz' \(did you mean epochs\?\)"
+    ):
+        TrainOptions(epochz=3)
+    assert TrainOptions(epochs=3.0).epochs == 3.0
+
+
 def test_an_old_keyword_misspelled_is_pointed_to_its_bundle():
     with pytest.raises(OptionsError, match=r"did you mean tolerance=Tolerance\(max_drop=\.\.\.\)"):
         train_model(None, None, NEW_ROWS, max_dorp=1.0)

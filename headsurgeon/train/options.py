@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import OptionsError
+from ..keywords import checked_keywords
 
 FREEZE_CHOICES = ("backbone", "none")
 INIT_CHOICES = ("imprint", "mean", "zeros", "normal")
@@ -71,6 +72,7 @@ SWA_START = 0.5
 SEED_TRIAL = 0.3
 
 
+@checked_keywords
 @dataclass
 class TrainOptions:
     """What ``train`` trains and how.
