@@ -3,8 +3,8 @@
 ``text``: a BANKING intent classifier over the 12 intents of ``examples/banking/replay.csv``.
 ``ner``: a BIO tagger over PERSON, ORG, GPE, DATE from ``examples/ner/replay.conll``.
 
-Each is the backbone with a new head, its embeddings and lower blocks frozen and its top blocks,
-pooler and head fine-tuned (AdamW, linear warm-up and decay, length-grouped batches, seeded), then
+Each is the backbone with a new head, its embeddings frozen and its top ``train_blocks`` blocks
+(text: 2 of 6, the lower ones frozen; ner: all 6), pooler and head fine-tuned (AdamW, linear warm-up and decay, length-grouped batches, seeded), then
 scored on the holdout's old labels and saved with ``save_pretrained`` and its tokenizer into
 ``-o DIR`` (a new or empty folder, written whole or not at all), with ``MAKING.json`` (the recipe,
 the score, the wall time). Progress goes to stderr.
