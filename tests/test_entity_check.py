@@ -282,3 +282,13 @@ def test_the_interval_narrows_as_the_holdout_grows():
     (small, d_small), (large, d_large) = widths(3), widths(30)
     assert d_small == pytest.approx(d_large)  # the same drop
     assert large < small / 2  # ~1/sqrt(10) as wide
+
+
+def test_a_holdout_too_small_for_the_gate_is_said_so_and_a_large_one_is_not():
+    small = hand_report()  # 4 old entities: the interval spans tens of points
+    assert "the holdout is too small for a 1 pt gate" in small.render()
+    assert "on 4 old entities" in small.coarse()
+    many = [["B-PER", "O", "B-LOC", "I-LOC"]] * 400  # the same change among 800 more entities
+    large = compare_entities(GOLD + many, PARENT + many, CHILD + many, BIO, GROWN)
+    assert large.drop_high_pts - large.drop_low_pts < 2.0
+    assert large.coarse() is None and "too small" not in large.render()

@@ -208,6 +208,18 @@ class EntityCheckReport:
         """Why the check failed, in one sentence (``None`` when it passed)."""
         return None if self.passed else entity_failure_of(self.to_dict())
 
+    def coarse(self) -> str | None:
+        """A line saying the holdout is too small to resolve the gate (the drop's 95 % interval
+        reaches further than ``max_drop`` on either side of it), else ``None``."""
+        half = (self.drop_high_pts - self.drop_low_pts) / 2
+        if half <= self.max_drop:
+            return None
+        return (
+            f"the holdout is too small for a {self.max_drop:g} pt gate: the drop's 95% interval "
+            f"reaches {half:.2f} pt either side on {self.n_old_entities} old entities; hold out "
+            "more sentences (about 1,000 old entities or more for 1 pt)"
+        )
+
     def render(self, show: int = DEFAULT_SHOW) -> str:
         """Return a readable report: summary, the ``show`` most changed old types, new types."""
         verdict = "PASSED" if self.passed else "FAILED"
@@ -225,6 +237,9 @@ class EntityCheckReport:
             f"({self.flipped_to_new} now tagged as a new type); missed before and found after: "
             f"{self.flipped_fixed}",
         ]
+        coarse = self.coarse()
+        if coarse:
+            lines.append(coarse)
         if self.removed_labels:
             lines.append(f"old types the child lacks: {', '.join(self.removed_labels)}")
         if self.labels_beyond:
