@@ -185,6 +185,27 @@ def test_replayed_o_words_nearest_a_new_type_are_left_out_of_the_loss():
     assert plan.task_stats["replay_words_unscored"]["words"] >= 2
 
 
+def test_the_guard_with_more_neighbours_leaves_out_a_word_with_a_new_type_word_among_them(
+    monkeypatch,
+):
+    from types import SimpleNamespace
+
+    from headsurgeon.tasks.token import unannotated
+
+    o, e, far = [1.0, 0.0], [0.8, 0.6], [-1.0, 0.0]  # O, a new type's word, O far away
+    new = SimpleNamespace(tags=["O", "B-ORG", "O"])
+    rep = SimpleNamespace(tags=["O"])
+    plan = SimpleNamespace(new_labels=["B-ORG", "I-ORG"])
+    x = torch.tensor([[0.99, 0.1]])  # nearest the O word, then the new type's
+    args = (plan, [new, rep], [torch.tensor([o, e, far]), x], lambda s: s is new)
+    assert not unannotated.unannotated_guard(*args)(x).any()  # the nearest only: scored
+    monkeypatch.setattr(unannotated, "NEIGHBOURS", 2)
+    assert unannotated.unannotated_guard(*args)(x).all()  # a new type's word among 2: left out
+    monkeypatch.setattr(unannotated, "NEIGHBOURS", 1)
+    far_x = torch.tensor([[-0.9, 0.1]])  # nearest the far O word
+    assert not unannotated.unannotated_guard(*args)(far_x).any()
+
+
 def test_a_replay_annotated_for_the_new_types_is_scored_whole():
     rows, plan = _guarded_rows(("B-ORG", "I-ORG", "O", "O", "O", "O", "O", "O"))
     assert torch.all(rows[1]["weights"] > 0)  # its O words are O
