@@ -103,13 +103,20 @@ def check_output(
     if where is not None:
         raise CheckpointError(f"-o {output} is inside MODEL ({src}); choose a folder outside MODEL")
     remove_stale(real)
-    if real.exists() and (not real.is_dir() or any(real.iterdir())):
+    if occupied(real):
         raise CheckpointError(  # read from Python (save, train's output) and the CLI alike
             f"output folder {target} already exists and is not empty; choose another output "
             "folder (-o on the command line)"
         )
     # a symlink or a `.`/`..` name is written where it points (a rename would replace the link)
     return real if target.is_symlink() or target.name in ("", ".", "..") else target
+
+
+def occupied(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` exists and is not an empty folder (a file, or a folder with files):
+    what no command writes into."""
+    real = Path(os.path.realpath(folder))
+    return real.exists() and (not real.is_dir() or any(real.iterdir()))
 
 
 def check_writable(model: str | os.PathLike) -> None:

@@ -23,10 +23,14 @@ DEFAULT_SHOW = 10
 class Tolerance:
     """The gate's tolerances (points): ``max_drop`` in all (``None``: the task's default),
     ``max_label_drop`` for any one old label (``None``: not checked). An unknown keyword is an
-    :class:`~headsurgeon.errors.OptionsError` naming the fields and the close match."""
+    :class:`~headsurgeon.errors.OptionsError` naming the fields and the close match, and so
+    is a negative or NaN tolerance (:func:`check_max_drop`)."""
 
     max_drop: float | None = None
     max_label_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        check_max_drop(self.max_drop, self.max_label_drop)
 
 
 def check_max_drop(max_drop: float | None, max_label_drop: float | None = None) -> None:

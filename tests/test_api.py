@@ -194,17 +194,19 @@ def test_saving_into_a_folder_that_is_not_empty_says_so_in_python_words(parent, 
     before = tree_hashes(tmp_path)
     model, tokenizer = grown(parent)
     outcome = train_model(model, tokenizer, NEW_ROWS, options=FAST)
-    for save in (
-        lambda: outcome.save(existing),
-        lambda: train(parent, NEW_ROWS, existing, add=False, options=FAST),
-    ):
+    for force in (False, True):  # the gate's force does not write into it either
         with pytest.raises(CheckpointError) as refused:
-            save()
+            outcome.save(existing, force=force)
         message = str(refused.value)
-        assert f"output folder {existing} already exists and is not empty" in message
-        assert "choose another output folder (-o on the command line)" in message
-        assert "another -o" not in message
+        assert f"save(folder): {existing} already exists and is not empty" in message
+        assert "-o " not in message and "force=True does not write into it" in message
         assert tree_hashes(tmp_path) == before and sorted(tmp_path.iterdir()) == [existing]
+    with pytest.raises(CheckpointError) as refused:  # the folder verb mirrors the command line
+        train(parent, NEW_ROWS, existing, add=False, options=FAST)
+    message = str(refused.value)
+    assert f"output folder {existing} already exists and is not empty" in message
+    assert "choose another output folder (-o on the command line)" in message
+    assert tree_hashes(tmp_path) == before and sorted(tmp_path.iterdir()) == [existing]
 
 
 def test_folder_train_takes_data_held_in_memory(parent, tmp_path, capfd, monkeypatch):
@@ -276,6 +278,8 @@ def test_callbacks_and_trainer_args_reach_trainer(parent):
 def test_what_headsurgeon_controls_is_refused_before_any_model_work(parent):
     model, tokenizer = grown(parent)
     weights = copy.deepcopy(model.state_dict())
+    changed = Tolerance()
+    changed.max_drop = -1  # set after it was built (Tolerance(-1) itself is refused)
     refused = [
         (
             {"trainer_args": {"learning_rate": 1.0}},
@@ -284,7 +288,7 @@ def test_what_headsurgeon_controls_is_refused_before_any_model_work(parent):
         ({"trainer_args": {"num_train_epochs": 2}}, "use `options.epochs`"),
         ({"trainer_args": {"no_such_field": 1}}, "not a field of transformers' TrainingArguments"),
         ({"callbacks": [object()]}, "`callbacks` must hold transformers TrainerCallback"),
-        ({"tolerance": Tolerance(-1)}, "max_drop must be >= 0"),
+        ({"tolerance": changed}, "max_drop must be >= 0"),
         ({"options": {"lr": 1}}, "`options` must be a TrainOptions"),
         ({"options": TrainOptions(seeds=2)}, r"need a holdout to score on \(`holdout`\)"),
     ]

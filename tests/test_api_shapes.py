@@ -152,6 +152,13 @@ def test_a_bundle_still_takes_its_fields_by_position_and_by_keyword():
         Columns(zzz="q")  # nothing close: the fields alone
 
 
+def test_a_negative_tolerance_is_refused_where_it_is_written():
+    with pytest.raises(OptionsError, match=r"max_drop must be >= 0 percentage points, got -1"):
+        Tolerance(max_drop=-1)
+    with pytest.raises(OptionsError, match=r"max_label_drop must be >= 0 .*got nan"):
+        Tolerance(1.0, float("nan"))
+
+
 def test_train_options_refuse_an_unknown_keyword_with_the_close_match():
     with pytest.raises(
         OptionsError, match=r"TrainOptions\(\) got .*'epochz' \(did you mean epochs\?\)"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import record as _record
-from ..errors import GateFailedError
+from ..errors import CheckpointError, GateFailedError
 from .options import TrainOptions
 
 if TYPE_CHECKING:
@@ -116,6 +116,11 @@ class TrainOutcome:
         """
         from .. import atomic
 
+        if atomic.occupied(folder):  # the command line's words are check_output's
+            raise CheckpointError(
+                f"save(folder): {folder} already exists and is not empty; pass a new or empty "
+                "folder (force=True does not write into it)"
+            )
         record = _record.set_base_model(json.loads(json.dumps(self.record)), base_model)
         if self.report is None:
             logger.warning("no holdout: the old-label check did not run; %s is not gated", folder)
