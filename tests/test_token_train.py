@@ -460,24 +460,27 @@ def test_train_says_once_that_calibration_does_not_apply_to_a_token_model(ner_fo
     ], res.output
 
 
-def test_the_record_holds_the_new_weight_used_and_no_calibration_options(ner_folder):
-    """A token model's ``headsurgeon.json`` records the options the run used: the new types'
-    weight resolved from the data (not ``null``), and no ``calibrate*`` fields (a token model
-    is not calibrated: they did nothing)."""
+def test_the_record_and_json_keep_the_options_as_given_and_no_calibration_options(ner_folder):
+    """A token model's ``headsurgeon.json`` and ``--json`` keep the options as given
+    (``new_weight`` None: worked out from the data, the value used beside them as
+    ``new_word_weight``) and no ``calibrate*`` fields (a token model is not calibrated: they
+    did nothing)."""
     d = ner_folder
     res = run("train", d / "ner", "--data", d / "new.conll", "--add", "--max-steps", "2",
-              "--device", "cpu", "-o", d / "tuned", "--json")  # fmt: skip
+              "--device", "cpu", "-o", d / "tuned", "--json", "-q")  # fmt: skip
     assert res.exit_code == 0, res.output
     event = json.loads((d / "tuned" / "headsurgeon.json").read_text())["events"][-1]
+    printed = json.loads(res.output[res.output.index("{") :])
     assert event["op"] == "train"
-    weight = event["options"]["new_weight"]
-    assert isinstance(weight, float) and weight >= 1.0 and weight == event["new_word_weight"]
-    assert not [k for k in event["options"] if k.startswith("calibrate")], event["options"]
-    assert event["options"]["distill"] == 1.0  # the other options as they were
-    outcome = train_model(  # in memory: the record TrainOutcome.save writes
+    for options, stats in ((event["options"], event), (printed["options"], printed)):
+        assert options["new_weight"] is None  # as given: not a fixed weight to rerun with
+        assert isinstance(stats["new_word_weight"], float) and stats["new_word_weight"] >= 1.0
+        assert not [k for k in options if k.startswith("calibrate")], options
+        assert options["distill"] == 1.0  # the other options as they were
+    outcome = train_model(  # in memory: the record TrainOutcome.save writes, and to_dict
         grown_model(), tiny_tokenizer(), sentences(6, ["ORG"], 1),
         options=TrainOptions(device="cpu", max_steps=1),
     )  # fmt: skip
-    options = outcome.record["events"][-1]["options"]
-    assert options["new_weight"] == outcome.stats["new_word_weight"]
-    assert not [k for k in options if k.startswith("calibrate")]
+    for options in (outcome.record["events"][-1]["options"], outcome.to_dict()["options"]):
+        assert options["new_weight"] is None
+        assert not [k for k in options if k.startswith("calibrate")]

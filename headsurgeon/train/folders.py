@@ -19,7 +19,14 @@ from ..legacy import bundles
 from . import processes
 from .inputs import data_ref
 from .options import TrainOptions
-from .outcome import gate_advice, quiet_bars, refuse_failed, telemetry_writers, train_event
+from .outcome import (
+    gate_advice,
+    quiet_bars,
+    recorded_options,
+    refuse_failed,
+    telemetry_writers,
+    train_event,
+)
 from .run import require_examples, train_model
 
 if TYPE_CHECKING:
@@ -51,7 +58,7 @@ class TrainResult:
         """The result as JSON-able data (what ``train --json`` prints)."""
         return {
             "output": None if self.output is None else str(self.output),
-            "options": self.options.to_dict(),
+            "options": recorded_options(self.options, self.stats),
             "added": self.added,
             **self.stats,
             "check": None if self.report is None else self.report.to_dict(),
@@ -289,7 +296,7 @@ class TrainJob:
             data_ref(self.holdout, read.held),
         )
         trained = [n for n in _labels.labels_of(model.config) if n not in old]
-        event = train_event(outcome, options, trained, refs, read.task)
+        event = train_event(outcome, options, trained, refs)
         if outcome.report is None:
             logger.warning(
                 "no --holdout: the %s did not run; %s is not gated",

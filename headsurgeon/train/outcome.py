@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import record as _record
 from ..errors import CheckpointError, GateFailedError
+from ..tasks import task_named
 from .options import TrainOptions
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class TrainOutcome:
         """The outcome as JSON-able data: the options, the stats and the check's report (as
         ``train --json`` prints them)."""
         return {
-            "options": None if self.options is None else self.options.to_dict(),
+            "options": None if self.options is None else recorded_options(self.options, self.stats),
             **self.stats,
             "passed": self.passed,
             "check": None if self.report is None else self.report.to_dict(),
@@ -170,22 +171,14 @@ def telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
     return writers
 
 
-#: the options a task may leave ``None`` for training to resolve from the data, and the stat
-#: (of :attr:`TrainOutcome.stats`) the task's stages record the value used under
-RESOLVED_IN_TRAINING = {"new_weight": "new_word_weight"}
-
-
-def train_event(
-    outcome: TrainOutcome, options: TrainOptions, trained: list[str], refs, task
-) -> dict:
-    """The ``train`` event of the record: the options (:func:`recorded_options`; ``task``: the
-    model's :class:`~headsurgeon.tasks.base.Task`), the data (``refs``: ``(data, replay,
+def train_event(outcome: TrainOutcome, options: TrainOptions, trained: list[str], refs) -> dict:
+    """The ``train`` event of the record: the options (:func:`recorded_options`), the data (``refs``: ``(data, replay,
     holdout)`` as :func:`~headsurgeon.record.file_ref` or :func:`memory_ref` name them), the
     labels trained, the stats, and the check (or why it was skipped)."""
     stats = outcome.stats
     data, replay, holdout = refs
     event = {
-        "options": recorded_options(options, task, stats),
+        "options": recorded_options(options, stats),
         "data": data,
         "replay": replay,
         "holdout": holdout,
@@ -200,15 +193,14 @@ def train_event(
     return event
 
 
-def recorded_options(options: TrainOptions, task, stats: dict[str, Any]) -> dict[str, Any]:
-    """The options as the record keeps them: what the run used. A field left ``None`` that
-    training resolved from the data (:data:`RESOLVED_IN_TRAINING`) holds the value used; the
-    ``calibrate*`` fields are left out when ``task`` does not calibrate (they did nothing)."""
+def recorded_options(options: TrainOptions, stats: dict[str, Any]) -> dict[str, Any]:
+    """The options as the record and ``--json`` keep them: as given (``None``: worked out from
+    the data, e.g. ``new_weight``, whose value used is among the stats), without the
+    ``calibrate*`` fields when the run's task (``stats["task"]``) does not calibrate (they did
+    nothing)."""
     out = options.to_dict()
-    for name, stat in RESOLVED_IN_TRAINING.items():
-        if out.get(name) is None and stats.get(stat) is not None:
-            out[name] = stats[stat]
-    if not task.calibrates:
+    name = stats.get("task")
+    if name is not None and not task_named(name).calibrates:
         out = {k: v for k, v in out.items() if not k.startswith("calibrate")}
     return out
 

@@ -182,7 +182,7 @@ def _finish(outcome: TrainOutcome, plan, tokenizer, labels: list[str], refs) -> 
 
     outcome.options, outcome.tokenizer = plan.options, tokenizer
     trained = [n for n in labels if n not in set(plan.old_labels)]
-    event = train_event(outcome, plan.options, trained, refs, plan.task)
+    event = train_event(outcome, plan.options, trained, refs)
     outcome.record = _record_of(outcome.model, plan.old_labels)
     _record.add_event(outcome.record, "train", **event)
     mark_surgery(outcome.model, "train", plan.old_labels, **event)

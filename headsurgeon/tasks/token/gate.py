@@ -210,13 +210,13 @@ class EntityCheckReport:
 
     def coarse(self) -> str | None:
         """A line saying the holdout is too small to resolve the gate (the drop's 95 % interval
-        reaches further than ``max_drop`` on either side of it), else ``None``."""
-        half = (self.drop_high_pts - self.drop_low_pts) / 2
-        if half <= self.max_drop:
+        reaches further than ``max_drop`` from the drop on one side or both), else ``None``."""
+        reach = max(self.drop_pts - self.drop_low_pts, self.drop_high_pts - self.drop_pts)
+        if reach <= self.max_drop:
             return None
         return (
             f"the holdout is too small for a {self.max_drop:g} pt gate: the drop's 95% interval "
-            f"reaches {half:.2f} pt either side on {self.n_old_entities} old entities; hold out "
+            f"reaches {reach:.2f} pt from it on {self.n_old_entities} old entities; hold out "
             "more sentences (about 1,000 old entities or more for 1 pt)"
         )
 
