@@ -96,8 +96,8 @@ class TrainOptions:
             label's examples as (the top K by mean probability) are replayed whole.
         distill: weight of the KL divergence between the parent's and the child's old-label
             distributions (Learning without Forgetting); 0 turns it off. For token
-            classification on or off: a replayed word's target is the parent's distribution
-            over the old tags (0: its gold tag).
+            classification on or off: a replayed word of an old tag learns the tag the parent
+            predicts for it, a hard target (0: its gold tag).
         temperature: distillation temperature.
         init: how untrained new rows start (``None``: ``imprint`` when the data has examples of
             the label; rows that a previous ``train`` already trained are kept).
@@ -312,7 +312,7 @@ HELP = {
     ),
     "distill": (
         "Weight of distillation to the parent's old-label logits (KL); 0: off. Token "
-        "classifiers: replayed words learn the parent's distribution (0: their gold tags)."
+        "classifiers: replayed words learn the tag the parent predicts (0: their gold tags)."
     ),
     "temperature": "Distillation temperature.",
     "init": (
