@@ -110,7 +110,7 @@ def check_old_labels(
     """
     from .predict import labels_of_source, model_and_tokenizer
 
-    columns, tolerance = bundles("check_old_labels", legacy, columns, tolerance)
+    columns, tolerance = bundles(check_old_labels, legacy, columns, tolerance)
     _task_of(parent)  # refuses a model check would score wrongly (multi-label, ...)
     task = _task_of(child)
     tolerance = _checked(tolerance, task)

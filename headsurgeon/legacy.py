@@ -11,8 +11,9 @@ is refused with :class:`~headsurgeon.errors.OptionsError`. No torch.
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import fields, replace
 from typing import Any
 
@@ -37,7 +38,7 @@ _BUNDLES = {"columns": (Columns, COLUMN_KEYWORDS), "tolerance": (Tolerance, TOLE
 
 
 def bundles(
-    function: str,
+    function: Callable[..., Any],
     legacy: dict[str, Any],
     columns: Columns | None = None,
     tolerance: Tolerance | None = None,
@@ -48,12 +49,19 @@ def bundles(
     """``(columns, tolerance)`` of a call to ``function``: the bundles given (``None``: the
     defaults) with the old keywords of ``legacy`` set on them, each with a warning
     (``old``: the old keywords ``function`` took; ``stacklevel``: as ``function`` would pass
-    to :func:`warnings.warn`).
+    to :func:`warnings.warn`). A keyword left over is refused with the close match among the
+    old keywords and ``function``'s own parameters.
 
     Raises:
         OptionsError: a keyword ``function`` does not take; an old keyword given with its
             bundle; a bundle of another type.
     """
+    params = [
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    function = function.__name__
     given, old_keywords = {"columns": columns, "tolerance": tolerance}, set(old)
     out = {}
     for name, (kind, keywords) in _BUNDLES.items():
@@ -67,7 +75,7 @@ def bundles(
             bundle = Columns.of(bundle)  # the (text, label) pair sweep took
         found = {k: legacy.pop(k) for k in list(legacy) if k in keywords and k in old_keywords}
         out[name] = _apply(function, name, kind, bundle, found, keywords, stacklevel + 2)
-    refuse_unknown(function, legacy, old)
+    refuse_unknown(function, legacy, old, params)
     return out["columns"], out["tolerance"]
 
 
@@ -90,9 +98,15 @@ def _apply(function, name, kind, bundle, old: dict[str, Any], keywords, stacklev
     return replace(kind(), **{keywords[k]: v for k, v in old.items()})
 
 
-def refuse_unknown(function: str, legacy: dict[str, Any], old: Collection[str] = ()) -> None:
+def refuse_unknown(
+    function: str,
+    legacy: dict[str, Any],
+    old: Collection[str] = (),
+    params: Collection[str] = (),
+) -> None:
     """Refuse the keywords left in ``legacy`` (none of ``function``'s); one that misspells an
-    old keyword of ``old`` is pointed to its bundle (``tolerance=Tolerance(max_drop=...)``).
+    old keyword of ``old`` is pointed to its bundle (``tolerance=Tolerance(max_drop=...)``),
+    one that misspells a parameter of ``params`` (``function``'s) to it.
 
     Raises:
         OptionsError: naming them, as Python would a bad keyword, and the close match.
@@ -100,7 +114,7 @@ def refuse_unknown(function: str, legacy: dict[str, Any], old: Collection[str] =
     _refuse(
         f"{function}()",
         legacy,
-        [k for k in (*COLUMN_KEYWORDS, *TOLERANCE_KEYWORDS) if k in set(old)],
+        [k for k in (*COLUMN_KEYWORDS, *TOLERANCE_KEYWORDS) if k in set(old)] + list(params),
         takes="see its docstring for the keywords it takes",
         spell=_in_bundle,
     )

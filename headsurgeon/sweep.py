@@ -287,7 +287,7 @@ def sweep(
     Example:
         >>> report = sweep("grown/", "new.csv", holdout="holdout.csv", layers="0,1,2,all")
     """
-    columns, tolerance = bundles("sweep", legacy, columns, tolerance, TOLERANCE)
+    columns, tolerance = bundles(sweep, legacy, columns, tolerance, TOLERANCE)
     files = (data, replay, holdout)
     src, runs, settings = _checked(model_dir, output, layers, seeds, options, tolerance)
     inputs = _load(src, files, add, columns, head_path, trust_remote_code, allow_pickle)

@@ -167,6 +167,13 @@ def test_train_options_refuse_an_unknown_keyword_with_the_close_match():
     assert TrainOptions(epochs=3.0).epochs == 3.0
 
 
+def test_a_misspelled_parameter_is_pointed_to_the_parameter():
+    with pytest.raises(OptionsError, match=r"'tolerence' \(did you mean tolerance\?\)"):
+        train_model(None, None, NEW_ROWS, tolerence=Tolerance(1.0))
+    with pytest.raises(OptionsError, match=r"'holdot' \(did you mean holdout\?\)"):
+        train(".", NEW_ROWS, "out", holdot="h.csv")
+
+
 def test_an_old_keyword_misspelled_is_pointed_to_its_bundle():
     with pytest.raises(OptionsError, match=r"did you mean tolerance=Tolerance\(max_drop=\.\.\.\)"):
         train_model(None, None, NEW_ROWS, max_dorp=1.0)

@@ -132,7 +132,7 @@ def train(
     Example:
         >>> result = train("grown/", "new.csv", "tuned/", replay="replay.csv", holdout="holdout.csv")
     """
-    columns, tolerance = bundles("train", legacy, columns, tolerance)
+    columns, tolerance = bundles(train, legacy, columns, tolerance)
     return TrainJob(
         model_dir, data, output, replay=replay, holdout=holdout, options=options, add=add,
         force=force, tolerance=tolerance, columns=columns, head_path=head_path,

@@ -163,7 +163,7 @@ def train_model(
     from .trainer import check_hooks
 
     start = time.perf_counter()
-    columns, tolerance = bundles("train_model", legacy, columns, tolerance)
+    columns, tolerance = bundles(train_model, legacy, columns, tolerance)
     options = _check_options(options, holdout, tolerance)
     hooks = check_hooks(callbacks, trainer_args)
     task, labels = task_for(model), _labels.labels_of(model.config)
