@@ -483,6 +483,7 @@ def test_plot_needs_matplotlib_or_draws_a_png(tiny_text_folder, tmp_path, monkey
         )
         assert res.exit_code == 0, res.output
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote {png}" in res.stderr  # stdout stays the report
     real_import = builtins.__import__
 
     def no_matplotlib(name, *args, **kwargs):

@@ -292,3 +292,8 @@ def test_a_holdout_too_small_for_the_gate_is_said_so_and_a_large_one_is_not():
     large = compare_entities(GOLD + many, PARENT + many, CHILD + many, BIO, GROWN)
     assert large.drop_high_pts - large.drop_low_pts < 2.0
     assert large.coarse() is None and "too small" not in large.render()
+
+
+def test_the_charts_title_gives_the_tolerances_in_points():
+    _, title = hand_report(max_label_drop=5.0).chart()
+    assert "allowed 1 pt, 5 pt per type)" in title

@@ -98,6 +98,7 @@ def test_sweep_plot_is_a_png(grown_dir, files, tmp_path):
     result = _cli(grown_dir, files, "--layers", "0,all", "--plot", str(png))
     assert result.exit_code == 0, result.output
     assert "*" in result.output and "setting" in result.output
+    assert f"wrote {png}" in result.stderr
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1024
 

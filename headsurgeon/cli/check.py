@@ -92,6 +92,7 @@ def check(parent, child, holdout, plot, no_record, as_json, **opts):
         record_check(child, report, parent=parent, holdout=holdout)
     if plot:
         plot_report(report, plot)
+        click.echo(f"wrote {plot}", err=True)  # stdout stays the report or --json
     enforce(report, read_record(child))
 
 

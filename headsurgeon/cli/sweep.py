@@ -90,4 +90,5 @@ def sweep(model, data, replay, holdout, seeds, plot, as_json, **opts):
         raise
     if plot:
         plot_sweep(report, plot)
+        click.echo(f"wrote {plot}", err=True)  # stdout stays the report or --json
     emit(as_json, report.to_dict(), report.render())

@@ -300,8 +300,8 @@ class CheckReport:
         title = (
             f"old-label check {'passed' if self.passed else 'FAILED'}: "
             f"{self.accuracy_before:.1%} -> {self.accuracy_after:.1%} "
-            f"(drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g}"
-            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} per label")
+            f"(drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt"
+            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} pt per label")
             + ")"
             + ("" if self.drop_uncertainty is None else "\n" + self.drop_uncertainty.describe())
         )

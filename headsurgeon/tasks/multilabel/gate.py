@@ -217,8 +217,8 @@ class MultiLabelReport:
         title = (
             f"old-label check {'passed' if self.passed else 'FAILED'}: micro-F1 "
             f"{100 * self.f1_before:.2f} -> {100 * self.f1_after:.2f} (drop {self.drop_pts:.2f} "
-            f"pt, allowed {self.max_drop:g}"
-            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} per label")
+            f"pt, allowed {self.max_drop:g} pt"
+            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} pt per label")
             + f")\n{self.n_texts} holdout texts, 95% CI [{self.drop_low_pts:.2f}, "
             f"{self.drop_high_pts:.2f}] pt"
         )

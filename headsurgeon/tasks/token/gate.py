@@ -257,8 +257,8 @@ class EntityCheckReport:
         title = (
             f"old-type check {'passed' if self.passed else 'FAILED'}: entity F1 "
             f"{100 * self.f1_before:.2f} -> {100 * self.f1_after:.2f} "
-            f"(drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g}"
-            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} per type")
+            f"(drop {self.drop_pts:.2f} pt, allowed {self.max_drop:g} pt"
+            + ("" if self.max_label_drop is None else f", {self.max_label_drop:g} pt per type")
             + f")\n{self.n_old_entities} old entities in {self.n_sentences} sentences, "
             f"{self.scheme} scheme"
         )
