@@ -152,3 +152,16 @@ def test_torchrun_two_processes_train_once_and_match_one_process(setup, tmp_path
     assert two["calibrated_bias_shifts"][NEW] == pytest.approx(
         one["calibrated_bias_shifts"][NEW], abs=1e-3
     )
+
+
+def test_torchrun_a_refused_run_ends_every_process_and_writes_nothing(setup, tmp_path):
+    """The main process's gate refuses (the others finished training): every process leaves
+    the group together, the launcher reports the failure, OUT is not written."""
+    out = tmp_path / "out"
+    wreck = ["--lr", "20", "--freeze", "none", "--no-calibrate", "--epochs", "5"]
+    refused = [*args(setup, out), *wreck, "--new-weight", "100", "--max-drop", "0"]
+    run = torchrun(*refused)  # a hang would time out here
+    assert run.returncode != 0
+    assert "old-label check FAILED" in run.stdout + run.stderr, run.stderr[-3000:]
+    assert "terminate called" not in run.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -43,6 +43,20 @@ def start(device: str):
     return PartialState(cpu=device == "cpu")
 
 
+def finish() -> None:
+    """Leave the launcher's process group together: each process waits for the others (the
+    main one checks and writes after training), then the group is destroyed, so that no process
+    exits while the group is still up (on gloo, a process leaving early has aborted at exit
+    under load). No-op with one process or before the group was joined."""
+    if not launched():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def count() -> int:
     """Number of processes (``WORLD_SIZE``, set by torchrun and accelerate; 1 without them)."""
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
