@@ -14,7 +14,6 @@ from .. import record as _record
 from ..api_data import Data, as_examples, is_path, is_table
 from ..atomic import check_output
 from ..data import Columns
-from ..errors import HeadSurgeonError
 from ..gate import Tolerance, check_max_drop
 from ..legacy import bundles
 from . import processes
@@ -134,19 +133,13 @@ def train(
         >>> result = train("grown/", "new.csv", "tuned/", replay="replay.csv", holdout="holdout.csv")
     """
     columns, tolerance = bundles(train, legacy, columns, tolerance)
-    job = TrainJob(
-        model_dir, data, output, replay=replay, holdout=holdout, options=options, add=add,
-        force=force, tolerance=tolerance, columns=columns, head_path=head_path,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, base_model=base_model,
-        problem_type=problem_type,
-    )  # fmt: skip
-    try:
-        result = job.run()
-    except HeadSurgeonError:  # refused on every process, or the gate on the main one alone
-        processes.finish()
-        raise
-    processes.finish()  # not after another error: a process stuck in training would wait
-    return result
+    with processes.together():  # the processes of a launcher leave its group together
+        return TrainJob(
+            model_dir, data, output, replay=replay, holdout=holdout, options=options, add=add,
+            force=force, tolerance=tolerance, columns=columns, head_path=head_path,
+            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+            base_model=base_model, problem_type=problem_type,
+        ).run()  # fmt: skip
 
 
 @dataclass

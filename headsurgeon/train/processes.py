@@ -18,8 +18,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+from ..errors import HeadSurgeonError
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,19 @@ def finish() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@contextmanager
+def together() -> Iterator[None]:
+    """Run the block, then :func:`finish`: after it returns, or after a refusal
+    (:class:`~headsurgeon.errors.HeadSurgeonError`: on every process, or the main process's
+    gate alone); not after another error, where a process stuck in training would wait."""
+    try:
+        yield
+    except HeadSurgeonError:
+        finish()
+        raise
+    finish()
 
 
 def count() -> int:
