@@ -172,9 +172,10 @@ def telemetry_writers(telemetry: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_event(outcome: TrainOutcome, options: TrainOptions, trained: list[str], refs) -> dict:
-    """The ``train`` event of the record: the options (:func:`recorded_options`), the data (``refs``: ``(data, replay,
-    holdout)`` as :func:`~headsurgeon.record.file_ref` or :func:`memory_ref` name them), the
-    labels trained, the stats, and the check (or why it was skipped)."""
+    """The ``train`` event of the record: the options (:func:`recorded_options`), the data
+    (``refs``: ``(data, replay, holdout)`` as :func:`~headsurgeon.record.file_ref` or
+    :func:`memory_ref` name them), the labels trained, the stats, and the check (or why it was
+    skipped)."""
     stats = outcome.stats
     data, replay, holdout = refs
     event = {
